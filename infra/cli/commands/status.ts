@@ -1,0 +1,30 @@
+import { Command } from "commander";
+import { migrationStatus } from "../../core/migrations/runner";
+import type { Context } from "../context";
+import { settingsFrom, withDatabaseOptions, type DatabaseFlags } from "../options";
+import { statusJson, table } from "../output";
+
+export function statusCommand(ctx: Context): Command {
+  return withDatabaseOptions(new Command("status"))
+    .description("every migration with its checksum and state: applied, pending, failed, drifted or missing-from-disk")
+    .action(async (flags: DatabaseFlags) => {
+      const status = await migrationStatus(settingsFrom(flags, ctx.env));
+      if (flags.json) {
+        ctx.output.out(JSON.stringify(statusJson(status)));
+        return;
+      }
+      if (status.length === 0) {
+        ctx.output.out("No migrations found.");
+        return;
+      }
+      ctx.output.out(
+        table(
+          ["MIGRATION", "STATE", "APPLIED AT", "CHECKSUM"],
+          status.map((s) => [s.name, s.state, s.appliedAt ? s.appliedAt.toISOString() : "-", s.checksum.slice(0, 12)]),
+        ),
+      );
+      const counts = new Map<string, number>();
+      for (const s of status) counts.set(s.state, (counts.get(s.state) ?? 0) + 1);
+      ctx.output.out([...counts].map(([state, n]) => `${n} ${state}`).join(", "));
+    });
+}

@@ -1,0 +1,56 @@
+import { Command, CommanderError } from "commander";
+import { isPgstackError } from "../core/errors";
+import { applyCommand } from "./commands/apply";
+import { planCommand } from "./commands/plan";
+import { statusCommand } from "./commands/status";
+import { processContext, type Context } from "./context";
+
+export function buildProgram(ctx: Context): Command {
+  const program = new Command("pgstack")
+    .description("Prisma-format PostgreSQL migrations, applied safely (the engine behind the pgstack Pulumi stacks)")
+    .showSuggestionAfterError()
+    .exitOverride()
+    .configureOutput({ writeOut: (s) => ctx.output.out(s.trimEnd()), writeErr: (s) => ctx.output.err(s.trimEnd()) });
+  for (const command of [statusCommand(ctx), applyCommand(ctx), planCommand(ctx)]) {
+    program.addCommand(command.exitOverride());
+  }
+  return program;
+}
+
+/**
+ * Runs the CLI and returns the exit code: 0 on success, 1 when pgstack
+ * refused or failed (one sentence on stderr), 2 for a malformed command line.
+ */
+export async function run(argv: string[], ctx: Context = processContext): Promise<number> {
+  const program = buildProgram(ctx);
+  const wantsJson = argv.includes("--json");
+  try {
+    await program.parseAsync(argv, { from: "user" });
+    return 0;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // Help and version exit through here with code 0.
+      return err.exitCode === 0 ? 0 : 2;
+    }
+    const message = isPgstackError(err) ? err.message : unexpected(err);
+    ctx.output.err(`pgstack: ${message}`);
+    if (wantsJson) {
+      ctx.output.out(
+        JSON.stringify({ error: { code: isPgstackError(err) ? err.code : "E_INTERNAL", message, ...(isPgstackError(err) ? { details: err.details } : {}) } }),
+      );
+    }
+    return isPgstackError(err) && err.code === "E_USAGE" ? 2 : 1;
+  }
+}
+
+function unexpected(err: unknown): string {
+  const text = err instanceof Error ? err.message : String(err);
+  // Unknown failures still get one line, never a stack trace.
+  return `unexpected error: ${text.split("\n")[0]}`;
+}
+
+if (require.main === module) {
+  run(process.argv.slice(2)).then((code) => {
+    process.exitCode = code;
+  });
+}

@@ -1,0 +1,30 @@
+import type { MigrationStatus } from "../core/migrations/status";
+
+/** Where command output goes; injectable so tests capture it. */
+export interface Output {
+  out(text: string): void;
+  err(text: string): void;
+}
+
+export const processOutput: Output = {
+  out: (t) => process.stdout.write(t.endsWith("\n") ? t : t + "\n"),
+  err: (t) => process.stderr.write(t.endsWith("\n") ? t : t + "\n"),
+};
+
+export function statusJson(status: MigrationStatus[]) {
+  return {
+    migrations: status.map((s) => ({
+      name: s.name,
+      checksum: s.checksum,
+      state: s.state,
+      appliedAt: s.appliedAt ? s.appliedAt.toISOString() : null,
+    })),
+  };
+}
+
+/** A plain table: columns padded to the widest cell. */
+export function table(headers: string[], rows: string[][]): string {
+  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
+  const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]))).join("  ");
+  return [line(headers), ...rows.map(line)].join("\n");
+}

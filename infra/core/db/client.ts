@@ -1,0 +1,179 @@
+import { Client } from "pg";
+import { PgstackError, messageOf } from "../errors";
+import { ConnectionTarget, parseDatabaseUrl, quoteIdent } from "./url";
+
+export interface ConnectOptions {
+  /** Shown in pg_stat_activity, so an operator can tell who holds a lock. */
+  applicationName?: string;
+  connectTimeoutMs?: number;
+}
+
+/**
+ * Opens a session, sets search_path to the Prisma schema, runs `fn`, and always
+ * closes the session, whatever `fn` does.
+ */
+export async function withClient<T>(
+  url: string,
+  fn: (client: Client, target: ConnectionTarget) => Promise<T>,
+  options: ConnectOptions = {},
+): Promise<T> {
+  const target = parseDatabaseUrl(url);
+  const client = new Client({
+    connectionString: target.connectionString,
+    application_name: options.applicationName ?? "pgstack",
+    connectionTimeoutMillis: options.connectTimeoutMs ?? 10_000,
+  });
+  // A dropped connection must surface as a failed query, not crash the process.
+  client.on("error", () => undefined);
+  try {
+    await client.connect();
+  } catch (err) {
+    await client.end().catch(() => undefined);
+    throw connectionError(err, target);
+  }
+  try {
+    await client.query(`SET search_path TO ${quoteIdent(target.schema)}`);
+    return await fn(client, target);
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+/** Runs `fn` in a transaction: COMMIT when it resolves, ROLLBACK when it throws. */
+export async function withTransaction<T>(client: Client, fn: () => Promise<T>): Promise<T> {
+  await client.query("BEGIN");
+  try {
+    const result = await fn();
+    await client.query("COMMIT");
+    return result;
+  } catch (err) {
+    await client.query("ROLLBACK").catch(() => undefined);
+    throw err;
+  }
+}
+
+/**
+ * Prisma Migrate's own advisory lock key: holding it keeps pgstack and
+ * `prisma migrate deploy` from ever running against one database at once.
+ */
+export const MIGRATION_LOCK_KEY = 72707369;
+
+export interface LockOptions {
+  /** How long to wait for another deployer, in seconds. */
+  waitSeconds: number;
+  pollMs?: number;
+  onWait?: (holder: LockHolder | undefined) => void;
+}
+
+export interface LockHolder {
+  pid: number;
+  applicationName: string;
+}
+
+/**
+ * Holds the session advisory lock while `fn` runs. Waits at most
+ * `waitSeconds`, then fails naming who holds it. Released in `finally`; if the
+ * process dies, PostgreSQL releases it with the session.
+ */
+export async function withAdvisoryLock<T>(
+  client: Client,
+  target: ConnectionTarget,
+  options: LockOptions,
+  fn: () => Promise<T>,
+): Promise<T> {
+  const deadline = Date.now() + options.waitSeconds * 1000;
+  const pollMs = options.pollMs ?? 200;
+  let announced = false;
+  for (;;) {
+    const { rows } = await client.query<{ locked: boolean }>("SELECT pg_try_advisory_lock($1) AS locked", [
+      MIGRATION_LOCK_KEY,
+    ]);
+    if (rows[0].locked) break;
+    const holder = await lockHolder(client);
+    if (!announced) {
+      options.onWait?.(holder);
+      announced = true;
+    }
+    if (Date.now() >= deadline) {
+      const who = holder
+        ? `pid ${holder.pid}, application_name '${holder.applicationName || "(none)"}'`
+        : "a session that has since ended";
+      throw new PgstackError(
+        "E_LOCK_TIMEOUT",
+        `Another deployer holds the migration lock on database '${target.database}' (${who}); waited ${options.waitSeconds}s: let it finish, or raise --lock-wait.`,
+        { holder },
+      );
+    }
+    await sleep(Math.min(pollMs, Math.max(0, deadline - Date.now())));
+  }
+  try {
+    return await fn();
+  } finally {
+    await client.query("SELECT pg_advisory_unlock($1)", [MIGRATION_LOCK_KEY]).catch(() => undefined);
+  }
+}
+
+async function lockHolder(client: Client): Promise<LockHolder | undefined> {
+  // Advisory locks with a bigint key below 2^32 have classid 0 and objid = key.
+  const { rows } = await client.query<{ pid: number; application_name: string }>(
+    `SELECT l.pid, coalesce(a.application_name, '') AS application_name
+       FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+      WHERE l.locktype = 'advisory' AND l.granted AND l.classid = 0 AND l.objid = $1
+        AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+      LIMIT 1`,
+    [MIGRATION_LOCK_KEY],
+  );
+  return rows[0] ? { pid: rows[0].pid, applicationName: rows[0].application_name } : undefined;
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Turns a failed connect into one sentence that names the server but not the password. */
+export function connectionError(err: unknown, target: ConnectionTarget): PgstackError {
+  const where = `${target.host}:${target.port}`;
+  const e = err as { code?: string; message?: string };
+  switch (e.code) {
+    case "ECONNREFUSED":
+      return new PgstackError(
+        "E_DB_UNREACHABLE",
+        `Cannot reach PostgreSQL at ${where} (connection refused): check the host and port in the database URL and that the server is running.`,
+      );
+    case "ENOTFOUND":
+    case "EAI_AGAIN":
+      return new PgstackError(
+        "E_DB_UNREACHABLE",
+        `Cannot resolve the database host '${target.host}': check the host name in the database URL.`,
+      );
+    case "ETIMEDOUT":
+    case "EHOSTUNREACH":
+    case "ENETUNREACH":
+      return new PgstackError(
+        "E_DB_UNREACHABLE",
+        `Cannot reach PostgreSQL at ${where} (${e.code}): check the host, port and network access to the server.`,
+      );
+    case "28P01":
+    case "28000":
+      return new PgstackError(
+        "E_DB_AUTH",
+        `PostgreSQL at ${where} rejected user '${target.user}' (${e.code === "28P01" ? "wrong password" : "not allowed"}): check the credentials in the database URL.`,
+      );
+    case "3D000":
+      return new PgstackError(
+        "E_DB_MISSING",
+        `Database '${target.database}' does not exist on ${where}: create it, or fix the database name in the database URL.`,
+      );
+  }
+  if (/timeout/i.test(messageOf(err))) {
+    return new PgstackError(
+      "E_DB_UNREACHABLE",
+      `Cannot reach PostgreSQL at ${where} (connection timed out): check the host, port and network access to the server.`,
+    );
+  }
+  return new PgstackError("E_DB_UNREACHABLE", `Cannot connect to PostgreSQL at ${where}: ${firstLine(messageOf(err))}.`);
+}
+
+function firstLine(text: string): string {
+  return text.split("\n")[0].replace(/\.$/, "");
+}

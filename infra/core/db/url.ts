@@ -1,0 +1,69 @@
+import { PgstackError } from "../errors";
+
+/** What pgstack needs from a connection URL, with the secret kept apart. */
+export interface ConnectionTarget {
+  /** URL handed to `pg`, without Prisma-only parameters such as `schema`. */
+  connectionString: string;
+  host: string;
+  port: number;
+  database: string;
+  user: string;
+  /** The schema Prisma would use (`?schema=`), where the ledger lives. */
+  schema: string;
+}
+
+/**
+ * Parses a PostgreSQL URL the way Prisma reads it. The error never repeats the
+ * URL, which may carry a password.
+ */
+export function parseDatabaseUrl(url: string): ConnectionTarget {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new PgstackError("E_SETTINGS", "The database URL is not a valid URL: expected postgresql://user:password@host:port/database.");
+  }
+  if (parsed.protocol !== "postgresql:" && parsed.protocol !== "postgres:") {
+    throw new PgstackError(
+      "E_SETTINGS",
+      `The database URL must start with postgresql:// (got ${parsed.protocol}//).`,
+    );
+  }
+  const schema = parsed.searchParams.get("schema") || "public";
+  parsed.searchParams.delete("schema");
+  const database = decodeURIComponent(parsed.pathname.replace(/^\//, "")) || "postgres";
+  return {
+    connectionString: parsed.toString(),
+    host: parsed.hostname || "localhost",
+    port: parsed.port ? Number(parsed.port) : 5432,
+    database,
+    user: decodeURIComponent(parsed.username || "postgres"),
+    schema,
+  };
+}
+
+/** The URL with its password replaced, for anything a person may read. */
+export function redactUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = "****";
+    for (const key of [...parsed.searchParams.keys()]) {
+      if (/pass|secret|token|key/i.test(key)) parsed.searchParams.set(key, "****");
+    }
+    return parsed.toString();
+  } catch {
+    return "<unparseable URL>";
+  }
+}
+
+/** Same server and credentials, another database (used for copies and checks). */
+export function withDatabase(url: string, database: string): string {
+  const parsed = new URL(url);
+  parsed.pathname = "/" + encodeURIComponent(database);
+  return parsed.toString();
+}
+
+/** Double-quotes an identifier for SQL, so no name is ever pasted in raw. */
+export function quoteIdent(name: string): string {
+  return '"' + name.replace(/"/g, '""') + '"';
+}

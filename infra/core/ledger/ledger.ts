@@ -1,0 +1,106 @@
+import { randomUUID } from "node:crypto";
+import type { Client } from "pg";
+
+/**
+ * The ledger is Prisma Migrate's own `_prisma_migrations` table, created
+ * exactly as Prisma creates it, so `prisma migrate status` and pgstack read
+ * the same history and a project moves between the two with no baseline step.
+ */
+export const LEDGER_TABLE = "_prisma_migrations";
+
+const CREATE_LEDGER_SQL = `CREATE TABLE IF NOT EXISTS "_prisma_migrations" (
+    "id"                    VARCHAR(36) PRIMARY KEY NOT NULL,
+    "checksum"              VARCHAR(64) NOT NULL,
+    "finished_at"           TIMESTAMPTZ,
+    "migration_name"        VARCHAR(255) NOT NULL,
+    "logs"                  TEXT,
+    "rolled_back_at"        TIMESTAMPTZ,
+    "started_at"            TIMESTAMPTZ NOT NULL DEFAULT now(),
+    "applied_steps_count"   INTEGER NOT NULL DEFAULT 0
+)`;
+
+/** One row: one attempt at one migration. */
+export interface LedgerRow {
+  id: string;
+  checksum: string;
+  migrationName: string;
+  startedAt: Date;
+  finishedAt: Date | null;
+  rolledBackAt: Date | null;
+  logs: string | null;
+  appliedStepsCount: number;
+}
+
+/** Creates the ledger in the session's schema (search_path) when missing. */
+export async function ensureLedger(client: Client, schema: string): Promise<void> {
+  await client.query(`CREATE SCHEMA IF NOT EXISTS "${schema.replace(/"/g, '""')}"`);
+  await client.query(CREATE_LEDGER_SQL);
+}
+
+export async function ledgerExists(client: Client): Promise<boolean> {
+  const { rows } = await client.query<{ found: boolean }>(
+    `SELECT to_regclass(quote_ident(current_schema()) || '.${LEDGER_TABLE}') IS NOT NULL AS found`,
+  );
+  return rows[0].found;
+}
+
+/** Every attempt, oldest first (a read-only view; never creates the table). */
+export async function readLedger(client: Client): Promise<LedgerRow[]> {
+  if (!(await ledgerExists(client))) return [];
+  const { rows } = await client.query(
+    `SELECT id, checksum, migration_name, started_at, finished_at, rolled_back_at, logs, applied_steps_count
+       FROM "_prisma_migrations" ORDER BY started_at, migration_name`,
+  );
+  return rows.map((r) => ({
+    id: r.id,
+    checksum: r.checksum,
+    migrationName: r.migration_name,
+    startedAt: r.started_at,
+    finishedAt: r.finished_at,
+    rolledBackAt: r.rolled_back_at,
+    logs: r.logs,
+    appliedStepsCount: r.applied_steps_count,
+  }));
+}
+
+/** Opens an attempt, as Prisma does before running a script. Returns its id. */
+export async function recordStarted(client: Client, name: string, checksum: string): Promise<string> {
+  const id = randomUUID();
+  await client.query(
+    `INSERT INTO "_prisma_migrations" (id, checksum, migration_name, started_at, applied_steps_count)
+     VALUES ($1, $2, $3, clock_timestamp(), 0)`,
+    [id, checksum, name],
+  );
+  return id;
+}
+
+export async function recordFinished(client: Client, id: string, appliedSteps: number): Promise<void> {
+  await client.query(
+    `UPDATE "_prisma_migrations" SET finished_at = clock_timestamp(), applied_steps_count = $2 WHERE id = $1`,
+    [id, appliedSteps],
+  );
+}
+
+/**
+ * Records a failed attempt. `rolledBack` is true when the migration's
+ * transaction was rolled back, so the schema is as before and the next run may
+ * retry it (Prisma reads rolled_back_at the same way).
+ */
+export async function recordFailed(
+  client: Client,
+  attempt: { id?: string; name: string; checksum: string; logs: string; rolledBack: boolean; appliedSteps: number },
+): Promise<void> {
+  if (attempt.id) {
+    await client.query(
+      `UPDATE "_prisma_migrations" SET logs = $2, rolled_back_at = CASE WHEN $3 THEN clock_timestamp() END,
+              applied_steps_count = $4 WHERE id = $1`,
+      [attempt.id, attempt.logs, attempt.rolledBack, attempt.appliedSteps],
+    );
+    return;
+  }
+  await client.query(
+    `INSERT INTO "_prisma_migrations" (id, checksum, migration_name, started_at, logs, rolled_back_at, applied_steps_count)
+     VALUES ($1, $2, $3, clock_timestamp(), $4, CASE WHEN $5 THEN clock_timestamp() END, $6)`,
+    [randomUUID(), attempt.checksum, attempt.name, attempt.logs, attempt.rolledBack, attempt.appliedSteps],
+  );
+}

@@ -1,0 +1,5 @@
+import { stopTestCluster } from "./cluster";
+
+export default async function globalTeardown(): Promise<void> {
+  await stopTestCluster();
+}
