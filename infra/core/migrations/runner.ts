@@ -132,6 +132,10 @@ function selectedApplied(status: MigrationStatus[], migrations: Migration[], tar
 async function setTimeouts(client: Client, settings: Settings): Promise<void> {
   await client.query(`SET lock_timeout = ${Math.trunc(settings.lockTimeoutMs)}`);
   await client.query(`SET statement_timeout = ${Math.trunc(settings.statementTimeoutMs)}`);
+  // If pgstack is killed mid-statement, make the server notice within a second
+  // and roll back (releasing the deployer lock) instead of finishing the work.
+  const { rows } = await client.query<{ v: number }>("SELECT current_setting('server_version_num')::int AS v");
+  if (rows[0].v >= 140000) await client.query("SET client_connection_check_interval = 1000");
 }
 
 async function applyWithRetries(

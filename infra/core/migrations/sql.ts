@@ -32,6 +32,8 @@ export function splitStatements(sql: string, migrationName: string): Statement[]
     parsed = pgQuery.parseSync(sql);
   } catch (err) {
     const details = (err as { sqlDetails?: { cursorPosition?: number; message?: string } }).sqlDetails;
+    // Without parser details this is not the SQL's fault (e.g. the parser was never loaded).
+    if (!details) throw err;
     const charOffset = details?.cursorPosition !== undefined ? byteToCharOffset(bytes, details.cursorPosition) : 0;
     const line = lineAt(sql, charOffset);
     const message = details?.message ?? (err as Error).message;
