@@ -1,6 +1,7 @@
 import { Command, CommanderError } from "commander";
 import { isPgstackError } from "../core/errors";
 import { applyCommand } from "./commands/apply";
+import { lintCommand } from "./commands/lint";
 import { planCommand } from "./commands/plan";
 import { statusCommand } from "./commands/status";
 import { processContext, type Context } from "./context";
@@ -11,7 +12,7 @@ export function buildProgram(ctx: Context): Command {
     .showSuggestionAfterError()
     .exitOverride()
     .configureOutput({ writeOut: (s) => ctx.output.out(s.trimEnd()), writeErr: (s) => ctx.output.err(s.trimEnd()) });
-  for (const command of [statusCommand(ctx), applyCommand(ctx), planCommand(ctx)]) {
+  for (const command of [statusCommand(ctx), applyCommand(ctx), planCommand(ctx), lintCommand(ctx)]) {
     program.addCommand(command.exitOverride());
   }
   return program;
@@ -21,7 +22,10 @@ export function buildProgram(ctx: Context): Command {
  * Runs the CLI and returns the exit code: 0 on success, 1 when pgstack
  * refused or failed (one sentence on stderr), 2 for a malformed command line.
  */
-export async function run(argv: string[], ctx: Context = processContext): Promise<number> {
+export async function run(argv: string[], baseCtx: Context = processContext): Promise<number> {
+  // Remember whether the command already printed its JSON, so a failure adds none.
+  let printed = false;
+  const ctx: Context = { ...baseCtx, output: { out: (t) => ((printed = true), baseCtx.output.out(t)), err: baseCtx.output.err } };
   const program = buildProgram(ctx);
   const wantsJson = argv.includes("--json");
   try {
@@ -34,7 +38,7 @@ export async function run(argv: string[], ctx: Context = processContext): Promis
     }
     const message = isPgstackError(err) ? err.message : unexpected(err);
     ctx.output.err(`pgstack: ${message}`);
-    if (wantsJson) {
+    if (wantsJson && !printed) {
       ctx.output.out(
         JSON.stringify({ error: { code: isPgstackError(err) ? err.code : "E_INTERNAL", message, ...(isPgstackError(err) ? { details: err.details } : {}) } }),
       );

@@ -1,36 +1,75 @@
 import { Command } from "commander";
 import { planMigrations, planError } from "../../core/migrations/plan";
+import { rehearse, type Rehearsal } from "../../core/rehearsal/rehearse";
+import { PgstackError } from "../../core/errors";
 import type { Context } from "../context";
 import { settingsFrom, withDatabaseOptions, type DatabaseFlags } from "../options";
 import { table } from "../output";
+import { renderPlanMarkdown } from "../render/plan-markdown";
+
+type PlanFlags = DatabaseFlags & { to?: string; markdown?: boolean; rehearse?: boolean };
 
 export function planCommand(ctx: Context): Command {
   return withDatabaseOptions(new Command("plan"))
     .description("what `apply --all` would do, without changing anything")
     .option("--to <name>", "stop after this migration")
-    .action(async (flags: DatabaseFlags & { to?: string }) => {
-      const plan = await planMigrations(settingsFrom(flags, ctx.env), flags.to);
+    .option("--markdown", "print the plan as a pull-request comment")
+    .option("--rehearse", "apply the pending migrations to a throwaway copy of the database and report errors, durations and locks")
+    .action(async (flags: PlanFlags) => {
+      const settings = settingsFrom(flags, ctx.env);
+      const plan = await planMigrations(settings, flags.to);
+      let rehearsal: Rehearsal | undefined;
+      if (flags.rehearse && plan.pending.length > 0 && plan.blockers.length === 0) {
+        rehearsal = await rehearse(settings, ctx.logger(flags));
+      }
       if (flags.json) {
-        ctx.output.out(JSON.stringify({ pending: plan.pending, blockers: plan.blockers }));
-      } else if (plan.pending.length === 0 && plan.blockers.length === 0) {
-        ctx.output.out("Nothing to apply: the database is up to date.");
+        ctx.output.out(JSON.stringify({ pending: plan.pending, blockers: plan.blockers, ...(rehearsal ? { rehearsal } : {}) }));
+      } else if (flags.markdown) {
+        ctx.output.out(renderPlanMarkdown({ plan, rehearsal }));
       } else {
-        if (plan.pending.length > 0) {
-          ctx.output.out(`${plan.pending.length} migration(s) would be applied, in this order:`);
-          ctx.output.out(
-            table(
-              ["MIGRATION", "STATEMENTS", "MODE"],
-              plan.pending.map((p) => [
-                p.name + (p.retry ? " (retry of a failed attempt)" : ""),
-                String(p.statements),
-                p.noTransaction ? "no transaction" : "transaction",
-              ]),
-            ),
-          );
-        }
-        for (const b of plan.blockers) ctx.output.out(`blocked: ${b.message}`);
+        printPlan(ctx, plan, rehearsal);
       }
       const blocked = planError(plan);
       if (blocked) throw blocked;
+      if (rehearsal && !rehearsal.ok) {
+        const failed = rehearsal.migrations.find((m) => m.outcome === "failed");
+        throw new PgstackError(
+          "E_MIGRATION_FAILED",
+          failed
+            ? `The rehearsal failed: migration ${failed.name} fails at line ${failed.line}: ${failed.error}; the real database was not touched.`
+            : "The rehearsal failed; the real database was not touched.",
+        );
+      }
     });
+}
+
+function printPlan(ctx: Context, plan: Awaited<ReturnType<typeof planMigrations>>, rehearsal?: Rehearsal) {
+  if (plan.pending.length === 0 && plan.blockers.length === 0) {
+    ctx.output.out("Nothing to apply: the database is up to date.");
+    return;
+  }
+  if (plan.pending.length > 0) {
+    ctx.output.out(`${plan.pending.length} migration(s) would be applied, in this order:`);
+    ctx.output.out(
+      table(
+        ["MIGRATION", "STATEMENTS", "MODE"],
+        plan.pending.map((p) => [p.name + (p.retry ? " (retry of a failed attempt)" : ""), String(p.statements), p.noTransaction ? "no transaction" : "transaction"]),
+      ),
+    );
+  }
+  for (const b of plan.blockers) ctx.output.out(`blocked: ${b.message}`);
+  if (rehearsal) {
+    ctx.output.out(`\nRehearsal on a ${rehearsal.copy === "template" ? "copy with data" : "schema-only copy"}: ${rehearsal.ok ? "passed" : "FAILED"}`);
+    ctx.output.out(
+      table(
+        ["MIGRATION", "RESULT", "DURATION", "LOCKS ON EXISTING TABLES"],
+        rehearsal.migrations.map((m) => [
+          m.name,
+          m.outcome === "failed" ? `failed at line ${m.line}: ${m.error}` : m.outcome,
+          m.durationMs === undefined ? "" : `${Math.round(m.durationMs)} ms`,
+          m.locks.map((l) => `${l.table} ${l.mode}`).join(", ") || "-",
+        ]),
+      ),
+    );
+  }
 }

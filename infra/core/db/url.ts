@@ -67,3 +67,22 @@ export function withDatabase(url: string, database: string): string {
 export function quoteIdent(name: string): string {
   return '"' + name.replace(/"/g, '""') + '"';
 }
+
+/**
+ * libpq environment variables for a URL, so pg_dump/psql get the password
+ * without it ever appearing on a command line (visible in `ps`).
+ */
+export function libpqEnv(url: string): Record<string, string> {
+  const target = parseDatabaseUrl(url);
+  const parsed = new URL(url);
+  const env: Record<string, string> = {
+    PGHOST: target.host,
+    PGPORT: String(target.port),
+    PGUSER: target.user,
+    PGDATABASE: target.database,
+  };
+  if (parsed.password) env.PGPASSWORD = decodeURIComponent(parsed.password);
+  const sslmode = parsed.searchParams.get("sslmode");
+  if (sslmode) env.PGSSLMODE = sslmode;
+  return env;
+}

@@ -31,11 +31,24 @@ export interface ApplyResult {
 const LOCK_NOT_AVAILABLE = "55P03";
 
 /**
+ * Looks inside a run without changing it; the rehearsal uses it to see which
+ * locks each migration holds just before it commits.
+ */
+export interface ApplyObserver {
+  beforeCommit?(client: Client, migration: Migration): Promise<void>;
+}
+
+/**
  * Applies pending migrations in name order, one transaction each, under the
  * deployer lock. Everything that can be checked without running SQL (folders,
  * names, syntax, drift, order) is checked before the first statement runs.
  */
-export async function applyMigrations(settings: Settings, target: ApplyTarget, log: Logger): Promise<ApplyResult> {
+export async function applyMigrations(
+  settings: Settings,
+  target: ApplyTarget,
+  log: Logger,
+  observer: ApplyObserver = {},
+): Promise<ApplyResult> {
   const migrations = await discoverMigrations(settings.migrationsDir);
   if (target.kind === "all" && target.to) findMigration(migrations, target.to, "--to");
   if (target.kind === "one") findMigration(migrations, target.name, "Migration");
@@ -67,7 +80,7 @@ export async function applyMigrations(settings: Settings, target: ApplyTarget, l
         await setTimeouts(client, settings);
         const applied: AppliedMigration[] = [];
         for (const plan of plans) {
-          applied.push(await applyWithRetries(client, db, plan.migration, plan.statements, settings, log));
+          applied.push(await applyWithRetries(client, db, plan.migration, plan.statements, settings, log, observer));
         }
         return { applied, alreadyApplied, status: computeStatus(migrations, await readLedger(client)) };
       },
@@ -145,12 +158,13 @@ async function applyWithRetries(
   statements: Statement[],
   settings: Settings,
   log: Logger,
+  observer: ApplyObserver,
 ): Promise<AppliedMigration> {
   for (let attempt = 1; ; attempt++) {
     const started = process.hrtime.bigint();
     const outcome = migration.noTransaction
       ? await runOutsideTransaction(client, migration, statements)
-      : await runInTransaction(client, migration, statements);
+      : await runInTransaction(client, migration, statements, observer);
     if (outcome.ok) {
       const durationMs = Number(process.hrtime.bigint() - started) / 1e6;
       log.info(`applied ${migration.name} (${durationMs.toFixed(0)} ms${attempt > 1 ? `, attempt ${attempt}` : ""})`);
@@ -192,7 +206,7 @@ type Outcome =
   | { ok: false; error: DatabaseError; statement: Statement; stepsApplied: number; ledgerId?: string };
 
 /** The ledger row is written in the migration's own transaction: both land, or neither. */
-async function runInTransaction(client: Client, migration: Migration, statements: Statement[]): Promise<Outcome> {
+async function runInTransaction(client: Client, migration: Migration, statements: Statement[], observer: ApplyObserver): Promise<Outcome> {
   await client.query("BEGIN");
   let current: Statement = statements[0] ?? { sql: "", line: 1, offset: 0 };
   try {
@@ -202,6 +216,7 @@ async function runInTransaction(client: Client, migration: Migration, statements
       await client.query(statement.sql);
     }
     await recordFinished(client, id, 1);
+    await observer.beforeCommit?.(client, migration);
     await client.query("COMMIT");
     return { ok: true };
   } catch (err) {

@@ -1,0 +1,58 @@
+import type { Plan } from "../../core/migrations/plan";
+import type { Rehearsal } from "../../core/rehearsal/rehearse";
+
+export interface PlanReport {
+  /** Stack name when the plan is for a Pulumi stack. */
+  stack?: string;
+  plan: Plan;
+  rehearsal?: Rehearsal;
+  /** The snapshot the update would take, when it would take one. */
+  snapshot?: string;
+  /** Extra sections (lint findings) rendered by their owners. */
+  sections?: string[];
+}
+
+const cell = (text: string) => text.replace(/\|/g, "\\|").replace(/\n/g, " ");
+
+/** The PR comment: deterministic (no times, no hosts, no secrets) so it can be diffed and golden-tested. */
+export function renderPlanMarkdown(report: PlanReport): string {
+  const { plan } = report;
+  const lines: string[] = [];
+  lines.push(`### pgstack plan${report.stack ? ` for \`${report.stack}\`` : ""}`, "");
+  if (plan.pending.length === 0) {
+    lines.push("No migrations to apply: the database is up to date.", "");
+  } else {
+    lines.push(`**${plan.pending.length} migration(s) would run**, in this order:`, "");
+    lines.push("| # | migration | statements | mode |", "| --- | --- | --- | --- |");
+    plan.pending.forEach((p, i) =>
+      lines.push(`| ${i + 1} | \`${p.name}\`${p.retry ? " (retry)" : ""} | ${p.statements} | ${p.noTransaction ? "no transaction" : "transaction"} |`),
+    );
+    lines.push("");
+    lines.push(report.snapshot ? `Snapshot before the first migration: \`${report.snapshot}\`` : "Snapshot before the first migration: taken by the stack's PreUpdateSnapshot.", "");
+  }
+  for (const b of plan.blockers) lines.push(`> **Blocked:** ${b.message}`, "");
+  for (const section of report.sections ?? []) lines.push(section, "");
+  if (report.rehearsal) lines.push(...renderRehearsal(report.rehearsal), "");
+  return lines.join("\n").replace(/\n{3,}/g, "\n\n").trimEnd() + "\n";
+}
+
+function renderRehearsal(r: Rehearsal): string[] {
+  const lines = [
+    `#### Rehearsal ${r.ok ? "passed" : "FAILED"}`,
+    "",
+    r.copy === "template"
+      ? "Applied to a throwaway copy of the database, with its data."
+      : "Applied to a throwaway schema-only copy (the database had other sessions, so its data was not copied).",
+    "",
+    "| migration | result | duration | strongest lock on existing tables |",
+    "| --- | --- | --- | --- |",
+  ];
+  for (const m of r.migrations) {
+    const result =
+      m.outcome === "applied" ? "applied" : m.outcome === "failed" ? `**failed at line ${m.line}:** ${cell(m.error ?? "")}` : "not run";
+    const duration = m.durationMs === undefined ? "" : `${Math.max(1, Math.round(m.durationMs))} ms`;
+    const locks = m.locks.map((l) => `\`${l.table}\` ${l.mode}${l.blocksReads ? " (blocks reads and writes)" : l.blocksWrites ? " (blocks writes)" : ""}`).join("<br>");
+    lines.push(`| \`${m.name}\` | ${result} | ${duration} | ${locks || "-"} |`);
+  }
+  return lines;
+}

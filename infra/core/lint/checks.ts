@@ -1,0 +1,94 @@
+import type { Node } from "libpg-query";
+import { findNodes, type ObjectName, type ParsedStatement, type SourceFile } from "./source";
+
+/** A finding before it is tied to a migration: rule, byte offset, words. */
+export interface RawFinding {
+  rule: string;
+  byte: number;
+  message: string;
+  help: string | null;
+}
+
+/**
+ * pgstack's own checks, for what Squawk 2.66 has no rule for, all on
+ * PostgreSQL's parse tree: TRUNCATE, DELETE without WHERE, CONCURRENTLY inside
+ * pgstack's transaction, and Squawk's reason-less ignore comments.
+ */
+export function pgstackChecks(source: SourceFile, inTransaction: boolean): RawFinding[] {
+  const findings: RawFinding[] = [];
+  for (const statement of source.statements) {
+    findings.push(...destructive(statement));
+    if (inTransaction) {
+      const what = concurrentOperation(statement.node);
+      if (what) {
+        const token = source.tokens.find((t) => t.keyword === "CONCURRENTLY" && t.start >= statement.start && t.start < statement.end);
+        findings.push({
+          rule: "concurrently-in-transaction",
+          byte: token?.start ?? statement.start,
+          message: `${what} CONCURRENTLY cannot run inside a transaction block, and pgstack runs this migration in one, so the deploy would fail.`,
+          help: "Make `-- pgstack:no-transaction` the first line of this migration.sql, with the CONCURRENTLY statements alone in it.",
+        });
+      }
+    }
+  }
+  for (const t of source.tokens) {
+    if (t.comment && /^(--|\/\*)\s*squawk-ignore/.test(t.text)) {
+      findings.push({
+        rule: "squawk-ignore-comment",
+        byte: t.start,
+        message: "Squawk's ignore comments hide findings without saying why.",
+        help: "Replace it with `-- pgstack:allow <rule> <reason>` on the line before the statement.",
+      });
+    }
+  }
+  return findings;
+}
+
+function destructive(statement: ParsedStatement): RawFinding[] {
+  const node = statement.node;
+  if ("TruncateStmt" in node) {
+    return [
+      {
+        rule: "ban-truncate",
+        byte: statement.start,
+        message: `TRUNCATE deletes every row of ${names(statement.targets)}.`,
+        help: "Delete only the rows you mean to (DELETE ... WHERE), or keep the data elsewhere first.",
+      },
+    ];
+  }
+  // A DELETE may also hide in a WITH clause; each one without WHERE counts.
+  return findNodes(node, "DeleteStmt")
+    .filter(({ value }) => value.whereClause === undefined)
+    .map(({ value, path }) => {
+      const relation = value.relation as { relname?: string; schemaname?: string; location?: number } | undefined;
+      const target = relation?.relname ? [{ schema: relation.schemaname, name: relation.relname }] : [];
+      return {
+        rule: "ban-delete-without-where",
+        byte: path.length === 0 ? statement.start : (relation?.location ?? statement.start),
+        message: `DELETE without WHERE deletes every row of ${names(target)}.`,
+        help: "Add a WHERE clause naming the rows to delete.",
+      };
+    });
+}
+
+/** What in this statement needs to run outside a transaction block, if anything. */
+function concurrentOperation(node: Node): string | undefined {
+  if ("IndexStmt" in node && node.IndexStmt.concurrent) return "CREATE INDEX";
+  if ("DropStmt" in node && node.DropStmt.concurrent) return "DROP INDEX";
+  if ("ReindexStmt" in node && (node.ReindexStmt.params ?? []).some((p) => "DefElem" in p && p.DefElem.defname === "concurrently")) {
+    return "REINDEX";
+  }
+  if ("AlterTableStmt" in node) {
+    const detach = (node.AlterTableStmt.cmds ?? []).some(
+      (c) => "AlterTableCmd" in c && c.AlterTableCmd.subtype === "AT_DetachPartition" && c.AlterTableCmd.def !== undefined && "PartitionCmd" in c.AlterTableCmd.def && c.AlterTableCmd.def.PartitionCmd.concurrent,
+    );
+    if (detach) return "DETACH PARTITION";
+  }
+  // REFRESH MATERIALIZED VIEW CONCURRENTLY is allowed in a transaction.
+  return undefined;
+}
+
+function names(objects: ObjectName[]): string {
+  if (objects.length === 0) return "the table";
+  return objects.map((o) => `"${o.schema ? `${o.schema}.` : ""}${o.name}"`).join(", ");
+}

@@ -1,0 +1,207 @@
+import type { Client } from "pg";
+import { MIGRATION_LOCK_KEY, sleep, withClient } from "../db/client";
+import { parseDatabaseUrl, quoteIdent, withDatabase } from "../db/url";
+import { PgstackError, messageOf } from "../errors";
+import { readLedger } from "../ledger/ledger";
+import type { Logger } from "../logger";
+import { postgresSnapshotName } from "./naming";
+
+/**
+ * Server-side snapshots: `CREATE DATABASE <snapshot> TEMPLATE <db>`, a
+ * file-level copy that takes seconds and needs no pg_dump. PostgreSQL refuses
+ * it while anyone else is connected to the source, so the copy closes the
+ * source to new connections, ends the sessions still in it (never a deployer
+ * holding the migration lock), copies, and always reopens it.
+ *
+ * Each snapshot database carries a JSON comment (who made it, of what, when,
+ * for which migration set), which is how snapshots are listed and how a
+ * re-run with the same key finds the copy it already made.
+ */
+export interface SnapshotInfo {
+  /** The snapshot database's name. */
+  snapshotId: string;
+  /** The database it is a copy of. */
+  source: string;
+  stack: string;
+  /** Last migration applied in the copy, or null when none was. */
+  lastMigration: string | null;
+  createdAt: string;
+  /** The migration-set key it was taken for, when given. */
+  key: string | null;
+  /** True when an existing snapshot for the same key was returned instead of a new copy. */
+  reused?: boolean;
+}
+
+export interface CreateSnapshotOptions {
+  /** URL of the database to copy (its password is never logged). */
+  url: string;
+  stack: string;
+  /** A new snapshot is taken only if none exists yet for this key. */
+  key?: string;
+  log: Logger;
+  now?: () => Date;
+  /** How long to keep trying while sessions linger in the source, ms. Default 15000. */
+  drainTimeoutMs?: number;
+}
+
+const MARK = "pgstack-snapshot";
+const SOURCE_IN_USE = "55006";
+
+/** The comment stored on a snapshot database. */
+function commentOf(info: SnapshotInfo): string {
+  const { reused: _reused, ...rest } = info;
+  return JSON.stringify({ [MARK]: 1, ...rest });
+}
+
+function parseComment(name: string, comment: string | null): SnapshotInfo | undefined {
+  if (!comment) return undefined;
+  try {
+    const data = JSON.parse(comment) as Record<string, unknown>;
+    if (data[MARK] !== 1) return undefined;
+    return {
+      snapshotId: name,
+      source: String(data.source),
+      stack: String(data.stack),
+      lastMigration: typeof data.lastMigration === "string" ? data.lastMigration : null,
+      createdAt: String(data.createdAt),
+      key: typeof data.key === "string" ? data.key : null,
+    };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Every pgstack snapshot on the server of `url`, oldest first. */
+export async function listSnapshots(url: string, filter: { source?: string } = {}): Promise<SnapshotInfo[]> {
+  return withClient(withDatabase(url, "postgres"), (client) => listOn(client, filter.source), { applicationName: "pgstack snapshot" });
+}
+
+async function listOn(client: Client, source?: string): Promise<SnapshotInfo[]> {
+  const { rows } = await client.query<{ datname: string; comment: string | null }>(
+    "SELECT datname, shobj_description(oid, 'pg_database') AS comment FROM pg_database",
+  );
+  return rows
+    .map((r) => parseComment(r.datname, r.comment))
+    .filter((s): s is SnapshotInfo => s !== undefined && (source === undefined || s.source === source))
+    .sort((a, b) => (a.createdAt < b.createdAt ? -1 : a.createdAt > b.createdAt ? 1 : 0));
+}
+
+/** The last migration applied in the database of `url`, from its ledger. */
+export async function lastAppliedMigration(url: string): Promise<string | null> {
+  return withClient(
+    url,
+    async (client) => {
+      const applied = (await readLedger(client))
+        .filter((r) => r.finishedAt !== null && r.rolledBackAt === null)
+        .map((r) => r.migrationName)
+        .sort();
+      return applied.length > 0 ? applied[applied.length - 1] : null;
+    },
+    { applicationName: "pgstack snapshot" },
+  );
+}
+
+/**
+ * Copies the database of `url` into a new snapshot database on the same
+ * server and returns what it made. With a `key` that already has a snapshot
+ * of this source, returns that one (so a re-run of the same pre-update step
+ * does not take a second copy).
+ */
+export async function createTemplateSnapshot(options: CreateSnapshotOptions): Promise<SnapshotInfo> {
+  const target = parseDatabaseUrl(options.url);
+  const source = target.database;
+  if (source === "postgres" || source === "template0" || source === "template1") {
+    throw new PgstackError("E_SNAPSHOT", `Refusing to snapshot the system database '${source}': point the URL at the application database.`);
+  }
+  const now = options.now ?? (() => new Date());
+  const lastMigration = await lastAppliedMigration(options.url);
+  const admin = withDatabase(options.url, "postgres");
+
+  return withClient(
+    admin,
+    async (client) => {
+      if (options.key) {
+        const existing = (await listOn(client, source)).filter((s) => s.key === options.key && s.stack === options.stack);
+        if (existing.length > 0) {
+          const found = existing[existing.length - 1];
+          options.log.info(`snapshot ${found.snapshotId} already exists for this migration set; keeping it`);
+          return { ...found, reused: true };
+        }
+      }
+      const at = now();
+      const snapshotId = await freeName(client, postgresSnapshotName({ stack: options.stack, lastMigration: lastMigration ?? undefined, at }));
+      const info: SnapshotInfo = { snapshotId, source, stack: options.stack, lastMigration, createdAt: at.toISOString(), key: options.key ?? null };
+      await copyDatabase(client, source, snapshotId, options);
+      await client.query(`COMMENT ON DATABASE ${quoteIdent(snapshotId)} IS ${quoteLiteral(commentOf(info))}`);
+      options.log.info(`snapshot ${snapshotId} of ${source} taken (last migration: ${lastMigration ?? "none"})`);
+      return info;
+    },
+    { applicationName: "pgstack snapshot" },
+  );
+}
+
+/** `base`, or `base_2`, `base_3`, ... when a database of that name exists (two snapshots in one second). */
+async function freeName(client: Client, base: string): Promise<string> {
+  for (let n = 1; ; n++) {
+    const name = n === 1 ? base : `${base.slice(0, 63 - String(n).length - 1)}_${n}`;
+    const { rowCount } = await client.query("SELECT 1 FROM pg_database WHERE datname = $1", [name]);
+    if (!rowCount) return name;
+  }
+}
+
+async function copyDatabase(client: Client, source: string, snapshot: string, options: CreateSnapshotOptions): Promise<void> {
+  const deadline = Date.now() + (options.drainTimeoutMs ?? 15_000);
+  const { rows } = await client.query<{ allowed: boolean }>("SELECT datallowconn AS allowed FROM pg_database WHERE datname = $1", [source]);
+  if (rows.length === 0) {
+    throw new PgstackError("E_DB_MISSING", `Database '${source}' does not exist, so there is nothing to snapshot.`);
+  }
+  const wasAllowed = rows[0].allowed;
+  if (wasAllowed) await client.query(`ALTER DATABASE ${quoteIdent(source)} ALLOW_CONNECTIONS false`);
+  try {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await client.query(`CREATE DATABASE ${quoteIdent(snapshot)} TEMPLATE ${quoteIdent(source)}`);
+        return;
+      } catch (err) {
+        if ((err as { code?: string }).code !== SOURCE_IN_USE || Date.now() > deadline) {
+          throw new PgstackError("E_SNAPSHOT", `Could not copy database '${source}' to snapshot '${snapshot}': ${messageOf(err).split("\n")[0]}.`);
+        }
+      }
+      await endSessions(client, source, options.log, attempt);
+      await sleep(Math.min(200 * attempt, 1000));
+    }
+  } finally {
+    if (wasAllowed) await client.query(`ALTER DATABASE ${quoteIdent(source)} ALLOW_CONNECTIONS true`).catch(() => undefined);
+  }
+}
+
+/**
+ * Ends the sessions left in `source` (an application or psql left open), but
+ * never a deployer that holds the migration lock: that one fails the snapshot
+ * instead, naming it.
+ */
+async function endSessions(client: Client, source: string, log: Logger, attempt: number): Promise<void> {
+  const { rows: deployers } = await client.query<{ pid: number; application_name: string }>(
+    `SELECT a.pid, coalesce(a.application_name, '') AS application_name
+       FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+      WHERE l.locktype = 'advisory' AND l.granted AND l.classid = 0 AND l.objid = $1
+        AND l.database = (SELECT oid FROM pg_database WHERE datname = $2)`,
+    [MIGRATION_LOCK_KEY, source],
+  );
+  if (deployers.length > 0) {
+    const d = deployers[0];
+    throw new PgstackError(
+      "E_SNAPSHOT",
+      `Cannot snapshot '${source}' while a deployer holds its migration lock (pid ${d.pid}, application_name '${d.application_name || "(none)"}'): let it finish and run again.`,
+    );
+  }
+  const { rows } = await client.query<{ pid: number }>(
+    `SELECT pg_terminate_backend(pid) AS ended, pid FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()`,
+    [source],
+  );
+  if (rows.length > 0 && attempt === 1) log.warn(`ended ${rows.length} session(s) still connected to ${source} so it could be copied`);
+}
+
+function quoteLiteral(text: string): string {
+  return "'" + text.replace(/'/g, "''") + "'";
+}
