@@ -1,13 +1,15 @@
 import { Command } from "commander";
 import { planMigrations, planError } from "../../core/migrations/plan";
 import { rehearse, type Rehearsal } from "../../core/rehearsal/rehearse";
+import { lintError, lintMigrations, type LintReport } from "../../core/lint";
+import { findingLine } from "./lint";
 import { PgstackError } from "../../core/errors";
 import type { Context } from "../context";
 import { settingsFrom, withDatabaseOptions, type DatabaseFlags } from "../options";
 import { table } from "../output";
-import { renderPlanMarkdown } from "../render/plan-markdown";
+import { renderLintMarkdown, renderPlanMarkdown } from "../render/plan-markdown";
 
-type PlanFlags = DatabaseFlags & { to?: string; markdown?: boolean; rehearse?: boolean };
+type PlanFlags = DatabaseFlags & { to?: string; markdown?: boolean; rehearse?: boolean; strict?: boolean };
 
 export function planCommand(ctx: Context): Command {
   return withDatabaseOptions(new Command("plan"))
@@ -15,22 +17,28 @@ export function planCommand(ctx: Context): Command {
     .option("--to <name>", "stop after this migration")
     .option("--markdown", "print the plan as a pull-request comment")
     .option("--rehearse", "apply the pending migrations to a throwaway copy of the database and report errors, durations and locks")
+    .option("--strict", "fail on a blocking lint finding in a pending migration (stacks with `lint: strict`)")
     .action(async (flags: PlanFlags) => {
       const settings = settingsFrom(flags, ctx.env);
       const plan = await planMigrations(settings, flags.to);
+      // Only what would run is linted: applied history cannot change any more.
+      const pending = plan.pending.map((p) => plan.status.find((s) => s.name === p.name)!.migration!);
+      const lint = await lintMigrations(pending);
       let rehearsal: Rehearsal | undefined;
       if (flags.rehearse && plan.pending.length > 0 && plan.blockers.length === 0) {
         rehearsal = await rehearse(settings, ctx.logger(flags));
       }
       if (flags.json) {
-        ctx.output.out(JSON.stringify({ pending: plan.pending, blockers: plan.blockers, ...(rehearsal ? { rehearsal } : {}) }));
+        ctx.output.out(JSON.stringify({ pending: plan.pending, blockers: plan.blockers, lint, ...(rehearsal ? { rehearsal } : {}) }));
       } else if (flags.markdown) {
-        ctx.output.out(renderPlanMarkdown({ plan, rehearsal }));
+        ctx.output.out(renderPlanMarkdown({ plan, rehearsal, sections: [renderLintMarkdown(lint, Boolean(flags.strict))] }));
       } else {
-        printPlan(ctx, plan, rehearsal);
+        printPlan(ctx, plan, rehearsal, lint);
       }
       const blocked = planError(plan);
       if (blocked) throw blocked;
+      const lintFailed = flags.strict ? lintError(lint) : undefined;
+      if (lintFailed) throw lintFailed;
       if (rehearsal && !rehearsal.ok) {
         const failed = rehearsal.migrations.find((m) => m.outcome === "failed");
         throw new PgstackError(
@@ -43,7 +51,7 @@ export function planCommand(ctx: Context): Command {
     });
 }
 
-function printPlan(ctx: Context, plan: Awaited<ReturnType<typeof planMigrations>>, rehearsal?: Rehearsal) {
+function printPlan(ctx: Context, plan: Awaited<ReturnType<typeof planMigrations>>, rehearsal: Rehearsal | undefined, lint: LintReport) {
   if (plan.pending.length === 0 && plan.blockers.length === 0) {
     ctx.output.out("Nothing to apply: the database is up to date.");
     return;
@@ -58,6 +66,10 @@ function printPlan(ctx: Context, plan: Awaited<ReturnType<typeof planMigrations>
     );
   }
   for (const b of plan.blockers) ctx.output.out(`blocked: ${b.message}`);
+  if (lint.findings.length > 0) {
+    ctx.output.out(`\nLint: ${lint.blocking} blocking, ${lint.warnings} warning(s), ${lint.suppressed} accepted`);
+    for (const f of lint.findings) ctx.output.out(findingLine(f));
+  }
   if (rehearsal) {
     ctx.output.out(`\nRehearsal on a ${rehearsal.copy === "template" ? "copy with data" : "schema-only copy"}: ${rehearsal.ok ? "passed" : "FAILED"}`);
     ctx.output.out(

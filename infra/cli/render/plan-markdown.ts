@@ -1,5 +1,6 @@
 import type { Plan } from "../../core/migrations/plan";
 import type { Rehearsal } from "../../core/rehearsal/rehearse";
+import type { LintReport } from "../../core/lint";
 
 export interface PlanReport {
   /** Stack name when the plan is for a Pulumi stack. */
@@ -55,4 +56,26 @@ function renderRehearsal(r: Rehearsal): string[] {
     lines.push(`| \`${m.name}\` | ${result} | ${duration} | ${locks || "-"} |`);
   }
   return lines;
+}
+
+/** Lint findings of the pending migrations, accepted ones with their reasons. */
+export function renderLintMarkdown(lint: LintReport, strict: boolean): string {
+  if (lint.findings.length === 0) return "#### Lint\n\nNo findings in the pending migrations.";
+  const verdict =
+    lint.blocking === 0
+      ? "no blocking finding"
+      : `**${lint.blocking} blocking finding(s)**${strict ? " (this stack is `lint: strict`: the deploy is refused until each is fixed or accepted)" : ""}`;
+  const lines = [
+    "#### Lint",
+    "",
+    `${verdict}; ${lint.warnings} warning(s); ${lint.suppressed} accepted.`,
+    "",
+    "| migration | line | finding | rule | message |",
+    "| --- | --- | --- | --- | --- |",
+  ];
+  for (const f of lint.findings) {
+    const kind = f.suppressed ? `accepted: ${cell(f.suppressed.reason)}` : f.severity === "blocking" ? "**blocking**" : "warning";
+    lines.push(`| \`${f.migration}\` | ${f.line} | ${kind} | \`${f.rule}\` | ${cell(f.message)} |`);
+  }
+  return lines.join("\n");
 }
