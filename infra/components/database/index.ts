@@ -1,0 +1,6 @@
+export * from "./database";
+export * from "./types";
+export * from "./embedded";
+export * from "./docker";
+export * from "./rds";
+export * from "./external";

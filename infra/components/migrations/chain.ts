@@ -1,0 +1,122 @@
+import * as command from "@pulumi/command";
+import * as pulumi from "@pulumi/pulumi";
+import { childDependencies, shellWord } from "../command";
+
+export const PGSTACK_BIN = "infra/bin/pgstack.js";
+
+/** A migration folder as the program found it on disk. */
+export interface ChainMigration {
+  /** Folder name, `<14-digit timestamp>_<name>`. */
+  name: string;
+  /** SHA-256 of migration.sql (Prisma's checksum). */
+  checksum: string;
+}
+
+export interface MigrationChainArgs {
+  /** Every migration folder, in any order (the chain sorts by name). */
+  migrations: ChainMigration[];
+  /** The migrations folder relative to the project root, where the commands run. Default `migrations`. */
+  migrationsDir?: string;
+  /** Secret URL of the database; passed to each command as $DATABASE_URL, never on its command line. */
+  databaseUrl: pulumi.Input<string>;
+  /** Working directory of the commands: the project root, relative (see commandDirFor). Default ".". */
+  dir?: string;
+  /** Database identity; in every command's triggers, so a replaced database is migrated again. */
+  identity: pulumi.Input<string>;
+  /**
+   * Stop the chain after this migration: the ones after it get no resource,
+   * so they are not applied (the pin `npm run rollback` sets, from config
+   * `pgstack:pinnedMigration`). Default: the whole folder.
+   */
+  pinnedMigration?: string;
+}
+
+export interface ChainLink {
+  migration: ChainMigration;
+  /** The command resource's name: `${chain}-${folder}`, stable for the folder's life. */
+  resourceName: string;
+  /** The previous link's resource name, if any. */
+  after?: string;
+}
+
+/**
+ * The chain's links in name order, up to the pin. Pure; throws one sentence
+ * for a duplicate folder or a pin that names no migration.
+ */
+export function planChain(name: string, migrations: ChainMigration[], pinnedMigration?: string): ChainLink[] {
+  const sorted = [...migrations].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  for (let i = 1; i < sorted.length; i++) {
+    if (sorted[i].name === sorted[i - 1].name) throw new Error(`Migration ${sorted[i].name} is listed twice.`);
+  }
+  let upTo = sorted;
+  if (pinnedMigration !== undefined) {
+    const at = sorted.findIndex((m) => m.name === pinnedMigration);
+    if (at < 0) throw new Error(`pgstack:pinnedMigration '${pinnedMigration}' names no migration in the migrations folder.`);
+    upTo = sorted.slice(0, at + 1);
+  }
+  return upTo.map((migration, i) => ({
+    migration,
+    resourceName: `${name}-${migration.name}`,
+    after: i > 0 ? `${name}-${upTo[i - 1].name}` : undefined,
+  }));
+}
+
+/**
+ * One migration's command. `create` applies it (idempotent: an applied
+ * migration is a no-op, so re-running after a URL change is harmless). No
+ * `delete`: removing or replacing the resource never runs a down migration.
+ * Pure.
+ */
+export function migrationCommandArgs(
+  migration: ChainMigration,
+  args: Pick<MigrationChainArgs, "databaseUrl" | "identity" | "migrationsDir" | "dir">,
+): command.local.CommandArgs {
+  const dir = args.migrationsDir ?? "migrations";
+  return {
+    dir: args.dir ?? ".",
+    create: `node ${PGSTACK_BIN} apply ${shellWord(migration.name)} --dir ${shellWord(dir)}`,
+    environment: { DATABASE_URL: pulumi.secret(args.databaseUrl) },
+    triggers: [migration.checksum, args.identity],
+  };
+}
+
+/**
+ * The migrations as a chain of command resources, one per folder in name
+ * order, each depending on the previous one and on what the chain depends on
+ * (`opts.dependsOn`: the pre-update snapshot, so no migration runs unless it
+ * succeeded): a failure stops the chain there, and the next `up` resumes
+ * from it.
+ */
+export class MigrationChain extends pulumi.ComponentResource {
+  /** The command resources, in order. */
+  public readonly commands: command.local.Command[];
+  /** Names of the migrations this chain applies (all of them once the update succeeds). */
+  public readonly appliedMigrations: pulumi.Output<string[]>;
+  /** The last command, for whatever must run after every migration (the seed). */
+  public readonly last?: command.local.Command;
+
+  constructor(name: string, args: MigrationChainArgs, opts: pulumi.ComponentResourceOptions = {}) {
+    super("pgstack:db:MigrationChain", name, args, opts);
+    let links: ChainLink[];
+    try {
+      links = planChain(name, args.migrations, args.pinnedMigration);
+    } catch (err) {
+      throw new pulumi.ResourceError((err as Error).message, this);
+    }
+    const commands: command.local.Command[] = [];
+    for (const link of links) {
+      const previous = commands[commands.length - 1];
+      const cmd = new command.local.Command(link.resourceName, migrationCommandArgs(link.migration, args), {
+        parent: this,
+        dependsOn: childDependencies(opts.dependsOn, ...(previous ? [previous] : [])),
+      });
+      commands.push(cmd);
+    }
+    this.commands = commands;
+    this.last = commands[commands.length - 1];
+    const names = links.map((l) => l.migration.name);
+    // Known once every command has run; unknown in a preview that would run some.
+    this.appliedMigrations = pulumi.all(commands.map((c) => c.id)).apply(() => names);
+    this.registerOutputs({ appliedMigrations: this.appliedMigrations });
+  }
+}

@@ -1,0 +1,128 @@
+import * as aws from "@pulumi/aws";
+import * as command from "@pulumi/command";
+import * as pulumi from "@pulumi/pulumi";
+import { createHash } from "node:crypto";
+import { childDependencies, parseScriptOutput, scriptCommand } from "../command";
+
+export const SNAPSHOT_SCRIPT = "infra/scripts/snapshot.ts";
+
+/**
+ * How the program knows, at preview time and without connecting to the
+ * database, that an update will apply migrations: the snapshot is keyed by
+ * the migration set the update brings the database to (names and checksums,
+ * in order, up to the pin). Pulumi's own diff then does the rest:
+ *
+ *   - the key is unchanged  -> the snapshot resource is unchanged, and so is
+ *     every migration command (same checksum, same identity): nothing runs;
+ *   - a migration was added, or a not-yet-applied one was fixed (new
+ *     checksum) -> the key changes, the snapshot is replaced (a new one is
+ *     taken; the old one is kept, `retainOnDelete`) and, because every
+ *     migration command depends on it, it is taken before any of them runs;
+ *   - the database was replaced (new identity, in the triggers too) -> every
+ *     migration runs again, after a snapshot.
+ *
+ * Why not "the set of pending migrations" literally: that needs either the
+ * database (unreachable in preview; on RDS maybe from CI) or the previous
+ * deployment's outputs through a StackReference to the stack itself, which
+ * are not written when an update fails half-way, exactly when it matters.
+ * The migration-set key changes exactly when Pulumi will create or replace a
+ * migration command, which is when migrations are pending, and a failed
+ * update that is re-run with the same files keeps its snapshot.
+ */
+export function migrationSetKey(migrations: { name: string; checksum: string }[]): string {
+  const hash = createHash("sha256");
+  for (const m of migrations) hash.update(`${m.name}:${m.checksum}\n`);
+  return hash.digest("hex").slice(0, 16);
+}
+
+export type SnapshotEngine = "embedded" | "rds";
+
+export interface PreUpdateSnapshotArgs {
+  /**
+   * `embedded`: a server-side template copy (CREATE DATABASE ... TEMPLATE) by
+   * a command. `rds`: an `aws.rds.Snapshot` of the instance. Other engines
+   * come with a later issue.
+   */
+  engine: SnapshotEngine;
+  /** The stack's name; snapshot ids carry it. */
+  stack: string;
+  /** Key of the migration set the update applies (migrationSetKey); a new key takes a new snapshot. */
+  key: string;
+  /** Secret URL of the database: the copy connects to it, and reads the last applied migration for the id. */
+  databaseUrl: pulumi.Input<string>;
+  /** Database identity; a new database takes a new snapshot. */
+  identity: pulumi.Input<string>;
+  /** rds only: the instance to snapshot. Required for rds. */
+  rdsInstanceIdentifier?: pulumi.Input<string>;
+  /** Working directory of the commands: the project root, relative (see commandDirFor). Default ".". */
+  dir?: string;
+}
+
+/** The embedded engine's copy command. Pure. */
+export function templateSnapshotCommandArgs(args: Pick<PreUpdateSnapshotArgs, "stack" | "key" | "databaseUrl" | "identity" | "dir">): command.local.CommandArgs {
+  return {
+    dir: args.dir ?? ".",
+    create: scriptCommand(SNAPSHOT_SCRIPT, ["create", "--stack", args.stack, "--key", args.key]),
+    environment: { DATABASE_URL: pulumi.secret(args.databaseUrl) },
+    triggers: [args.key, args.identity],
+  };
+}
+
+/** The rds engine's naming command (stack, last applied migration, time). Pure. */
+export function rdsSnapshotNameCommandArgs(args: Pick<PreUpdateSnapshotArgs, "stack" | "key" | "databaseUrl" | "identity" | "dir">): command.local.CommandArgs {
+  return {
+    dir: args.dir ?? ".",
+    create: scriptCommand(SNAPSHOT_SCRIPT, ["name", "--stack", args.stack, "--style", "rds"]),
+    environment: { DATABASE_URL: pulumi.secret(args.databaseUrl) },
+    triggers: [args.key, args.identity],
+  };
+}
+
+/**
+ * The snapshot taken before an update applies migrations. Kept when replaced
+ * or deleted: a snapshot is only ever removed on purpose.
+ */
+export class PreUpdateSnapshot extends pulumi.ComponentResource {
+  /** The snapshot's id: a database name (embedded) or a DB snapshot identifier (rds). */
+  public readonly snapshotId: pulumi.Output<string>;
+  /** The resource the migrations depend on. */
+  public readonly resource: pulumi.Resource;
+
+  constructor(name: string, args: PreUpdateSnapshotArgs, opts: pulumi.ComponentResourceOptions = {}) {
+    super("pgstack:db:PreUpdateSnapshot", name, args, opts);
+    if (args.engine !== "embedded" && args.engine !== "rds") {
+      throw new pulumi.ResourceError(`Pre-update snapshots support the embedded and rds engines, not '${args.engine}'.`, this);
+    }
+    if (!/^[0-9a-f]{8,64}$/.test(args.key)) throw new pulumi.ResourceError(`Snapshot key '${args.key}' is not a migration-set key.`, this);
+    if (args.engine === "rds" && !args.rdsInstanceIdentifier) {
+      throw new pulumi.ResourceError("An rds pre-update snapshot needs rdsInstanceIdentifier.", this);
+    }
+
+    // What the snapshot waits for (the database) comes as opts.dependsOn.
+    const childOpts = { parent: this, dependsOn: childDependencies(opts.dependsOn), retainOnDelete: true };
+    if (args.engine === "embedded") {
+      const copy = new command.local.Command(`${name}-copy`, templateSnapshotCommandArgs(args), childOpts);
+      this.snapshotId = pulumi.unsecret(copy.stdout.apply((out) => parseScriptOutput<{ snapshotId: string }>(out, "The snapshot command").snapshotId));
+      this.resource = copy;
+    } else {
+      const stamp = new command.local.Command(`${name}-id`, rdsSnapshotNameCommandArgs(args), childOpts);
+      const stamped = pulumi.unsecret(stamp.stdout.apply((out) => parseScriptOutput<{ snapshotId: string; lastMigration: string | null }>(out, "The snapshot naming command")));
+      const snapshot = new aws.rds.Snapshot(
+        `${name}-rds`,
+        {
+          dbInstanceIdentifier: args.rdsInstanceIdentifier!,
+          dbSnapshotIdentifier: stamped.snapshotId,
+          tags: {
+            "pgstack:stack": args.stack,
+            "pgstack:migration-set": args.key,
+            "pgstack:last-migration": stamped.apply((s) => s.lastMigration ?? "none"),
+          },
+        },
+        childOpts,
+      );
+      this.snapshotId = snapshot.dbSnapshotIdentifier;
+      this.resource = snapshot;
+    }
+    this.registerOutputs({ snapshotId: this.snapshotId });
+  }
+}

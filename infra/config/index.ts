@@ -1,0 +1,58 @@
+import * as pulumi from "@pulumi/pulumi";
+import { NAMESPACE, parseStackConfig, StackConfigError, type RawStackConfig, type StackConfig } from "./schema";
+
+export * from "./schema";
+
+/** The stack's config plus its two secrets, which stay Outputs. */
+export interface LoadedStackConfig {
+  config: StackConfig;
+  /** `pgstack:password`, a secret Output, when set. */
+  password?: pulumi.Output<string>;
+  /** `pgstack:externalUrl`, a secret Output, when set. */
+  externalUrl?: pulumi.Output<string>;
+}
+
+const OBJECT_KEYS = new Set(["embedded", "docker", "rds"]);
+const SECRET_KEYS = new Set(["password", "externalUrl"]);
+
+/**
+ * Reads the stack's `pgstack:*` config once (the only place that reads
+ * pulumi.Config) and validates it; a bad config stops the program with one
+ * sentence naming the key, and no stack trace.
+ */
+export function loadStackConfig(): LoadedStackConfig {
+  const cfg = new pulumi.Config(NAMESPACE);
+  const prefix = `${NAMESPACE}:`;
+  const keys = Object.keys(pulumi.runtime.allConfig())
+    .filter((k) => k.startsWith(prefix))
+    .map((k) => k.slice(prefix.length));
+  const values: Record<string, unknown> = {};
+  for (const k of keys) {
+    if (SECRET_KEYS.has(k)) continue;
+    if (OBJECT_KEYS.has(k)) {
+      try {
+        values[k] = cfg.getObject<unknown>(k);
+      } catch {
+        throw new pulumi.RunError(`Stack '${pulumi.getStack()}' config is invalid: ${prefix}${k} must be an object (set its fields with pulumi config set --path ${prefix}${k}.<field> <value>).`);
+      }
+    } else {
+      values[k] = cfg.get(k);
+    }
+  }
+  const password = cfg.getSecret("password");
+  const externalUrl = cfg.getSecret("externalUrl");
+  const raw: RawStackConfig = {
+    stack: pulumi.getStack(),
+    project: pulumi.getProject(),
+    keys,
+    values,
+    hasPassword: password !== undefined,
+    hasExternalUrl: externalUrl !== undefined,
+  };
+  try {
+    return { config: parseStackConfig(raw), password, externalUrl };
+  } catch (err) {
+    if (err instanceof StackConfigError) throw new pulumi.RunError(err.message);
+    throw err;
+  }
+}

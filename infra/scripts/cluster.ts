@@ -1,0 +1,187 @@
+/**
+ * The embedded engine's commands, run by the `Database` component's command
+ * resource (and by `npm run dev` to restart a stopped server):
+ *
+ *   node -r tsx/cjs infra/scripts/cluster.ts up   --data-dir <dir> --port <n> --database <name>
+ *   node -r tsx/cjs infra/scripts/cluster.ts down --data-dir <dir> [--remove-data]
+ *   node -r tsx/cjs infra/scripts/cluster.ts resume --data-dir <dir>
+ *
+ * `up` is idempotent: it creates the cluster if the data dir has none (with a
+ * superuser password it generates and keeps in `<dir>.password`, mode 0600,
+ * next to the data dir), starts the server (restarting it if it runs on another
+ * port), creates the database if missing, and prints one JSON line on stdout:
+ * {"identity": ..., "systemIdentifier": ..., "database": ..., "port": ...}.
+ * Nothing secret is ever printed: the password stays in its file, which the
+ * Pulumi program reads to build the (secret) connection URL.
+ *
+ * `down` stops the server and keeps the data, unless --remove-data is given or
+ * PGSTACK_DESTROY_REMOVE_DATA=true is in the environment (`npm run destroy --
+ * --remove-data`).
+ */
+import { randomBytes } from "node:crypto";
+import { existsSync, promises as fs, readFileSync, statSync } from "node:fs";
+import * as path from "node:path";
+import { withClient } from "../core/db/client";
+import { quoteIdent } from "../core/db/url";
+import { initCluster, isRunning, serverUser, startCluster, stopCluster } from "../core/cluster/embedded";
+import { isPgstackError, messageOf, PgstackError } from "../core/errors";
+import { stderrLogger } from "../core/logger";
+import { databaseIdentity } from "../core/snapshot/identity";
+
+const SUPERUSER = "postgres";
+
+export function passwordFileFor(dataDir: string): string {
+  return `${dataDir.replace(/[\\/]+$/, "")}.password`;
+}
+
+/** The URL of `database` on the embedded cluster. */
+export function embeddedUrl(password: string, port: number, database: string): string {
+  return `postgresql://${SUPERUSER}:${encodeURIComponent(password)}@127.0.0.1:${port}/${encodeURIComponent(database)}`;
+}
+
+/** The port in postmaster.pid (running server) or postmaster.opts (last start), if any. */
+export function recordedPort(dataDir: string, file: "postmaster.pid" | "postmaster.opts"): number | undefined {
+  try {
+    const text = readFileSync(path.join(dataDir, file), "utf8");
+    if (file === "postmaster.pid") {
+      const port = Number(text.split("\n")[3]);
+      return Number.isInteger(port) && port > 0 ? port : undefined;
+    }
+    const m = /"-p"\s+"(\d+)"|-p\s+(\d+)/.exec(text);
+    return m ? Number(m[1] ?? m[2]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** As root the server runs as `postgres`, which must be able to reach the data dir. */
+function assertReachable(dataDir: string): void {
+  if (serverUser().uid === undefined) return;
+  let dir = path.dirname(path.resolve(dataDir));
+  for (;;) {
+    if (existsSync(dir) && (statSync(dir).mode & 0o001) === 0) {
+      throw new PgstackError(
+        "E_CLUSTER",
+        `The postgres user cannot reach ${path.resolve(dataDir)} because ${dir} is not searchable by others: run \`chmod o+x ${dir}\` or put the project elsewhere.`,
+      );
+    }
+    const parent = path.dirname(dir);
+    if (parent === dir) return;
+    dir = parent;
+  }
+}
+
+async function readOrCreatePassword(dataDir: string): Promise<string> {
+  const file = passwordFileFor(dataDir);
+  const initialized = existsSync(path.join(dataDir, "PG_VERSION"));
+  if (existsSync(file)) return (await fs.readFile(file, "utf8")).trim();
+  if (initialized) {
+    throw new PgstackError(
+      "E_CLUSTER",
+      `The cluster in ${dataDir} exists but its password file ${file} is missing: restore it, or remove the data dir to start afresh.`,
+    );
+  }
+  const password = randomBytes(24).toString("hex");
+  await fs.mkdir(path.dirname(file), { recursive: true, mode: 0o755 });
+  const tmp = `${file}.${process.pid}.tmp`;
+  await fs.writeFile(tmp, password + "\n", { mode: 0o600 });
+  await fs.rename(tmp, file);
+  return password;
+}
+
+export async function up(opts: { dataDir: string; port: number; database: string }): Promise<Record<string, unknown>> {
+  const log = stderrLogger();
+  // pg_ctl gets absolute paths (the server runs in its data dir); messages keep the relative one.
+  const dataDir = path.resolve(opts.dataDir);
+  assertReachable(dataDir);
+  await fs.mkdir(path.dirname(dataDir), { recursive: true, mode: 0o755 });
+  const password = await readOrCreatePassword(dataDir);
+  const { created } = await initCluster({ dataDir, port: opts.port, user: SUPERUSER, password });
+  if (created) log.info(`created the embedded PostgreSQL cluster in ${opts.dataDir}`);
+  if (await isRunning(dataDir)) {
+    const running = recordedPort(dataDir, "postmaster.pid");
+    if (running !== undefined && running !== opts.port) {
+      log.info(`restarting the embedded PostgreSQL: it runs on port ${running}, the stack says ${opts.port}`);
+      await stopCluster(dataDir);
+    }
+  }
+  const { started } = await startCluster({ dataDir, port: opts.port });
+  if (started) log.info(`started the embedded PostgreSQL on 127.0.0.1:${opts.port}`);
+  await withClient(embeddedUrl(password, opts.port, "postgres"), async (client) => {
+    const { rowCount } = await client.query("SELECT 1 FROM pg_database WHERE datname = $1", [opts.database]);
+    if (!rowCount) {
+      await client.query(`CREATE DATABASE ${quoteIdent(opts.database)}`);
+      log.info(`created database ${opts.database}`);
+    }
+  });
+  const id = await databaseIdentity(embeddedUrl(password, opts.port, opts.database));
+  return { identity: `embedded:${id.identity}`, systemIdentifier: id.systemIdentifier, database: id.database, port: opts.port };
+}
+
+export async function down(opts: { dataDir: string; removeData: boolean }): Promise<void> {
+  const log = stderrLogger();
+  const dataDir = path.resolve(opts.dataDir);
+  const { stopped } = await stopCluster(dataDir);
+  log.info(stopped ? `stopped the embedded PostgreSQL in ${opts.dataDir}` : `the embedded PostgreSQL in ${opts.dataDir} was not running`);
+  if (opts.removeData) {
+    await fs.rm(dataDir, { recursive: true, force: true });
+    await fs.rm(passwordFileFor(dataDir), { force: true });
+    log.info(`removed ${opts.dataDir} and its password file`);
+  } else if (existsSync(dataDir)) {
+    log.info(`kept the data in ${opts.dataDir} (npm run destroy -- --remove-data deletes it)`);
+  }
+}
+
+/** Starts a stopped cluster on the port it last ran on; a no-op when running or absent. */
+export async function resume(opts: { dataDir: string }): Promise<{ started: boolean }> {
+  const dataDir = path.resolve(opts.dataDir);
+  if (!existsSync(path.join(dataDir, "PG_VERSION")) || (await isRunning(dataDir))) return { started: false };
+  const port = recordedPort(dataDir, "postmaster.opts");
+  if (port === undefined) return { started: false };
+  return startCluster({ dataDir, port });
+}
+
+function flag(args: string[], name: string): string | undefined {
+  const i = args.indexOf(name);
+  return i >= 0 ? args[i + 1] : undefined;
+}
+
+function required(args: string[], name: string): string {
+  const value = flag(args, name);
+  if (!value) throw new PgstackError("E_USAGE", `cluster.ts needs ${name} <value>.`);
+  return value;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [command, ...args] = argv;
+  try {
+    const dataDir = required(args, "--data-dir");
+    switch (command) {
+      case "up": {
+        const port = Number(required(args, "--port"));
+        const result = await up({ dataDir, port, database: required(args, "--database") });
+        process.stdout.write(JSON.stringify(result) + "\n");
+        return 0;
+      }
+      case "down":
+        await down({ dataDir, removeData: args.includes("--remove-data") || process.env.PGSTACK_DESTROY_REMOVE_DATA === "true" });
+        return 0;
+      case "resume": {
+        const { started } = await resume({ dataDir });
+        if (started) stderrLogger().info(`started the stopped embedded PostgreSQL in ${dataDir}`);
+        return 0;
+      }
+      default:
+        throw new PgstackError("E_USAGE", `cluster.ts: unknown command '${command ?? ""}' (expected up, down or resume).`);
+    }
+  } catch (err) {
+    process.stderr.write(`pgstack: ${isPgstackError(err) ? err.message : `unexpected error: ${messageOf(err).split("\n")[0]}`}\n`);
+    return 1;
+  }
+}
+
+if (require.main === module) {
+  main(process.argv.slice(2)).then((code) => {
+    process.exitCode = code;
+  });
+}

@@ -1,0 +1,37 @@
+/**
+ * `npm run dev`: `pulumi up --yes` on the dev stack (created on first run):
+ * an embedded PostgreSQL running, every migration applied through the chain,
+ * seeded. A second run changes nothing.
+ *
+ *   npm run dev [-- <extra pulumi up flags>]
+ *
+ * Before the update it restarts the dev server if it was stopped (after a
+ * reboot, say): the stack already has it, so Pulumi would see nothing to do.
+ */
+import * as path from "node:path";
+import { resume } from "./cluster";
+import { PROJECT_ROOT, preparePulumi, runMain, say } from "./run-pulumi";
+
+export const DEV_STACK = "dev";
+/** Pulumi.dev.yaml's data dir (the default for a stack named dev). */
+const DEV_DATA_DIR = path.join(".pgstack", DEV_STACK, "data");
+
+async function main(): Promise<number> {
+  const pulumi = await preparePulumi();
+  const select = await pulumi.capture(["stack", "select", DEV_STACK, "--create", "--non-interactive"]);
+  if (select.code !== 0) {
+    process.stderr.write(select.stderr || select.stdout);
+    say("could not select or create the dev stack (see above).");
+    return select.code;
+  }
+  const { started } = await resume({ dataDir: path.join(PROJECT_ROOT, DEV_DATA_DIR) });
+  if (started) say("restarted the stopped dev PostgreSQL");
+
+  const code = await pulumi.run(["up", "--yes", "--stack", DEV_STACK, ...process.argv.slice(2)]);
+  if (code === 0) {
+    say("dev database ready. Its URL: npm run pulumi -- stack output --stack dev --show-secrets databaseUrl");
+  }
+  return code;
+}
+
+runMain(main);

@@ -1,0 +1,168 @@
+/**
+ * The dev stack end to end with the real pulumi CLI, in a temporary copy of
+ * the project with its own file:// backend and a free port: up, preview,
+ * a new migration, a failing one and its fix, destroy.
+ */
+import { existsSync, promises as fs } from "node:fs";
+import * as path from "node:path";
+import { isRunning, stopCluster } from "../../infra/core/cluster/embedded";
+import { migrationStatus } from "../../infra/core/migrations/runner";
+import { resolveSettings } from "../../infra/core/settings";
+import { listSnapshots } from "../../infra/core/snapshot/template";
+import { withDb } from "../support/cluster";
+import { changedSteps, createE2eProject, readTree, type E2eProject, type PulumiResult } from "../support/e2e-project";
+
+jest.setTimeout(600_000);
+
+const STACK = "dev";
+let project: E2eProject;
+let url: string;
+let repoMigrations: string[];
+const timings: string[] = [];
+
+function ok(result: PulumiResult, what: string): PulumiResult {
+  timings.push(`${what}: ${(result.ms / 1000).toFixed(1)} s`);
+  if (result.code !== 0) throw new Error(`${what} failed (exit ${result.code}):\n${result.stdout}\n${result.stderr}`);
+  return result;
+}
+
+async function outputs(): Promise<Record<string, unknown>> {
+  const out = ok(await project.pulumi(["stack", "output", "--json", "--show-secrets", "--stack", STACK]), "stack output");
+  return JSON.parse(out.stdout);
+}
+
+async function status(): Promise<Record<string, string>> {
+  const s = await migrationStatus(resolveSettings({ url, dir: path.join(project.dir, "migrations") }));
+  return Object.fromEntries(s.map((m) => [m.name, m.state]));
+}
+
+async function tables(): Promise<string[]> {
+  return withDb(url, async (c) => {
+    const { rows } = await c.query("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1");
+    return rows.map((r) => r.tablename as string);
+  });
+}
+
+async function addMigration(name: string, sql: string): Promise<void> {
+  await fs.mkdir(path.join(project.dir, "migrations", name), { recursive: true });
+  await fs.writeFile(path.join(project.dir, "migrations", name, "migration.sql"), sql);
+}
+
+const dataDir = () => path.join(project.dir, ".pgstack", STACK, "data");
+
+beforeAll(async () => {
+  project = await createE2eProject(STACK);
+  repoMigrations = (await fs.readdir(path.join(project.dir, "migrations"), { withFileTypes: true }))
+    .filter((e) => e.isDirectory())
+    .map((e) => e.name)
+    .sort();
+});
+
+afterAll(async () => {
+  process.stderr.write(`[e2e] timings:\n  ${timings.join("\n  ")}\n`);
+  if (!project) return;
+  if (await isRunning(dataDir()).catch(() => false)) {
+    await project.pulumi(["destroy", "--yes", "--stack", STACK]);
+    // Never leave a server behind, even when destroy itself failed.
+    await stopCluster(dataDir()).catch(() => undefined);
+  }
+  await project.cleanup();
+});
+
+describe("the dev stack with the real pulumi CLI", () => {
+  it("up on empty state starts the embedded server and applies every migration through the chain", async () => {
+    const up = ok(await project.pulumi(["up", "--yes", "--skip-preview", "--stack", STACK]), "first up");
+    const out = await outputs();
+    url = out.databaseUrl as string;
+    expect(url).toMatch(new RegExp(`^postgresql://postgres:[0-9a-f]{48}@127\\.0\\.0\\.1:${project.port}/app$`));
+    expect(out.appliedMigrations).toEqual(repoMigrations);
+    expect(Object.values(await status())).toEqual(repoMigrations.map(() => "applied"));
+    expect(out.latestSnapshot).toMatch(/^snap_dev_empty_\d{14}$/);
+    expect(out.rollbackCommand).toBe(`npm run rollback -- --stack dev --snapshot ${out.latestSnapshot}`);
+    // Seeded.
+    const users = await withDb(url, (c) => c.query("SELECT count(*)::int AS n FROM users"));
+    expect(users.rows[0].n).toBeGreaterThan(0);
+
+    // The password is nowhere in plain text: not in the state, not in what pulumi printed.
+    const password = decodeURIComponent(new URL(url).password);
+    expect(await readTree(project.stateDir)).not.toContain(password);
+    expect(up.stdout + up.stderr).not.toContain(password);
+    const pwFile = path.join(project.dir, ".pgstack", STACK, "data.password");
+    expect((await fs.stat(pwFile)).mode & 0o777).toBe(0o600);
+  });
+
+  it("a preview right after shows no changes", async () => {
+    const preview = ok(await project.pulumi(["preview", "--json", "--stack", STACK]), "preview (no changes)");
+    expect(changedSteps(preview.stdout)).toEqual([]);
+  });
+
+  it("a new migration directory previews as exactly one migration create plus the snapshot, and up applies it", async () => {
+    const name = "20990101000000_add_e2e_widgets";
+    await addMigration(name, "CREATE TABLE e2e_widgets (id int PRIMARY KEY);\n");
+    const preview = ok(await project.pulumi(["preview", "--json", "--stack", STACK]), "preview (one new migration)");
+    const steps = changedSteps(preview.stdout);
+    // Real resources: exactly one new migration command, and the snapshot taken anew.
+    expect(steps.filter((s) => !s.type.startsWith("pgstack:")).sort((x, y) => x.name.localeCompare(y.name))).toEqual([
+      { op: "create", name: `migrations-${name}`, type: "command:local:Command" },
+      { op: "replace", name: "pre-update-copy", type: "command:local:Command" },
+    ]);
+    // The two components record their new migration set (no resource of theirs changes but these).
+    expect(steps.filter((s) => s.type.startsWith("pgstack:"))).toEqual([
+      { op: "update", name: "pre-update", type: "pgstack:db:PreUpdateSnapshot" },
+      { op: "update", name: "migrations", type: "pgstack:db:MigrationChain" },
+    ]);
+
+    const before = (await outputs()).latestSnapshot as string;
+    ok(await project.pulumi(["up", "--yes", "--skip-preview", "--stack", STACK]), "up (one new migration)");
+    expect((await status())[name]).toBe("applied");
+    const out = await outputs();
+    expect(out.appliedMigrations).toEqual([...repoMigrations, name]);
+    // A new snapshot holding everything up to the last migration before this one; the old one is kept.
+    expect(out.latestSnapshot).toMatch(new RegExp(`^snap_dev_${repoMigrations[repoMigrations.length - 1].slice(0, 14)}_`));
+    const snaps = (await listSnapshots(url, { source: "app" })).map((s) => s.snapshotId);
+    expect(snaps).toEqual(expect.arrayContaining([before, out.latestSnapshot]));
+    await withDb(url.replace(/\/app$/, `/${out.latestSnapshot}`), async (c) => {
+      const { rows } = await c.query("SELECT to_regclass('public.e2e_widgets') AS t");
+      expect(rows[0].t).toBeNull();
+    });
+  });
+
+  it("a migration with a SQL error fails the update there: the ones after it do not run and the database is unchanged by it", async () => {
+    const bad = "20990102000000_bad_insert";
+    const after = "20990103000000_after_bad";
+    await addMigration(bad, "CREATE TABLE e2e_half (id int);\nINSERT INTO e2e_missing_table VALUES (1);\n");
+    await addMigration(after, "CREATE TABLE e2e_after (id int);\n");
+    const tablesBefore = await tables();
+
+    const up = await project.pulumi(["up", "--yes", "--skip-preview", "--stack", STACK]);
+    timings.push(`up (failing migration): ${(up.ms / 1000).toFixed(1)} s`);
+    expect(up.code).not.toBe(0);
+    const printed = up.stdout + up.stderr;
+    expect(printed).toContain(`Migration ${bad} failed at line 2 of migration.sql: relation "e2e_missing_table" does not exist`);
+    expect(printed).not.toContain(decodeURIComponent(new URL(url).password));
+
+    const s = await status();
+    expect(s[bad]).toBe("failed");
+    expect(s[after]).toBe("pending");
+    expect(await tables()).toEqual(tablesBefore);
+  });
+
+  it("fixing the file resumes the chain from it", async () => {
+    const bad = "20990102000000_bad_insert";
+    await fs.writeFile(path.join(project.dir, "migrations", bad, "migration.sql"), "CREATE TABLE e2e_half (id int);\n");
+    ok(await project.pulumi(["up", "--yes", "--skip-preview", "--stack", STACK]), "up (fixed migration)");
+    const s = await status();
+    expect(s[bad]).toBe("applied");
+    expect(s["20990103000000_after_bad"]).toBe("applied");
+    expect(await tables()).toEqual(expect.arrayContaining(["e2e_half", "e2e_after"]));
+    const preview = ok(await project.pulumi(["preview", "--json", "--stack", STACK]), "preview (after the fix)");
+    expect(changedSteps(preview.stdout)).toEqual([]);
+  });
+
+  it("destroy stops the server and keeps the data", async () => {
+    expect(await isRunning(dataDir())).toBe(true);
+    ok(await project.pulumi(["destroy", "--yes", "--stack", STACK]), "destroy");
+    expect(await isRunning(dataDir())).toBe(false);
+    expect(existsSync(path.join(dataDir(), "PG_VERSION"))).toBe(true);
+  });
+});

@@ -1,0 +1,105 @@
+import { Client } from "pg";
+import { MIGRATION_LOCK_KEY } from "../../infra/core/db/client";
+import { memoryLogger } from "../../infra/core/logger";
+import { applyMigrations } from "../../infra/core/migrations/runner";
+import { resolveSettings } from "../../infra/core/settings";
+import { databaseIdentity } from "../../infra/core/snapshot/identity";
+import { createTemplateSnapshot, lastAppliedMigration, listSnapshots } from "../../infra/core/snapshot/template";
+import { adminQuery, createTestDatabase, urlFor, withDb } from "../support/cluster";
+import { fingerprint, migrationsDir } from "../support/fixtures";
+
+describe("template-copy snapshots (embedded engine)", () => {
+  let url: string;
+  let database: string;
+
+  beforeAll(async () => {
+    url = await createTestDatabase("snap");
+    database = new URL(url).pathname.slice(1);
+    const dir = await migrationsDir({
+      "20250101000000_widgets": "CREATE TABLE widgets (id int PRIMARY KEY, name text NOT NULL);\n",
+      "20250102000000_seed_widgets": "INSERT INTO widgets VALUES (1, 'one'), (2, 'two');\n",
+    });
+    await applyMigrations(resolveSettings({ url, dir }), { kind: "all" }, memoryLogger());
+  });
+
+  it("copies the database as it is, named after the stack, the last migration and the time", async () => {
+    const log = memoryLogger();
+    const info = await createTemplateSnapshot({ url, stack: "dev", key: "aaaaaaaaaaaaaaaa", log, now: () => new Date("2025-11-22T00:30:15Z") });
+    expect(info).toMatchObject({
+      snapshotId: "snap_dev_20250102000000_seed_widgets_20251122003015",
+      source: database,
+      stack: "dev",
+      lastMigration: "20250102000000_seed_widgets",
+      key: "aaaaaaaaaaaaaaaa",
+    });
+    expect(await fingerprint(urlFor(info.snapshotId))).toBe(await fingerprint(url));
+    const rows = await withDb(urlFor(info.snapshotId), (c) => c.query("SELECT id, name FROM widgets ORDER BY id"));
+    expect(rows.rows).toEqual([
+      { id: 1, name: "one" },
+      { id: 2, name: "two" },
+    ]);
+    expect(log.lines.join("\n")).not.toMatch(/postgresql:\/\//);
+    // The source accepts connections again.
+    expect((await adminQuery("SELECT datallowconn FROM pg_database WHERE datname = $1", [database])).rows[0].datallowconn).toBe(true);
+  });
+
+  it("takes a new copy every time, even in the same second, and lists them with what they record", async () => {
+    const again = await createTemplateSnapshot({ url, stack: "dev", key: "aaaaaaaaaaaaaaaa", log: memoryLogger(), now: () => new Date("2025-11-22T00:30:15Z") });
+    expect(again.snapshotId).toBe("snap_dev_20250102000000_seed_widgets_20251122003015_2");
+    const listed = await listSnapshots(url, { source: database });
+    expect(listed.map((s) => s.snapshotId)).toEqual(["snap_dev_20250102000000_seed_widgets_20251122003015", "snap_dev_20250102000000_seed_widgets_20251122003015_2"]);
+    expect(listed[0]).toEqual({
+      snapshotId: "snap_dev_20250102000000_seed_widgets_20251122003015",
+      source: database,
+      stack: "dev",
+      lastMigration: "20250102000000_seed_widgets",
+      createdAt: "2025-11-22T00:30:15.000Z",
+      key: "aaaaaaaaaaaaaaaa",
+    });
+  });
+
+  it("ends sessions left open in the source, and only those", async () => {
+    const straggler = new Client({ connectionString: url });
+    straggler.on("error", () => undefined);
+    await straggler.connect();
+    const bystanderUrl = await createTestDatabase("bystander");
+    const bystander = new Client({ connectionString: bystanderUrl });
+    await bystander.connect();
+    try {
+      const log = memoryLogger();
+      const info = await createTemplateSnapshot({ url, stack: "dev", key: "bbbbbbbbbbbbbbbb", log });
+      expect(log.lines).toContain(`warn: ended 1 session(s) still connected to ${database} so it could be copied`);
+      await expect(straggler.query("SELECT 1")).rejects.toThrow();
+      await expect(bystander.query("SELECT 1 AS ok")).resolves.toMatchObject({ rows: [{ ok: 1 }] });
+    } finally {
+      await straggler.end().catch(() => undefined);
+      await bystander.end();
+    }
+  });
+
+  it("refuses, naming it, while a deployer holds the migration lock, and leaves the source open", async () => {
+    const deployer = new Client({ connectionString: url, application_name: "pgstack apply" });
+    await deployer.connect();
+    await deployer.query("SELECT pg_advisory_lock($1)", [MIGRATION_LOCK_KEY]);
+    try {
+      await expect(createTemplateSnapshot({ url, stack: "dev", key: "cccccccccccccccc", log: memoryLogger(), drainTimeoutMs: 2000 })).rejects.toThrow(
+        new RegExp(`^Cannot snapshot '${database}' while a deployer holds its migration lock \\(pid \\d+, application_name 'pgstack apply'\\): let it finish and run again\\.$`),
+      );
+      await expect(deployer.query("SELECT 1 AS ok")).resolves.toMatchObject({ rows: [{ ok: 1 }] });
+    } finally {
+      await deployer.end();
+    }
+    expect((await adminQuery("SELECT datallowconn FROM pg_database WHERE datname = $1", [database])).rows[0].datallowconn).toBe(true);
+  });
+
+  it("says `empty` for a database with no migration, and reads identities", async () => {
+    const fresh = await createTestDatabase("fresh");
+    expect(await lastAppliedMigration(fresh)).toBeNull();
+    const a = await databaseIdentity(url);
+    const b = await databaseIdentity(fresh);
+    expect(a.systemIdentifier).toMatch(/^\d+$/);
+    expect(b.systemIdentifier).toBe(a.systemIdentifier);
+    expect(a.identity).not.toBe(b.identity);
+    expect(a.identity).toBe(`${a.systemIdentifier}/${database}/${a.databaseOid}`);
+  });
+});

@@ -1,0 +1,136 @@
+import { environmentOf, parseStackConfig, type RawStackConfig } from "../../infra/config/schema";
+import { stackFileConfig } from "../support/pulumi-mocks";
+
+/** The raw config Pulumi would hand the program for a Pulumi.<stack>.yaml `config:` map. */
+function raw(stack: string, config: Record<string, unknown>, secrets: { password?: boolean; externalUrl?: boolean } = {}): RawStackConfig {
+  const values: Record<string, unknown> = {};
+  const keys: string[] = [];
+  for (const [k, v] of Object.entries(config)) {
+    if (!k.startsWith("pgstack:")) continue;
+    const key = k.slice("pgstack:".length);
+    keys.push(key);
+    // Top-level scalars arrive as strings, objects as parsed JSON.
+    values[key] = typeof v === "object" ? v : String(v);
+  }
+  if (secrets.password) keys.push("password");
+  if (secrets.externalUrl) keys.push("externalUrl");
+  return { stack, project: "pgstack", keys, values, hasPassword: !!secrets.password, hasExternalUrl: !!secrets.externalUrl };
+}
+
+const rds = {
+  instanceClass: "db.t4g.micro",
+  vpcId: "vpc-1",
+  subnetIds: ["subnet-a", "subnet-b"],
+  allowedCidrBlocks: ["10.0.0.0/16"],
+};
+
+describe("stack config", () => {
+  it("gives a newcomer's dev stack the embedded engine, port 54329, its data dir under .pgstack, and the seed", () => {
+    const c = parseStackConfig(raw("dev", {}));
+    expect(c).toMatchObject({
+      engine: "embedded",
+      environment: "dev",
+      databaseName: "app",
+      migrationsDir: "migrations",
+      seed: true,
+      embedded: { port: 54329, dataDir: ".pgstack/dev/data", removeDataOnDestroy: false },
+    });
+    expect(c.rds).toBeUndefined();
+  });
+
+  it("reads the committed stack files: dev embedded, staging and prod on rds", async () => {
+    const dev = parseStackConfig(raw("dev", await stackFileConfig("dev")));
+    expect(dev.engine).toBe("embedded");
+    expect(dev.seed).toBe(true);
+
+    const staging = parseStackConfig(raw("staging", await stackFileConfig("staging")));
+    expect(staging).toMatchObject({ engine: "rds", environment: "staging", seed: false });
+    const prod = parseStackConfig(raw("prod", await stackFileConfig("prod")));
+    expect(prod).toMatchObject({
+      engine: "rds",
+      environment: "prod",
+      seed: false,
+      rds: {
+        multiAz: true,
+        deletionProtection: true,
+        skipFinalSnapshot: false,
+        storageEncrypted: true,
+        performanceInsights: true,
+        manageMasterUserPassword: true,
+        publiclyAccessible: false,
+      },
+    });
+    expect(prod.rds!.backupRetentionDays).toBeGreaterThanOrEqual(7);
+    // Staging is the smaller, cheaper one.
+    expect(staging.rds!.multiAz).toBe(false);
+    expect(staging.rds!.allocatedStorage).toBeLessThan(prod.rds!.allocatedStorage);
+    expect(staging.rds!.backupRetentionDays).toBeLessThan(prod.rds!.backupRetentionDays);
+  });
+
+  it("refuses an unknown engine in one sentence naming the key", () => {
+    expect(() => parseStackConfig(raw("dev", { "pgstack:engine": "mysql" }))).toThrow(
+      "Stack 'dev' config is invalid: pgstack:engine must be one of embedded, docker, rds, external (got 'mysql').",
+    );
+  });
+
+  it("names each missing rds setting", () => {
+    expect(() => parseStackConfig(raw("staging", { "pgstack:engine": "rds", "pgstack:rds": { instanceClass: "db.t4g.micro", allowedCidrBlocks: ["10.0.0.0/8"] } }))).toThrow(
+      "Stack 'staging' config is invalid: pgstack:rds.vpcId is missing (the rds engine needs it); pgstack:rds.subnetIds is missing (the rds engine needs it).",
+    );
+    expect(() => parseStackConfig(raw("staging", { "pgstack:engine": "rds" }))).toThrow(/pgstack:rds\.instanceClass is missing \(the rds engine needs it\)/);
+  });
+
+  it("holds prod to its invariants", () => {
+    const weak = { ...rds, multiAz: false, backupRetentionDays: 3, storageEncrypted: false, skipFinalSnapshot: true };
+    expect(() => parseStackConfig(raw("prod", { "pgstack:engine": "rds", "pgstack:rds": weak }))).toThrow(
+      "Stack 'prod' config is invalid: pgstack:rds.skipFinalSnapshot may be true only on a dev stack; pgstack:rds.multiAz must be true on prod; pgstack:rds.backupRetentionDays must be at least 7 on prod (got 3); pgstack:rds.storageEncrypted must be true on prod.",
+    );
+  });
+
+  it("allows skipFinalSnapshot only on dev", () => {
+    expect(() => parseStackConfig(raw("staging", { "pgstack:engine": "rds", "pgstack:rds": { ...rds, skipFinalSnapshot: true } }))).toThrow(
+      "pgstack:rds.skipFinalSnapshot may be true only on a dev stack",
+    );
+    expect(parseStackConfig(raw("dev", { "pgstack:engine": "rds", "pgstack:rds": { ...rds, skipFinalSnapshot: true } })).rds!.skipFinalSnapshot).toBe(true);
+  });
+
+  it("refuses the seed on prod", () => {
+    expect(() => parseStackConfig(raw("prod", { "pgstack:engine": "rds", "pgstack:seed": "true", "pgstack:rds": { ...rds, multiAz: true } }))).toThrow(
+      "Stack 'prod' config is invalid: pgstack:seed must not be true on a prod stack (the seed is dev and test data).",
+    );
+  });
+
+  it("needs the docker password and the external URL as secrets", () => {
+    expect(() => parseStackConfig(raw("dev", { "pgstack:engine": "docker" }))).toThrow(/pgstack:password is missing \(the docker engine needs it as a secret/);
+    expect(() => parseStackConfig(raw("dev", { "pgstack:engine": "external" }))).toThrow(/pgstack:externalUrl is missing/);
+    expect(parseStackConfig(raw("dev", { "pgstack:engine": "docker" }, { password: true })).docker).toEqual({ image: "postgres:16-alpine", port: 5432 });
+  });
+
+  it("rejects unknown keys, misplaced engine blocks and bad values, all in one sentence", () => {
+    expect(() =>
+      parseStackConfig(raw("dev", { "pgstack:enigne": "rds", "pgstack:rds": rds, "pgstack:embedded": { port: "80", extra: 1 } })),
+    ).toThrow(
+      "Stack 'dev' config is invalid: pgstack:enigne is not a setting pgstack knows; pgstack:rds is set but pgstack:engine is embedded; pgstack:embedded.port must be a whole number from 1024 to 65535 (got '80'); pgstack:embedded.extra is not a setting pgstack knows.",
+    );
+  });
+
+  it("takes numbers and booleans as strings too (pulumi config set --path)", () => {
+    const c = parseStackConfig(raw("dev", { "pgstack:seed": "false", "pgstack:embedded": { port: "55432", removeDataOnDestroy: "true" } }));
+    expect(c.seed).toBe(false);
+    expect(c.embedded).toEqual({ port: 55432, dataDir: ".pgstack/dev/data", removeDataOnDestroy: true });
+  });
+
+  it("keeps the embedded data dir inside the project", () => {
+    expect(() => parseStackConfig(raw("dev", { "pgstack:embedded": { dataDir: "/var/lib/pg" } }))).toThrow(
+      "pgstack:embedded.dataDir must be a path inside the project (relative, no ..)",
+    );
+  });
+
+  it("derives the environment from the stack name", () => {
+    expect(environmentOf("prod")).toBe("prod");
+    expect(environmentOf("acme/pgstack/production")).toBe("prod");
+    expect(environmentOf("staging")).toBe("staging");
+    expect(environmentOf("dev")).toBe("dev");
+    expect(environmentOf("e2e-1234")).toBe("dev");
+  });
+});
