@@ -24,8 +24,11 @@ function ensureNodeModules() {
   const lock = path.join(root, "package-lock.json");
   if (fs.existsSync(installed) && fs.statSync(installed).mtimeMs >= fs.statSync(lock).mtimeMs) return;
   say("installing npm dependencies (npm ci)...");
-  const result = spawnSync("npm", ["ci", "--no-audit", "--no-fund"], { cwd: root, stdio: "inherit" });
-  if (result.status !== 0) fail("`npm ci` failed: check your network access to the npm registry and run it again.");
+  let result = spawnSync("npm", ["ci", "--no-audit", "--no-fund"], { cwd: root, stdio: "inherit" });
+  // A registry mirror may lack other platforms' optional binaries, which npm ci
+  // then reports missing; npm install takes the same locked versions anyway.
+  if (result.status !== 0) result = spawnSync("npm", ["install", "--no-audit", "--no-fund"], { cwd: root, stdio: "inherit" });
+  if (result.status !== 0) fail("Installing the npm dependencies failed: check your network access to the npm registry and run `npm install` again.");
 }
 
 /**
