@@ -81,8 +81,9 @@ export async function defineStack(loaded: LoadedStackConfig, projectDir: string)
   }
   const key = migrationSetKey(chainSet);
 
+  // Every engine snapshots before an update that applies migrations; no migration runs unless it succeeded.
   let snapshot: PreUpdateSnapshot | undefined;
-  if (chainSet.length > 0 && (config.engine === "embedded" || config.engine === "rds")) {
+  if (chainSet.length > 0) {
     snapshot = new PreUpdateSnapshot(NAMES.snapshot, {
       engine: config.engine,
       stack: config.stack,
@@ -91,9 +92,8 @@ export async function defineStack(loaded: LoadedStackConfig, projectDir: string)
       databaseUrl: db.url,
       identity: db.identity,
       rdsInstanceIdentifier: db.rdsInstanceIdentifier,
+      keep: config.engine === "rds" ? undefined : config.snapshots.keep,
     }, { dependsOn: db.ready });
-  } else if (chainSet.length > 0) {
-    pulumi.log.warn(`The ${config.engine} engine takes no pre-update snapshot yet: migrations run without one.`);
   }
 
   const chain = new MigrationChain(NAMES.chain, {

@@ -12,7 +12,7 @@ export interface LoadedStackConfig {
   externalUrl?: pulumi.Output<string>;
 }
 
-const OBJECT_KEYS = new Set(["embedded", "docker", "rds"]);
+const OBJECT_KEYS = new Set(["embedded", "docker", "rds", "snapshots"]);
 const SECRET_KEYS = new Set(["password", "externalUrl"]);
 
 /**

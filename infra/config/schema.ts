@@ -15,7 +15,9 @@ import { z } from "zod";
  *   pgstack:pinnedMigration  the chain stops after this migration (set by rollback; default: none)
  *   pgstack:embedded         { port, dataDir, removeDataOnDestroy }
  *   pgstack:docker           { image, port }
- *   pgstack:rds              { instanceClass, vpcId, subnetIds, ... } (see RdsConfig)
+ *   pgstack:rds              { instanceClass, vpcId, subnetIds, ... } (see RdsConfig), including the restore keys
+ *                            rds.restoreFromSnapshot, rds.instance and rds.original (see RdsConfig)
+ *   pgstack:snapshots        { keep } pre-update snapshots kept per stack by the template-copy engines (default 5)
  *   pgstack:password         secret: superuser password for docker, master password for rds without manageMasterUserPassword
  *   pgstack:externalUrl      secret: the connection URL of the external engine
  */
@@ -92,6 +94,44 @@ export interface RdsConfig {
   publiclyAccessible: boolean;
   /** Apply modifications now rather than in the maintenance window. Default false. */
   applyImmediately: boolean;
+  /**
+   * Restore: the DB snapshot identifier (e.g. a pre-update snapshot) a new
+   * instance, `db-restored`, is created from (`npm run rollback` sets it). The
+   * instance ignores later changes of this key (`ignoreChanges`), so removing
+   * it, or leaving it, never replaces the restored instance. Default: none.
+   */
+  restoreFromSnapshot?: string;
+  /**
+   * Which instance the stack runs on: `original` (`db-instance`) or
+   * `restored` (`db-restored`). Default: `restored` when restoreFromSnapshot is
+   * set, else `original`. Rollback sets it to `restored` together with
+   * restoreFromSnapshot, and it stays so once restoreFromSnapshot is removed.
+   */
+  instance: RdsInstanceChoice;
+  /**
+   * While the stack runs on the restored instance, what becomes of the
+   * original one: `keep` (default: unchanged, with its deletion protection),
+   * `unprotect` (kept, deletion protection off: the step before `delete` on a
+   * protected instance), `delete` (removed from the stack: RDS deletes it and
+   * takes its final snapshot).
+   */
+  original: RdsOriginalFate;
+}
+
+export const RDS_INSTANCE_CHOICES = ["original", "restored"] as const;
+export type RdsInstanceChoice = (typeof RDS_INSTANCE_CHOICES)[number];
+export const RDS_ORIGINAL_FATES = ["keep", "unprotect", "delete"] as const;
+export type RdsOriginalFate = (typeof RDS_ORIGINAL_FATES)[number];
+
+export const DEFAULT_SNAPSHOTS_KEEP = 5;
+
+export interface SnapshotsConfig {
+  /**
+   * Pre-update snapshots to keep per stack (template-copy engines: embedded,
+   * docker, external); older ones are pruned right after a new one is taken.
+   * 0 keeps every snapshot. Default 5. RDS snapshots are not pruned.
+   */
+  keep: number;
 }
 
 /** Everything a stack needs, typed; nothing else reads pulumi.Config. */
@@ -107,6 +147,8 @@ export interface StackConfig {
   embedded?: EmbeddedConfig;
   docker?: DockerConfig;
   rds?: RdsConfig;
+  /** Retention of pre-update snapshots. */
+  snapshots: SnapshotsConfig;
   /** Whether the secrets were set (their values stay in pulumi Outputs). */
   hasPassword: boolean;
   hasExternalUrl: boolean;
@@ -141,6 +183,7 @@ const KNOWN_KEYS = [
   "embedded",
   "docker",
   "rds",
+  "snapshots",
   "password",
   "externalUrl",
 ] as const;
@@ -198,6 +241,18 @@ const rdsSchema = z.strictObject({
   username: identifier.default("pgstack"),
   publiclyAccessible: bool.default(false),
   applyImmediately: bool.default(false),
+  restoreFromSnapshot: text
+    .refine(
+      (v) => /^[A-Za-z][A-Za-z0-9-]{0,254}$/.test(v) || /^arn:aws[a-z-]*:rds:[a-z0-9-]+:\d{12}:snapshot:[A-Za-z][A-Za-z0-9-]{0,254}$/.test(v),
+      "must be a DB snapshot identifier (letters, digits, hyphens) or a DB snapshot ARN",
+    )
+    .optional(),
+  instance: z.enum(RDS_INSTANCE_CHOICES, { error: `must be one of ${RDS_INSTANCE_CHOICES.join(", ")}` }).optional(),
+  original: z.enum(RDS_ORIGINAL_FATES, { error: `must be one of ${RDS_ORIGINAL_FATES.join(", ")}` }).default("keep"),
+});
+
+const snapshotsSchema = z.strictObject({
+  keep: int(0, 1000).default(DEFAULT_SNAPSHOTS_KEEP),
 });
 
 const topSchema = z.object({
@@ -212,6 +267,7 @@ const topSchema = z.object({
   embedded: z.unknown().optional(),
   docker: z.unknown().optional(),
   rds: z.unknown().optional(),
+  snapshots: z.unknown().optional(),
 });
 
 /** prod / production (or a trailing `/prod` segment) is prod; staging is staging; anything else is dev. */
@@ -276,6 +332,7 @@ export function parseStackConfig(raw: RawStackConfig): StackConfig {
     }
   }
 
+  const snapshots = parsePart(snapshotsSchema, raw.values.snapshots, "snapshots", problems);
   const embedded = needs("embedded") ? parsePart(embeddedSchema, raw.values.embedded, "embedded", problems) : undefined;
   const docker = needs("docker") ? parsePart(dockerSchema, raw.values.docker, "docker", problems) : undefined;
   let rds: RdsConfig | undefined;
@@ -285,7 +342,13 @@ export function parseStackConfig(raw: RawStackConfig): StackConfig {
     for (let i = before; i < problems.length; i++) {
       if (problems[i].endsWith(" is missing")) problems[i] += " (the rds engine needs it)";
     }
-    if (parsed) rds = { ...parsed, deletionProtection: parsed.deletionProtection ?? environment === "prod" };
+    if (parsed) {
+      rds = {
+        ...parsed,
+        deletionProtection: parsed.deletionProtection ?? environment === "prod",
+        instance: parsed.instance ?? (parsed.restoreFromSnapshot ? "restored" : "original"),
+      };
+    }
   }
 
   if (engine === "docker" && !raw.hasPassword) problems.push(`${NAMESPACE}:password is missing (the docker engine needs it as a secret: pulumi config set --secret ${NAMESPACE}:password)`);
@@ -309,6 +372,12 @@ export function parseStackConfig(raw: RawStackConfig): StackConfig {
       if (!rds.manageMasterUserPassword) problems.push(`${NAMESPACE}:rds.manageMasterUserPassword must be true on prod`);
       if (rds.publiclyAccessible) problems.push(`${NAMESPACE}:rds.publiclyAccessible must be false on prod`);
     }
+    if (rds.instance === "original" && rds.restoreFromSnapshot) {
+      problems.push(`${NAMESPACE}:rds.restoreFromSnapshot is set but ${NAMESPACE}:rds.instance is original (set it to restored, or remove restoreFromSnapshot)`);
+    }
+    if (rds.instance === "original" && rds.original !== "keep") {
+      problems.push(`${NAMESPACE}:rds.original is ${rds.original} but the stack runs on its original instance (${NAMESPACE}:rds.instance is original)`);
+    }
     if (rds.allowedCidrBlocks.length === 0 && rds.allowedSecurityGroupIds.length === 0) {
       problems.push(`${NAMESPACE}:rds.allowedCidrBlocks or ${NAMESPACE}:rds.allowedSecurityGroupIds is missing (nothing could reach the database, not even the migrations)`);
     }
@@ -329,6 +398,7 @@ export function parseStackConfig(raw: RawStackConfig): StackConfig {
     embedded: embedded && { ...embedded, dataDir: embedded.dataDir ?? `.pgstack/${stackDir}/data` },
     docker,
     rds,
+    snapshots: snapshots ?? { keep: DEFAULT_SNAPSHOTS_KEEP },
     hasPassword: raw.hasPassword,
     hasExternalUrl: raw.hasExternalUrl,
   };

@@ -1,14 +1,23 @@
 /**
- * `npm run preview -- --stack <name> [more pulumi preview flags]`: `pulumi
- * preview --diff` on that stack (default dev): which migration commands would
- * run, the snapshot that would be taken, what the database would change.
+ * `npm run preview -- --stack <name> [--markdown] [--rehearse] [more pulumi preview flags]`:
+ * first pgstack's plan for the stack (the migrations that would run, the
+ * snapshot that would be taken, lint findings; strict stacks fail on a
+ * blocking one), then `pulumi preview --diff` (default stack: dev). Exits
+ * non-zero when either fails.
  */
+import { run as pgstack } from "../cli/main";
 import { preparePulumi, runMain, takeStack } from "./run-pulumi";
+
+const PLAN_FLAGS = new Set(["--markdown", "--rehearse", "--strict"]);
 
 async function main(): Promise<number> {
   const { stack, rest } = takeStack(process.argv.slice(2), "dev");
+  const planFlags = rest.filter((a) => PLAN_FLAGS.has(a));
+  const pulumiFlags = rest.filter((a) => !PLAN_FLAGS.has(a));
+  const planned = await pgstack(["plan", "--stack", stack, ...planFlags]);
   const pulumi = await preparePulumi();
-  return pulumi.run(["preview", "--diff", "--stack", stack, ...rest]);
+  const previewed = await pulumi.run(["preview", "--diff", "--stack", stack, ...pulumiFlags]);
+  return planned !== 0 ? planned : previewed;
 }
 
 runMain(main);

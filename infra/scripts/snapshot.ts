@@ -2,17 +2,23 @@
  * The PreUpdateSnapshot component's commands (DATABASE_URL in the environment,
  * never on the command line):
  *
- *   node -r tsx/cjs infra/scripts/snapshot.ts create --stack <stack> [--key <key>]
- *       embedded engine: a new template copy of the database (infra/core/snapshot);
- *       prints the SnapshotInfo as one JSON line.
+ *   node -r tsx/cjs infra/scripts/snapshot.ts create --stack <stack> [--key <key>] [--keep <n>] [--lock-wait <s>]
+ *       embedded, docker and external engines: a new template copy of the database
+ *       (infra/core/snapshot); prints the SnapshotInfo as one JSON line. Waits at most
+ *       --lock-wait seconds (default 60) while another deployer works on the database
+ *       (infra/core/db/deployers), then fails with the lock-timeout sentence. --keep is
+ *       the stack's retention (pgstack:snapshots.keep, 0 = all) for pruning after the copy.
  *   node -r tsx/cjs infra/scripts/snapshot.ts name --stack <stack> --style rds
  *       rds engine: prints {"snapshotId": ...} for aws.rds.Snapshot, made of the
  *       stack, the last migration applied and the current time.
  */
 import { isPgstackError, messageOf, PgstackError } from "../core/errors";
+import { whenNoDeployer } from "../core/db/deployers";
 import { stderrLogger } from "../core/logger";
 import { snapshotId, type SnapshotIdStyle } from "../core/snapshot/naming";
-import { createTemplateSnapshot, lastAppliedMigration } from "../core/snapshot/template";
+import { pruneSnapshots } from "../core/snapshot/retention";
+import { createSnapshot, type EngineChoice } from "../core/snapshot/store";
+import { lastAppliedMigration } from "../core/snapshot/template";
 
 function flag(args: string[], name: string): string | undefined {
   const i = args.indexOf(name);
@@ -28,7 +34,20 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
     if (!stack) throw new PgstackError("E_USAGE", "snapshot.ts needs --stack <name>.");
     switch (command) {
       case "create": {
-        const info = await createTemplateSnapshot({ url, stack, key: flag(args, "--key"), log: stderrLogger() });
+        const log = stderrLogger();
+        const waitSeconds = Number(flag(args, "--lock-wait") ?? 60);
+        if (!Number.isFinite(waitSeconds) || waitSeconds < 0) throw new PgstackError("E_USAGE", "--lock-wait is a number of seconds.");
+        const engine = (flag(args, "--engine") ?? "auto") as EngineChoice;
+        if (!["template", "dump", "auto"].includes(engine)) throw new PgstackError("E_USAGE", "--engine is template, dump or auto.");
+        const keepText = flag(args, "--keep") ?? "0";
+        if (!/^\d+$/.test(keepText)) throw new PgstackError("E_USAGE", "--keep is a whole number of snapshots (0 keeps all).");
+        const store = { snapshotsDir: flag(args, "--snapshots-dir"), env };
+        // auto: a server-side copy where the role may create databases, else pg_dump.
+        const { tables: _tables, ...info } = await whenNoDeployer(url, { waitSeconds, log }, () =>
+          createSnapshot({ url, stack, key: flag(args, "--key"), engine, log, ...store }),
+        );
+        // Retention only once the new snapshot exists, and never the new one.
+        if (Number(keepText) > 0) await pruneSnapshots(url, { keep: Number(keepText), stack, protect: [info.snapshotId], log, ...store });
         process.stdout.write(JSON.stringify(info) + "\n");
         return 0;
       }

@@ -55,6 +55,7 @@ describe("template-copy snapshots (embedded engine)", () => {
       lastMigration: "20250102000000_seed_widgets",
       createdAt: "2025-11-22T00:30:15.000Z",
       key: "aaaaaaaaaaaaaaaa",
+      engine: "template",
     });
   });
 

@@ -2,7 +2,8 @@
  * Runs the pgstack program (or a component) under Pulumi mocks — no CLI, no
  * engine — and records every resource registration with what the mocks API
  * does not pass to `newResource`: parent, explicit dependencies,
- * retainOnDelete, additionalSecretOutputs and which inputs were secret.
+ * retainOnDelete, additionalSecretOutputs, ignoreChanges and which inputs
+ * were secret.
  */
 import { promises as fs } from "node:fs";
 import * as os from "node:os";
@@ -25,6 +26,8 @@ export interface Registered {
   dependencies: string[];
   retainOnDelete: boolean;
   additionalSecretOutputs: string[];
+  /** The ignoreChanges resource option. */
+  ignoreChanges: string[];
   custom: boolean;
 }
 
@@ -62,6 +65,7 @@ function patchMonitor(): void {
           dependencies: req.getDependenciesList(),
           retainOnDelete: req.getRetainondelete?.() ?? false,
           additionalSecretOutputs: req.getAdditionalsecretoutputsList(),
+          ignoreChanges: req.getIgnorechangesList?.() ?? [],
           custom: req.getCustom(),
         });
       }

@@ -112,7 +112,7 @@ describe("PreUpdateSnapshot", () => {
     const errors: string[] = [];
     await withMocks("dev", () => {
       for (const args of [
-        { engine: "docker" as never, stack: "dev", key: "0123456789abcdef", databaseUrl: "u", identity: "i" },
+        { engine: "mysql" as never, stack: "dev", key: "0123456789abcdef", databaseUrl: "u", identity: "i" },
         { engine: "rds" as const, stack: "dev", key: "0123456789abcdef", databaseUrl: "u", identity: "i" },
       ]) {
         try {
@@ -123,7 +123,7 @@ describe("PreUpdateSnapshot", () => {
       }
     });
     expect(errors).toEqual([
-      "Pre-update snapshots support the embedded and rds engines, not 'docker'.",
+      "Pre-update snapshots support the embedded, docker, rds, external engines, not 'mysql'.",
       "An rds pre-update snapshot needs rdsInstanceIdentifier.",
     ]);
   });

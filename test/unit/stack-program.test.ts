@@ -91,8 +91,8 @@ describe("dev stack (embedded engine)", () => {
     const copy = named(run.resources, "pre-update-copy");
     expect(copy.retainOnDelete).toBe(true);
     expect(copy.dependencies).toContain(named(run.resources, "db-cluster").urn);
-    expect(copy.inputs.create).toMatch(/^node -r tsx\/cjs infra\/scripts\/snapshot\.ts create --stack dev --key [0-9a-f]{16}$/);
-    expect(copy.inputs.triggers[0]).toBe(copy.inputs.create.split(" ").pop());
+    expect(copy.inputs.create).toMatch(/^node -r tsx\/cjs infra\/scripts\/snapshot\.ts create --stack dev --key [0-9a-f]{16} --keep 5 --lock-wait 60$/);
+    expect(copy.inputs.triggers[0]).toBe(copy.inputs.create.split(" ")[8]);
     expect(copy.secretInputs).toEqual(["environment"]);
   });
 
@@ -256,10 +256,16 @@ describe("docker engine", () => {
       expect(probe.dependencies).toContain(container.urn);
       expect(probe.inputs.triggers).toEqual(["4f2a9c0d1e"]);
       expect(run.outputs.databaseUrl).toEqual({ value: "postgresql://postgres:d0cker-Pa55@127.0.0.1:55432/app", secret: true, known: true });
-      // No snapshot engine for docker yet: the chain waits for the database itself.
-      expect(run.resources.filter((r) => r.type === "pgstack:db:PreUpdateSnapshot")).toEqual([]);
-      expect(chainCommands(run.resources)[0].dependencies).toEqual(expect.arrayContaining([container.urn, probe.urn]));
-      expect(run.outputs.latestSnapshot.value).toBe("");
+      // The same snapshot command as embedded, after the server is up, before the first migration.
+      const copy = named(run.resources, "pre-update-copy");
+      expect(copy.parent).toBe(named(run.resources, "pre-update").urn);
+      expect(copy.inputs.create).toMatch(/^node -r tsx\/cjs infra\/scripts\/snapshot\.ts create --stack dev --key [0-9a-f]{16} --keep 5 --lock-wait 60$/);
+      expect(copy.inputs.environment).toEqual({ DATABASE_URL: "postgresql://postgres:d0cker-Pa55@127.0.0.1:55432/app" });
+      expect(copy.secretInputs).toEqual(["environment"]);
+      expect(copy.retainOnDelete).toBe(true);
+      expect(copy.dependencies).toEqual(expect.arrayContaining([container.urn, probe.urn]));
+      for (const cmd of chainCommands(run.resources)) expect(cmd.dependencies).toContain(copy.urn);
+      expect(run.outputs.latestSnapshot.value).toBe("snap_dev_empty_20251122000000");
     } finally {
       await fs.rm(projectDir, { recursive: true, force: true });
     }

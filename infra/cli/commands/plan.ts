@@ -7,9 +7,15 @@ import { PgstackError } from "../../core/errors";
 import type { Context } from "../context";
 import { settingsFrom, withDatabaseOptions, type DatabaseFlags } from "../options";
 import { table } from "../output";
+import { readStack, type StackState } from "../stack";
+import { resolveSettings } from "../../core/settings";
+import { discoverMigrations, findMigration } from "../../core/migrations/discover";
+import { loadSqlParser, splitStatements } from "../../core/migrations/sql";
+import { postgresSnapshotName, rdsSnapshotId } from "../../core/snapshot/naming";
+import type { Plan } from "../../core/migrations/plan";
 import { renderLintMarkdown, renderPlanMarkdown } from "../render/plan-markdown";
 
-type PlanFlags = DatabaseFlags & { to?: string; markdown?: boolean; rehearse?: boolean; strict?: boolean };
+type PlanFlags = DatabaseFlags & { to?: string; markdown?: boolean; rehearse?: boolean; strict?: boolean; stack?: string };
 
 export function planCommand(ctx: Context): Command {
   return withDatabaseOptions(new Command("plan"))
@@ -18,9 +24,19 @@ export function planCommand(ctx: Context): Command {
     .option("--markdown", "print the plan as a pull-request comment")
     .option("--rehearse", "apply the pending migrations to a throwaway copy of the database and report errors, durations and locks")
     .option("--strict", "fail on a blocking lint finding in a pending migration (stacks with `lint: strict`)")
+    .option("--stack <name>", "plan for a Pulumi stack: pending migrations from its state, its database for --rehearse, its lint setting")
     .action(async (flags: PlanFlags) => {
-      const settings = settingsFrom(flags, ctx.env);
-      const plan = await planMigrations(settings, flags.to);
+      let stackState: StackState | undefined;
+      if (flags.stack) {
+        stackState = await readStack(flags.stack);
+        if (stackState.databaseUrl && !flags.url) flags.url = stackState.databaseUrl;
+        if (stackState.lint === "strict") flags.strict = true;
+      }
+      const settings = stackState
+        ? resolveSettings({ ...flags, url: flags.url }, process.cwd(), { requireUrl: Boolean(flags.rehearse) })
+        : settingsFrom(flags, ctx.env);
+      const plan = stackState ? await planFromStack(settings.migrationsDir, stackState, flags.to) : await planMigrations(settings, flags.to);
+      const snapshot = stackState && plan.pending.length > 0 ? predictedSnapshot(stackState) : undefined;
       // Only what would run is linted: applied history cannot change any more.
       const pending = plan.pending.map((p) => plan.status.find((s) => s.name === p.name)!.migration!);
       const lint = await lintMigrations(pending);
@@ -31,9 +47,10 @@ export function planCommand(ctx: Context): Command {
       if (flags.json) {
         ctx.output.out(JSON.stringify({ pending: plan.pending, blockers: plan.blockers, lint, ...(rehearsal ? { rehearsal } : {}) }));
       } else if (flags.markdown) {
-        ctx.output.out(renderPlanMarkdown({ plan, rehearsal, sections: [renderLintMarkdown(lint, Boolean(flags.strict))] }));
+        ctx.output.out(renderPlanMarkdown({ stack: flags.stack, plan, rehearsal, snapshot, sections: [renderLintMarkdown(lint, Boolean(flags.strict))] }));
       } else {
         printPlan(ctx, plan, rehearsal, lint);
+        if (snapshot) ctx.output.out(`Snapshot before the first migration: ${snapshot}`);
       }
       const blocked = planError(plan);
       if (blocked) throw blocked;
@@ -84,4 +101,41 @@ function printPlan(ctx: Context, plan: Awaited<ReturnType<typeof planMigrations>
       ),
     );
   }
+}
+
+/**
+ * A stack's plan from its state, with no database connection (CI may not reach
+ * prod): what its last update applied versus the migrations folder, up to the pin.
+ */
+export async function planFromStack(dir: string, state: StackState, to?: string): Promise<Plan> {
+  const migrations = await discoverMigrations(dir);
+  await loadSqlParser();
+  const applied = new Set(state.appliedMigrations ?? []);
+  const last = to ? findMigration(migrations, to, "--to").name : state.pinnedMigration;
+  const blockers: Plan["blockers"] = [];
+  const pending = migrations
+    .filter((m) => !applied.has(m.name) && (last === undefined || m.name <= last))
+    .map((m) => {
+      let statements = 0;
+      try {
+        statements = splitStatements(m.sql, m.name).length;
+      } catch (err) {
+        blockers.push({ code: "E_MIGRATION_SYNTAX", message: (err as Error).message });
+      }
+      return { name: m.name, checksum: m.checksum, retry: false, noTransaction: m.noTransaction, statements };
+    });
+  const status = migrations.map((m) => ({
+    name: m.name,
+    checksum: m.checksum,
+    state: applied.has(m.name) ? ("applied" as const) : ("pending" as const),
+    appliedAt: null,
+    migration: m,
+  }));
+  return { pending, blockers, status };
+}
+
+/** The id the stack's PreUpdateSnapshot would give: stack, last applied migration, time. */
+export function predictedSnapshot(state: StackState, at = new Date()): string {
+  const lastMigration = state.appliedMigrations?.[state.appliedMigrations.length - 1];
+  return state.engine === "rds" ? rdsSnapshotId({ stack: state.stack, lastMigration, at }) : postgresSnapshotName({ stack: state.stack, lastMigration, at });
 }

@@ -58,6 +58,14 @@ export function finalSnapshotIdentifier(stack: string, databaseName: string): st
   return `pgstack-${clean(stack.split("/").pop() ?? stack)}-${clean(databaseName)}-final`;
 }
 
+/** The restored instance's final snapshot identifier: its own, so it never collides with the original's. */
+export function restoredFinalSnapshotIdentifier(stack: string, databaseName: string): string {
+  return finalSnapshotIdentifier(stack, databaseName).replace(/-final$/, "-restored-final");
+}
+
+/** Resource name suffixes: state, never renamed. The restored one does not depend on the snapshot it came from. */
+export const RDS_INSTANCE_SUFFIX = { original: "instance", restored: "restored" } as const;
+
 /** The instance's inputs, given the subnet, security and parameter groups. Pure. */
 export function rdsInstanceArgs(
   args: RdsArgs,
@@ -97,6 +105,49 @@ export function rdsInstanceArgs(
   };
 }
 
+/**
+ * The restored instance's inputs: the original's (same encryption, deletion
+ * protection, subnet group, security group, parameter group, Multi-AZ,
+ * backups, monitoring, password management) plus the snapshot it is created
+ * from and its own final snapshot. No `dbName`: the database comes with the
+ * snapshot. Pure.
+ */
+export function rdsRestoredInstanceArgs(
+  args: RdsArgs,
+  refs: { subnetGroupName: pulumi.Input<string>; securityGroupId: pulumi.Input<string>; parameterGroupName: pulumi.Input<string> },
+  databaseName: string,
+  stack: string,
+): aws.rds.InstanceArgs {
+  const base = rdsInstanceArgs(args, refs, databaseName, stack);
+  return {
+    ...base,
+    dbName: undefined,
+    snapshotIdentifier: args.restoreFromSnapshot,
+    finalSnapshotIdentifier: args.skipFinalSnapshot ? undefined : restoredFinalSnapshotIdentifier(stack, databaseName),
+  };
+}
+
+/**
+ * The options of the restored instance. `ignoreChanges: ["snapshotIdentifier"]`
+ * closes the trap where removing (or changing) the restore setting later
+ * makes the provider replace the instance, i.e. delete the restored data.
+ */
+export function rdsRestoredInstanceOptions(parent: pulumi.Resource): pulumi.CustomResourceOptions {
+  return { parent, additionalSecretOutputs: ["password"], ignoreChanges: ["snapshotIdentifier"] };
+}
+
+/**
+ * The original instance while the stack runs on a restored one: unchanged
+ * (`keep`), unchanged but without deletion protection (`unprotect`), or gone
+ * (`delete`: undefined, so Pulumi deletes it and RDS takes its final
+ * snapshot). Pure.
+ */
+export function retiredOriginalArgs(original: aws.rds.InstanceArgs, fate: RdsArgs["original"]): aws.rds.InstanceArgs | undefined {
+  if (fate === "delete") return undefined;
+  if (fate === "unprotect") return { ...original, deletionProtection: false };
+  return original;
+}
+
 export function tagsFor(stack: string): Record<string, string> {
   return { "pgstack:stack": stack, "managed-by": "pulumi/pgstack" };
 }
@@ -119,11 +170,21 @@ export function provisionRds(name: string, args: RdsArgs, databaseName: string, 
     { family: args.parameterGroupFamily, description: `pgstack ${stack}`, parameters: rdsParameters(args), tags: tagsFor(stack) },
     { parent },
   );
-  const instance = new aws.rds.Instance(
-    `${name}-instance`,
-    rdsInstanceArgs(args, { subnetGroupName: subnets.name, securityGroupId: sg.id, parameterGroupName: params.name }, databaseName, stack),
-    { parent, additionalSecretOutputs: ["password"] },
-  );
+  const refs = { subnetGroupName: subnets.name, securityGroupId: sg.id, parameterGroupName: params.name };
+  const originalArgs = rdsInstanceArgs(args, refs, databaseName, stack);
+  let instance: aws.rds.Instance;
+  if (args.instance === "restored") {
+    // The instance the stack ran on before the restore: kept until the user says it may go.
+    const kept = retiredOriginalArgs(originalArgs, args.original);
+    if (kept) new aws.rds.Instance(`${name}-${RDS_INSTANCE_SUFFIX.original}`, kept, { parent, additionalSecretOutputs: ["password"] });
+    instance = new aws.rds.Instance(
+      `${name}-${RDS_INSTANCE_SUFFIX.restored}`,
+      rdsRestoredInstanceArgs(args, refs, databaseName, stack),
+      rdsRestoredInstanceOptions(parent),
+    );
+  } else {
+    instance = new aws.rds.Instance(`${name}-${RDS_INSTANCE_SUFFIX.original}`, originalArgs, { parent, additionalSecretOutputs: ["password"] });
+  }
 
   let password: pulumi.Output<string>;
   if (args.manageMasterUserPassword) {

@@ -35,13 +35,23 @@ export function migrationSetKey(migrations: { name: string; checksum: string }[]
   return hash.digest("hex").slice(0, 16);
 }
 
-export type SnapshotEngine = "embedded" | "rds";
+export type SnapshotEngine = "embedded" | "docker" | "rds" | "external";
+const SNAPSHOT_ENGINES: SnapshotEngine[] = ["embedded", "docker", "rds", "external"];
+
+/** Engines whose snapshot is taken by infra/scripts/snapshot.ts (a template copy, or pg_dump where a copy is not possible). */
+export function isTemplateEngine(engine: SnapshotEngine): boolean {
+  return engine !== "rds";
+}
+
+/** Default number of pre-update snapshots kept per stack (pgstack:snapshots.keep). */
+export const DEFAULT_KEEP = 5;
 
 export interface PreUpdateSnapshotArgs {
   /**
-   * `embedded`: a server-side template copy (CREATE DATABASE ... TEMPLATE) by
-   * a command. `rds`: an `aws.rds.Snapshot` of the instance. Other engines
-   * come with a later issue.
+   * `embedded`, `docker`, `external`: a server-side copy (CREATE DATABASE ...
+   * TEMPLATE, or pg_dump where the role may not create databases) by
+   * `infra/scripts/snapshot.ts create`. `rds`: an `aws.rds.Snapshot` of the
+   * instance.
    */
   engine: SnapshotEngine;
   /** The stack's name; snapshot ids carry it. */
@@ -56,13 +66,44 @@ export interface PreUpdateSnapshotArgs {
   rdsInstanceIdentifier?: pulumi.Input<string>;
   /** Working directory of the commands: the project root, relative (see commandDirFor). Default ".". */
   dir?: string;
+  /**
+   * Template-copy engines: snapshots of this stack to keep; the snapshot
+   * command prunes older ones after taking its own (`--keep`). 0 keeps all.
+   * Default 5 (`pgstack:snapshots.keep`). Ignored by rds.
+   */
+  keep?: number;
+  /**
+   * Template-copy engines: how long the snapshot waits, in seconds, for
+   * another deployer of the same database (a concurrent `pulumi up` of
+   * another stack, a `prisma migrate deploy`) to finish before it fails with
+   * one sentence (`--lock-wait`). Default 60, like `pgstack apply`.
+   */
+  lockWaitSeconds?: number;
 }
 
-/** The embedded engine's copy command. Pure. */
-export function templateSnapshotCommandArgs(args: Pick<PreUpdateSnapshotArgs, "stack" | "key" | "databaseUrl" | "identity" | "dir">): command.local.CommandArgs {
+/**
+ * The template-copy engines' snapshot command (embedded, docker, external).
+ * Contract with infra/scripts/snapshot.ts:
+ *   create --stack <stack> --key <key> --keep <n> --lock-wait <s>, DATABASE_URL in the environment;
+ *   prints the SnapshotInfo as one JSON line ({"snapshotId", ...}); exits non-zero with one sentence.
+ * Pure.
+ */
+export function templateSnapshotCommandArgs(
+  args: Pick<PreUpdateSnapshotArgs, "stack" | "key" | "databaseUrl" | "identity" | "dir" | "keep" | "lockWaitSeconds">,
+): command.local.CommandArgs {
   return {
     dir: args.dir ?? ".",
-    create: scriptCommand(SNAPSHOT_SCRIPT, ["create", "--stack", args.stack, "--key", args.key]),
+    create: scriptCommand(SNAPSHOT_SCRIPT, [
+      "create",
+      "--stack",
+      args.stack,
+      "--key",
+      args.key,
+      "--keep",
+      String(args.keep ?? DEFAULT_KEEP),
+      "--lock-wait",
+      String(args.lockWaitSeconds ?? 60),
+    ]),
     environment: { DATABASE_URL: pulumi.secret(args.databaseUrl) },
     triggers: [args.key, args.identity],
   };
@@ -90,8 +131,11 @@ export class PreUpdateSnapshot extends pulumi.ComponentResource {
 
   constructor(name: string, args: PreUpdateSnapshotArgs, opts: pulumi.ComponentResourceOptions = {}) {
     super("pgstack:db:PreUpdateSnapshot", name, args, opts);
-    if (args.engine !== "embedded" && args.engine !== "rds") {
-      throw new pulumi.ResourceError(`Pre-update snapshots support the embedded and rds engines, not '${args.engine}'.`, this);
+    if (!SNAPSHOT_ENGINES.includes(args.engine)) {
+      throw new pulumi.ResourceError(`Pre-update snapshots support the ${SNAPSHOT_ENGINES.join(", ")} engines, not '${args.engine}'.`, this);
+    }
+    if (args.keep !== undefined && (!Number.isInteger(args.keep) || args.keep < 0)) {
+      throw new pulumi.ResourceError(`Snapshot retention ${args.keep} is not a whole number of snapshots (0 keeps all).`, this);
     }
     if (!/^[0-9a-f]{8,64}$/.test(args.key)) throw new pulumi.ResourceError(`Snapshot key '${args.key}' is not a migration-set key.`, this);
     if (args.engine === "rds" && !args.rdsInstanceIdentifier) {
@@ -100,7 +144,7 @@ export class PreUpdateSnapshot extends pulumi.ComponentResource {
 
     // What the snapshot waits for (the database) comes as opts.dependsOn.
     const childOpts = { parent: this, dependsOn: childDependencies(opts.dependsOn), retainOnDelete: true };
-    if (args.engine === "embedded") {
+    if (isTemplateEngine(args.engine)) {
       const copy = new command.local.Command(`${name}-copy`, templateSnapshotCommandArgs(args), childOpts);
       this.snapshotId = pulumi.unsecret(copy.stdout.apply((out) => parseScriptOutput<{ snapshotId: string }>(out, "The snapshot command").snapshotId));
       this.resource = copy;

@@ -18,18 +18,30 @@ export async function withClient<T>(
   options: ConnectOptions = {},
 ): Promise<T> {
   const target = parseDatabaseUrl(url);
-  const client = new Client({
-    connectionString: target.connectionString,
-    application_name: options.applicationName ?? "pgstack",
-    connectionTimeoutMillis: options.connectTimeoutMs ?? 10_000,
-  });
-  // A dropped connection must surface as a failed query, not crash the process.
-  client.on("error", () => undefined);
-  try {
-    await client.connect();
-  } catch (err) {
-    await client.end().catch(() => undefined);
-    throw connectionError(err, target);
+  const timeoutMs = options.connectTimeoutMs ?? 10_000;
+  const deadline = Date.now() + timeoutMs;
+  let client: Client;
+  for (let attempt = 1; ; attempt++) {
+    client = new Client({
+      connectionString: target.connectionString,
+      application_name: options.applicationName ?? "pgstack",
+      connectionTimeoutMillis: timeoutMs,
+    });
+    // A dropped connection must surface as a failed query, not crash the process.
+    client.on("error", () => undefined);
+    try {
+      await client.connect();
+      break;
+    } catch (err) {
+      await client.end().catch(() => undefined);
+      // A snapshot copy closes the database to new sessions for a few seconds
+      // (ALLOW_CONNECTIONS false): wait for it, within the connect timeout.
+      if ((err as { code?: string }).code === CLOSED_FOR_CONNECTIONS && Date.now() < deadline) {
+        await sleep(Math.min(100 * attempt, 500));
+        continue;
+      }
+      throw connectionError(err, target);
+    }
   }
   try {
     await client.query(`SET search_path TO ${quoteIdent(target.schema)}`);
@@ -57,6 +69,9 @@ export async function withTransaction<T>(client: Client, fn: () => Promise<T>): 
  * `prisma migrate deploy` from ever running against one database at once.
  */
 export const MIGRATION_LOCK_KEY = 72707369;
+
+/** SQLSTATE of "database ... is not currently accepting connections" (ALLOW_CONNECTIONS false). */
+export const CLOSED_FOR_CONNECTIONS = "55000";
 
 export interface LockOptions {
   /** How long to wait for another deployer, in seconds. */

@@ -4,7 +4,9 @@ import { parseDatabaseUrl, quoteIdent, withDatabase } from "../db/url";
 import { PgstackError, messageOf } from "../errors";
 import { readLedger } from "../ledger/ledger";
 import type { Logger } from "../logger";
-import { postgresSnapshotName } from "./naming";
+import type { CreateOptions, SnapshotEngine, SnapshotKind } from "./engine";
+import { isPostgresSnapshotName, postgresSnapshotName } from "./naming";
+import { countRows, type TableCounts } from "./tables";
 
 /**
  * Server-side snapshots: `CREATE DATABASE <snapshot> TEMPLATE <db>`, a
@@ -32,22 +34,17 @@ export interface SnapshotInfo {
   createdAt: string;
   /** The migration-set key it was taken before, when given. */
   key: string | null;
+  /** Which engine holds it (absent in comments written before there were two: template). */
+  engine?: SnapshotKind;
+  /** dump only: rows per table at the moment of the dump. */
+  tables?: TableCounts;
 }
 
-export interface CreateSnapshotOptions {
-  /** URL of the database to copy (its password is never logged). */
-  url: string;
-  stack: string;
-  /** The migration set the update applies next (recorded in the snapshot's comment). */
-  key?: string;
-  log: Logger;
-  now?: () => Date;
-  /** How long to keep trying while sessions linger in the source, ms. Default 15000. */
-  drainTimeoutMs?: number;
-}
+export type CreateSnapshotOptions = CreateOptions;
 
 const MARK = "pgstack-snapshot";
-const SOURCE_IN_USE = "55006";
+export const OBJECT_IN_USE = "55006";
+const SOURCE_IN_USE = OBJECT_IN_USE;
 
 /** The comment stored on a snapshot database. */
 function commentOf(info: SnapshotInfo): string {
@@ -66,6 +63,7 @@ function parseComment(name: string, comment: string | null): SnapshotInfo | unde
       lastMigration: typeof data.lastMigration === "string" ? data.lastMigration : null,
       createdAt: String(data.createdAt),
       key: typeof data.key === "string" ? data.key : null,
+      engine: "template",
     };
   } catch {
     return undefined;
@@ -77,7 +75,7 @@ export async function listSnapshots(url: string, filter: { source?: string } = {
   return withClient(withDatabase(url, "postgres"), (client) => listOn(client, filter.source), { applicationName: "pgstack snapshot" });
 }
 
-async function listOn(client: Client, source?: string): Promise<SnapshotInfo[]> {
+export async function listOn(client: Client, source?: string): Promise<SnapshotInfo[]> {
   const { rows } = await client.query<{ datname: string; comment: string | null }>(
     "SELECT datname, shobj_description(oid, 'pg_database') AS comment FROM pg_database",
   );
@@ -117,8 +115,10 @@ export async function createTemplateSnapshot(options: CreateSnapshotOptions): Pr
     admin,
     async (client) => {
       const at = now();
-      const snapshotId = await freeName(client, postgresSnapshotName({ stack: options.stack, lastMigration: lastMigration ?? undefined, at }));
-      const info: SnapshotInfo = { snapshotId, source, stack: options.stack, lastMigration, createdAt: at.toISOString(), key: options.key ?? null };
+      const snapshotId = options.name
+        ? await takenCheck(client, options.name)
+        : await freeName(client, postgresSnapshotName({ stack: options.stack, lastMigration: lastMigration ?? undefined, at }));
+      const info: SnapshotInfo = { snapshotId, source, stack: options.stack, lastMigration, createdAt: at.toISOString(), key: options.key ?? null, engine: "template" };
       await copyDatabase(client, source, snapshotId, options);
       await client.query(`COMMENT ON DATABASE ${quoteIdent(snapshotId)} IS ${quoteLiteral(commentOf(info))}`);
       options.log.info(`snapshot ${snapshotId} of ${source} taken (last migration: ${lastMigration ?? "none"})`);
@@ -126,6 +126,16 @@ export async function createTemplateSnapshot(options: CreateSnapshotOptions): Pr
     },
     { applicationName: "pgstack snapshot" },
   );
+}
+
+/** An explicit snapshot name: refused when malformed or when any database already has it. */
+async function takenCheck(client: Client, name: string): Promise<string> {
+  if (!isPostgresSnapshotName(name)) {
+    throw new PgstackError("E_SNAPSHOT", `Snapshot name '${name}' is not one pgstack makes (snap_<stack>_<migration>_<YYYYMMDDHHMMSS>, at most 63 bytes).`);
+  }
+  const { rowCount } = await client.query("SELECT 1 FROM pg_database WHERE datname = $1", [name]);
+  if (rowCount) throw new PgstackError("E_SNAPSHOT", `Snapshot name '${name}' is taken by an existing database: choose another name (nothing was copied).`);
+  return name;
 }
 
 /** `base`, or `base_2`, `base_3`, ... when a database of that name exists (two snapshots in one second). */
@@ -170,28 +180,69 @@ async function copyDatabase(client: Client, source: string, snapshot: string, op
  * never a deployer that holds the migration lock: that one fails the snapshot
  * instead, naming it.
  */
-async function endSessions(client: Client, source: string, log: Logger, attempt: number): Promise<void> {
-  const { rows: deployers } = await client.query<{ pid: number; application_name: string }>(
-    `SELECT a.pid, coalesce(a.application_name, '') AS application_name
-       FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-      WHERE l.locktype = 'advisory' AND l.granted AND l.classid = 0 AND l.objid = $1
-        AND l.database = (SELECT oid FROM pg_database WHERE datname = $2)`,
-    [MIGRATION_LOCK_KEY, source],
-  );
-  if (deployers.length > 0) {
-    const d = deployers[0];
+export async function endSessions(client: Client, source: string, log: Logger, attempt: number, what: "snapshot" | "restore" = "snapshot"): Promise<void> {
+  const d = await deployerOn(client, source);
+  if (d) {
     throw new PgstackError(
       "E_SNAPSHOT",
-      `Cannot snapshot '${source}' while a deployer holds its migration lock (pid ${d.pid}, application_name '${d.application_name || "(none)"}'): let it finish and run again.`,
+      `Cannot ${what} '${source}' while a deployer holds its migration lock (pid ${d.pid}, application_name '${d.application_name || "(none)"}'): let it finish and run again.`,
     );
   }
   const { rows } = await client.query<{ pid: number }>(
     `SELECT pg_terminate_backend(pid) AS ended, pid FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()`,
     [source],
   );
-  if (rows.length > 0 && attempt === 1) log.warn(`ended ${rows.length} session(s) still connected to ${source} so it could be copied`);
+  if (rows.length > 0 && attempt === 1) log.warn(`ended ${rows.length} session(s) still connected to ${source} so it could be ${what === "snapshot" ? "copied" : "replaced"}`);
 }
 
-function quoteLiteral(text: string): string {
+/** The session holding pgstack's (Prisma's) migration lock in database `db`, if any. */
+export async function deployerOn(client: Client, db: string): Promise<{ pid: number; application_name: string } | undefined> {
+  const { rows: deployers } = await client.query<{ pid: number; application_name: string }>(
+    `SELECT a.pid, coalesce(a.application_name, '') AS application_name
+       FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+      WHERE l.locktype = 'advisory' AND l.granted AND l.classid = 0 AND l.objid = $1
+        AND l.database = (SELECT oid FROM pg_database WHERE datname = $2)`,
+    [MIGRATION_LOCK_KEY, db],
+  );
+  return deployers[0];
+}
+
+/** Drops a template snapshot database; refuses any database that is not one (no pgstack-snapshot comment). */
+export async function dropTemplateSnapshot(url: string, snapshotId: string, log: Logger): Promise<void> {
+  await withClient(
+    withDatabase(url, "postgres"),
+    async (client) => {
+      const known = (await listOn(client)).some((s) => s.snapshotId === snapshotId);
+      if (!known) throw new PgstackError("E_SNAPSHOT", `No snapshot '${snapshotId}' exists on this server (see \`pgstack snapshot list\`): nothing was deleted.`);
+      // FORCE: a psql left open in a snapshot must not keep it on disk forever.
+      await client.query(`DROP DATABASE ${quoteIdent(snapshotId)} WITH (FORCE)`);
+    },
+    { applicationName: "pgstack snapshot" },
+  );
+  log.info(`snapshot ${snapshotId} deleted`);
+}
+
+/** The template engine behind the SnapshotEngine interface. */
+export const templateEngine: SnapshotEngine = {
+  kind: "template",
+  create: (options) => createTemplateSnapshot(options),
+  list: (url, filter) => listSnapshots(url, filter),
+  tableCounts: (url, snapshot) => countRows(withDatabase(url, snapshot.snapshotId)),
+  async materialize(url, snapshot, target, log) {
+    await withClient(
+      withDatabase(url, "postgres"),
+      async (client) => {
+        // Nobody should be in a snapshot, but a psql left open would make the copy fail.
+        await client.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()", [snapshot.snapshotId]);
+        await client.query(`CREATE DATABASE ${quoteIdent(target)} TEMPLATE ${quoteIdent(snapshot.snapshotId)}`);
+      },
+      { applicationName: "pgstack restore" },
+    );
+    log.info(`copied snapshot ${snapshot.snapshotId} into ${target}`);
+  },
+  remove: (url, snapshot, log) => dropTemplateSnapshot(url, snapshot.snapshotId, log),
+};
+
+export function quoteLiteral(text: string): string {
   return "'" + text.replace(/'/g, "''") + "'";
 }

@@ -1,0 +1,172 @@
+import { Command, Option } from "commander";
+import { PgstackError } from "../../core/errors";
+import { createSnapshot, listAllSnapshots, type EngineChoice, type StoreOptions } from "../../core/snapshot/store";
+import { deleteSnapshot } from "../../core/snapshot/store";
+import { planRestore, restoreSnapshot, type RestorePlan } from "../../core/snapshot/restore";
+import { pruneSnapshots } from "../../core/snapshot/retention";
+import { parseDatabaseUrl } from "../../core/db/url";
+import type { Context } from "../context";
+import { table } from "../output";
+
+/**
+ * `pgstack snapshot list|create|restore|delete|prune` for the embedded,
+ * docker and external engines (rds snapshots are aws.rds.Snapshot resources).
+ */
+interface SnapshotFlags {
+  url?: string;
+  json?: boolean;
+  verbose?: boolean;
+  snapshotsDir?: string;
+  stack?: string;
+}
+
+function withSnapshotOptions(command: Command): Command {
+  return command
+    .addOption(new Option("--url <url>", "database URL (default: $DATABASE_URL)"))
+    .addOption(new Option("--snapshots-dir <path>", "folder of pg_dump snapshots").default(".pgstack/snapshots"))
+    .addOption(new Option("--json", "machine-readable output on stdout"))
+    .addOption(new Option("-v, --verbose", "more progress on stderr"));
+}
+
+function urlOf(flags: SnapshotFlags, ctx: Context): string {
+  const url = flags.url ?? ctx.env.DATABASE_URL;
+  if (!url) throw new PgstackError("E_USAGE", "No database URL: pass --url or set DATABASE_URL.");
+  parseDatabaseUrl(url);
+  return url;
+}
+
+function store(flags: SnapshotFlags, ctx: Context): StoreOptions {
+  return { snapshotsDir: flags.snapshotsDir, env: ctx.env };
+}
+
+/** What a restore will do, for people: the snapshot, then every table's rows now vs at the snapshot. */
+export function renderRestorePlan(plan: RestorePlan): string {
+  const s = plan.snapshot;
+  const lines = [
+    `Restore database '${plan.database}' from snapshot ${s.snapshotId}`,
+    `  taken ${s.createdAt} (${s.engine ?? "template"}), last migration in it: ${s.lastMigration ?? "none"}`,
+  ];
+  if (plan.discardedMigrations.length > 0) lines.push(`  migrations rolled back: ${plan.discardedMigrations.join(", ")}`);
+  const changed = plan.tables.filter((t) => t.now !== t.atSnapshot);
+  lines.push(changed.length > 0 ? "Discarded by the restore (rows now -> at the snapshot):" : "No table's row count differs from the snapshot.");
+  if (changed.length > 0) {
+    const cell = (n: number | null) => (n === null ? "(no table)" : String(n));
+    lines.push(
+      table(
+        ["TABLE", "NOW", "AT SNAPSHOT", "CHANGE"],
+        changed.map((t) => [t.table, cell(t.now), cell(t.atSnapshot), t.now !== null && t.atSnapshot !== null ? String(t.now - t.atSnapshot).replace(/^(\d)/, "+$1") : "-"]),
+      )
+        .split("\n")
+        .map((l) => `  ${l}`)
+        .join("\n"),
+    );
+  }
+  return lines.join("\n");
+}
+
+export function planJson(plan: RestorePlan) {
+  return { database: plan.database, snapshot: plan.snapshot, tables: plan.tables, discardedMigrations: plan.discardedMigrations };
+}
+
+export function snapshotCommand(ctx: Context): Command {
+  const snapshot = new Command("snapshot").description("snapshots of the database: list, create, restore, delete, prune");
+
+  snapshot.addCommand(
+    withSnapshotOptions(new Command("list"))
+      .description("every snapshot of the database, oldest first")
+      .option("--stack <name>", "only this stack's snapshots")
+      .action(async (flags: SnapshotFlags) => {
+        const list = await listAllSnapshots(urlOf(flags, ctx), { stack: flags.stack }, store(flags, ctx));
+        if (flags.json) return ctx.output.out(JSON.stringify({ snapshots: list.map(({ tables: _t, ...s }) => s) }));
+        if (list.length === 0) return ctx.output.out("No snapshots.");
+        ctx.output.out(table(["SNAPSHOT", "ENGINE", "STACK", "LAST MIGRATION", "TAKEN AT"], list.map((s) => [s.snapshotId, s.engine ?? "template", s.stack, s.lastMigration ?? "-", s.createdAt])));
+      })
+      .exitOverride(),
+  );
+
+  snapshot.addCommand(
+    withSnapshotOptions(new Command("create"))
+      .description("take a snapshot now: a server-side copy when the role may create databases, else pg_dump")
+      .requiredOption("--stack <name>", "the stack the snapshot belongs to (its id carries it)")
+      .addOption(new Option("--engine <engine>", "template (server-side copy), dump (pg_dump) or auto").choices(["auto", "template", "dump"]).default("auto"))
+      .option("--name <id>", "an exact snapshot id (refused if taken)")
+      .option("--keep <n>", "then keep only the newest n snapshots of this stack (retention)")
+      .action(async (flags: SnapshotFlags & { engine: EngineChoice; name?: string; keep?: string }) => {
+        const url = urlOf(flags, ctx);
+        const log = ctx.logger(flags);
+        const keep = flags.keep === undefined ? undefined : parseKeep(flags.keep);
+        const info = await createSnapshot({ url, stack: flags.stack!, name: flags.name, engine: flags.engine, log, ...store(flags, ctx) });
+        if (keep !== undefined) await pruneSnapshots(url, { keep, stack: flags.stack, log, protect: [info.snapshotId], ...store(flags, ctx) });
+        const { tables: _t, ...plain } = info;
+        ctx.output.out(flags.json ? JSON.stringify(plain) : `Snapshot ${info.snapshotId} taken (${info.engine}, last migration: ${info.lastMigration ?? "none"}).`);
+      })
+      .exitOverride(),
+  );
+
+  snapshot.addCommand(
+    withSnapshotOptions(new Command("restore"))
+      .description("restore the database in place from a snapshot (shows what it discards; --yes to do it)")
+      .argument("<id>", "the snapshot id")
+      .option("--yes", "restore (without it: only show what would be discarded)")
+      .option("--keep-old", "keep the replaced database as <db>_before_restore_<time>")
+      .action(async (id: string, flags: SnapshotFlags & { yes?: boolean; keepOld?: boolean }) => {
+        const url = urlOf(flags, ctx);
+        const plan = await planRestore(url, id, store(flags, ctx));
+        if (!flags.json) ctx.output.err(renderRestorePlan(plan));
+        if (!flags.yes) {
+          if (flags.json) ctx.output.out(JSON.stringify({ restored: false, plan: planJson(plan) }));
+          else ctx.output.out("Nothing changed: run again with --yes to restore.");
+          return;
+        }
+        const result = await restoreSnapshot(url, plan, { log: ctx.logger(flags), keepOld: flags.keepOld });
+        ctx.output.out(
+          flags.json
+            ? JSON.stringify({ restored: true, plan: planJson(plan), keptAs: result.keptAs ?? null })
+            : `Restored '${result.database}' from ${result.snapshotId}${result.keptAs ? `; the previous database is kept as ${result.keptAs}` : ""}.`,
+        );
+      })
+      .exitOverride(),
+  );
+
+  snapshot.addCommand(
+    withSnapshotOptions(new Command("delete"))
+      .description("delete one snapshot (never a database restored from it)")
+      .argument("<id>", "the snapshot id")
+      .action(async (id: string, flags: SnapshotFlags) => {
+        const deleted = await deleteSnapshot(urlOf(flags, ctx), id, ctx.logger(flags), store(flags, ctx));
+        ctx.output.out(flags.json ? JSON.stringify({ deleted: deleted.snapshotId }) : `Snapshot ${deleted.snapshotId} deleted.`);
+      })
+      .exitOverride(),
+  );
+
+  snapshot.addCommand(
+    withSnapshotOptions(new Command("prune"))
+      .description("keep the newest n snapshots, delete the rest (never the one the database was restored from, nor the newest pre-update one)")
+      .requiredOption("--keep <n>", "how many of the newest snapshots to keep")
+      .option("--stack <name>", "only this stack's snapshots")
+      .option("--protect <id...>", "snapshot ids never to delete")
+      .option("--dry-run", "show what would be deleted")
+      .action(async (flags: SnapshotFlags & { keep: string; protect?: string[]; dryRun?: boolean }) => {
+        const plan = await pruneSnapshots(urlOf(flags, ctx), {
+          keep: parseKeep(flags.keep),
+          stack: flags.stack,
+          protect: flags.protect,
+          dryRun: flags.dryRun,
+          log: ctx.logger(flags),
+          ...store(flags, ctx),
+        });
+        if (flags.json) {
+          return ctx.output.out(JSON.stringify({ kept: plan.keep.map((k) => ({ snapshotId: k.snapshot.snapshotId, why: k.why })), deleted: plan.remove.map((s) => s.snapshotId), dryRun: Boolean(flags.dryRun) }));
+        }
+        for (const k of plan.keep) ctx.output.out(`keep    ${k.snapshot.snapshotId} (${k.why})`);
+        for (const s of plan.remove) ctx.output.out(`${flags.dryRun ? "would delete" : "deleted"} ${s.snapshotId}`);
+      })
+      .exitOverride(),
+  );
+  return snapshot;
+}
+
+function parseKeep(text: string): number {
+  if (!/^\d+$/.test(text) || Number(text) < 1) throw new PgstackError("E_USAGE", `--keep must be a whole number of at least 1 (got '${text}').`);
+  return Number(text);
+}

@@ -1,0 +1,250 @@
+import { spawn } from "node:child_process";
+import { existsSync, promises as fs, accessSync, constants } from "node:fs";
+import * as path from "node:path";
+import { withClient } from "../db/client";
+import { libpqEnv, parseDatabaseUrl, quoteIdent, withDatabase } from "../db/url";
+import { PgstackError, messageOf } from "../errors";
+import type { Logger } from "../logger";
+import type { CreateOptions, SnapshotEngine } from "./engine";
+import { isPostgresSnapshotName, postgresSnapshotName } from "./naming";
+import { countRowsOn, type TableCounts } from "./tables";
+import { lastAppliedMigration, type SnapshotInfo } from "./template";
+
+/**
+ * pg_dump snapshots, for roles that may not create databases: `<id>.dump`
+ * (custom format) and `<id>.json` (what SnapshotInfo says, the server it came
+ * from and the rows per table at the moment of the dump) in a snapshots folder.
+ *
+ * The counts are taken in the very transaction snapshot pg_dump dumps
+ * (pg_export_snapshot + `pg_dump --snapshot`), so they are exactly the dump's
+ * and a restore can be verified against them.
+ */
+export interface DumpEngineOptions {
+  /** Folder of the dump files; created on first use. */
+  dir: string;
+  /** pg_dump to use. Default: $PGSTACK_PG_DUMP, else `pg_dump` on PATH. */
+  pgDump?: string;
+  env?: NodeJS.ProcessEnv;
+}
+
+interface DumpMeta extends SnapshotInfo {
+  /** host:port of the server it was dumped from, so listing does not mix servers. */
+  server: string;
+}
+
+export function serverKey(url: string): string {
+  const t = parseDatabaseUrl(url);
+  return `${t.host}:${t.port}`;
+}
+
+/** Major version from `pg_dump --version` output ("pg_dump (PostgreSQL) 15.18 (Debian ...)"). */
+export function parseToolMajor(output: string): number | undefined {
+  const m = /\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?/.exec(output);
+  return m ? Number(m[1]) : undefined;
+}
+
+/** Major version from server_version_num (150018 -> 15; 90624 -> 9). */
+export function serverMajor(versionNum: number): number {
+  return Math.floor(versionNum / 10000);
+}
+
+function findExecutable(name: string, env: NodeJS.ProcessEnv): string | undefined {
+  for (const dir of (env.PATH ?? "").split(path.delimiter)) {
+    if (!dir) continue;
+    const file = path.join(dir, name);
+    try {
+      accessSync(file, constants.X_OK);
+      return file;
+    } catch {
+      // next
+    }
+  }
+  return undefined;
+}
+
+const INSTALL_HINT = "install the PostgreSQL client tools (Debian/Ubuntu: apt-get install postgresql-client) or set PGSTACK_PG_DUMP to its path";
+
+export function resolveTool(tool: "pg_dump" | "pg_restore", options: Pick<DumpEngineOptions, "pgDump" | "env">): string {
+  const env = options.env ?? process.env;
+  const dump = options.pgDump ?? env.PGSTACK_PG_DUMP;
+  if (dump) {
+    const file = tool === "pg_dump" ? dump : path.join(path.dirname(dump), "pg_restore");
+    if (existsSync(file)) return file;
+    throw new PgstackError("E_SNAPSHOT", `${tool} was not found at ${file}: ${INSTALL_HINT}.`);
+  }
+  const found = findExecutable(tool, env);
+  if (!found) throw new PgstackError("E_SNAPSHOT", `${tool} was not found on PATH: ${INSTALL_HINT}.`);
+  return found;
+}
+
+interface RunResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs a client tool with the connection in libpq variables: no URL or password on its command line. */
+function runTool(file: string, args: string[], connEnv: Record<string, string>, env: NodeJS.ProcessEnv): Promise<RunResult> {
+  return new Promise((resolve) => {
+    const childEnv: NodeJS.ProcessEnv = { ...env, ...connEnv };
+    delete childEnv.DATABASE_URL;
+    const child = spawn(file, args, { env: childEnv, stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d) => (stdout += d));
+    child.stderr.on("data", (d) => (stderr += d));
+    child.on("error", (err) => resolve({ code: 127, stdout, stderr: stderr + messageOf(err) }));
+    child.on("close", (code) => resolve({ code: code ?? 1, stdout, stderr }));
+  });
+}
+
+/** The first meaningful line of a tool's stderr, without its "pg_dump: error:" prefix. */
+function toolError(stderr: string): string {
+  const line = stderr.split("\n").find((l) => /error|fatal|denied/i.test(l)) ?? stderr.split("\n").find(Boolean) ?? "no output";
+  return line.replace(/^\S+:\s*(error:\s*)?/, "").replace(/^error:\s*/, "").replace(/\.$/, "").trim();
+}
+
+/** Refuses a pg_dump older than the server: it cannot read a newer server's catalogs correctly. */
+export async function checkDumpTool(pgDump: string, serverVersionNum: number, env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  const out = await runTool(pgDump, ["--version"], {}, env);
+  const major = out.code === 0 ? parseToolMajor(out.stdout) : undefined;
+  if (major === undefined) throw new PgstackError("E_SNAPSHOT", `${pgDump} did not report a PostgreSQL version (is it pg_dump?): ${INSTALL_HINT}.`);
+  const server = serverMajor(serverVersionNum);
+  if (major < server) {
+    throw new PgstackError(
+      "E_SNAPSHOT",
+      `${pgDump} is version ${major} but the server is PostgreSQL ${server}: install pg_dump ${server} or newer (a dump tool older than the server cannot be trusted), nothing was dumped.`,
+    );
+  }
+  return major;
+}
+
+export function dumpEngine(options: DumpEngineOptions): SnapshotEngine {
+  const env = options.env ?? process.env;
+  const files = (id: string) => ({ dump: path.join(options.dir, `${id}.dump`), meta: path.join(options.dir, `${id}.json`) });
+
+  async function readAll(): Promise<DumpMeta[]> {
+    let names: string[];
+    try {
+      names = await fs.readdir(options.dir);
+    } catch {
+      return [];
+    }
+    const out: DumpMeta[] = [];
+    for (const n of names.filter((f) => f.endsWith(".json"))) {
+      try {
+        const meta = JSON.parse(await fs.readFile(path.join(options.dir, n), "utf8")) as DumpMeta;
+        if (meta.engine === "dump" && existsSync(files(meta.snapshotId).dump)) out.push(meta);
+      } catch {
+        // not ours
+      }
+    }
+    return out.sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.snapshotId.localeCompare(b.snapshotId));
+  }
+
+  const engine: SnapshotEngine = {
+    kind: "dump",
+
+    async create(o: CreateOptions): Promise<SnapshotInfo> {
+      const source = parseDatabaseUrl(o.url).database;
+      const pgDump = resolveTool("pg_dump", { ...options, env });
+      const lastMigration = await lastAppliedMigration(o.url);
+      const at = (o.now ?? (() => new Date()))();
+      await fs.mkdir(options.dir, { recursive: true });
+      let id = o.name ?? postgresSnapshotName({ stack: o.stack, lastMigration: lastMigration ?? undefined, at });
+      if (o.name && !isPostgresSnapshotName(o.name)) {
+        throw new PgstackError("E_SNAPSHOT", `Snapshot name '${o.name}' is not one pgstack makes (snap_<stack>_<migration>_<YYYYMMDDHHMMSS>, at most 63 bytes).`);
+      }
+      const taken = (name: string) => existsSync(files(name).dump) || existsSync(files(name).meta);
+      if (taken(id)) {
+        if (o.name) throw new PgstackError("E_SNAPSHOT", `Snapshot name '${id}' is taken in ${options.dir}: choose another name (nothing was dumped).`);
+        const base = id;
+        let n = 2;
+        while (taken(`${base}_${n}`)) n++;
+        id = `${base}_${n}`;
+      }
+      const { dump, meta } = files(id);
+      const partial = `${dump}.partial`;
+
+      const tables = await withClient(
+        o.url,
+        async (client) => {
+          const { rows } = await client.query<{ v: string }>("SELECT current_setting('server_version_num') AS v");
+          await checkDumpTool(pgDump, Number(rows[0].v), env);
+          // Hold the exported snapshot open while pg_dump reads it.
+          await client.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+          try {
+            const { rows: snap } = await client.query<{ id: string }>("SELECT pg_export_snapshot() AS id");
+            const counts = await countRowsOn(client);
+            const result = await runTool(pgDump, ["--format=custom", "--no-password", `--snapshot=${snap[0].id}`, `--file=${partial}`], libpqEnv(o.url), env);
+            if (result.code !== 0) {
+              throw new PgstackError("E_SNAPSHOT", `pg_dump could not dump database '${source}': ${toolError(result.stderr)}.`);
+            }
+            return counts;
+          } finally {
+            await client.query("COMMIT").catch(() => undefined);
+          }
+        },
+        { applicationName: "pgstack snapshot" },
+      ).catch(async (err) => {
+        await fs.rm(partial, { force: true });
+        throw err;
+      });
+
+      const info: DumpMeta = {
+        snapshotId: id,
+        source,
+        stack: o.stack,
+        lastMigration,
+        createdAt: at.toISOString(),
+        key: o.key ?? null,
+        engine: "dump",
+        tables,
+        server: serverKey(o.url),
+      };
+      // Data first, then the sidecar: a listed snapshot always has a complete dump.
+      await fs.rename(partial, dump);
+      await fs.writeFile(meta, JSON.stringify(info, null, 2) + "\n", { flag: "wx" });
+      o.log.info(`snapshot ${id} of ${source} dumped to ${path.relative(process.cwd(), dump) || dump} (last migration: ${lastMigration ?? "none"})`);
+      const { server: _server, ...plain } = info;
+      return plain;
+    },
+
+    async list(url, filter = {}) {
+      const server = serverKey(url);
+      return (await readAll())
+        .filter((m) => m.server === server && (filter.source === undefined || m.source === filter.source))
+        .map(({ server: _s, ...plain }) => plain);
+    },
+
+    async tableCounts(_url, snapshot): Promise<TableCounts> {
+      return snapshot.tables ?? {};
+    },
+
+    async materialize(url, snapshot, target, log) {
+      const pgRestore = resolveTool("pg_restore", { ...options, env });
+      await withClient(withDatabase(url, "postgres"), (c) => c.query(`CREATE DATABASE ${quoteIdent(target)} TEMPLATE template0`), { applicationName: "pgstack restore" }).catch(
+        (err) => {
+          if (err instanceof PgstackError) throw err;
+          throw new PgstackError("E_SNAPSHOT", `Could not create database '${target}' to restore into: ${messageOf(err).split("\n")[0]} (restoring a dump needs a role that may create databases).`);
+        },
+      );
+      const result = await runTool(pgRestore, ["--exit-on-error", "--no-password", `--dbname=${target}`, files(snapshot.snapshotId).dump], { ...libpqEnv(withDatabase(url, target)) }, env);
+      if (result.code !== 0) {
+        throw new PgstackError("E_SNAPSHOT", `pg_restore could not restore snapshot '${snapshot.snapshotId}' into '${target}': ${toolError(result.stderr)}.`);
+      }
+      log.info(`restored dump ${snapshot.snapshotId} into ${target}`);
+    },
+
+    async remove(_url, snapshot, log) {
+      const { dump, meta } = files(snapshot.snapshotId);
+      if (!existsSync(meta)) throw new PgstackError("E_SNAPSHOT", `No snapshot '${snapshot.snapshotId}' exists in ${options.dir}: nothing was deleted.`);
+      // Sidecar first: a half-deleted snapshot is never listed as restorable.
+      await fs.rm(meta, { force: true });
+      await fs.rm(dump, { force: true });
+      log.info(`snapshot ${snapshot.snapshotId} deleted`);
+    },
+  };
+  return engine;
+}
+

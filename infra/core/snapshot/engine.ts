@@ -1,0 +1,45 @@
+import type { Logger } from "../logger";
+import type { SnapshotInfo } from "./template";
+import type { TableCounts } from "./tables";
+
+/**
+ * One interface over the ways pgstack snapshots a database it can reach with
+ * a URL (the rds engine's aws.rds.Snapshot lives in the Pulumi components):
+ *
+ *   template  CREATE DATABASE <snapshot> TEMPLATE <db> on the same server: a
+ *             file-level copy in seconds; needs a role that may create
+ *             databases and owns the source (or a superuser).
+ *   dump      pg_dump -Fc into a snapshots folder, for roles that may not.
+ *
+ * Restore (restore.ts) is the same for both: `materialize` the snapshot into
+ * `<db>_restoring`, check it against `tableCounts`, then swap names.
+ */
+export type SnapshotKind = "template" | "dump";
+
+export interface CreateOptions {
+  /** URL of the database to snapshot (its password is never logged). */
+  url: string;
+  stack: string;
+  /** The migration set the update applies next (recorded with the snapshot). */
+  key?: string;
+  /** An exact id to use instead of a generated one; taken -> an error, never an overwrite. */
+  name?: string;
+  log: Logger;
+  now?: () => Date;
+  /** How long to keep trying while sessions linger in the source, ms. Default 15000. */
+  drainTimeoutMs?: number;
+}
+
+export interface SnapshotEngine {
+  readonly kind: SnapshotKind;
+  /** Takes a snapshot of the database of `options.url`. */
+  create(options: CreateOptions): Promise<SnapshotInfo>;
+  /** This engine's snapshots of the server/folder of `url`, oldest first; `source` filters by database. */
+  list(url: string, filter?: { source?: string }): Promise<SnapshotInfo[]>;
+  /** Rows per table at the moment the snapshot was taken. */
+  tableCounts(url: string, snapshot: SnapshotInfo): Promise<TableCounts>;
+  /** Creates database `target` (which must not exist) on the server of `url` holding the snapshot's data. */
+  materialize(url: string, snapshot: SnapshotInfo, target: string, log: Logger): Promise<void>;
+  /** Removes the snapshot, and nothing else. */
+  remove(url: string, snapshot: SnapshotInfo, log: Logger): Promise<void>;
+}

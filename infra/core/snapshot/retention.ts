@@ -1,0 +1,72 @@
+import { parseDatabaseUrl } from "../db/url";
+import { PgstackError } from "../errors";
+import type { Logger } from "../logger";
+import { restoredFrom } from "./restore";
+import { enginesFor, listAllSnapshots, type StoreOptions } from "./store";
+import type { SnapshotInfo } from "./template";
+
+/**
+ * Retention: keep the newest `keep` snapshots of a database and delete the
+ * rest, so disks do not fill. Never deleted, whatever `keep` says:
+ *   - the snapshot the database was restored from (a second rollback may need it);
+ *   - the newest pre-update snapshot (the one `npm run rollback` restores by default);
+ *   - any id in `protect` (e.g. the stack's latestSnapshot output).
+ * Deleting a snapshot never touches a database restored from it: a restore is
+ * a copy, not a reference.
+ */
+export interface PruneRules {
+  keep: number;
+  restoredFrom?: string;
+  protect?: string[];
+}
+
+export interface PrunePlan {
+  keep: { snapshot: SnapshotInfo; why: string }[];
+  remove: SnapshotInfo[];
+}
+
+/** Pure: which of `snapshots` (one database's, any order) to keep and which to delete. */
+export function planPrune(snapshots: SnapshotInfo[], rules: PruneRules): PrunePlan {
+  if (!Number.isInteger(rules.keep) || rules.keep < 1) {
+    throw new PgstackError("E_USAGE", `Retention must keep at least 1 snapshot (got ${rules.keep}).`);
+  }
+  const newestFirst = [...snapshots].sort((a, b) => b.createdAt.localeCompare(a.createdAt) || b.snapshotId.localeCompare(a.snapshotId));
+  const newestPreUpdate = newestFirst.find((s) => s.key !== null);
+  const plan: PrunePlan = { keep: [], remove: [] };
+  newestFirst.forEach((s, i) => {
+    const why =
+      i < rules.keep
+        ? `one of the newest ${rules.keep}`
+        : s.snapshotId === rules.restoredFrom
+          ? "the database was restored from it"
+          : s === newestPreUpdate
+            ? "the newest pre-update snapshot"
+            : rules.protect?.includes(s.snapshotId)
+              ? "protected"
+              : undefined;
+    if (why) plan.keep.push({ snapshot: s, why });
+    else plan.remove.push(s);
+  });
+  return plan;
+}
+
+export interface PruneOptions extends StoreOptions {
+  keep: number;
+  /** Only this stack's snapshots. Default: every snapshot of the database. */
+  stack?: string;
+  protect?: string[];
+  log: Logger;
+  /** Plan only. */
+  dryRun?: boolean;
+}
+
+/** Applies planPrune to the snapshots of the database of `url`. */
+export async function pruneSnapshots(url: string, options: PruneOptions): Promise<PrunePlan> {
+  const snapshots = await listAllSnapshots(url, { stack: options.stack }, options);
+  const plan = planPrune(snapshots, { keep: options.keep, restoredFrom: await restoredFrom(url), protect: options.protect });
+  if (options.dryRun) return plan;
+  const engines = enginesFor(options);
+  for (const s of plan.remove) await engines[s.engine ?? "template"].remove(url, s, options.log);
+  options.log.info(`kept ${plan.keep.length} snapshot(s) of ${parseDatabaseUrl(url).database}, deleted ${plan.remove.length}`);
+  return plan;
+}

@@ -1,0 +1,141 @@
+/**
+ * `npm run rollback -- --stack <s> [--snapshot <id>] [--yes] [--keep-old]`
+ * `npm run rollback -- --stack <s> --unpin`
+ *
+ * Restores a stack's database in place from a snapshot (default: the stack's
+ * `latestSnapshot` output, the pre-update snapshot of its last deploy), after
+ * showing what it discards (rows per table now vs at the snapshot, and the
+ * migrations rolled back) and asking (unless --yes; prod always needs --yes).
+ * Then it pins the migration chain at the snapshot's last migration
+ * (`pgstack:pinnedMigration`), so the next `up` does not re-apply what was
+ * rolled back, and runs `pulumi up --yes` so the outputs show the restored
+ * state. `--unpin` lifts the pin: the next `up` applies the later migrations.
+ *
+ * The database URL comes from the stack's secret `databaseUrl` output and is
+ * never printed or put on a command line.
+ */
+import * as path from "node:path";
+import * as readline from "node:readline/promises";
+import { environmentOf } from "../config/schema";
+import { isPgstackError, messageOf, PgstackError } from "../core/errors";
+import { stderrLogger } from "../core/logger";
+import { planRestore, restoreSnapshot } from "../core/snapshot/restore";
+import { renderRestorePlan } from "../cli/commands/snapshot";
+import { PROJECT_ROOT, preparePulumi, say, type Pulumi } from "./run-pulumi";
+
+const PIN_KEY = "pgstack:pinnedMigration";
+
+export interface RollbackArgs {
+  stack?: string;
+  snapshot?: string;
+  yes: boolean;
+  unpin: boolean;
+  keepOld: boolean;
+}
+
+export function parseArgs(argv: string[]): RollbackArgs {
+  const args: RollbackArgs = { yes: false, unpin: false, keepOld: false };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const value = () => {
+      const v = argv[++i];
+      if (v === undefined || v.startsWith("--")) throw new PgstackError("E_USAGE", `${a} needs a value.`);
+      return v;
+    };
+    if (a === "--stack" || a === "-s") args.stack = value();
+    else if (a.startsWith("--stack=")) args.stack = a.slice(8);
+    else if (a === "--snapshot") args.snapshot = value();
+    else if (a.startsWith("--snapshot=")) args.snapshot = a.slice(11);
+    else if (a === "--yes" || a === "-y") args.yes = true;
+    else if (a === "--unpin") args.unpin = true;
+    else if (a === "--keep-old") args.keepOld = true;
+    else throw new PgstackError("E_USAGE", `Unknown argument '${a}': usage is npm run rollback -- --stack <name> [--snapshot <id>] [--yes] [--keep-old] | --unpin.`);
+  }
+  if (!args.stack) throw new PgstackError("E_USAGE", "Name the stack to roll back: npm run rollback -- --stack <name>.");
+  return args;
+}
+
+async function pulumiJson<T>(pulumi: Pulumi, args: string[], what: string): Promise<T> {
+  const r = await pulumi.capture(args);
+  if (r.code !== 0) throw new PgstackError("E_USAGE", `${what} failed: ${(r.stderr || r.stdout).trim().split("\n").pop() ?? "no output"}.`);
+  return JSON.parse(r.stdout || "{}") as T;
+}
+
+async function confirm(question: string): Promise<boolean> {
+  const rl = readline.createInterface({ input: process.stdin, output: process.stderr });
+  try {
+    return /^y(es)?$/i.test((await rl.question(question)).trim());
+  } finally {
+    rl.close();
+  }
+}
+
+export async function rollback(argv: string[]): Promise<number> {
+  const args = parseArgs(argv);
+  const stack = args.stack!;
+  const pulumi = await preparePulumi();
+
+  if (args.unpin) {
+    const r = await pulumi.capture(["config", "rm", PIN_KEY, "--stack", stack]);
+    if (r.code !== 0) throw new PgstackError("E_USAGE", `Could not remove ${PIN_KEY} from stack '${stack}': ${(r.stderr || r.stdout).trim().split("\n").pop()}.`);
+    say(`pin lifted on stack '${stack}': the next \`pulumi up\` (npm run dev on dev) applies every migration in the folder.`);
+    return 0;
+  }
+
+  const config = await pulumiJson<Record<string, { value?: unknown }>>(pulumi, ["config", "--json", "--stack", stack], `Reading the config of stack '${stack}'`);
+  const engine = String(config["pgstack:engine"]?.value ?? "embedded");
+  const environment = String(config["pgstack:environment"]?.value ?? environmentOf(stack));
+  if (engine === "rds") {
+    throw new PgstackError("E_USAGE", `Stack '${stack}' uses the rds engine, whose snapshots are restored as a new instance (pgstack:rds.restoreFromSnapshot), not in place by this command.`);
+  }
+  if (environment === "prod" && !args.yes) {
+    throw new PgstackError("E_USAGE", `Stack '${stack}' is prod: a rollback there always needs --yes (nothing was changed).`);
+  }
+
+  const outputs = await pulumiJson<Record<string, unknown>>(pulumi, ["stack", "output", "--json", "--show-secrets", "--stack", stack], `Reading the outputs of stack '${stack}'`);
+  const url = outputs.databaseUrl;
+  if (typeof url !== "string" || !url) throw new PgstackError("E_USAGE", `Stack '${stack}' has no databaseUrl output: run \`pulumi up\` on it first.`);
+  const id = args.snapshot ?? (typeof outputs.latestSnapshot === "string" ? outputs.latestSnapshot : "");
+  if (!id) throw new PgstackError("E_USAGE", `Stack '${stack}' has no pre-update snapshot yet: pass --snapshot <id> (see \`pgstack snapshot list\`).`);
+
+  const store = { snapshotsDir: path.join(PROJECT_ROOT, ".pgstack", "snapshots") };
+  const plan = await planRestore(url, id, store);
+  const pin = plan.snapshot.lastMigration;
+  if (!pin) {
+    throw new PgstackError("E_USAGE", `Snapshot '${id}' holds no applied migration, so the chain cannot be pinned before all of them: restore it with \`pgstack snapshot restore\` instead (nothing was changed).`);
+  }
+  process.stderr.write(renderRestorePlan(plan) + "\n");
+  process.stderr.write(`Then the migration chain is pinned at ${pin} (${PIN_KEY}) and \`pulumi up\` runs on stack '${stack}'.\n`);
+
+  if (!args.yes) {
+    if (!process.stdin.isTTY) throw new PgstackError("E_USAGE", "Not asking without a terminal: run again with --yes to restore (nothing was changed).");
+    if (!(await confirm(`Restore '${plan.database}' on stack '${stack}' from ${id}? [y/N] `))) {
+      say("nothing changed.");
+      return 1;
+    }
+  }
+
+  await restoreSnapshot(url, plan, { log: stderrLogger(), keepOld: args.keepOld });
+  const set = await pulumi.capture(["config", "set", "--stack", stack, PIN_KEY, pin]);
+  if (set.code !== 0) {
+    throw new PgstackError("E_USAGE", `The database is restored but pinning failed: run \`npm run pulumi -- config set --stack ${stack} ${PIN_KEY} ${pin}\` before the next up.`);
+  }
+  say(`restored from ${id}; migration chain pinned at ${pin}. Running pulumi up on '${stack}'...`);
+  const code = await pulumi.run(["up", "--yes", "--stack", stack]);
+  if (code !== 0) {
+    say(`pulumi up failed (see above); the database is restored and pinned. Fix and run \`pulumi up\` on '${stack}' again.`);
+    return code;
+  }
+  say(`rolled back to ${id}. Lift the pin once the migration is fixed: npm run rollback -- --stack ${stack} --unpin`);
+  return 0;
+}
+
+if (require.main === module) {
+  rollback(process.argv.slice(2)).then(
+    (code) => process.exit(code),
+    (err) => {
+      process.stderr.write(`pgstack: ${isPgstackError(err) ? err.message : `unexpected error: ${messageOf(err).split("\n")[0]}`}\n`);
+      process.exit(1);
+    },
+  );
+}
