@@ -11,6 +11,7 @@ import { SEED_SCRIPT, Seed } from "./components/seed";
 import { migrationSetKey, PreUpdateSnapshot } from "./components/snapshot";
 import { isPgstackError } from "./core/errors";
 import { discoverMigrations } from "./core/migrations/discover";
+import { enforceLintGate, previouslyAppliedMigrations } from "./guards/lint";
 
 /** Every stack's outputs. */
 export interface StackOutputs {
@@ -22,6 +23,8 @@ export interface StackOutputs {
   latestSnapshot: pulumi.Output<string>;
   /** The exact command that restores it. */
   rollbackCommand: pulumi.Output<string>;
+  /** The migration the chain is pinned at after a rollback ("" when not pinned): later ones wait for `--unpin`. */
+  pinnedMigration: pulumi.Output<string>;
 }
 
 /** Resource names: state, never renamed. */
@@ -68,6 +71,16 @@ function seedChecksum(projectDir: string): string {
 export async function defineStack(loaded: LoadedStackConfig, projectDir: string): Promise<StackOutputs> {
   const config: StackConfig = loaded.config;
   const migrations = await readMigrations(projectDir, config.migrationsDir);
+  // Before any resource is registered: a refused preview or up changes nothing.
+  if (config.lint === "strict") {
+    await enforceLintGate({
+      stack: config.stack,
+      projectDir,
+      migrationsDir: config.migrationsDir,
+      pinnedMigration: config.pinnedMigration,
+      previouslyApplied: await previouslyAppliedMigrations(),
+    });
+  }
 
   const dir = commandDirFor(projectDir);
   const db = new Database(NAMES.database, databaseArgs(loaded, dir));
@@ -122,5 +135,6 @@ export async function defineStack(loaded: LoadedStackConfig, projectDir: string)
     appliedMigrations: chain.appliedMigrations,
     latestSnapshot,
     rollbackCommand: latestSnapshot.apply((id) => rollbackCommand(config.stack, id)),
+    pinnedMigration: pulumi.output(config.pinnedMigration ?? ""),
   };
 }

@@ -13,6 +13,8 @@ import { z } from "zod";
  *   pgstack:migrationsDir    migrations folder, relative to the project (default migrations)
  *   pgstack:seed             run prisma/seed.ts after the migrations (default: true on dev only; never on prod)
  *   pgstack:pinnedMigration  the chain stops after this migration (set by rollback; default: none)
+ *   pgstack:lint             strict | warn: strict fails preview and up on an unaccepted blocking lint finding
+ *                            in a migration the update would run (default: strict on staging and prod, warn on dev)
  *   pgstack:embedded         { port, dataDir, removeDataOnDestroy }
  *   pgstack:docker           { image, port }
  *   pgstack:rds              { instanceClass, vpcId, subnetIds, ... } (see RdsConfig), including the restore keys
@@ -125,6 +127,9 @@ export type RdsOriginalFate = (typeof RDS_ORIGINAL_FATES)[number];
 
 export const DEFAULT_SNAPSHOTS_KEEP = 5;
 
+export const LINT_MODES = ["strict", "warn"] as const;
+export type LintMode = (typeof LINT_MODES)[number];
+
 export interface SnapshotsConfig {
   /**
    * Pre-update snapshots to keep per stack (template-copy engines: embedded,
@@ -144,6 +149,8 @@ export interface StackConfig {
   migrationsDir: string;
   seed: boolean;
   pinnedMigration?: string;
+  /** strict: blocking lint findings in migrations the update would run fail preview and up. */
+  lint: LintMode;
   embedded?: EmbeddedConfig;
   docker?: DockerConfig;
   rds?: RdsConfig;
@@ -180,6 +187,7 @@ const KNOWN_KEYS = [
   "migrationsDir",
   "seed",
   "pinnedMigration",
+  "lint",
   "embedded",
   "docker",
   "rds",
@@ -264,6 +272,7 @@ const topSchema = z.object({
     .default("migrations"),
   seed: bool.optional(),
   pinnedMigration: text.regex(/^\d{14}_[A-Za-z0-9][A-Za-z0-9_-]*$/, "must be a migration folder name (<timestamp>_<name>)").optional(),
+  lint: z.enum(LINT_MODES, { error: `must be one of ${LINT_MODES.join(", ")}` }).optional(),
   embedded: z.unknown().optional(),
   docker: z.unknown().optional(),
   rds: z.unknown().optional(),
@@ -395,6 +404,7 @@ export function parseStackConfig(raw: RawStackConfig): StackConfig {
     migrationsDir: top.migrationsDir,
     seed,
     pinnedMigration: top.pinnedMigration,
+    lint: top.lint ?? (environment === "dev" ? "warn" : "strict"),
     embedded: embedded && { ...embedded, dataDir: embedded.dataDir ?? `.pgstack/${stackDir}/data` },
     docker,
     rds,

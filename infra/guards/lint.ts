@@ -37,8 +37,17 @@ export async function previouslyAppliedMigrations(): Promise<string[] | undefine
     name: `organization/${pulumi.getProject()}/${pulumi.getStack()}`,
   });
   const details = await self.getOutputDetails("appliedMigrations");
-  const value = details.value ?? details.secretValue;
-  return Array.isArray(value) ? (value as string[]) : undefined;
+  return stringList(details.value ?? details.secretValue);
+}
+
+/** A list output as read back: an array, or (through some runtimes) an object keyed 0..n-1. */
+export function stringList(value: unknown): string[] | undefined {
+  if (Array.isArray(value)) return value.map(String);
+  if (value && typeof value === "object") {
+    const entries = Object.entries(value as Record<string, unknown>);
+    if (entries.every(([k], i) => k === String(i))) return entries.map(([, v]) => String(v));
+  }
+  return undefined;
 }
 
 /** Throws a RunError (no stack trace, one message) when the gate refuses. */

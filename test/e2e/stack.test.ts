@@ -15,6 +15,7 @@ import { changedSteps, createE2eProject, readTree, type E2eProject, type PulumiR
 jest.setTimeout(600_000);
 
 const STACK = "dev";
+const GOLDEN = path.join(__dirname, "..", "fixtures", "plan", "plan-stack-dev.md");
 let project: E2eProject;
 let url: string;
 let repoMigrations: string[];
@@ -157,6 +158,55 @@ describe("the dev stack with the real pulumi CLI", () => {
     expect(await tables()).toEqual(expect.arrayContaining(["e2e_half", "e2e_after"]));
     const preview = ok(await project.pulumi(["preview", "--json", "--stack", STACK]), "preview (after the fix)");
     expect(changedSteps(preview.stdout)).toEqual([]);
+  });
+
+  it("with lint: strict, preview lists the migrations, the snapshot and both blocking findings and fails; accepted, it passes", async () => {
+    const index = "20990104000000_add_users_name_idx";
+    const drop = "20990105000000_drop_users_avatar_url";
+    const indexSql = '-- CreateIndex\nCREATE INDEX "users_name_idx" ON "users"("name");\n';
+    const dropSql = '-- AlterTable\nALTER TABLE "users" DROP COLUMN "avatar_url";\n';
+    await addMigration(index, indexSql);
+    await addMigration(drop, dropSql);
+    ok(await project.pulumi(["config", "set", "pgstack:lint", "strict", "--stack", STACK]), "config set lint strict");
+    const tablesBefore = await tables();
+
+    const refused = await project.script("preview", ["--stack", STACK]);
+    timings.push(`npm run preview (strict, refused): ${(refused.ms / 1000).toFixed(1)} s`);
+    const printed = refused.stdout + refused.stderr;
+    expect(refused.code).not.toBe(0);
+    expect(printed).toContain("2 migration(s) would be applied");
+    expect(printed).toContain(index);
+    expect(printed).toContain(drop);
+    expect(printed).toMatch(/Snapshot before the first migration: snap_dev_20990103000000_after_bad_\d{14}/);
+    expect(printed).toContain("require-concurrent-index-creation");
+    expect(printed).toContain("ban-drop-column");
+    // pulumi preview itself fails on the gate, with the findings' text and no stack trace.
+    expect(printed).toContain("Stack 'dev' has lint: strict and 2 blocking finding(s)");
+    expect(printed).toContain(`${index}/migration.sql:2: require-concurrent-index-creation`);
+    expect(printed).not.toMatch(/\n\s+at .*\.ts:\d+/);
+    expect(printed).not.toContain(decodeURIComponent(new URL(url).password));
+    // The PR comment for the stack, from its state (golden; the snapshot's time normalized).
+    const comment = await project.cli(["plan", "--stack", STACK, "--markdown"]);
+    expect(comment.code).toBe(1);
+    const markdown = comment.stdout.replace(/(snap_dev_20990103000000_after_bad_)\d{14}/, "$1<time>");
+    if (process.env.UPDATE_GOLDEN) await fs.writeFile(GOLDEN, markdown);
+    expect(markdown).toBe(await fs.readFile(GOLDEN, "utf8"));
+
+    const up = await project.pulumi(["up", "--yes", "--skip-preview", "--stack", STACK]);
+    expect(up.code).not.toBe(0);
+    expect(up.stdout + up.stderr).toContain(`${drop}/migration.sql:2: ban-drop-column`);
+    expect(await tables()).toEqual(tablesBefore);
+    expect((await status())[index]).toBe("pending");
+
+    await addMigration(index, `-- pgstack:allow require-concurrent-index-creation users has a few hundred rows\n${indexSql}`);
+    await addMigration(drop, `-- pgstack:allow ban-drop-column avatar_url is unused since the profile redesign\n${dropSql}`);
+    const accepted = ok(await project.script("preview", ["--stack", STACK]), "npm run preview (strict, accepted)");
+    const shown = accepted.stdout + accepted.stderr;
+    expect(shown).toContain("Lint: 0 blocking, 0 warning(s), 2 accepted");
+    expect(shown).toContain("users has a few hundred rows");
+    expect(shown).toContain("avatar_url is unused since the profile redesign");
+    const steps = changedSteps(ok(await project.pulumi(["preview", "--json", "--stack", STACK]), "preview --json (accepted)").stdout);
+    expect(steps.filter((x) => x.type === "command:local:Command" && x.op === "create").map((x) => x.name)).toEqual([`migrations-${index}`, `migrations-${drop}`]);
   });
 
   it("destroy stops the server and keeps the data", async () => {

@@ -27,6 +27,10 @@ export interface E2eProject {
   port: number;
   env: Env;
   pulumi(args: string[], extraEnv?: Env): Promise<PulumiResult>;
+  /** One of the project's scripts as `npm run <script> -- args` runs it (infra/scripts/<script>.ts through tsx). */
+  script(script: string, args: string[], extraEnv?: Env): Promise<PulumiResult>;
+  /** The pgstack CLI (the package's bin) in the project copy. */
+  cli(args: string[], extraEnv?: Env): Promise<PulumiResult>;
   cleanup(): Promise<void>;
 }
 
@@ -58,10 +62,15 @@ export async function createE2eProject(stack = "dev"): Promise<E2eProject> {
   });
   const port = await freePort();
 
-  const pulumi = (args: string[], extraEnv: Env = {}) =>
-    new Promise<PulumiResult>((resolve, reject) => {
+  const pulumi = (args: string[], extraEnv: Env = {}) => runIn(plan.pulumi, [...args, "--non-interactive"], extraEnv);
+  const script = (name: string, args: string[], extraEnv: Env = {}) =>
+    runIn(process.execPath, ["--require", "tsx/cjs", path.join("infra", "scripts", `${name}.ts`), ...args], extraEnv);
+  const cli = (args: string[], extraEnv: Env = {}) => runIn(process.execPath, [path.join("infra", "bin", "pgstack.js"), ...args], extraEnv);
+
+  function runIn(command: string, args: string[], extraEnv: Env): Promise<PulumiResult> {
+    return new Promise<PulumiResult>((resolve, reject) => {
       const started = Date.now();
-      const child = spawn(plan.pulumi, [...args, "--non-interactive"], {
+      const child = spawn(command, args, {
         cwd: dir,
         env: { ...env, ...extraEnv } as NodeJS.ProcessEnv,
         stdio: ["ignore", "pipe", "pipe"],
@@ -73,6 +82,7 @@ export async function createE2eProject(stack = "dev"): Promise<E2eProject> {
       child.on("error", reject);
       child.on("close", (code) => resolve({ code: code ?? 1, stdout, stderr, ms: Date.now() - started }));
     });
+  }
 
   try {
     const init = await pulumi(["stack", "init", stack]);
@@ -91,6 +101,8 @@ export async function createE2eProject(stack = "dev"): Promise<E2eProject> {
     port,
     env,
     pulumi,
+    script,
+    cli,
     cleanup: () => fs.rm(root, { recursive: true, force: true }),
   };
 }

@@ -75,9 +75,14 @@ function patchMonitor(): void {
   };
 }
 
+/** The outputs the stack's previous update left, as a StackReference to itself reads them. */
+let previousStackOutputs: Record<string, unknown> | undefined;
+
 /** What the mocked providers answer: each resource's inputs plus the outputs pgstack reads. */
 export function mockState(type: string, name: string, inputs: Record<string, any>): Record<string, any> {
   switch (type) {
+    case "pulumi:pulumi:StackReference":
+      return { ...inputs, outputs: previousStackOutputs ?? {}, secretOutputNames: [] };
     case "command:local:Command": {
       let stdout = "";
       if (name.endsWith("-cluster")) stdout = JSON.stringify({ identity: "embedded:7311111111111111111/app/16384", systemIdentifier: "7311111111111111111", database: "app" });
@@ -117,6 +122,8 @@ export interface RunOptions {
   secrets?: Record<string, string>;
   projectDir: string;
   preview?: boolean;
+  /** The outputs of the stack's last update (none: a stack never deployed). */
+  previousOutputs?: Record<string, unknown>;
 }
 
 export interface RunResult {
@@ -134,6 +141,7 @@ async function settle(output: pulumi.Output<unknown>): Promise<{ value: unknown;
 export async function runStack(options: RunOptions): Promise<RunResult> {
   patchMonitor();
   registered.length = 0;
+  previousStackOutputs = options.previousOutputs;
   await pulumi.runtime.setMocks(
     {
       newResource: (args) => ({ id: args.inputs.name ? `${args.inputs.name}-id` : `${args.name}-id`, state: mockState(args.type, args.name, args.inputs) }),

@@ -126,6 +126,15 @@ describe("stack config", () => {
     );
   });
 
+  it("makes lint strict on staging and prod and warn on dev unless set, and names a bad value", async () => {
+    expect(parseStackConfig(raw("dev", {})).lint).toBe("warn");
+    expect(parseStackConfig(raw("feature-x", { "pgstack:lint": "strict" })).lint).toBe("strict");
+    expect(parseStackConfig(raw("staging", await stackFileConfig("staging"))).lint).toBe("strict");
+    expect(parseStackConfig(raw("prod", await stackFileConfig("prod"))).lint).toBe("strict");
+    expect(parseStackConfig(raw("prod", { "pgstack:engine": "external" }, { externalUrl: true })).lint).toBe("strict");
+    expect(() => parseStackConfig(raw("dev", { "pgstack:lint": "loud" }))).toThrow("pgstack:lint must be one of strict, warn");
+  });
+
   it("derives the environment from the stack name", () => {
     expect(environmentOf("prod")).toBe("prod");
     expect(environmentOf("acme/pgstack/production")).toBe("prod");

@@ -111,6 +111,7 @@ describe("dev stack (embedded engine)", () => {
     expect(run.outputs.appliedMigrations.secret).toBe(false);
     expect(run.outputs.latestSnapshot).toEqual({ value: "snap_dev_empty_20251122000000", secret: false, known: true });
     expect(run.outputs.rollbackCommand.value).toBe("npm run rollback -- --stack dev --snapshot snap_dev_empty_20251122000000");
+    expect(run.outputs.pinnedMigration.value).toBe("");
   });
 });
 
@@ -122,6 +123,7 @@ describe("a pinned chain (the hook rollback uses)", () => {
       const run = await runStack({ stack: "dev", config: { ...(await stackFileConfig("dev")), "pgstack:pinnedMigration": pin }, projectDir });
       expect(chainCommands(run.resources).map((c) => c.name)).toEqual(migrationNames.slice(0, 3).map((n) => `migrations-${n}`));
       expect(run.outputs.appliedMigrations.value).toEqual(migrationNames.slice(0, 3));
+      expect(run.outputs.pinnedMigration).toEqual({ value: pin, secret: false, known: true });
     } finally {
       await fs.rm(projectDir, { recursive: true, force: true });
     }
