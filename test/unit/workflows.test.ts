@@ -6,10 +6,11 @@ import { ensureActionlint } from "../../infra/toolchain/actionlint";
 import { REPO_ROOT } from "../support/fixtures";
 
 type Job = {
+  needs?: string | string[];
   if?: string;
   environment?: string;
   concurrency?: { group: string; "cancel-in-progress": boolean };
-  steps: { uses?: string; run?: string; with?: Record<string, unknown> }[];
+  steps: { name?: string; uses?: string; run?: string; with?: Record<string, unknown> }[];
   strategy?: { matrix: { stack: string[] } };
 };
 type Workflow = { on: Record<string, unknown>; permissions: Record<string, string>; jobs: Record<string, Job> };
@@ -31,8 +32,12 @@ describe("GitHub workflows", () => {
     expect(wf.jobs.preview.strategy!.matrix.stack).toEqual(["staging", "prod"]);
     const steps = wf.jobs.preview.steps;
     expect(steps.find((s) => s.uses?.startsWith("pulumi/actions@"))?.with).toMatchObject({ command: "preview" });
-    const comment = steps.find((s) => s.uses?.startsWith("actions/github-script@"));
+    expect(steps.find((s) => s.name === "Plan, lint and rehearsal")?.run).toMatch(/pgstack plan --stack "\$STACK" --markdown/);
+    // One comment for every stack, found by its marker and edited in place.
+    expect(wf.jobs.comment.needs).toBe("preview");
+    const comment = wf.jobs.comment.steps.find((s) => s.uses?.startsWith("actions/github-script@"));
     expect(String(comment?.with?.script)).toMatch(/updateComment/);
+    expect(String(comment?.with?.script)).toMatch(/pgstack-plan -->/);
   });
 
   it("deploy: staging on push, prod on release behind an approved environment, one deploy per stack", () => {
