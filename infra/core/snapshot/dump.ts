@@ -101,7 +101,23 @@ function runTool(file: string, args: string[], connEnv: Record<string, string>, 
 /** The first meaningful line of a tool's stderr, without its "pg_dump: error:" prefix. */
 function toolError(stderr: string): string {
   const line = stderr.split("\n").find((l) => /error|fatal|denied/i.test(l)) ?? stderr.split("\n").find(Boolean) ?? "no output";
-  return line.replace(/^\S+:\s*(error:\s*)?/, "").replace(/^error:\s*/, "").replace(/\.$/, "").trim();
+  return line
+    .replace(/^\S+:\s*(error:\s*)?/, "")
+    .replace(/^error:\s*/, "")
+    .replace(/^query failed:\s*(ERROR:\s*)?/, "")
+    .replace(/\.$/, "")
+    .trim();
+}
+
+const INSUFFICIENT_PRIVILEGE = "42501";
+
+/** A permission error while reading the source (the ledger, a table), as one sentence; undefined for any other error. */
+function notReadable(err: unknown, url: string, source: string): PgstackError | undefined {
+  if ((err as { code?: string }).code !== INSUFFICIENT_PRIVILEGE) return undefined;
+  return new PgstackError(
+    "E_SNAPSHOT",
+    `Role '${parseDatabaseUrl(url).user}' may not read all of database '${source}' (${messageOf(err).split("\n")[0].replace(/\.$/, "")}), so pg_dump cannot snapshot it: use the URL of the database's owner or grant the role SELECT on every table and sequence; nothing was dumped.`,
+  );
 }
 
 /** Refuses a pg_dump older than the server: it cannot read a newer server's catalogs correctly. */
@@ -113,7 +129,7 @@ export async function checkDumpTool(pgDump: string, serverVersionNum: number, en
   if (major < server) {
     throw new PgstackError(
       "E_SNAPSHOT",
-      `${pgDump} is version ${major} but the server is PostgreSQL ${server}: install pg_dump ${server} or newer (a dump tool older than the server cannot be trusted), nothing was dumped.`,
+      `The pg_dump at ${pgDump} is version ${major} but the server is PostgreSQL ${server}, and an older pg_dump cannot be trusted with a newer server: install pg_dump ${server} or newer (Debian/Ubuntu: apt-get install postgresql-client-${server}) or set PGSTACK_PG_DUMP to its path; nothing was dumped.`,
     );
   }
   return major;
@@ -148,15 +164,20 @@ export function dumpEngine(options: DumpEngineOptions): SnapshotEngine {
     async create(o: CreateOptions): Promise<SnapshotInfo> {
       const source = parseDatabaseUrl(o.url).database;
       const pgDump = resolveTool("pg_dump", { ...options, env });
-      const lastMigration = await lastAppliedMigration(o.url);
+      const lastMigration = await lastAppliedMigration(o.url).catch((err) => {
+        throw notReadable(err, o.url, source) ?? err;
+      });
       const at = (o.now ?? (() => new Date()))();
-      await fs.mkdir(options.dir, { recursive: true });
       let id = o.name ?? postgresSnapshotName({ stack: o.stack, lastMigration: lastMigration ?? undefined, at });
       if (o.name && !isPostgresSnapshotName(o.name)) {
         throw new PgstackError("E_SNAPSHOT", `Snapshot name '${o.name}' is not one pgstack makes (snap_<stack>_<migration>_<YYYYMMDDHHMMSS>, at most 63 bytes).`);
       }
-      const taken = (name: string) => existsSync(files(name).dump) || existsSync(files(name).meta);
+      const reserved = new Set(o.reserved ?? []);
+      const taken = (name: string) => existsSync(files(name).dump) || existsSync(files(name).meta) || reserved.has(name);
       if (taken(id)) {
+        if (o.name && reserved.has(id) && !existsSync(files(id).dump) && !existsSync(files(id).meta)) {
+          throw new PgstackError("E_SNAPSHOT", `Snapshot name '${id}' is taken by an existing database: choose another name (nothing was dumped).`);
+        }
         if (o.name) throw new PgstackError("E_SNAPSHOT", `Snapshot name '${id}' is taken in ${options.dir}: choose another name (nothing was dumped).`);
         const base = id;
         let n = 2;
@@ -176,6 +197,8 @@ export function dumpEngine(options: DumpEngineOptions): SnapshotEngine {
           try {
             const { rows: snap } = await client.query<{ id: string }>("SELECT pg_export_snapshot() AS id");
             const counts = await countRowsOn(client);
+            // Only now, with pg_dump checked and the data readable: a refused snapshot leaves no folder behind.
+            await fs.mkdir(options.dir, { recursive: true });
             const result = await runTool(pgDump, ["--format=custom", "--no-password", `--snapshot=${snap[0].id}`, `--file=${partial}`], libpqEnv(o.url), env);
             if (result.code !== 0) {
               throw new PgstackError("E_SNAPSHOT", `pg_dump could not dump database '${source}': ${toolError(result.stderr)}.`);
@@ -188,7 +211,7 @@ export function dumpEngine(options: DumpEngineOptions): SnapshotEngine {
         { applicationName: "pgstack snapshot" },
       ).catch(async (err) => {
         await fs.rm(partial, { force: true });
-        throw err;
+        throw notReadable(err, o.url, source) ?? err;
       });
 
       const info: DumpMeta = {
@@ -226,7 +249,7 @@ export function dumpEngine(options: DumpEngineOptions): SnapshotEngine {
       await withClient(withDatabase(url, "postgres"), (c) => c.query(`CREATE DATABASE ${quoteIdent(target)} TEMPLATE template0`), { applicationName: "pgstack restore" }).catch(
         (err) => {
           if (err instanceof PgstackError) throw err;
-          throw new PgstackError("E_SNAPSHOT", `Could not create database '${target}' to restore into: ${messageOf(err).split("\n")[0]} (restoring a dump needs a role that may create databases).`);
+          throw new PgstackError("E_SNAPSHOT", `Could not create database '${target}' to restore into: ${messageOf(err).split("\n")[0]} (restoring a dump needs a role that may create databases, such as the server's admin role); nothing was changed.`);
         },
       );
       const result = await runTool(pgRestore, ["--exit-on-error", "--no-password", `--dbname=${target}`, files(snapshot.snapshotId).dump], { ...libpqEnv(withDatabase(url, target)) }, env);

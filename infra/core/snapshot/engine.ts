@@ -24,6 +24,11 @@ export interface CreateOptions {
   key?: string;
   /** An exact id to use instead of a generated one; taken -> an error, never an overwrite. */
   name?: string;
+  /**
+   * Ids in use outside this engine (the other engine's snapshots, any database
+   * of the server): taken too, so an id names one snapshot whatever its engine.
+   */
+  reserved?: string[];
   log: Logger;
   now?: () => Date;
   /** How long to keep trying while sessions linger in the source, ms. Default 15000. */

@@ -1,3 +1,4 @@
+import { promises as fs } from "node:fs";
 import * as path from "node:path";
 import { withClient } from "../db/client";
 import { parseDatabaseUrl } from "../db/url";
@@ -69,7 +70,20 @@ export async function chooseEngine(url: string, choice: EngineChoice, options: S
 
 export async function createSnapshot(options: CreateOptions & StoreOptions & { engine?: EngineChoice }): Promise<SnapshotInfo> {
   const engine = await chooseEngine(options.url, options.engine ?? "auto", options);
-  return engine.create(options);
+  return engine.create({ ...options, reserved: [...(options.reserved ?? []), ...(await idsInUse(options.url, options))] });
+}
+
+/**
+ * Every id either engine could collide with: the server's database names
+ * (template snapshots) and the snapshots folder's file names (dumps). Without
+ * it a template copy and a dump taken in the same second got the same id, and
+ * restore/delete/prune of that id acted on the wrong one.
+ */
+async function idsInUse(url: string, options: StoreOptions): Promise<string[]> {
+  const databases = await withClient(url, (c) => c.query<{ datname: string }>("SELECT datname FROM pg_database"), { applicationName: "pgstack snapshot" });
+  const files = await fs.readdir(path.resolve(options.snapshotsDir ?? DEFAULT_SNAPSHOTS_DIR)).catch(() => [] as string[]);
+  const dumps = files.filter((f) => /\.(dump|json|partial)$/.test(f)).map((f) => f.replace(/(\.dump)?\.(dump|json|partial)$/, ""));
+  return [...new Set([...databases.rows.map((r) => r.datname), ...dumps])];
 }
 
 /** Template snapshots need the `postgres` database; a role that cannot reach it simply has none. */

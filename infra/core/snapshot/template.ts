@@ -115,9 +115,10 @@ export async function createTemplateSnapshot(options: CreateSnapshotOptions): Pr
     admin,
     async (client) => {
       const at = now();
+      const reserved = new Set(options.reserved ?? []);
       const snapshotId = options.name
-        ? await takenCheck(client, options.name)
-        : await freeName(client, postgresSnapshotName({ stack: options.stack, lastMigration: lastMigration ?? undefined, at }));
+        ? await takenCheck(client, options.name, reserved)
+        : await freeName(client, postgresSnapshotName({ stack: options.stack, lastMigration: lastMigration ?? undefined, at }), reserved);
       const info: SnapshotInfo = { snapshotId, source, stack: options.stack, lastMigration, createdAt: at.toISOString(), key: options.key ?? null, engine: "template" };
       await copyDatabase(client, source, snapshotId, options);
       await client.query(`COMMENT ON DATABASE ${quoteIdent(snapshotId)} IS ${quoteLiteral(commentOf(info))}`);
@@ -129,19 +130,21 @@ export async function createTemplateSnapshot(options: CreateSnapshotOptions): Pr
 }
 
 /** An explicit snapshot name: refused when malformed or when any database already has it. */
-async function takenCheck(client: Client, name: string): Promise<string> {
+async function takenCheck(client: Client, name: string, reserved: Set<string> = new Set()): Promise<string> {
   if (!isPostgresSnapshotName(name)) {
     throw new PgstackError("E_SNAPSHOT", `Snapshot name '${name}' is not one pgstack makes (snap_<stack>_<migration>_<YYYYMMDDHHMMSS>, at most 63 bytes).`);
   }
   const { rowCount } = await client.query("SELECT 1 FROM pg_database WHERE datname = $1", [name]);
   if (rowCount) throw new PgstackError("E_SNAPSHOT", `Snapshot name '${name}' is taken by an existing database: choose another name (nothing was copied).`);
+  if (reserved.has(name)) throw new PgstackError("E_SNAPSHOT", `Snapshot name '${name}' is taken by a pg_dump snapshot: choose another name (nothing was copied).`);
   return name;
 }
 
 /** `base`, or `base_2`, `base_3`, ... when a database of that name exists (two snapshots in one second). */
-async function freeName(client: Client, base: string): Promise<string> {
+async function freeName(client: Client, base: string, reserved: Set<string> = new Set()): Promise<string> {
   for (let n = 1; ; n++) {
     const name = n === 1 ? base : `${base.slice(0, 63 - String(n).length - 1)}_${n}`;
+    if (reserved.has(name)) continue;
     const { rowCount } = await client.query("SELECT 1 FROM pg_database WHERE datname = $1", [name]);
     if (!rowCount) return name;
   }
