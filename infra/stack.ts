@@ -106,6 +106,8 @@ export async function defineStack(loaded: LoadedStackConfig, projectDir: string)
       identity: db.identity,
       rdsInstanceIdentifier: db.rdsInstanceIdentifier,
       keep: config.engine === "rds" ? undefined : config.snapshots.keep,
+      migrationsDir: config.migrationsDir,
+      pinnedMigration: config.pinnedMigration,
     }, { dependsOn: db.ready });
   }
 

@@ -55,6 +55,13 @@ export function parseArgs(argv: string[]): RollbackArgs {
   return args;
 }
 
+/** A prod rollback is never answered at a prompt: it needs --yes on the command line. Pure. */
+export function requireYesOnProd(stack: string, environment: string, yes: boolean): void {
+  if (environment === "prod" && !yes) {
+    throw new PgstackError("E_USAGE", `Stack '${stack}' is prod: a rollback there always needs --yes (nothing was changed).`);
+  }
+}
+
 async function pulumiJson<T>(pulumi: Pulumi, args: string[], what: string): Promise<T> {
   const r = await pulumi.capture(args);
   if (r.code !== 0) throw new PgstackError("E_USAGE", `${what} failed: ${(r.stderr || r.stdout).trim().split("\n").pop() ?? "no output"}.`);
@@ -88,9 +95,7 @@ export async function rollback(argv: string[]): Promise<number> {
   if (engine === "rds") {
     throw new PgstackError("E_USAGE", `Stack '${stack}' uses the rds engine, whose snapshots are restored as a new instance (pgstack:rds.restoreFromSnapshot), not in place by this command.`);
   }
-  if (environment === "prod" && !args.yes) {
-    throw new PgstackError("E_USAGE", `Stack '${stack}' is prod: a rollback there always needs --yes (nothing was changed).`);
-  }
+  requireYesOnProd(stack, environment, args.yes);
 
   const outputs = await pulumiJson<Record<string, unknown>>(pulumi, ["stack", "output", "--json", "--show-secrets", "--stack", stack], `Reading the outputs of stack '${stack}'`);
   const url = outputs.databaseUrl;

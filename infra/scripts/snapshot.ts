@@ -3,8 +3,13 @@
  * never on the command line):
  *
  *   node -r tsx/cjs infra/scripts/snapshot.ts create --stack <stack> [--key <key>] [--keep <n>] [--lock-wait <s>]
+ *                                                    [--migrations-dir <dir> [--to <migration>]]
  *       embedded, docker and external engines: a new template copy of the database
- *       (infra/core/snapshot); prints the SnapshotInfo as one JSON line. Waits at most
+ *       (infra/core/snapshot); prints the SnapshotInfo as one JSON line. With
+ *       --migrations-dir, only when the chain will apply something (a migration up to
+ *       --to is pending or failed, or the folder does not match the ledger); otherwise
+ *       no copy is taken and the stack's newest snapshot is printed (`"taken": false`),
+ *       e.g. the update right after a rollback, which shrinks the chain. Waits at most
  *       --lock-wait seconds (default 60) while another deployer works on the database
  *       (infra/core/db/deployers), then fails with the lock-timeout sentence. --keep is
  *       the stack's retention (pgstack:snapshots.keep, 0 = all) for pruning after the copy.
@@ -12,13 +17,22 @@
  *       rds engine: prints {"snapshotId": ...} for aws.rds.Snapshot, made of the
  *       stack, the last migration applied and the current time.
  */
+import * as path from "node:path";
 import { isPgstackError, messageOf, PgstackError } from "../core/errors";
+import { planMigrations } from "../core/migrations/plan";
+import { resolveSettings } from "../core/settings";
 import { whenNoDeployer } from "../core/db/deployers";
 import { stderrLogger } from "../core/logger";
 import { snapshotId, type SnapshotIdStyle } from "../core/snapshot/naming";
 import { pruneSnapshots } from "../core/snapshot/retention";
-import { createSnapshot, type EngineChoice } from "../core/snapshot/store";
+import { createSnapshot, listAllSnapshots, type EngineChoice } from "../core/snapshot/store";
 import { lastAppliedMigration } from "../core/snapshot/template";
+
+/** Whether `apply --all --to <to>` would run or refuse anything (drift and syntax errors count: the chain will stop on them). */
+export async function willApply(url: string, migrationsDir: string, to?: string): Promise<boolean> {
+  const plan = await planMigrations(resolveSettings({ url, dir: path.resolve(migrationsDir) }), to);
+  return plan.pending.length > 0 || plan.blockers.length > 0;
+}
 
 function flag(args: string[], name: string): string | undefined {
   const i = args.indexOf(name);
@@ -42,6 +56,13 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
         const keepText = flag(args, "--keep") ?? "0";
         if (!/^\d+$/.test(keepText)) throw new PgstackError("E_USAGE", "--keep is a whole number of snapshots (0 keeps all).");
         const store = { snapshotsDir: flag(args, "--snapshots-dir"), env };
+        const migrationsDir = flag(args, "--migrations-dir");
+        if (migrationsDir && !(await willApply(url, migrationsDir, flag(args, "--to")))) {
+          const newest = (await listAllSnapshots(url, { stack }, store)).at(-1);
+          log.info("every migration of the chain is applied already: no snapshot needed");
+          process.stdout.write(JSON.stringify({ snapshotId: newest?.snapshotId ?? "", lastMigration: newest?.lastMigration ?? null, taken: false }) + "\n");
+          return 0;
+        }
         // auto: a server-side copy where the role may create databases, else pg_dump.
         const { tables: _tables, ...info } = await whenNoDeployer(url, { waitSeconds, log }, () =>
           createSnapshot({ url, stack, key: flag(args, "--key"), engine, log, ...store }),

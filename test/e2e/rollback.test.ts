@@ -7,11 +7,10 @@
  */
 import { promises as fs } from "node:fs";
 import * as path from "node:path";
-import { isRunning, stopCluster } from "../../infra/core/cluster/embedded";
 import { migrationStatus } from "../../infra/core/migrations/runner";
 import { resolveSettings } from "../../infra/core/settings";
 import { withDb } from "../support/cluster";
-import { changedSteps, createE2eProject, type E2eProject, type PulumiResult } from "../support/e2e-project";
+import { changedSteps, createE2eProject, expectOk, type E2eProject, type PulumiResult } from "../support/e2e-project";
 
 jest.setTimeout(900_000);
 
@@ -21,13 +20,10 @@ const DROP = "20990102000000_drop_readings_legacy_code";
 let project: E2eProject;
 let url: string;
 let atSnapshot: Record<string, string>;
+let preUpdateSnapshot: string;
 const timings: string[] = [];
 
-function ok(result: PulumiResult, what: string): PulumiResult {
-  timings.push(`${what}: ${(result.ms / 1000).toFixed(1)} s`);
-  if (result.code !== 0) throw new Error(`${what} failed (exit ${result.code}):\n${result.stdout}\n${result.stderr}`);
-  return result;
-}
+const ok = (result: PulumiResult, what: string) => expectOk(result, what, timings);
 
 async function outputs(): Promise<Record<string, unknown>> {
   return JSON.parse(ok(await project.pulumi(["stack", "output", "--json", "--show-secrets", "--stack", STACK]), "stack output").stdout);
@@ -52,12 +48,8 @@ async function digests(): Promise<Record<string, string>> {
   });
 }
 
-async function addMigration(name: string, sql: string): Promise<void> {
-  await fs.mkdir(path.join(project.dir, "migrations", name), { recursive: true });
-  await fs.writeFile(path.join(project.dir, "migrations", name, "migration.sql"), sql);
-}
+const addMigration = (name: string, sql: string) => project.addMigration(name, sql);
 
-const dataDir = () => path.join(project.dir, ".pgstack", STACK, "data");
 
 beforeAll(async () => {
   project = await createE2eProject(STACK);
@@ -65,12 +57,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   process.stderr.write(`[e2e rollback] timings:\n  ${timings.join("\n  ")}\n`);
-  if (!project) return;
-  if (await isRunning(dataDir()).catch(() => false)) {
-    await project.pulumi(["destroy", "--yes", "--stack", STACK]);
-    await stopCluster(dataDir()).catch(() => undefined);
-  }
-  await project.cleanup();
+  await project?.teardown(STACK);
 });
 
 describe("rollback of the dev stack through its pre-update snapshot", () => {
@@ -108,6 +95,7 @@ describe("rollback of the dev stack through its pre-update snapshot", () => {
     ok(await project.pulumi(["up", "--yes", "--skip-preview", "--stack", STACK]), "up (drop column)");
     const out = await outputs();
     expect(out.latestSnapshot).toMatch(new RegExp(`^snap_dev_${ADD.slice(0, 14)}`));
+    preUpdateSnapshot = out.latestSnapshot as string;
     expect(out.appliedMigrations).toContain(DROP);
     const cols = await withDb(url, (c) => c.query("SELECT column_name FROM information_schema.columns WHERE table_name = 'readings' AND column_name = 'legacy_code'"));
     expect(cols.rows).toEqual([]);
@@ -144,6 +132,9 @@ describe("rollback of the dev stack through its pre-update snapshot", () => {
     expect(await digests()).toEqual(atSnapshot);
     const out = await outputs();
     expect(out.pinnedMigration).toBe(ADD);
+    // The update after the restore applies nothing, so it takes no new snapshot: the one restored stays the latest.
+    expect(out.latestSnapshot).toBe(preUpdateSnapshot);
+    expect(printed).toContain(`restored from ${preUpdateSnapshot}`);
     expect(out.appliedMigrations).not.toContain(DROP);
     expect((out.appliedMigrations as string[]).at(-1)).toBe(ADD);
     expect((await status())[DROP]).toBe("pending");

@@ -5,12 +5,12 @@
  */
 import { existsSync, promises as fs } from "node:fs";
 import * as path from "node:path";
-import { isRunning, stopCluster } from "../../infra/core/cluster/embedded";
+import { isRunning } from "../../infra/core/cluster/embedded";
 import { migrationStatus } from "../../infra/core/migrations/runner";
 import { resolveSettings } from "../../infra/core/settings";
 import { listSnapshots } from "../../infra/core/snapshot/template";
 import { withDb } from "../support/cluster";
-import { changedSteps, createE2eProject, readTree, type E2eProject, type PulumiResult } from "../support/e2e-project";
+import { changedSteps, createE2eProject, expectOk, readTree, type E2eProject, type PulumiResult } from "../support/e2e-project";
 
 jest.setTimeout(600_000);
 
@@ -21,11 +21,7 @@ let url: string;
 let repoMigrations: string[];
 const timings: string[] = [];
 
-function ok(result: PulumiResult, what: string): PulumiResult {
-  timings.push(`${what}: ${(result.ms / 1000).toFixed(1)} s`);
-  if (result.code !== 0) throw new Error(`${what} failed (exit ${result.code}):\n${result.stdout}\n${result.stderr}`);
-  return result;
-}
+const ok = (result: PulumiResult, what: string) => expectOk(result, what, timings);
 
 async function outputs(): Promise<Record<string, unknown>> {
   const out = ok(await project.pulumi(["stack", "output", "--json", "--show-secrets", "--stack", STACK]), "stack output");
@@ -44,10 +40,7 @@ async function tables(): Promise<string[]> {
   });
 }
 
-async function addMigration(name: string, sql: string): Promise<void> {
-  await fs.mkdir(path.join(project.dir, "migrations", name), { recursive: true });
-  await fs.writeFile(path.join(project.dir, "migrations", name, "migration.sql"), sql);
-}
+const addMigration = (name: string, sql: string) => project.addMigration(name, sql);
 
 const dataDir = () => path.join(project.dir, ".pgstack", STACK, "data");
 
@@ -61,13 +54,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   process.stderr.write(`[e2e] timings:\n  ${timings.join("\n  ")}\n`);
-  if (!project) return;
-  if (await isRunning(dataDir()).catch(() => false)) {
-    await project.pulumi(["destroy", "--yes", "--stack", STACK]);
-    // Never leave a server behind, even when destroy itself failed.
-    await stopCluster(dataDir()).catch(() => undefined);
-  }
-  await project.cleanup();
+  await project?.teardown(STACK);
 });
 
 describe("the dev stack with the real pulumi CLI", () => {

@@ -93,6 +93,24 @@ describe("the stack's snapshot command, run as its command resource runs it", ()
     await fs.rm(path.join(project, ".pgstack"), { recursive: true });
   });
 
+  it("with the migrations folder, takes no copy when the chain would apply nothing, and one when a migration is pending", async () => {
+    const upToDate = await migrationsDir(MIGRATIONS);
+    const command = (dir: string) =>
+      templateSnapshotCommandArgs({ stack: "skip", key: "0123456789abcdef", databaseUrl: "unused", identity: "unused", keep: 5, migrationsDir: dir }).create as string;
+    const taken = await runCommandText(command(await migrationsDir({ ...MIGRATIONS, "20250103000000_more": "CREATE TABLE more (id int);\n" })), { DATABASE_URL: ownerUrl }, project);
+    expect(taken.code).toBe(0);
+    const first = JSON.parse(taken.stdout) as SnapshotInfo;
+    expect(first.snapshotId).toMatch(/^snap_skip_/);
+
+    const before = await stateOf(db, ownerUrl, project);
+    const skipped = await runCommandText(command(upToDate), { DATABASE_URL: ownerUrl }, project);
+    expect(skipped.code).toBe(0);
+    // The stack's newest snapshot stands as its latest; nothing new exists.
+    expect(JSON.parse(skipped.stdout)).toEqual({ snapshotId: first.snapshotId, lastMigration: LAST, taken: false });
+    expect(await stateOf(db, ownerUrl, project)).toEqual(before);
+    await fs.rm(path.join(project, ".pgstack"), { recursive: true });
+  });
+
   it("no pg_dump on PATH: exit 1, one sentence saying what to install, nothing taken, database unchanged and open", async () => {
     const before = await stateOf(db, ownerUrl, project);
     const bin = await pathWithOnlyNode();

@@ -7,7 +7,7 @@ import { spawn } from "node:child_process";
 import { promises as fs } from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { freePort } from "../../infra/core/cluster/embedded";
+import { freePort, isRunning, stopCluster } from "../../infra/core/cluster/embedded";
 import { ensureToolchain, pulumiEnv, type Env } from "../../infra/toolchain/pulumi";
 
 export const REPO_ROOT = path.resolve(__dirname, "..", "..");
@@ -31,7 +31,18 @@ export interface E2eProject {
   script(script: string, args: string[], extraEnv?: Env): Promise<PulumiResult>;
   /** The pgstack CLI (the package's bin) in the project copy. */
   cli(args: string[], extraEnv?: Env): Promise<PulumiResult>;
+  /** Writes migrations/<name>/migration.sql in the copy. */
+  addMigration(name: string, sql: string): Promise<void>;
+  /** Destroys the stack if its embedded server still runs (and stops the server even if destroy fails), then removes the copy. */
+  teardown(stack: string): Promise<void>;
   cleanup(): Promise<void>;
+}
+
+/** The result, or an error carrying everything the command printed; records its time in `timings`. */
+export function expectOk(result: PulumiResult, what: string, timings?: string[]): PulumiResult {
+  timings?.push(`${what}: ${(result.ms / 1000).toFixed(1)} s`);
+  if (result.code !== 0) throw new Error(`${what} failed (exit ${result.code}):\n${result.stdout}\n${result.stderr}`);
+  return result;
 }
 
 export async function createE2eProject(stack = "dev"): Promise<E2eProject> {
@@ -103,6 +114,19 @@ export async function createE2eProject(stack = "dev"): Promise<E2eProject> {
     pulumi,
     script,
     cli,
+    addMigration: async (name, sql) => {
+      await fs.mkdir(path.join(dir, "migrations", name), { recursive: true });
+      await fs.writeFile(path.join(dir, "migrations", name, "migration.sql"), sql);
+    },
+    teardown: async (stackName) => {
+      const dataDir = path.join(dir, ".pgstack", stackName, "data");
+      if (await isRunning(dataDir).catch(() => false)) {
+        await pulumi(["destroy", "--yes", "--stack", stackName]);
+        // Never leave a server behind, even when destroy itself failed.
+        await stopCluster(dataDir).catch(() => undefined);
+      }
+      await fs.rm(root, { recursive: true, force: true });
+    },
     cleanup: () => fs.rm(root, { recursive: true, force: true }),
   };
 }

@@ -79,6 +79,15 @@ export interface PreUpdateSnapshotArgs {
    * one sentence (`--lock-wait`). Default 60, like `pgstack apply`.
    */
   lockWaitSeconds?: number;
+  /**
+   * Template-copy engines: the migrations folder (relative to `dir`). When
+   * set, the command takes no copy if the chain, up to `pinnedMigration`,
+   * will apply nothing (e.g. the update after a rollback shrinks the chain)
+   * and reports the stack's newest snapshot instead. Default: always copy.
+   */
+  migrationsDir?: string;
+  /** With migrationsDir: the migration the chain is pinned at (`pgstack:pinnedMigration`). */
+  pinnedMigration?: string;
 }
 
 /**
@@ -89,7 +98,7 @@ export interface PreUpdateSnapshotArgs {
  * Pure.
  */
 export function templateSnapshotCommandArgs(
-  args: Pick<PreUpdateSnapshotArgs, "stack" | "key" | "databaseUrl" | "identity" | "dir" | "keep" | "lockWaitSeconds">,
+  args: Pick<PreUpdateSnapshotArgs, "stack" | "key" | "databaseUrl" | "identity" | "dir" | "keep" | "lockWaitSeconds" | "migrationsDir" | "pinnedMigration">,
 ): command.local.CommandArgs {
   return {
     dir: args.dir ?? ".",
@@ -103,6 +112,8 @@ export function templateSnapshotCommandArgs(
       String(args.keep ?? DEFAULT_KEEP),
       "--lock-wait",
       String(args.lockWaitSeconds ?? 60),
+      ...(args.migrationsDir ? ["--migrations-dir", args.migrationsDir] : []),
+      ...(args.migrationsDir && args.pinnedMigration ? ["--to", args.pinnedMigration] : []),
     ]),
     environment: { DATABASE_URL: pulumi.secret(args.databaseUrl) },
     triggers: [args.key, args.identity],
