@@ -13,10 +13,14 @@
  *
  * The database URL comes from the stack's secret `databaseUrl` output and is
  * never printed or put on a command line.
+ *
+ * rds stacks are restored as a new instance instead (see rollbackRds): the
+ * rollback sets pgstack:rds.restoreFromSnapshot and the pin, then runs `pulumi up`.
  */
 import * as path from "node:path";
 import * as readline from "node:readline/promises";
 import { environmentOf } from "../config/schema";
+import { discoverMigrations } from "../core/migrations/discover";
 import { isPgstackError, messageOf, PgstackError } from "../core/errors";
 import { stderrLogger } from "../core/logger";
 import { planRestore, restoreSnapshot } from "../core/snapshot/restore";
@@ -77,10 +81,11 @@ async function confirm(question: string): Promise<boolean> {
   }
 }
 
-export async function rollback(argv: string[]): Promise<number> {
+export async function rollback(argv: string[], deps: { pulumi?: Pulumi; projectDir?: string } = {}): Promise<number> {
   const args = parseArgs(argv);
   const stack = args.stack!;
-  const pulumi = await preparePulumi();
+  const pulumi = deps.pulumi ?? (await preparePulumi());
+  const projectDir = deps.projectDir ?? PROJECT_ROOT;
 
   if (args.unpin) {
     const r = await pulumi.capture(["config", "rm", PIN_KEY, "--stack", stack]);
@@ -92,10 +97,8 @@ export async function rollback(argv: string[]): Promise<number> {
   const config = await pulumiJson<Record<string, { value?: unknown }>>(pulumi, ["config", "--json", "--stack", stack], `Reading the config of stack '${stack}'`);
   const engine = String(config["pgstack:engine"]?.value ?? "embedded");
   const environment = String(config["pgstack:environment"]?.value ?? environmentOf(stack));
-  if (engine === "rds") {
-    throw new PgstackError("E_USAGE", `Stack '${stack}' uses the rds engine, whose snapshots are restored as a new instance (pgstack:rds.restoreFromSnapshot), not in place by this command.`);
-  }
   requireYesOnProd(stack, environment, args.yes);
+  if (engine === "rds") return rollbackRds(pulumi, args, config, projectDir);
 
   const outputs = await pulumiJson<Record<string, unknown>>(pulumi, ["stack", "output", "--json", "--show-secrets", "--stack", stack], `Reading the outputs of stack '${stack}'`);
   const url = outputs.databaseUrl;
@@ -103,7 +106,7 @@ export async function rollback(argv: string[]): Promise<number> {
   const id = args.snapshot ?? (typeof outputs.latestSnapshot === "string" ? outputs.latestSnapshot : "");
   if (!id) throw new PgstackError("E_USAGE", `Stack '${stack}' has no pre-update snapshot yet: pass --snapshot <id> (see \`pgstack snapshot list\`).`);
 
-  const store = { snapshotsDir: path.join(PROJECT_ROOT, ".pgstack", "snapshots") };
+  const store = { snapshotsDir: path.join(projectDir, ".pgstack", "snapshots") };
   const plan = await planRestore(url, id, store);
   const pin = plan.snapshot.lastMigration;
   if (!pin) {
@@ -132,6 +135,79 @@ export async function rollback(argv: string[]): Promise<number> {
     return code;
   }
   say(`rolled back to ${id}. Lift the pin once the migration is fixed: npm run rollback -- --stack ${stack} --unpin`);
+  return 0;
+}
+
+/** The migration folder an rds snapshot id names (ids carry it lower-cased and hyphenated), if any. Pure. */
+export function migrationOfRdsSnapshot(id: string, migrations: string[]): string | undefined {
+  const matches = migrations.filter((m) => id.includes(`-${m.toLowerCase().replace(/[^a-z0-9]+/g, "-").replace(/-+$/, "")}-`));
+  return matches.sort((a, b) => b.length - a.length)[0];
+}
+
+/**
+ * rds: a DB snapshot is restored as a new instance, never in place. The
+ * rollback sets pgstack:rds.restoreFromSnapshot (and instance: restored) and
+ * pins the chain; `pulumi up` then creates `db-restored` from the snapshot with
+ * the original's security settings and moves the stack onto it, keeping the
+ * original instance until pgstack:rds.original says otherwise.
+ */
+async function rollbackRds(pulumi: Pulumi, args: RollbackArgs, config: Record<string, { value?: unknown; objectValue?: unknown }>, projectDir: string): Promise<number> {
+  const stack = args.stack!;
+  const rds = (config["pgstack:rds"]?.objectValue ?? {}) as { restoreFromSnapshot?: string; instance?: string };
+  if (rds.restoreFromSnapshot || rds.instance === "restored") {
+    throw new PgstackError(
+      "E_USAGE",
+      `Stack '${stack}' already runs on an instance restored from ${rds.restoreFromSnapshot ?? "a snapshot"}: a second restore would replace it, so restore that snapshot into a new stack instead (nothing was changed).`,
+    );
+  }
+  const outputs = await pulumiJson<Record<string, unknown>>(pulumi, ["stack", "output", "--json", "--stack", stack], `Reading the outputs of stack '${stack}'`);
+  const id = args.snapshot ?? (typeof outputs.latestSnapshot === "string" ? outputs.latestSnapshot : "");
+  if (!id) throw new PgstackError("E_USAGE", `Stack '${stack}' has no pre-update snapshot yet: pass --snapshot <DB snapshot identifier> (nothing was changed).`);
+  if (!/^[A-Za-z][A-Za-z0-9-]{0,254}$/.test(id)) {
+    throw new PgstackError("E_USAGE", `'${id}' is not a DB snapshot identifier (letters, digits, hyphens): pass the id from the stack's latestSnapshot output or the RDS console (nothing was changed).`);
+  }
+  const dir = path.join(projectDir, String(config["pgstack:migrationsDir"]?.value ?? "migrations"));
+  const names = (await discoverMigrations(dir)).map((m) => m.name);
+  const pin = migrationOfRdsSnapshot(id, names);
+  if (!pin) {
+    throw new PgstackError("E_USAGE", `Snapshot '${id}' names no migration of ${path.relative(projectDir, dir) || "."} (or none was applied when it was taken), so the chain cannot be pinned at it (nothing was changed).`);
+  }
+  const applied = Array.isArray(outputs.appliedMigrations) ? (outputs.appliedMigrations as string[]) : [];
+  const discarded = applied.filter((m) => m > pin);
+  process.stderr.write(
+    [
+      `Restore stack '${stack}' (rds) from DB snapshot ${id}, last migration in it: ${pin}`,
+      ...(discarded.length > 0 ? [`  migrations rolled back: ${discarded.join(", ")}`] : []),
+      "  A new instance (db-restored) is created from the snapshot with the current instance's encryption, deletion protection,",
+      "  network and backups, and the stack's databaseUrl moves to it: every write made since the snapshot was taken stays",
+      "  only on the current instance, which is kept unchanged (set pgstack:rds.original to unprotect, then delete, to remove it;",
+      "  RDS then takes its final snapshot).",
+      `Then the migration chain is pinned at ${pin} (${PIN_KEY}) and \`pulumi up\` runs on stack '${stack}'.`,
+      "",
+    ].join("\n"),
+  );
+  if (!args.yes) {
+    if (!process.stdin.isTTY) throw new PgstackError("E_USAGE", "Not asking without a terminal: run again with --yes to restore (nothing was changed).");
+    if (!(await confirm(`Create an instance from ${id} and move stack '${stack}' onto it? [y/N] `))) {
+      say("nothing changed.");
+      return 1;
+    }
+  }
+  for (const [key, value, byPath] of [
+    ["pgstack:rds.restoreFromSnapshot", id, true],
+    ["pgstack:rds.instance", "restored", true],
+    [PIN_KEY, pin, false],
+  ] as const) {
+    const set = await pulumi.capture(["config", "set", ...(byPath ? ["--path"] : []), "--stack", stack, key, value]);
+    if (set.code !== 0) throw new PgstackError("E_USAGE", `Setting ${key} on stack '${stack}' failed: ${(set.stderr || set.stdout).trim().split("\n").pop()}.`);
+  }
+  say(`stack '${stack}' set to restore ${id}; migration chain pinned at ${pin}. Running pulumi up on '${stack}'...`);
+  const code = await pulumi.run(["up", "--yes", "--stack", stack]);
+  if (code !== 0) {
+    say(`pulumi up failed (see above); the restore settings and the pin are in the stack config. Fix and run \`pulumi up\` on '${stack}' again.`);
+    return code;
+  }
+  say(`stack '${stack}' runs on the instance restored from ${id}. Lift the pin once the migration is fixed: npm run rollback -- --stack ${stack} --unpin`);
   return 0;
 }
 

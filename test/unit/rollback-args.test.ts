@@ -1,4 +1,5 @@
-import { parseArgs, requireYesOnProd } from "../../infra/scripts/rollback";
+import * as path from "node:path";
+import { migrationOfRdsSnapshot, parseArgs, requireYesOnProd, rollback } from "../../infra/scripts/rollback";
 
 describe("npm run rollback arguments", () => {
   it("reads the stack, the snapshot, --yes, --keep-old and --unpin", () => {
@@ -17,5 +18,73 @@ describe("npm run rollback arguments", () => {
     expect(() => requireYesOnProd("prod", "prod", false)).toThrow("Stack 'prod' is prod: a rollback there always needs --yes (nothing was changed).");
     expect(() => requireYesOnProd("prod", "prod", true)).not.toThrow();
     expect(() => requireYesOnProd("staging", "staging", false)).not.toThrow();
+  });
+});
+
+describe("rollback of an rds stack (pulumi faked: no AWS here)", () => {
+  const REPO = path.resolve(__dirname, "..", "..");
+  const LAST = "20260113094501_add_org_billing_and_last_login";
+  const BEFORE = "20251105150337_add_audit_events_org_created_at_idx";
+  const SNAPSHOT = "pgstack-prod-20251105150337-add-audit-events-org-created-at-idx-20261120101500";
+
+  function fakePulumi(rds: Record<string, unknown> = { instanceClass: "db.m7g.large" }) {
+    const calls: string[][] = [];
+    return {
+      calls,
+      pulumi: {
+        async capture(args: string[]) {
+          calls.push(args);
+          if (args[0] === "config" && args[1] === "--json") {
+            return { code: 0, stderr: "", stdout: JSON.stringify({ "pgstack:engine": { value: "rds" }, "pgstack:rds": { value: JSON.stringify(rds), objectValue: rds } }) };
+          }
+          if (args[0] === "stack" && args[1] === "output") {
+            return { code: 0, stderr: "", stdout: JSON.stringify({ latestSnapshot: SNAPSHOT, appliedMigrations: [BEFORE, LAST], databaseUrl: "[secret]" }) };
+          }
+          return { code: 0, stdout: "", stderr: "" };
+        },
+        async run(args: string[]) {
+          calls.push(args);
+          return 0;
+        },
+      },
+    };
+  }
+
+  it("finds the snapshot's last migration in its id", () => {
+    expect(migrationOfRdsSnapshot(SNAPSHOT, [BEFORE, LAST])).toBe(BEFORE);
+    expect(migrationOfRdsSnapshot("pgstack-prod-empty-20261120101500", [BEFORE, LAST])).toBeUndefined();
+  });
+
+  it("sets the restore settings and the pin, then runs pulumi up; never reads the secret URL", async () => {
+    const fake = fakePulumi();
+    const stderr = jest.spyOn(process.stderr, "write").mockImplementation(() => true);
+    try {
+      expect(await rollback(["--stack", "prod", "--yes"], { pulumi: fake.pulumi, projectDir: REPO })).toBe(0);
+      expect(stderr.mock.calls.map((c) => String(c[0])).join("")).toContain(`migrations rolled back: ${LAST}`);
+    } finally {
+      stderr.mockRestore();
+    }
+    const sets = fake.calls.filter((c) => c[0] === "config" && c[1] === "set");
+    expect(sets).toEqual([
+      ["config", "set", "--path", "--stack", "prod", "pgstack:rds.restoreFromSnapshot", SNAPSHOT],
+      ["config", "set", "--path", "--stack", "prod", "pgstack:rds.instance", "restored"],
+      ["config", "set", "--stack", "prod", "pgstack:pinnedMigration", BEFORE],
+    ]);
+    expect(fake.calls.at(-1)).toEqual(["up", "--yes", "--stack", "prod"]);
+    expect(fake.calls.some((c) => c.includes("--show-secrets"))).toBe(false);
+  });
+
+  it("refuses a stack already running on a restored instance, changing nothing", async () => {
+    const fake = fakePulumi({ instanceClass: "db.m7g.large", restoreFromSnapshot: "pgstack-prod-x-20261101000000", instance: "restored" });
+    await expect(rollback(["--stack", "prod", "--yes"], { pulumi: fake.pulumi, projectDir: REPO })).rejects.toThrow(
+      /^Stack 'prod' already runs on an instance restored from pgstack-prod-x-20261101000000: .*\(nothing was changed\)\.$/,
+    );
+    expect(fake.calls.filter((c) => c[1] === "set" || c[0] === "up")).toEqual([]);
+  });
+
+  it("prod without --yes is refused before reading anything else", async () => {
+    const fake = fakePulumi();
+    await expect(rollback(["--stack", "prod"], { pulumi: fake.pulumi, projectDir: REPO })).rejects.toThrow(/always needs --yes/);
+    expect(fake.calls).toEqual([["config", "--json", "--stack", "prod"]]);
   });
 });
