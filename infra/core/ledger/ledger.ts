@@ -74,6 +74,22 @@ export async function recordStarted(client: Client, name: string, checksum: stri
   return id;
 }
 
+/**
+ * The same INSERT as `recordStarted`, as SQL text with the values inlined, for
+ * the runner to send in one message with the migration's statements (a
+ * simple-query message cannot carry parameters). The values are a UUID, a hex
+ * checksum and a folder name, quoted as literals all the same.
+ */
+export function recordStartedSql(client: Client, id: string, name: string, checksum: string): string {
+  return `INSERT INTO "_prisma_migrations" (id, checksum, migration_name, started_at, applied_steps_count)
+     VALUES (${client.escapeLiteral(id)}, ${client.escapeLiteral(checksum)}, ${client.escapeLiteral(name)}, clock_timestamp(), 0)`;
+}
+
+/** The same UPDATE as `recordFinished`, as SQL text (see `recordStartedSql`). */
+export function recordFinishedSql(client: Client, id: string, appliedSteps: number): string {
+  return `UPDATE "_prisma_migrations" SET finished_at = clock_timestamp(), applied_steps_count = ${Math.trunc(appliedSteps)} WHERE id = ${client.escapeLiteral(id)}`;
+}
+
 export async function recordFinished(client: Client, id: string, appliedSteps: number): Promise<void> {
   await client.query(
     `UPDATE "_prisma_migrations" SET finished_at = clock_timestamp(), applied_steps_count = $2 WHERE id = $1`,

@@ -1,4 +1,4 @@
-import { promises as fs } from "node:fs";
+import { promises as fs, readFileSync, statSync } from "node:fs";
 import * as path from "node:path";
 import { PgstackError } from "../errors";
 import { checksumOf } from "./checksum";
@@ -65,7 +65,10 @@ export async function discoverMigrations(dir: string): Promise<Migration[]> {
     const sqlPath = path.join(folder, "migration.sql");
     let bytes: Buffer;
     try {
-      bytes = await fs.readFile(sqlPath);
+      // Synchronous on purpose: a CLI has nothing else to do meanwhile, and an
+      // awaited read per folder costs a thread-pool hop each (96 ms vs ~12 ms
+      // for 300 migrations, see BENCHMARKS.md).
+      bytes = readFileSync(sqlPath);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === "ENOENT" || (err as NodeJS.ErrnoException).code === "EISDIR") {
         missing.push(name);
@@ -79,10 +82,7 @@ export async function discoverMigrations(dir: string): Promise<Migration[]> {
       continue;
     }
     const downPath = path.join(folder, "down.sql");
-    const hasDown = await fs
-      .stat(downPath)
-      .then((s) => s.isFile())
-      .catch(() => false);
+    const hasDown = isFile(downPath);
     migrations.push({
       name,
       slug: MIGRATION_NAME_PATTERN.exec(name)![2],
@@ -138,4 +138,12 @@ export function findMigration(migrations: Migration[], ref: string, flag: string
     "E_MIGRATION_UNKNOWN",
     `${flag} '${ref}' names no migration in the migrations folder: run \`pgstack status\` to list them.`,
   );
+}
+
+function isFile(file: string): boolean {
+  try {
+    return statSync(file).isFile();
+  } catch {
+    return false;
+  }
 }

@@ -1,12 +1,21 @@
-import type { Client, DatabaseError } from "pg";
+import { randomUUID } from "node:crypto";
+import { Query, type Client, type DatabaseError } from "pg";
 import { withAdvisoryLock, withClient, sleep } from "../db/client";
 import type { ConnectionTarget } from "../db/url";
 import { PgstackError } from "../errors";
-import { ensureLedger, readLedger, recordFailed, recordFinished, recordStarted } from "../ledger/ledger";
+import {
+  ensureLedger,
+  readLedger,
+  recordFailed,
+  recordFinished,
+  recordFinishedSql,
+  recordStarted,
+  recordStartedSql,
+} from "../ledger/ledger";
 import type { Logger } from "../logger";
 import type { Settings } from "../settings";
 import { discoverMigrations, findMigration, type Migration } from "./discover";
-import { errorLine, loadSqlParser, splitStatements, type Statement } from "./sql";
+import { errorLine, isTransactionControl, loadSqlParser, splitStatements, type Statement } from "./sql";
 import { computeStatus, type MigrationStatus } from "./status";
 
 /** `apply --all [--to x]` or `apply <name>`. */
@@ -52,7 +61,6 @@ export async function applyMigrations(
   const migrations = await discoverMigrations(settings.migrationsDir);
   if (target.kind === "all" && target.to) findMigration(migrations, target.to, "--to");
   if (target.kind === "one") findMigration(migrations, target.name, "Migration");
-  await loadSqlParser();
 
   return withClient(settings.databaseUrl, (client, db) =>
     withAdvisoryLock(
@@ -74,13 +82,18 @@ export async function applyMigrations(
           return { applied: [], alreadyApplied, status };
         }
         // Parse everything first: a syntax error in the third file must not
-        // leave the first two applied.
+        // leave the first two applied. (The parser is loaded only now: an
+        // up-to-date database, every chain command but one, never needs it.)
+        await loadSqlParser();
         const plans = selected.map((m) => ({ migration: m, statements: splitStatements(m.sql, m.name) }));
         await ensureLedger(client, db.schema);
-        await setTimeouts(client, settings);
+        // From PostgreSQL 13 on, statement_timeout applies to each statement of
+        // a multi-statement message, so the last statement may share its message
+        // with the ledger UPDATE and COMMIT (see runBundled).
+        const withLast = (await setTimeouts(client, settings)) >= 130000;
         const applied: AppliedMigration[] = [];
         for (const plan of plans) {
-          applied.push(await applyWithRetries(client, db, plan.migration, plan.statements, settings, log, observer));
+          applied.push(await applyWithRetries(client, db, plan.migration, plan.statements, settings, log, observer, withLast));
         }
         return { applied, alreadyApplied, status: computeStatus(migrations, await readLedger(client)) };
       },
@@ -142,13 +155,15 @@ function selectedApplied(status: MigrationStatus[], migrations: Migration[], tar
   return status.filter((s) => s.state === "applied" && (last === undefined || s.name <= last)).map((s) => s.name);
 }
 
-async function setTimeouts(client: Client, settings: Settings): Promise<void> {
+/** Sets the session's timeouts; returns server_version_num. */
+async function setTimeouts(client: Client, settings: Settings): Promise<number> {
   await client.query(`SET lock_timeout = ${Math.trunc(settings.lockTimeoutMs)}`);
   await client.query(`SET statement_timeout = ${Math.trunc(settings.statementTimeoutMs)}`);
   // If pgstack is killed mid-statement, make the server notice within a second
   // and roll back (releasing the deployer lock) instead of finishing the work.
   const { rows } = await client.query<{ v: number }>("SELECT current_setting('server_version_num')::int AS v");
   if (rows[0].v >= 140000) await client.query("SET client_connection_check_interval = 1000");
+  return rows[0].v;
 }
 
 async function applyWithRetries(
@@ -159,12 +174,15 @@ async function applyWithRetries(
   settings: Settings,
   log: Logger,
   observer: ApplyObserver,
+  withLast = false,
 ): Promise<AppliedMigration> {
   for (let attempt = 1; ; attempt++) {
     const started = process.hrtime.bigint();
     const outcome = migration.noTransaction
       ? await runOutsideTransaction(client, migration, statements)
-      : await runInTransaction(client, migration, statements, observer);
+      : statements.some(isTransactionControl)
+        ? await runInTransaction(client, migration, statements, observer)
+        : await runBundled(client, migration, statements, observer, withLast);
     if (outcome.ok) {
       const durationMs = Number(process.hrtime.bigint() - started) / 1e6;
       log.info(`applied ${migration.name} (${durationMs.toFixed(0)} ms${attempt > 1 ? `, attempt ${attempt}` : ""})`);
@@ -223,6 +241,120 @@ async function runInTransaction(client: Client, migration: Migration, statements
     await client.query("ROLLBACK").catch(() => undefined);
     return { ok: false, error: asDatabaseError(err), statement: current, stepsApplied: 0 };
   }
+}
+
+/**
+ * The same transaction as `runInTransaction` with fewer round trips: BEGIN and
+ * the ledger INSERT go to the server as one message, then each statement as
+ * its own message, then the ledger UPDATE and COMMIT as one message: statements
+ * + 2 round trips (as many as psql needs for the same file) instead of
+ * statements + 4. With `withLast` (PostgreSQL 13+), the last statement heads
+ * the UPDATE and COMMIT message: statements + 1. Every message starts with the
+ * statement it runs, so pg_stat_activity still shows which one is running.
+ * The server runs a message's parts in order and stops at the first error,
+ * exactly as separate queries would; an error is reported with its position
+ * relative to the part that failed, as it was when each part was a query.
+ */
+async function runBundled(
+  client: Client,
+  migration: Migration,
+  statements: Statement[],
+  observer: ApplyObserver,
+  withLast: boolean,
+): Promise<Outcome> {
+  const id = randomUUID();
+  const first: Statement = statements[0] ?? { sql: "", line: 1, offset: 0 };
+  let current = first;
+  try {
+    await simpleQuery(client, ["BEGIN", recordStartedSql(client, id, migration.name, migration.checksum)]);
+  } catch (err) {
+    // BEGIN itself failing is not the migration's fault: thrown, as runInTransaction does.
+    if ((err as PartError).part === 0) throw (err as PartError).failure;
+    await client.query("ROLLBACK").catch(() => undefined);
+    return { ok: false, error: asDatabaseError((err as PartError).failure), statement: current, stepsApplied: 0 };
+  }
+  const own = withLast && statements.length > 0 ? statements.length - 1 : statements.length;
+  try {
+    for (const statement of statements.slice(0, own)) {
+      current = statement;
+      await client.query(statement.sql);
+    }
+    const tail = statements.slice(own).map((s) => s.sql);
+    if (tail.length > 0) current = statements[own];
+    const finished = recordFinishedSql(client, id, 1);
+    if (observer.beforeCommit) {
+      await simpleQuery(client, [...tail, finished]);
+      await observer.beforeCommit(client, migration);
+      await client.query("COMMIT");
+    } else {
+      await simpleQuery(client, [...tail, finished, "COMMIT"]);
+    }
+    return { ok: true };
+  } catch (err) {
+    await client.query("ROLLBACK").catch(() => undefined);
+    const cause = err instanceof PartError ? err.failure : err;
+    return { ok: false, error: asDatabaseError(cause), statement: current, stepsApplied: 0 };
+  }
+}
+
+/** A failure in one part of a multi-part message, its position made relative to that part. */
+class PartError extends Error {
+  constructor(
+    readonly part: number,
+    readonly failure: unknown,
+  ) {
+    super(failure instanceof Error ? failure.message : String(failure));
+  }
+}
+
+/**
+ * Sends `parts` as one simple-query message. On an error, rejects with a
+ * PartError naming the part that failed (from the error's position in the
+ * message, else from how many parts completed) with the position rewritten
+ * relative to that part.
+ */
+async function simpleQuery(client: Client, parts: string[]): Promise<void> {
+  const starts: number[] = [];
+  let text = "";
+  for (const part of parts) {
+    // On a line of its own: a statement may end in a -- comment.
+    if (text) text += "\n;\n";
+    starts.push(text.length);
+    text += part;
+  }
+  const query = new Query(text);
+  let completed = 0;
+  const internals = query as unknown as QueryInternals;
+  // pg's Query has no public per-statement event; counting completions only
+  // refines which part an error without a position belongs to, so a pg
+  // version without this method just loses that refinement.
+  if (typeof internals.handleCommandComplete === "function") {
+    const handleCommandComplete = internals.handleCommandComplete.bind(query);
+    internals.handleCommandComplete = (message, connection) => {
+      completed++;
+      handleCommandComplete(message, connection);
+    };
+  }
+  try {
+    await new Promise<void>((resolve, reject) => {
+      client.query(query as never, ((err: Error | undefined) => (err ? reject(err) : resolve())) as never);
+    });
+  } catch (err) {
+    let part = Math.min(completed, parts.length - 1);
+    const e = err as { position?: string };
+    const position = Number(e?.position) || undefined;
+    if (position !== undefined) {
+      part = 0;
+      while (part + 1 < starts.length && starts[part + 1] <= position - 1) part++;
+      e.position = String(position - starts[part]);
+    }
+    throw new PartError(part, err);
+  }
+}
+
+/** The parts of pg's Query hooked into here (not in its type declarations). */
+interface QueryInternals {
+  handleCommandComplete(message: unknown, connection: unknown): void;
 }
 
 /** For CREATE INDEX CONCURRENTLY and the like: statement by statement, autocommit. */

@@ -57,6 +57,15 @@ export function splitStatements(sql: string, migrationName: string): Statement[]
   return statements;
 }
 
+/**
+ * True for BEGIN, COMMIT, ROLLBACK, SAVEPOINT and the like: statements that
+ * end or nest the transaction a migration runs in. (`sql` starts at the
+ * statement's first token, as `splitStatements` returns it.)
+ */
+export function isTransactionControl(statement: Statement): boolean {
+  return /^(begin|start\s+transaction|commit|end|rollback|abort|savepoint|release|prepare\s+transaction)\b/i.test(statement.sql);
+}
+
 /** 1-based line of a character offset. */
 export function lineAt(text: string, offset: number): number {
   let line = 1;

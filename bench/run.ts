@@ -1,0 +1,46 @@
+/**
+ * One command per benchmark:
+ *
+ *   npm run bench -- apply      300 Prisma-style migrations: pgstack vs psql vs node-pg-migrate vs Flyway
+ *   npm run bench -- snapshot   1 GiB database: template copy vs pg_dump/pg_restore vs file copy
+ *   npm run bench -- lock       a migration under pgbench load, with and without lock_timeout + retries
+ *   npm run bench -- chain      pulumi up with N migration command resources vs pgstack apply --all
+ *
+ * Each prints a markdown table and writes bench/results/<name>.json. Every
+ * figure is a ratio of contenders interleaved in the same run (other jobs
+ * share this machine). Not part of `npm test`.
+ */
+import { applyBench } from "./apply";
+import { BenchSetupError } from "./lib/common";
+import { chainBench } from "./chain";
+import { lockBench } from "./lock";
+import { snapshotBench } from "./snapshot";
+
+const benches: Record<string, (argv: string[]) => Promise<void>> = {
+  apply: applyBench,
+  snapshot: snapshotBench,
+  lock: lockBench,
+  chain: chainBench,
+};
+
+async function main(): Promise<number> {
+  const [name, ...rest] = process.argv.slice(2);
+  const bench = name ? benches[name] : undefined;
+  if (!bench) {
+    process.stderr.write(`usage: npm run bench -- <${Object.keys(benches).join("|")}> [--rounds N]\n`);
+    return 2;
+  }
+  await bench(rest);
+  return 0;
+}
+
+main().then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err) => {
+    const text = err instanceof BenchSetupError ? err.message : err instanceof Error ? (err.stack ?? err.message) : String(err);
+    process.stderr.write(`bench: ${text}\n`);
+    process.exitCode = 1;
+  },
+);
