@@ -11,15 +11,22 @@ export interface CliResult {
 
 /** Runs the real `pgstack` bin as a user would, with DATABASE_URL in the environment. */
 export function pgstack(args: string[], env: Record<string, string | undefined> = {}, options: { onSpawn?: (pid: number) => void } = {}): Promise<CliResult> {
+  return spawnCollect(process.execPath, [path.join(REPO_ROOT, "infra", "bin", "pgstack.js"), ...args], REPO_ROOT, env, options.onSpawn);
+}
+
+/** Spawns a process with `env` added to this one's (entries set to undefined removed) and collects its output. */
+export function spawnCollect(
+  command: string,
+  args: string[],
+  cwd: string,
+  env: Record<string, string | undefined>,
+  onSpawn?: (pid: number) => void,
+): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const childEnv: NodeJS.ProcessEnv = { ...process.env, ...env };
     for (const [k, v] of Object.entries(env)) if (v === undefined) delete childEnv[k];
-    const child = spawn(process.execPath, [path.join(REPO_ROOT, "infra", "bin", "pgstack.js"), ...args], {
-      cwd: REPO_ROOT,
-      env: childEnv,
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    if (child.pid) options.onSpawn?.(child.pid);
+    const child = spawn(command, args, { cwd, env: childEnv, stdio: ["ignore", "pipe", "pipe"] });
+    if (child.pid) onSpawn?.(child.pid);
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (d) => (stdout += d));

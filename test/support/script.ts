@@ -1,8 +1,7 @@
-import { spawn } from "node:child_process";
 import { promises as fs } from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import type { CliResult } from "./cli";
+import { spawnCollect, type CliResult } from "./cli";
 import { REPO_ROOT } from "./fixtures";
 
 /**
@@ -11,17 +10,7 @@ import { REPO_ROOT } from "./fixtures";
  * to the process environment (entries set to undefined are removed).
  */
 export function runCommandText(create: string, env: Record<string, string | undefined>, cwd: string): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const childEnv: NodeJS.ProcessEnv = { ...process.env, ...env };
-    for (const [k, v] of Object.entries(env)) if (v === undefined) delete childEnv[k];
-    const child = spawn("/bin/sh", ["-c", create], { cwd, env: childEnv, stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d) => (stdout += d));
-    child.stderr.on("data", (d) => (stderr += d));
-    child.on("error", reject);
-    child.on("close", (code, signal) => resolve({ code, signal, stdout, stderr }));
-  });
+  return spawnCollect("/bin/sh", ["-c", create], cwd, env);
 }
 
 /**
