@@ -4,7 +4,7 @@ import { memoryLogger } from "../../infra/core/logger";
 import { applyMigrations } from "../../infra/core/migrations/runner";
 import { resolveSettings } from "../../infra/core/settings";
 import { databaseIdentity } from "../../infra/core/snapshot/identity";
-import { createTemplateSnapshot, lastAppliedMigration, listSnapshots } from "../../infra/core/snapshot/template";
+import { copyStrategy, createTemplateSnapshot, lastAppliedMigration, listSnapshots, templateEngine } from "../../infra/core/snapshot/template";
 import { adminQuery, createTestDatabase, urlFor, withDb } from "../support/cluster";
 import { fingerprint, migrationsDir } from "../support/fixtures";
 
@@ -102,5 +102,27 @@ describe("template-copy snapshots (embedded engine)", () => {
     expect(b.systemIdentifier).toBe(a.systemIdentifier);
     expect(a.identity).not.toBe(b.identity);
     expect(a.identity).toBe(`${a.systemIdentifier}/${database}/${a.databaseOid}`);
+  });
+
+  it("copies large databases with STRATEGY = FILE_COPY (threshold from PGSTACK_FILE_COPY_MIN_MB), and the copy is exact", async () => {
+    await withDb(url, async (c) => {
+      expect(await copyStrategy(c, database, {})).toBe("");
+      expect(await copyStrategy(c, database, { PGSTACK_FILE_COPY_MIN_MB: "0" })).toBe(" STRATEGY = FILE_COPY");
+    });
+    const saved = process.env.PGSTACK_FILE_COPY_MIN_MB;
+    process.env.PGSTACK_FILE_COPY_MIN_MB = "0";
+    try {
+      const log = memoryLogger();
+      const info = await createTemplateSnapshot({ url, stack: "fc", key: "cccccccccccccccc", log });
+      expect(await fingerprint(urlFor(info.snapshotId))).toEqual(await fingerprint(url));
+      const target = `${database}_fc_restored`;
+      await templateEngine.materialize(url, info, target, log);
+      const rows = (u: string) => withDb(u, (c) => c.query("SELECT * FROM widgets ORDER BY id").then((r) => r.rows));
+      expect(await rows(urlFor(target))).toEqual(await rows(url));
+      await adminQuery(`DROP DATABASE "${target}"`);
+    } finally {
+      if (saved === undefined) delete process.env.PGSTACK_FILE_COPY_MIN_MB;
+      else process.env.PGSTACK_FILE_COPY_MIN_MB = saved;
+    }
   });
 });
