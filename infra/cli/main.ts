@@ -1,5 +1,5 @@
 import { Command, CommanderError } from "commander";
-import { isPgstackError } from "../core/errors";
+import { errorSentence, isPgstackError } from "../core/errors";
 import { applyCommand } from "./commands/apply";
 import { lintCommand } from "./commands/lint";
 import { planCommand } from "./commands/plan";
@@ -37,7 +37,7 @@ export async function run(argv: string[], baseCtx: Context = processContext): Pr
       // Help and version exit through here with code 0.
       return err.exitCode === 0 ? 0 : 2;
     }
-    const message = isPgstackError(err) ? err.message : unexpected(err);
+    const message = errorSentence(err);
     ctx.output.err(`pgstack: ${message}`);
     if (wantsJson && !printed) {
       ctx.output.out(
@@ -46,12 +46,6 @@ export async function run(argv: string[], baseCtx: Context = processContext): Pr
     }
     return isPgstackError(err) && err.code === "E_USAGE" ? 2 : 1;
   }
-}
-
-function unexpected(err: unknown): string {
-  const text = err instanceof Error ? err.message : String(err);
-  // Unknown failures still get one line, never a stack trace.
-  return `unexpected error: ${text.split("\n")[0]}`;
 }
 
 if (require.main === module) {

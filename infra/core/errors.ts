@@ -47,3 +47,8 @@ export function messageOf(err: unknown): string {
   if (err instanceof Error) return err.message;
   return String(err);
 }
+
+/** What a command prints for anything thrown: a PgstackError's sentence, else one line, never a stack. */
+export function errorSentence(err: unknown): string {
+  return isPgstackError(err) ? err.message : `unexpected error: ${messageOf(err).split("\n")[0]}`;
+}

@@ -24,7 +24,7 @@ import * as path from "node:path";
 import { withClient } from "../core/db/client";
 import { quoteIdent } from "../core/db/url";
 import { initCluster, isRunning, serverUser, startCluster, stopCluster } from "../core/cluster/embedded";
-import { isPgstackError, messageOf, PgstackError } from "../core/errors";
+import { PgstackError, errorSentence } from "../core/errors";
 import { stderrLogger } from "../core/logger";
 import { databaseIdentity } from "../core/snapshot/identity";
 
@@ -175,7 +175,7 @@ export async function main(argv: string[]): Promise<number> {
         throw new PgstackError("E_USAGE", `cluster.ts: unknown command '${command ?? ""}' (expected up, down or resume).`);
     }
   } catch (err) {
-    process.stderr.write(`pgstack: ${isPgstackError(err) ? err.message : `unexpected error: ${messageOf(err).split("\n")[0]}`}\n`);
+    process.stderr.write(`pgstack: ${errorSentence(err)}\n`);
     return 1;
   }
 }

@@ -4,7 +4,7 @@
  *
  *   node -r tsx/cjs infra/scripts/identity.ts --engine <engine>
  */
-import { isPgstackError, messageOf } from "../core/errors";
+import { errorSentence } from "../core/errors";
 import { databaseIdentity } from "../core/snapshot/identity";
 
 export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
@@ -20,7 +20,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
     process.stdout.write(JSON.stringify({ ...id, identity: `${engine}:${id.identity}` }) + "\n");
     return 0;
   } catch (err) {
-    process.stderr.write(`pgstack: ${isPgstackError(err) ? err.message : `unexpected error: ${messageOf(err).split("\n")[0]}`}\n`);
+    process.stderr.write(`pgstack: ${errorSentence(err)}\n`);
     return 1;
   }
 }

@@ -21,7 +21,8 @@ import * as path from "node:path";
 import * as readline from "node:readline/promises";
 import { environmentOf } from "../config/schema";
 import { discoverMigrations } from "../core/migrations/discover";
-import { isPgstackError, messageOf, PgstackError } from "../core/errors";
+import { migrationOfRdsSnapshotId } from "../core/snapshot/naming";
+import { PgstackError, errorSentence } from "../core/errors";
 import { stderrLogger } from "../core/logger";
 import { planRestore, restoreSnapshot } from "../core/snapshot/restore";
 import { renderRestorePlan } from "../cli/commands/snapshot";
@@ -138,11 +139,6 @@ export async function rollback(argv: string[], deps: { pulumi?: Pulumi; projectD
   return 0;
 }
 
-/** The migration folder an rds snapshot id names (ids carry it lower-cased and hyphenated), if any. Pure. */
-export function migrationOfRdsSnapshot(id: string, migrations: string[]): string | undefined {
-  const matches = migrations.filter((m) => id.includes(`-${m.toLowerCase().replace(/[^a-z0-9]+/g, "-").replace(/-+$/, "")}-`));
-  return matches.sort((a, b) => b.length - a.length)[0];
-}
 
 /**
  * rds: a DB snapshot is restored as a new instance, never in place. The
@@ -168,7 +164,7 @@ async function rollbackRds(pulumi: Pulumi, args: RollbackArgs, config: Record<st
   }
   const dir = path.join(projectDir, String(config["pgstack:migrationsDir"]?.value ?? "migrations"));
   const names = (await discoverMigrations(dir)).map((m) => m.name);
-  const pin = migrationOfRdsSnapshot(id, names);
+  const pin = migrationOfRdsSnapshotId(id, names);
   if (!pin) {
     throw new PgstackError("E_USAGE", `Snapshot '${id}' names no migration of ${path.relative(projectDir, dir) || "."} (or none was applied when it was taken), so the chain cannot be pinned at it (nothing was changed).`);
   }
@@ -215,7 +211,7 @@ if (require.main === module) {
   rollback(process.argv.slice(2)).then(
     (code) => process.exit(code),
     (err) => {
-      process.stderr.write(`pgstack: ${isPgstackError(err) ? err.message : `unexpected error: ${messageOf(err).split("\n")[0]}`}\n`);
+      process.stderr.write(`pgstack: ${errorSentence(err)}\n`);
       process.exit(1);
     },
   );

@@ -18,7 +18,7 @@
  *       stack, the last migration applied and the current time.
  */
 import * as path from "node:path";
-import { isPgstackError, messageOf, PgstackError } from "../core/errors";
+import { PgstackError, errorSentence } from "../core/errors";
 import { planMigrations } from "../core/migrations/plan";
 import { resolveSettings } from "../core/settings";
 import { whenNoDeployer } from "../core/db/deployers";
@@ -86,7 +86,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
         throw new PgstackError("E_USAGE", `snapshot.ts: unknown command '${command ?? ""}' (expected create or name).`);
     }
   } catch (err) {
-    process.stderr.write(`pgstack: ${isPgstackError(err) ? err.message : `unexpected error: ${messageOf(err).split("\n")[0]}`}\n`);
+    process.stderr.write(`pgstack: ${errorSentence(err)}\n`);
     return 1;
   }
 }

@@ -10,6 +10,7 @@ import * as path from "node:path";
 import { migrationStatus } from "../../infra/core/migrations/runner";
 import { resolveSettings } from "../../infra/core/settings";
 import { withDb } from "../support/cluster";
+import { tableDigests } from "../support/data";
 import { changedSteps, createE2eProject, expectOk, type E2eProject, type PulumiResult } from "../support/e2e-project";
 
 jest.setTimeout(900_000);
@@ -34,19 +35,6 @@ async function status(): Promise<Record<string, string>> {
   return Object.fromEntries(s.map((m) => [m.name, m.state]));
 }
 
-/** Every table of the public schema (the ledger included): row count and a digest of all its rows. */
-async function digests(): Promise<Record<string, string>> {
-  return withDb(url, async (c) => {
-    const { rows } = await c.query("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1");
-    const out: Record<string, string> = {};
-    for (const { tablename } of rows) {
-      const q = `SELECT count(*) AS n, md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) AS d FROM public."${tablename.replace(/"/g, '""')}" t`;
-      const r = (await c.query(q)).rows[0];
-      out[tablename] = `${r.n}:${r.d}`;
-    }
-    return out;
-  });
-}
 
 const addMigration = (name: string, sql: string) => project.addMigration(name, sql);
 
@@ -89,8 +77,8 @@ describe("rollback of the dev stack through its pre-update snapshot", () => {
   });
 
   it("takes a snapshot before applying a destructive migration", async () => {
-    atSnapshot = await digests();
-    expect(atSnapshot.readings).toMatch(/^40000:/);
+    atSnapshot = await tableDigests(url);
+    expect(atSnapshot["public.readings"]).toMatch(/^40000:/);
     await addMigration(DROP, '-- AlterTable\nALTER TABLE "readings" DROP COLUMN "legacy_code";\n');
     ok(await project.pulumi(["up", "--yes", "--skip-preview", "--stack", STACK]), "up (drop column)");
     const out = await outputs();
@@ -107,14 +95,14 @@ describe("rollback of the dev stack through its pre-update snapshot", () => {
   });
 
   it("refuses an unknown snapshot id in one sentence and changes nothing", async () => {
-    const before = await digests();
+    const before = await tableDigests(url);
     const r = await project.script("rollback", ["--stack", STACK, "--snapshot", "snap_dev_no_such_snapshot", "--yes"]);
     expect(r.code).not.toBe(0);
     const lines = r.stderr.trim().split("\n").filter((l) => l.startsWith("pgstack:"));
     expect(lines).toHaveLength(1);
     expect(lines[0]).toMatch(/snap_dev_no_such_snapshot/);
     expect(r.stderr).not.toMatch(/\n\s+at /);
-    expect(await digests()).toEqual(before);
+    expect(await tableDigests(url)).toEqual(before);
   });
 
   it("reports what it discards, restores every table exactly as at the snapshot, and pins the chain", async () => {
@@ -129,7 +117,7 @@ describe("rollback of the dev stack through its pre-update snapshot", () => {
     expect(printed).toMatch(/ledger_entries\s+29900\s+30000\s+-100/);
     expect(printed).toContain(`migrations rolled back: ${DROP}`);
 
-    expect(await digests()).toEqual(atSnapshot);
+    expect(await tableDigests(url)).toEqual(atSnapshot);
     const out = await outputs();
     expect(out.pinnedMigration).toBe(ADD);
     // The update after the restore applies nothing, so it takes no new snapshot: the one restored stays the latest.
@@ -144,7 +132,7 @@ describe("rollback of the dev stack through its pre-update snapshot", () => {
     const preview = ok(await project.pulumi(["preview", "--json", "--stack", STACK]), "preview after rollback");
     expect(changedSteps(preview.stdout)).toEqual([]);
     ok(await project.pulumi(["up", "--yes", "--skip-preview", "--stack", STACK]), "up after rollback");
-    expect(await digests()).toEqual(atSnapshot);
+    expect(await tableDigests(url)).toEqual(atSnapshot);
     expect((await status())[DROP]).toBe("pending");
   });
 

@@ -16,6 +16,7 @@ import { planPrune, pruneSnapshots } from "../../infra/core/snapshot/retention";
 import { deleteSnapshot, listAllSnapshots } from "../../infra/core/snapshot/store";
 import { createTemplateSnapshot, type SnapshotInfo } from "../../infra/core/snapshot/template";
 import { adminQuery, createTestDatabase, urlFor, withDb } from "../support/cluster";
+import { databasesLike, tableDigests } from "../support/data";
 import { fingerprint, migrationsDir, writeMigrations } from "../support/fixtures";
 
 jest.setTimeout(180_000);
@@ -40,23 +41,6 @@ INSERT INTO events SELECT g, 1 + g % 30000, json_build_object('n', g), timestamp
   FROM generate_series(1, 20000) g;
 `;
 
-/** Per-table digests of every row, ledger included: equal maps = identical data. */
-async function digests(url: string): Promise<Record<string, string>> {
-  return withDb(url, async (c) => {
-    const { rows } = await c.query<{ t: string }>("SELECT format('%I.%I', schemaname, tablename) AS t FROM pg_tables WHERE schemaname = 'public' ORDER BY 1");
-    const out: Record<string, string> = {};
-    for (const { t } of rows) {
-      const r = await c.query(`SELECT count(*)::int AS n, md5(coalesce(string_agg(x::text, '|' ORDER BY x::text), '')) AS d FROM ${t} x`);
-      out[t] = `${r.rows[0].n}:${r.rows[0].d}`;
-    }
-    return out;
-  });
-}
-
-async function databases(prefix: string): Promise<string[]> {
-  const { rows } = await adminQuery("SELECT datname FROM pg_database WHERE datname LIKE $1 ORDER BY 1", [`${prefix}%`]);
-  return rows.map((r) => r.datname as string);
-}
 
 describe("restoring a template-copy snapshot in place", () => {
   let url: string;
@@ -71,7 +55,7 @@ describe("restoring a template-copy snapshot in place", () => {
     dir = await migrationsDir({ [M1]: DATA_SQL });
     await applyMigrations(resolveSettings({ url, dir }), { kind: "all" }, memoryLogger());
     snap = await createTemplateSnapshot({ url, stack: "dev", key: "aaaaaaaaaaaaaaaa", log: memoryLogger() });
-    atSnapshot = await digests(url);
+    atSnapshot = await tableDigests(url);
     // After the snapshot: a destructive migration, then more writes.
     await writeMigrations(dir, { [M2]: "ALTER TABLE accounts DROP COLUMN note;\nDELETE FROM events WHERE id % 2 = 0;\n" });
     await applyMigrations(resolveSettings({ url, dir }), { kind: "all" }, memoryLogger());
@@ -79,11 +63,11 @@ describe("restoring a template-copy snapshot in place", () => {
   });
 
   it("an unknown snapshot id is one sentence and changes nothing", async () => {
-    const before = { fp: await fingerprint(url), id: (await databaseIdentity(url)).identity, dbs: await databases(db) };
+    const before = { fp: await fingerprint(url), id: (await databaseIdentity(url)).identity, dbs: await databasesLike(db) };
     await expect(planRestore(url, "snap_dev_nope_20250101000000")).rejects.toThrow(
       `No snapshot 'snap_dev_nope_20250101000000' of database '${db}' exists (see \`pgstack snapshot list\`): nothing was changed.`,
     );
-    expect({ fp: await fingerprint(url), id: (await databaseIdentity(url)).identity, dbs: await databases(db) }).toEqual(before);
+    expect({ fp: await fingerprint(url), id: (await databaseIdentity(url)).identity, dbs: await databasesLike(db) }).toEqual(before);
   });
 
   it("plans the restore: per table, rows now vs at the snapshot, and the migrations it rolls back", async () => {
@@ -113,7 +97,7 @@ describe("restoring a template-copy snapshot in place", () => {
       await deployer.end();
     }
     expect(await fingerprint(url)).toBe(before);
-    expect(await databases(`${db}_`)).toEqual([]);
+    expect(await databasesLike(`${db}_`)).toEqual([]);
   });
 
   it("restores every table exactly as at the snapshot, ending the application's sessions, and drops the old database only after", async () => {
@@ -128,7 +112,7 @@ describe("restoring a template-copy snapshot in place", () => {
     const ms = Date.now() - started;
     process.stderr.write(`[restore] 50k rows restored in ${ms} ms\n`);
 
-    expect(await digests(url)).toEqual(atSnapshot);
+    expect(await tableDigests(url)).toEqual(atSnapshot);
     const cols = await withDb(url, (c) => c.query("SELECT column_name FROM information_schema.columns WHERE table_name = 'accounts' AND column_name = 'note'"));
     expect(cols.rowCount).toBe(1);
     await expect(app.query("SELECT 1")).rejects.toThrow();
@@ -137,7 +121,7 @@ describe("restoring a template-copy snapshot in place", () => {
     expect(log.lines.join("\n")).not.toMatch(/postgresql:\/\//);
     // A new database (new oid: the migration commands' triggers change), no leftovers.
     expect((await databaseIdentity(url)).databaseOid).not.toBe(idBefore.databaseOid);
-    expect(await databases(`${db}_`)).toEqual([]);
+    expect(await databasesLike(`${db}_`)).toEqual([]);
     expect(await restoredFrom(url)).toBe(snap.snapshotId);
     // The snapshot is untouched and still listed.
     expect((await listAllSnapshots(url)).map((s) => s.snapshotId)).toContain(snap.snapshotId);
@@ -148,7 +132,7 @@ describe("restoring a template-copy snapshot in place", () => {
     const plan = await planRestore(url, snap.snapshotId);
     const result = await restoreSnapshot(url, plan, { log: memoryLogger(), keepOld: true, now: () => new Date("2025-11-22T01:02:03Z") });
     expect(result.keptAs).toBe(`${db}_before_restore_20251122010203`);
-    expect(await digests(url)).toEqual(atSnapshot);
+    expect(await tableDigests(url)).toEqual(atSnapshot);
     const kept = await withDb(urlFor(result.keptAs!), (c) => c.query("SELECT count(*)::int AS n FROM accounts"));
     expect(kept.rows[0].n).toBe(30001);
     await adminQuery(`DROP DATABASE "${result.keptAs}"`);
@@ -167,15 +151,15 @@ describe("restoring a template-copy snapshot in place", () => {
     ]);
     expect(plan.remove.map((s) => s.snapshotId)).toEqual([m1.snapshotId]);
     expect((await listAllSnapshots(url)).map((s) => s.snapshotId).sort()).toEqual([snap.snapshotId, pre.snapshotId, m2.snapshotId].sort());
-    expect(await digests(url)).toEqual(atSnapshot);
+    expect(await tableDigests(url)).toEqual(atSnapshot);
   });
 
   it("deleting the snapshot a database was restored from leaves that database intact; delete refuses non-snapshots", async () => {
     await deleteSnapshot(url, snap.snapshotId, memoryLogger());
-    expect(await databases(snap.snapshotId)).toEqual([]);
-    expect(await digests(url)).toEqual(atSnapshot);
+    expect(await databasesLike(snap.snapshotId)).toEqual([]);
+    expect(await tableDigests(url)).toEqual(atSnapshot);
     await expect(deleteSnapshot(url, db, memoryLogger())).rejects.toThrow(`No snapshot '${db}' of database '${db}' exists (see \`pgstack snapshot list\`): nothing was deleted.`);
-    expect(await databases(db)).toContain(db);
+    expect(await databasesLike(db)).toContain(db);
   });
 });
 

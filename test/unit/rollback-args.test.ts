@@ -1,5 +1,6 @@
 import * as path from "node:path";
-import { migrationOfRdsSnapshot, parseArgs, requireYesOnProd, rollback } from "../../infra/scripts/rollback";
+import { migrationOfRdsSnapshotId as migrationOfRdsSnapshot } from "../../infra/core/snapshot/naming";
+import { parseArgs, requireYesOnProd, rollback } from "../../infra/scripts/rollback";
 
 describe("npm run rollback arguments", () => {
   it("reads the stack, the snapshot, --yes, --keep-old and --unpin", () => {

@@ -64,6 +64,11 @@ export function rdsSnapshotId(parts: SnapshotIdParts): string {
   return head + migration.slice(0, budget).replace(/-+$/, "") + tail;
 }
 
+/** The migration folder an rds snapshot id names (the longest whose id form it contains), if any. */
+export function migrationOfRdsSnapshotId(id: string, migrations: string[]): string | undefined {
+  return migrations.filter((m) => id.includes(`-${clean(m, "-")}-`)).sort((a, b) => b.length - a.length)[0];
+}
+
 /** True for a name this module makes in the postgres style. */
 export function isPostgresSnapshotName(name: string): boolean {
   return /^snap_[a-z0-9_]+_\d{14}(_\d+)?$/.test(name) && Buffer.byteLength(name) <= POSTGRES_NAME_MAX;
