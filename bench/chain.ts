@@ -21,7 +21,7 @@
  */
 import { promises as fs } from "node:fs";
 import * as path from "node:path";
-import { ensureToolchain, linkProjectPlugins, pulumiEnv, readVersions } from "../infra/toolchain/pulumi";
+import { ensureToolchain, pulumiEnv, readVersions } from "../infra/toolchain/pulumi";
 import { BEFORE_REF, ensureBefore } from "./lib/before";
 import { serverVersion, startBenchCluster } from "./lib/cluster";
 import { argValue, fmtMs, fmtRatio, intArg, log, machineInfo, markdownTable, median, medianRatio, REPO, rotate, runTimed, WORK, writeResult } from "./lib/common";
@@ -74,10 +74,11 @@ export async function chainBench(argv: string[]): Promise<void> {
   await runTimed("node", [PGSTACK_BIN, "--help"], { memory: false });
 
   const plan = await ensureToolchain({ log: (l) => log(l) });
-  linkProjectPlugins(project, plan);
   const env = pulumiEnv(project, {
     pathDirs: plan.pathDirs,
-    env: { ...process.env, PULUMI_BACKEND_URL: `file://${path.join(work, "state")}` },
+    offline: !plan.userPulumi,
+    // Throwaway stacks in a throwaway backend: a passphrase of their own.
+    env: { ...process.env, PULUMI_BACKEND_URL: `file://${path.join(work, "state")}`, PULUMI_CONFIG_PASSPHRASE: "bench-only" },
   }) as NodeJS.ProcessEnv;
   await fs.mkdir(path.join(work, "state"), { recursive: true });
   const pulumi = (args: string[], extra: NodeJS.ProcessEnv = {}) =>

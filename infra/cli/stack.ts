@@ -1,5 +1,5 @@
 import { PgstackError } from "../core/errors";
-import { preparePulumi } from "../scripts/run-pulumi";
+import { pulumiFor } from "../toolchain/pulumi";
 
 /** What `pgstack plan --stack` needs of a stack: its outputs and its pgstack config. */
 export interface StackState {
@@ -17,7 +17,7 @@ export interface StackState {
 
 /** Reads a stack's outputs and config through the pulumi CLI (the project's backend). */
 export async function readStack(stack: string): Promise<StackState> {
-  const pulumi = await preparePulumi();
+  const pulumi = await pulumiFor(stack);
   const outputs = await pulumi.capture(["stack", "output", "--stack", stack, "--show-secrets", "--json"]);
   if (outputs.code !== 0) {
     throw new PgstackError(

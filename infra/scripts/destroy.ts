@@ -17,7 +17,7 @@ async function main(): Promise<number> {
     say(`refusing to destroy '${stack}' from npm run destroy: run \`npm run pulumi -- destroy --stack ${stack}\` if you really mean it.`);
     return 1;
   }
-  const pulumi = await preparePulumi();
+  const pulumi = await preparePulumi(stack);
   return pulumi.run(["destroy", "--yes", "--stack", stack, ...passthrough], removeData ? { PGSTACK_DESTROY_REMOVE_DATA: "true" } : {});
 }
 

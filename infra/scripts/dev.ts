@@ -17,7 +17,7 @@ export const DEV_STACK = "dev";
 const DEV_DATA_DIR = path.join(".pgstack", DEV_STACK, "data");
 
 async function main(): Promise<number> {
-  const pulumi = await preparePulumi();
+  const pulumi = await preparePulumi(DEV_STACK);
   const select = await pulumi.capture(["stack", "select", DEV_STACK, "--create", "--non-interactive"]);
   if (select.code !== 0) {
     process.stderr.write(select.stderr || select.stdout);

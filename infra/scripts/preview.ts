@@ -15,7 +15,7 @@ async function main(): Promise<number> {
   const planFlags = rest.filter((a) => PLAN_FLAGS.has(a));
   const pulumiFlags = rest.filter((a) => !PLAN_FLAGS.has(a));
   const planned = await pgstack(["plan", "--stack", stack, ...planFlags]);
-  const pulumi = await preparePulumi();
+  const pulumi = await preparePulumi(stack);
   const previewed = await pulumi.run(["preview", "--diff", "--stack", stack, ...pulumiFlags]);
   return planned !== 0 ? planned : previewed;
 }

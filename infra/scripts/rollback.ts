@@ -85,7 +85,7 @@ async function confirm(question: string): Promise<boolean> {
 export async function rollback(argv: string[], deps: { pulumi?: Pulumi; projectDir?: string } = {}): Promise<number> {
   const args = parseArgs(argv);
   const stack = args.stack!;
-  const pulumi = deps.pulumi ?? (await preparePulumi());
+  const pulumi = deps.pulumi ?? (await preparePulumi(stack));
   const projectDir = deps.projectDir ?? PROJECT_ROOT;
 
   if (args.unpin) {

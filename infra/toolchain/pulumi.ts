@@ -1,9 +1,13 @@
 /**
- * The Pulumi toolchain with no manual step: the user's own `pulumi` when it is on
- * PATH, otherwise the Pulumi CLI (pinned Go module) and our Node.js language host
- * and command provider (infra/toolchain/go/cmd), built once into a per-user cache
- * shared by every clone. Plain TypeScript: no @pulumi imports, so it runs before
- * anything else.
+ * The Pulumi toolchain with no manual step, and with Pulumi's official plugins only:
+ * - the CLI: the user's own `pulumi` when it is on PATH, otherwise the CLI pinned in
+ *   infra/toolchain/go, built once from Go modules into a per-user cache;
+ * - the Node.js language host: bundled with the user's CLI, or (for our CLI) an official
+ *   `pulumi-language-nodejs` copied next to it, where Pulumi looks for bundled plugins;
+ * - the command provider: Pulumi's plugin cache (`pulumi plugin install`), filled from an
+ *   official `pulumi-resource-command` when one is at hand, else acquired by the user's CLI.
+ * Official plugin binaries come from `PGSTACK_PULUMI_PLUGINS_DIR` or PATH. Plain
+ * TypeScript: no @pulumi imports, so it runs before anything else.
  */
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
@@ -17,12 +21,14 @@ export type Log = (line: string) => void;
 export const PULUMI_BIN = "pulumi";
 export const LANGUAGE_HOST_BIN = "pulumi-language-nodejs";
 export const COMMAND_PROVIDER_BIN = "pulumi-resource-command";
-export type BinaryName = typeof PULUMI_BIN | typeof LANGUAGE_HOST_BIN | typeof COMMAND_PROVIDER_BIN;
-const ALL_BINARIES: BinaryName[] = [PULUMI_BIN, LANGUAGE_HOST_BIN, COMMAND_PROVIDER_BIN];
 
-/** Used only when neither PULUMI_CONFIG_PASSPHRASE nor PULUMI_CONFIG_PASSPHRASE_FILE is set: dev stacks only. */
+/** A directory holding prebuilt official plugins (pulumi-language-nodejs, pulumi-resource-command). */
+export const PLUGINS_DIR_ENV = "PGSTACK_PULUMI_PLUGINS_DIR";
+
+/** The passphrase of the committed dev stack's salt: for the `dev` stack only (see passphraseProblem). */
 export const DEV_PASSPHRASE = "pgstack-dev-only-passphrase";
-/** Local stack state (git-ignored), used unless PULUMI_BACKEND_URL is set. */
+export const DEV_STACK = "dev";
+/** Local stack state (git-ignored, private to its owner), used unless PULUMI_BACKEND_URL is set. */
 export const STATE_DIR = ".pulumi-state";
 
 export const PROJECT_ROOT = path.resolve(__dirname, "..", "..");
@@ -37,21 +43,17 @@ export class ToolchainError extends Error {
 }
 
 export interface Versions {
-  /** @pulumi/pulumi, e.g. "3.248.0". */
+  /** @pulumi/pulumi, e.g. "3.248.0": the CLI and the language host. */
   pulumi: string;
-  /** @pulumi/command, e.g. "4.5.0" (its package.json says "v4.5.0"). */
+  /** @pulumi/command, e.g. "1.2.1": the command provider plugin. */
   command: string;
-}
-
-function stripV(version: string): string {
-  return version.trim().replace(/^v/, "");
 }
 
 export function readVersions(projectDir = PROJECT_ROOT): Versions {
   const read = (pkg: string) => {
     const file = path.join(projectDir, "node_modules", pkg, "package.json");
     try {
-      return stripV(JSON.parse(fs.readFileSync(file, "utf8")).version);
+      return String(JSON.parse(fs.readFileSync(file, "utf8")).version).trim().replace(/^v/, "");
     } catch {
       throw new ToolchainError(`${pkg} is not installed in ${projectDir}/node_modules: run \`npm ci\` first.`);
     }
@@ -64,12 +66,12 @@ export function cacheRoot(env: Env = process.env): string {
   return path.join(base, "pgstack");
 }
 
-/** One directory per version pair, so a version bump builds anew and old clones keep theirs. */
-export function toolchainDir(versions: Versions, env: Env = process.env): string {
-  return path.join(cacheRoot(env), `pulumi-v${versions.pulumi}-command-v${versions.command}`);
+/** One directory per CLI version, so a version bump builds anew and old clones keep theirs. */
+export function toolchainDir(versions: Pick<Versions, "pulumi">, env: Env = process.env): string {
+  return path.join(cacheRoot(env), `pulumi-v${versions.pulumi}`);
 }
 
-export function toolchainBinDir(versions: Versions, env: Env = process.env): string {
+export function toolchainBinDir(versions: Pick<Versions, "pulumi">, env: Env = process.env): string {
   return path.join(toolchainDir(versions, env), "bin");
 }
 
@@ -88,10 +90,21 @@ export function findOnPath(name: string, pathEnv: string | undefined, exclude: s
   return undefined;
 }
 
-/** Where `pulumi plugin install resource command <v>` puts the provider. */
+export function pulumiHome(env: Env = process.env): string {
+  return env.PULUMI_HOME || path.join(env.HOME || os.homedir(), ".pulumi");
+}
+
+/** Where `pulumi plugin install resource <name> <version>` puts a provider. */
 export function installedPluginPath(name: string, version: string, env: Env = process.env): string {
-  const home = env.PULUMI_HOME || path.join(env.HOME || os.homedir(), ".pulumi");
-  return path.join(home, "plugins", `resource-${name}-v${version}`, `pulumi-resource-${name}`);
+  return path.join(pulumiHome(env), "plugins", `resource-${name}-v${version}`, `pulumi-resource-${name}`);
+}
+
+/** Where one plugin must be for Pulumi to run it, and the official binary to put there when it is not. */
+export interface PluginPlacement {
+  /** Where Pulumi finds it. */
+  target: string;
+  /** An official binary to copy or install to `target` when `target` is missing or differs. */
+  source?: string;
 }
 
 export interface ToolchainPlan {
@@ -101,12 +114,14 @@ export interface ToolchainPlan {
   userPulumi: boolean;
   /** Directories to put first on PATH, in this order. */
   pathDirs: string[];
-  /** Where built binaries live. */
+  /** Where our CLI lives (built once). */
   binDir: string;
-  /** Binaries to build into binDir before the plan can run. */
-  missing: BinaryName[];
-  /** The pulumi-resource-command to use (see linkProjectPlugins). */
-  commandProvider: string;
+  /** Our CLI must be built before the plan can run. */
+  buildCli: boolean;
+  /** The language host next to our CLI; undefined with the user's CLI, which bundles its own. */
+  languageHost?: PluginPlacement;
+  /** The command provider in Pulumi's plugin cache. */
+  commandProvider: PluginPlacement;
   versions: Versions;
 }
 
@@ -114,30 +129,15 @@ export interface ResolveOptions {
   env?: Env;
   versions?: Versions;
   projectDir?: string;
-  exists?: (file: string) => boolean;
-  /** Expected source stamps (default: computed from infra/toolchain/go). */
-  stamps?: Record<BinaryName, string>;
+  /** Expected source stamp of our CLI (default: computed from infra/toolchain/go). */
+  cliStamp?: string;
 }
 
-/**
- * A hash of what a binary is built from. Stored beside it, so that a change to
- * go.mod/go.sum or to our own Go sources rebuilds it (versions are in the dir name).
- */
-export function sourceStamp(name: BinaryName, goDir = GO_MODULE_DIR): string {
-  const files = ["go.mod", "go.sum"];
-  if (name !== PULUMI_BIN) {
-    const dir = path.join("cmd", name);
-    for (const f of fs.readdirSync(path.join(goDir, dir)).sort()) {
-      if (f.endsWith(".go") && !f.endsWith("_test.go")) files.push(path.join(dir, f));
-    }
-  }
+/** A hash of go.mod and go.sum, stored beside the CLI, so a changed pin rebuilds it. */
+export function sourceStamp(goDir = GO_MODULE_DIR): string {
   const hash = createHash("sha256");
-  for (const f of files) hash.update(`${f}\0`).update(fs.readFileSync(path.join(goDir, f)));
+  for (const f of ["go.mod", "go.sum"]) hash.update(`${f}\0`).update(fs.readFileSync(path.join(goDir, f)));
   return hash.digest("hex").slice(0, 16);
-}
-
-export function sourceStamps(goDir = GO_MODULE_DIR): Record<BinaryName, string> {
-  return Object.fromEntries(ALL_BINARIES.map((b) => [b, sourceStamp(b, goDir)])) as Record<BinaryName, string>;
 }
 
 function readStamp(binary: string): string | undefined {
@@ -148,43 +148,40 @@ function readStamp(binary: string): string | undefined {
   }
 }
 
+/** An official plugin binary named by PGSTACK_PULUMI_PLUGINS_DIR, else found on PATH. */
+function officialPlugin(name: string, env: Env, exclude: string[]): string | undefined {
+  const dir = env[PLUGINS_DIR_ENV];
+  if (dir) return path.join(path.resolve(dir), name);
+  return findOnPath(name, env.PATH, exclude);
+}
+
 /**
- * Decides which pulumi to run and what must be built, without building anything.
- * The user's CLI wins; it brings its own language host, but the command provider
- * comes from our cache unless the user installed that plugin version themselves.
+ * Decides which pulumi to run and where its plugins come from, without changing
+ * anything. The user's CLI wins and brings its own language host.
  */
 export function resolveToolchain(opts: ResolveOptions = {}): ToolchainPlan {
   const env = opts.env ?? process.env;
   const versions = opts.versions ?? readVersions(opts.projectDir);
-  const exists = opts.exists ?? fs.existsSync;
-  const stamps = opts.stamps ?? sourceStamps();
   const binDir = toolchainBinDir(versions, env);
-  const built = (name: BinaryName) =>
-    exists(path.join(binDir, name)) && readStamp(path.join(binDir, name)) === stamps[name];
+  const exclude = [path.resolve(binDir)];
   // Our own bin dir may already be on PATH (nested runs): that pulumi is not the user's.
-  const userPulumi = findOnPath(PULUMI_BIN, env.PATH, [path.resolve(binDir)]);
-  const ourProvider = path.join(binDir, COMMAND_PROVIDER_BIN);
+  const userPulumi = findOnPath(PULUMI_BIN, env.PATH, exclude);
+  const commandProvider: PluginPlacement = {
+    target: installedPluginPath("command", versions.command, env),
+    source: officialPlugin(COMMAND_PROVIDER_BIN, env, exclude),
+  };
   if (userPulumi) {
-    const installed = installedPluginPath("command", versions.command, env);
-    const userProvider = exists(installed) ? installed : findOnPath(COMMAND_PROVIDER_BIN, env.PATH, [path.resolve(binDir)]);
-    return {
-      pulumi: userPulumi,
-      userPulumi: true,
-      // The user's directory first so its pulumi and bundled language host win over anything we built.
-      pathDirs: userProvider ? [] : [path.dirname(userPulumi), binDir],
-      binDir,
-      missing: userProvider || built(COMMAND_PROVIDER_BIN) ? [] : [COMMAND_PROVIDER_BIN],
-      commandProvider: userProvider ?? ourProvider,
-      versions,
-    };
+    return { pulumi: userPulumi, userPulumi: true, pathDirs: [], binDir, buildCli: false, commandProvider, versions };
   }
+  const pulumi = path.join(binDir, PULUMI_BIN);
   return {
-    pulumi: path.join(binDir, PULUMI_BIN),
+    pulumi,
     userPulumi: false,
     pathDirs: [binDir],
     binDir,
-    missing: ALL_BINARIES.filter((b) => !built(b)),
-    commandProvider: ourProvider,
+    buildCli: !fs.existsSync(pulumi) || readStamp(pulumi) !== (opts.cliStamp ?? sourceStamp()),
+    languageHost: { target: path.join(binDir, LANGUAGE_HOST_BIN), source: officialPlugin(LANGUAGE_HOST_BIN, env, exclude) },
+    commandProvider,
     versions,
   };
 }
@@ -209,15 +206,20 @@ function atLeast(have: number[], need: number[]): boolean {
   return true;
 }
 
-/** The one sentence for a missing or old Go; `providerOnly` when the user's own pulumi is in use. */
-export function goNeededMessage(need: number[], opts: { found?: string; providerOnly?: string } = {}): string {
-  const v = need.join(".");
-  const found = opts.found ? ` (found ${opts.found})` : "";
-  return opts.providerOnly
-    ? `Go ${v} or newer is needed to build the command provider plugin v${opts.providerOnly} once${found}: ` +
-        `install it from https://go.dev/dl or your package manager, or run \`pulumi plugin install resource command ${opts.providerOnly}\`.`
-    : `Go ${v} or newer is needed to build the Pulumi CLI once${found}: ` +
-        "install it from https://go.dev/dl or your package manager, or put your own `pulumi` on PATH.";
+/** The one sentence for a missing or old Go. */
+export function goNeededMessage(need: number[], found?: string): string {
+  return (
+    `Go ${need.join(".")} or newer is needed to build the Pulumi CLI once${found ? ` (found ${found})` : ""}: ` +
+    "install it from https://go.dev/dl or your package manager, or put your own `pulumi` on PATH."
+  );
+}
+
+/** The one sentence for an official plugin pgstack cannot find. */
+export function pluginMissingMessage(name: string, version: string, looked: string): string {
+  return (
+    `The official ${name} ${version} is needed and was not found (${looked}): set ${PLUGINS_DIR_ENV} to a directory ` +
+    `holding Pulumi's official pulumi-language-nodejs and pulumi-resource-command builds, or put your own \`pulumi\` on PATH.`
+  );
 }
 
 /** The version a go.mod `require` pins for module, e.g. "v3.248.0". */
@@ -230,59 +232,21 @@ const CLI_MODULE = "github.com/pulumi/pulumi/pkg/v3";
 const SDK_MODULE = "github.com/pulumi/pulumi/sdk/v3";
 const VERSION_VAR = "github.com/pulumi/pulumi/sdk/v3/go/common/version.Version";
 
-interface BuildStep {
-  name: BinaryName;
-  label: string;
-  cwd: string;
-  pkg: string;
-  ldflags: string;
-}
-
-/** The `go build` for each binary; throws when the Go pin disagrees with node_modules. */
-export function buildSteps(versions: Versions, goDir = GO_MODULE_DIR): Record<BinaryName, BuildStep> {
-  const cliMod = fs.readFileSync(path.join(goDir, "go.mod"), "utf8");
-  const pinned = pinnedVersion(cliMod, CLI_MODULE);
+/** The `go build` of the CLI; throws when the Go pin disagrees with node_modules. */
+export function cliBuildStep(versions: Versions, goDir = GO_MODULE_DIR): { pkg: string; ldflags: string } {
+  const pinned = pinnedVersion(fs.readFileSync(path.join(goDir, "go.mod"), "utf8"), CLI_MODULE);
   if (pinned !== `v${versions.pulumi}`) {
     throw new ToolchainError(
       `node_modules has @pulumi/pulumi ${versions.pulumi} but infra/toolchain/go pins the CLI at ${pinned}: ` +
         `run \`cd infra/toolchain/go && go get ${CLI_MODULE}@v${versions.pulumi} ${SDK_MODULE}@v${versions.pulumi} && go mod tidy\`.`,
     );
   }
-  return {
-    [PULUMI_BIN]: {
-      name: PULUMI_BIN,
-      label: `the Pulumi CLI v${versions.pulumi}`,
-      cwd: goDir,
-      pkg: `${CLI_MODULE}/cmd/pulumi`,
-      ldflags: `-s -w -X ${VERSION_VAR}=v${versions.pulumi}`,
-    },
-    [LANGUAGE_HOST_BIN]: {
-      name: LANGUAGE_HOST_BIN,
-      label: `the Node.js language host v${versions.pulumi}`,
-      cwd: goDir,
-      pkg: `./cmd/${LANGUAGE_HOST_BIN}`,
-      ldflags: `-s -w -X ${VERSION_VAR}=v${versions.pulumi}`,
-    },
-    [COMMAND_PROVIDER_BIN]: {
-      name: COMMAND_PROVIDER_BIN,
-      label: `the command provider v${versions.command}`,
-      cwd: goDir,
-      pkg: `./cmd/${COMMAND_PROVIDER_BIN}`,
-      // The engine asks for the plugin version @pulumi/command registers.
-      ldflags: `-s -w -X main.version=${versions.command}`,
-    },
-  };
+  return { pkg: `${CLI_MODULE}/cmd/pulumi`, ldflags: `-s -w -X ${VERSION_VAR}=v${versions.pulumi}` };
 }
 
 /** The environment for `go build`: module mode from the committed go.sum only, no cgo, no go.work. */
 export function goBuildEnv(env: Env = process.env): Env {
-  return {
-    ...env,
-    GOFLAGS: "-mod=readonly -buildvcs=false",
-    GOWORK: "off",
-    GOTOOLCHAIN: "local",
-    CGO_ENABLED: "0",
-  };
+  return { ...env, GOFLAGS: "-mod=readonly -buildvcs=false", GOWORK: "off", GOTOOLCHAIN: "local", CGO_ENABLED: "0" };
 }
 
 export interface EnsureOptions extends ResolveOptions {
@@ -291,60 +255,112 @@ export interface EnsureOptions extends ResolveOptions {
   lockTimeoutMs?: number;
 }
 
-/** Resolves the toolchain and builds whatever is missing (once, under a lock). */
+/** Resolves the toolchain, builds our CLI if needed and puts the official plugins where Pulumi looks. */
 export async function ensureToolchain(opts: EnsureOptions = {}): Promise<ToolchainPlan> {
   const env = opts.env ?? process.env;
   const log = opts.log ?? ((line: string) => process.stderr.write(`[pgstack] ${line}\n`));
   let plan = resolveToolchain(opts);
-  if (plan.missing.length === 0) return plan;
+  if (plan.buildCli) plan = await buildCli(plan, { ...opts, env, log });
+  if (plan.languageHost) placeLanguageHost(plan.languageHost, plan.versions, env);
+  await placeCommandProvider(plan, env, log);
+  return plan;
+}
 
-  const need = goModGoVersion(fs.readFileSync(path.join(GO_MODULE_DIR, "go.mod"), "utf8"));
-  const providerOnly = plan.userPulumi ? plan.versions.command : undefined;
-  const go = findOnPath("go", env.PATH);
-  if (!go) throw new ToolchainError(goNeededMessage(need, { providerOnly }));
-  const goVersion = await capture(go, ["env", "GOVERSION"], env);
-  const have = parseGoVersion(goVersion);
-  if (!have || !atLeast(have, need)) {
-    throw new ToolchainError(goNeededMessage(need, { providerOnly, found: goVersion.trim() || "an unknown version" }));
+function sameFile(a: string, b: string): boolean {
+  try {
+    const [sa, sb] = [fs.statSync(a), fs.statSync(b)];
+    if (sa.size !== sb.size) return false;
+    const hash = (f: string) => createHash("sha256").update(fs.readFileSync(f)).digest("hex");
+    return hash(a) === hash(b);
+  } catch {
+    return false;
   }
+}
+
+function requireSource(placement: PluginPlacement, name: string, version: string, env: Env): string {
+  const source = placement.source;
+  if (source && fs.existsSync(source)) return source;
+  const looked = env[PLUGINS_DIR_ENV] ? `${PLUGINS_DIR_ENV}=${env[PLUGINS_DIR_ENV]} has no ${name}` : `not on PATH, not in ${path.dirname(placement.target)}`;
+  throw new ToolchainError(pluginMissingMessage(name, version, looked));
+}
+
+/**
+ * A copy (not a link: Pulumi resolves its own executable's links before looking
+ * beside it) of the official language host next to our CLI, where Pulumi runs
+ * bundled plugins from without a warning.
+ */
+function placeLanguageHost(placement: PluginPlacement, versions: Versions, env: Env): void {
+  const present = fs.existsSync(placement.target);
+  if (present && (!placement.source || sameFile(placement.source, placement.target))) return;
+  const source = requireSource(placement, LANGUAGE_HOST_BIN, `v${versions.pulumi}`, env);
+  const tmp = `${placement.target}.${process.pid}.tmp`;
+  fs.copyFileSync(source, tmp);
+  fs.chmodSync(tmp, 0o755);
+  fs.renameSync(tmp, placement.target);
+}
+
+/** `pulumi plugin install resource command <v> --file <official binary>` unless the cache already has that binary. */
+async function placeCommandProvider(plan: ToolchainPlan, env: Env, log: Log): Promise<void> {
+  const placement = plan.commandProvider;
+  const present = fs.existsSync(placement.target);
+  if (present && (!placement.source || sameFile(placement.source, placement.target))) return;
+  // The user's CLI acquires a missing plugin itself, the way Pulumi always does.
+  if (!present && !placement.source && plan.userPulumi) return;
+  const source = requireSource(placement, COMMAND_PROVIDER_BIN, `v${plan.versions.command}`, env);
+  const args = ["plugin", "install", "resource", "command", plan.versions.command, "--file", source, ...(present ? ["--reinstall"] : [])];
+  const result = await capture(plan.pulumi, args, { ...env, PULUMI_SKIP_UPDATE_CHECK: "true" });
+  if (result.code !== 0) {
+    throw new ToolchainError(`\`pulumi plugin install resource command ${plan.versions.command} --file ${source}\` failed: ${lastLine(result.output)}.`);
+  }
+  log(`installed the official command provider v${plan.versions.command} into ${path.dirname(placement.target)}`);
+}
+
+function lastLine(text: string): string {
+  return text.trim().split("\n").filter(Boolean).slice(-1)[0]?.replace(/[.\s]+$/, "") ?? "no output";
+}
+
+async function buildCli(plan: ToolchainPlan, opts: EnsureOptions & { env: Env; log: Log }): Promise<ToolchainPlan> {
+  const { env, log } = opts;
+  const need = goModGoVersion(fs.readFileSync(path.join(GO_MODULE_DIR, "go.mod"), "utf8"));
+  const go = findOnPath("go", env.PATH);
+  if (!go) throw new ToolchainError(goNeededMessage(need));
+  const goVersion = (await capture(go, ["env", "GOVERSION"], goBuildEnv(env))).output.trim();
+  const have = parseGoVersion(goVersion);
+  if (!have || !atLeast(have, need)) throw new ToolchainError(goNeededMessage(need, goVersion || "an unknown version"));
 
   const dir = toolchainDir(plan.versions, env);
   fs.mkdirSync(plan.binDir, { recursive: true });
   const release = await acquireLock(path.join(dir, "build.lock"), log, opts.lockTimeoutMs ?? 30 * 60_000);
   try {
-    plan = resolveToolchain({ ...opts, versions: plan.versions }); // another process may have built it meanwhile
-    if (plan.missing.length === 0) return plan;
-    const steps = buildSteps(plan.versions);
+    const again = resolveToolchain({ ...opts, versions: plan.versions }); // another process may have built it meanwhile
+    if (!again.buildCli) return again;
+    const step = cliBuildStep(plan.versions);
     const tmp = fs.mkdtempSync(path.join(dir, ".build-"));
     const logFile = path.join(dir, "build.log");
     fs.writeFileSync(logFile, "");
     const started = Date.now();
     try {
-      for (const name of plan.missing) {
-        const step = steps[name];
-        log(`building ${step.label} from Go modules${name === PULUMI_BIN ? " (one time, several minutes)" : ""}...`);
-        const out = path.join(tmp, name);
-        const code = await runLogged(go, ["build", "-trimpath", "-ldflags", step.ldflags, "-o", out, step.pkg], {
-          cwd: step.cwd,
-          env: goBuildEnv(env),
-          logFile,
-          heartbeat: (s) => log(`  still building ${step.label} (${Math.round(s / 60)} min)...`),
-        });
-        if (code !== 0) {
-          throw new ToolchainError(
-            `Building ${step.label} with ${goVersion.trim()} failed (see ${logFile}): check that the Go module proxy is reachable, or ` +
-              (providerOnly ? `run \`pulumi plugin install resource command ${providerOnly}\`.` : "put your own `pulumi` on PATH."),
-          );
-        }
-        // rename is atomic: a binary in bin/ is always a complete one. The stamp comes
-        // second, so a crash in between means "rebuild", never "stale binary".
-        fs.renameSync(out, path.join(plan.binDir, name));
-        fs.writeFileSync(path.join(plan.binDir, `${name}.stamp`), sourceStamp(name));
+      log(`building the Pulumi CLI v${plan.versions.pulumi} from Go modules (one time, several minutes)...`);
+      const out = path.join(tmp, PULUMI_BIN);
+      const code = await runLogged(go, ["build", "-trimpath", "-ldflags", step.ldflags, "-o", out, step.pkg], {
+        cwd: GO_MODULE_DIR,
+        env: goBuildEnv(env),
+        logFile,
+        heartbeat: (s) => log(`  still building the Pulumi CLI (${Math.round(s / 60)} min)...`),
+      });
+      if (code !== 0) {
+        throw new ToolchainError(
+          `Building the Pulumi CLI v${plan.versions.pulumi} with ${goVersion} failed (see ${logFile}): check that the Go module proxy is reachable, or put your own \`pulumi\` on PATH.`,
+        );
       }
+      // rename is atomic: a binary in bin/ is always a complete one. The stamp comes
+      // second, so a crash in between means "rebuild", never "stale binary".
+      fs.renameSync(out, plan.pulumi);
+      fs.writeFileSync(`${plan.pulumi}.stamp`, sourceStamp());
     } finally {
       fs.rmSync(tmp, { recursive: true, force: true });
     }
-    log(`Pulumi toolchain ready in ${plan.binDir} (built in ${Math.round((Date.now() - started) / 1000)} s).`);
+    log(`Pulumi CLI ready in ${plan.binDir} (built in ${Math.round((Date.now() - started) / 1000)} s).`);
     return resolveToolchain({ ...opts, versions: plan.versions });
   } finally {
     release();
@@ -388,13 +404,14 @@ function isAlive(pid: number): boolean {
   }
 }
 
-function capture(cmd: string, args: string[], env: Env): Promise<string> {
+function capture(cmd: string, args: string[], env: Env): Promise<{ code: number; output: string }> {
   return new Promise((resolve) => {
-    const child = spawn(cmd, args, { env: goBuildEnv(env) as NodeJS.ProcessEnv, stdio: ["ignore", "pipe", "ignore"] });
-    let out = "";
-    child.stdout.on("data", (d) => (out += d));
-    child.on("error", () => resolve(""));
-    child.on("close", () => resolve(out));
+    const child = spawn(cmd, args, { env: env as NodeJS.ProcessEnv, stdio: ["ignore", "pipe", "pipe"] });
+    let output = "";
+    child.stdout.on("data", (d) => (output += d));
+    child.stderr.on("data", (d) => (output += d));
+    child.on("error", (err) => resolve({ code: 127, output: err.message }));
+    child.on("close", (code) => resolve({ code: code ?? 1, output }));
   });
 }
 
@@ -419,12 +436,29 @@ function runLogged(
   });
 }
 
+/**
+ * Why `stack` may not run with the environment's passphrase, or undefined when it
+ * may: the committed dev passphrase protects nothing, so it is for the dev stack only.
+ */
+export function passphraseProblem(stack: string | undefined, env: Env): string | undefined {
+  const own = env.PULUMI_CONFIG_PASSPHRASE_FILE !== undefined || (env.PULUMI_CONFIG_PASSPHRASE !== undefined && env.PULUMI_CONFIG_PASSPHRASE !== DEV_PASSPHRASE);
+  if (own || stack === undefined || stack === DEV_STACK) return undefined;
+  return (
+    `Stack '${stack}' needs its own passphrase: export PULUMI_CONFIG_PASSPHRASE or PULUMI_CONFIG_PASSPHRASE_FILE ` +
+    `(pgstack's built-in passphrase is for the ${DEV_STACK} stack only).`
+  );
+}
+
 export interface PulumiEnvOptions {
   env?: Env;
   /** Directories to put first on PATH (a plan's pathDirs). */
   pathDirs?: string[];
   /** Create the local state directory when it is the backend (default true). */
   createStateDir?: boolean;
+  /** The stack the command targets, when known: only `dev` gets the dev passphrase. */
+  stack?: string;
+  /** The CLI is ours (offline: plugins are placed by ensureToolchain, never downloaded). */
+  offline?: boolean;
 }
 
 /** The environment for running pulumi on projectDir; user-set backend and passphrase win. */
@@ -432,57 +466,97 @@ export function pulumiEnv(projectDir: string, opts: PulumiEnvOptions = {}): Env 
   const env: Env = { ...(opts.env ?? process.env) };
   if (!env.PULUMI_BACKEND_URL) {
     const stateDir = path.join(path.resolve(projectDir), STATE_DIR);
-    if (opts.createStateDir !== false) fs.mkdirSync(stateDir, { recursive: true });
+    if (opts.createStateDir !== false) makePrivateDir(stateDir);
     env.PULUMI_BACKEND_URL = `file://${stateDir}`;
   }
   // An empty passphrase is a valid choice, so test for presence, not truthiness.
-  if (env.PULUMI_CONFIG_PASSPHRASE === undefined && env.PULUMI_CONFIG_PASSPHRASE_FILE === undefined) {
+  if (opts.stack === DEV_STACK && env.PULUMI_CONFIG_PASSPHRASE === undefined && env.PULUMI_CONFIG_PASSPHRASE_FILE === undefined) {
     env.PULUMI_CONFIG_PASSPHRASE = DEV_PASSPHRASE;
   }
   const rest = (env.PATH ?? "").split(path.delimiter).filter((d) => d && !(opts.pathDirs ?? []).includes(d));
   env.PATH = [...(opts.pathDirs ?? []), ...rest].join(path.delimiter);
-  // Plugins come from PATH or the user's installs; nothing is downloaded behind the user's back.
-  env.PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION ??= "true";
+  // Plugins on PATH are copied into place by ensureToolchain; running them from PATH
+  // would warn on every command.
+  env.PULUMI_IGNORE_AMBIENT_PLUGINS ??= "true";
+  if (opts.offline) env.PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION ??= "true";
   env.PULUMI_SKIP_UPDATE_CHECK ??= "true";
   // The Automation API would otherwise refuse a CLI version it does not know.
   env.PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK ??= "true";
   return env;
 }
 
-/** Where Pulumi.yaml's `plugins.providers` entry for `command` points (relative to the project). */
-export const PROJECT_PLUGIN_DIR = path.join(STATE_DIR, "plugins", "command");
-
 /**
- * Links the chosen command provider into PROJECT_PLUGIN_DIR. Why: a provider found
- * only on PATH makes pulumi warn "using pulumi-resource-command from $PATH" on every
- * run; a project plugin (Pulumi.yaml `plugins.providers`) is used silently.
+ * The local state holds the stacks' encrypted secrets and their salts: readable by
+ * its owner only, also when an older pgstack created it open.
  */
-export function linkProjectPlugins(projectDir: string, plan: Pick<ToolchainPlan, "commandProvider">): string {
-  const dir = path.join(path.resolve(projectDir), PROJECT_PLUGIN_DIR);
-  const link = path.join(dir, COMMAND_PROVIDER_BIN);
-  fs.mkdirSync(dir, { recursive: true });
-  let current: string | undefined;
-  try {
-    current = fs.readlinkSync(link);
-  } catch {
-    // absent (or not a link): replaced below
-  }
-  if (current !== plan.commandProvider) {
-    // Symlink then rename, so a concurrent pulumi never sees the link missing.
-    const tmp = `${link}.${process.pid}.tmp`;
-    fs.rmSync(tmp, { force: true });
-    fs.symlinkSync(plan.commandProvider, tmp);
-    fs.renameSync(tmp, link);
-  }
-  return link;
+export function makePrivateDir(dir: string): void {
+  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  fs.chmodSync(dir, 0o700);
 }
 
-/** Everything to run pulumi on projectDir: the executable and its environment. */
+/** The `--stack`/`-s` a pulumi command line names, if any (also `stack init|select <name>`). */
+export function stackOfArgs(args: string[]): string | undefined {
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i];
+    if (a === "--stack" || a === "-s") return args[i + 1];
+    if (a.startsWith("--stack=")) return a.slice("--stack=".length);
+  }
+  const at = args.indexOf("stack");
+  if (at >= 0 && ["init", "select", "rm"].includes(args[at + 1]) && args[at + 2] && !args[at + 2].startsWith("-")) return args[at + 2];
+  return undefined;
+}
+
+/** Everything to run pulumi on projectDir for `stack`: the executable and its environment. */
 export async function preparePulumi(
   projectDir: string,
-  opts: EnsureOptions = {},
+  opts: EnsureOptions & { stack?: string } = {},
 ): Promise<{ pulumi: string; env: Env; plan: ToolchainPlan }> {
+  const problem = passphraseProblem(opts.stack, opts.env ?? process.env);
+  if (problem) throw new ToolchainError(problem);
   const plan = await ensureToolchain(opts);
-  linkProjectPlugins(projectDir, plan);
-  return { pulumi: plan.pulumi, env: pulumiEnv(projectDir, { env: opts.env, pathDirs: plan.pathDirs }), plan };
+  const env = pulumiEnv(projectDir, { env: opts.env, pathDirs: plan.pathDirs, stack: opts.stack, offline: !plan.userPulumi });
+  return { pulumi: plan.pulumi, env, plan };
+}
+
+/** pulumi on one project and stack, ready to run. */
+export interface Pulumi {
+  /** Runs pulumi with stdio inherited (signals forwarded); resolves to its exit code. */
+  run(args: string[], extraEnv?: Env): Promise<number>;
+  /** Runs pulumi and captures its output (nothing shown). */
+  capture(args: string[]): Promise<{ code: number; stdout: string; stderr: string }>;
+}
+
+/** The toolchain prepared for `stack` on projectDir (the user's backend and passphrase win). */
+export async function pulumiFor(stack: string | undefined, opts: EnsureOptions & { projectDir?: string } = {}): Promise<Pulumi> {
+  const projectDir = opts.projectDir ?? PROJECT_ROOT;
+  const { pulumi, env } = await preparePulumi(projectDir, { ...opts, stack });
+  const run = (args: string[], extraEnv: Env = {}) =>
+    new Promise<number>((resolve) => {
+      const child = spawn(pulumi, args, { cwd: projectDir, env: { ...env, ...extraEnv } as NodeJS.ProcessEnv, stdio: "inherit" });
+      // pulumi handles Ctrl-C itself (it cancels the update cleanly); don't die before it does.
+      const forward = (signal: NodeJS.Signals) => child.kill(signal);
+      process.on("SIGINT", forward);
+      process.on("SIGTERM", forward);
+      const done = (code: number) => {
+        process.off("SIGINT", forward);
+        process.off("SIGTERM", forward);
+        resolve(code);
+      };
+      child.on("error", (err) => {
+        process.stderr.write(`pgstack: could not run ${pulumi} (${err.message}): check that it is an executable pulumi CLI.\n`);
+        done(1);
+      });
+      child.on("close", (code, signal) => done(code ?? (signal ? 130 : 1)));
+    });
+  const capture = (args: string[]) =>
+    new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+      const child = spawn(pulumi, args, { cwd: projectDir, env: env as NodeJS.ProcessEnv, stdio: ["ignore", "pipe", "pipe"] });
+      let stdout = "";
+      let stderr = "";
+      child.stdout.on("data", (d) => (stdout += d));
+      child.stderr.on("data", (d) => (stderr += d));
+      child.on("error", (err) => resolve({ code: 1, stdout, stderr: stderr + err.message }));
+      child.on("close", (code) => resolve({ code: code ?? 1, stdout, stderr }));
+    });
+  return { run, capture };
 }

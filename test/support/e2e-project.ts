@@ -70,6 +70,7 @@ export async function createE2eProject(stack = "dev"): Promise<E2eProject> {
   const env = pulumiEnv(dir, {
     env: { ...process.env, PULUMI_BACKEND_URL: `file://${stateDir}`, PULUMI_CONFIG_PASSPHRASE: "e2e-passphrase" },
     pathDirs: plan.pathDirs,
+    offline: !plan.userPulumi,
   });
   const port = await freePort();
 

@@ -4,7 +4,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import {
   acquireLock,
-  buildSteps,
+  cliBuildStep,
   COMMAND_PROVIDER_BIN,
   DEV_PASSPHRASE,
   ensureToolchain,
@@ -12,20 +12,21 @@ import {
   goModGoVersion,
   installedPluginPath,
   LANGUAGE_HOST_BIN,
-  linkProjectPlugins,
   parseGoVersion,
+  passphraseProblem,
+  PLUGINS_DIR_ENV,
   PROJECT_ROOT,
-  PULUMI_BIN,
   pulumiEnv,
   readVersions,
   resolveToolchain,
   sourceStamp,
+  stackOfArgs,
   ToolchainError,
   toolchainBinDir,
   toolchainDir,
 } from "../../infra/toolchain/pulumi";
 
-const versions = { pulumi: "3.248.0", command: "4.5.0" };
+const versions = { pulumi: "3.248.0", command: "1.2.1" };
 let tmp: string;
 
 beforeEach(() => {
@@ -40,125 +41,204 @@ function executable(dir: string, name: string, body = "#!/bin/sh\nexit 0\n"): st
   return file;
 }
 
-const stamps = { [PULUMI_BIN]: "s1", [LANGUAGE_HOST_BIN]: "s2", [COMMAND_PROVIDER_BIN]: "s3" };
-
-/** A binary as ensureToolchain leaves it: the file and its source stamp. */
-function built(dir: string, name: keyof typeof stamps, stamp = stamps[name]): void {
-  executable(dir, name);
-  fs.writeFileSync(path.join(dir, `${name}.stamp`), stamp);
-}
-
 describe("cache location", () => {
-  test("is keyed by both versions under XDG_CACHE_HOME", () => {
-    expect(toolchainDir(versions, { XDG_CACHE_HOME: "/x/cache", HOME: "/home/u" })).toBe(
-      "/x/cache/pgstack/pulumi-v3.248.0-command-v4.5.0",
-    );
-    expect(toolchainBinDir({ pulumi: "3.249.0", command: "4.5.0" }, { XDG_CACHE_HOME: "/x/cache" })).toBe(
-      "/x/cache/pgstack/pulumi-v3.249.0-command-v4.5.0/bin",
-    );
+  test("is keyed by the CLI version under XDG_CACHE_HOME", () => {
+    expect(toolchainDir(versions, { XDG_CACHE_HOME: "/x/cache", HOME: "/home/u" })).toBe("/x/cache/pgstack/pulumi-v3.248.0");
+    expect(toolchainBinDir({ pulumi: "3.249.0" }, { XDG_CACHE_HOME: "/x/cache" })).toBe("/x/cache/pgstack/pulumi-v3.249.0/bin");
   });
 
   test("falls back to $HOME/.cache", () => {
-    expect(toolchainDir(versions, { HOME: "/home/u" })).toBe("/home/u/.cache/pgstack/pulumi-v3.248.0-command-v4.5.0");
+    expect(toolchainDir(versions, { HOME: "/home/u" })).toBe("/home/u/.cache/pgstack/pulumi-v3.248.0");
   });
 
-  test("versions come from node_modules, with @pulumi/command's leading v stripped", () => {
-    for (const [pkg, version] of [["@pulumi/pulumi", "3.248.0"], ["@pulumi/command", "v4.5.0"]]) {
+  test("versions come from node_modules, with a leading v stripped", () => {
+    for (const [pkg, version] of [["@pulumi/pulumi", "3.248.0"], ["@pulumi/command", "v1.2.1"]]) {
       fs.mkdirSync(path.join(tmp, "node_modules", pkg), { recursive: true });
       fs.writeFileSync(path.join(tmp, "node_modules", pkg, "package.json"), JSON.stringify({ version }));
     }
     expect(readVersions(tmp)).toEqual(versions);
     expect(() => readVersions(path.join(tmp, "nowhere"))).toThrow(/run `npm ci` first/);
   });
+
+  test("the project pins the official command provider line, not the mislabeled 4.5.0 re-publish", () => {
+    expect(readVersions(PROJECT_ROOT).command).toBe("1.2.1");
+  });
 });
 
 describe("resolveToolchain", () => {
-  test("with no pulumi on PATH, everything comes from the cache and is built when missing", () => {
-    const env = { XDG_CACHE_HOME: tmp, PATH: path.join(tmp, "empty"), HOME: tmp };
-    const plan = resolveToolchain({ env, versions, stamps });
+  test("with no pulumi on PATH: our CLI (built when missing or stale), official plugins from PGSTACK_PULUMI_PLUGINS_DIR", () => {
+    const plugins = path.join(tmp, "official");
+    const env = { XDG_CACHE_HOME: tmp, PATH: path.join(tmp, "empty"), HOME: tmp, [PLUGINS_DIR_ENV]: plugins };
     const bin = toolchainBinDir(versions, env);
-    expect(plan).toMatchObject({ pulumi: path.join(bin, "pulumi"), userPulumi: false, pathDirs: [bin] });
-    expect(plan.missing).toEqual([PULUMI_BIN, LANGUAGE_HOST_BIN, COMMAND_PROVIDER_BIN]);
+    const plan = resolveToolchain({ env, versions, cliStamp: "s1" });
+    expect(plan).toMatchObject({ pulumi: path.join(bin, "pulumi"), userPulumi: false, pathDirs: [bin], buildCli: true });
+    expect(plan.languageHost).toEqual({ target: path.join(bin, LANGUAGE_HOST_BIN), source: path.join(plugins, LANGUAGE_HOST_BIN) });
+    expect(plan.commandProvider).toEqual({
+      target: path.join(tmp, ".pulumi/plugins/resource-command-v1.2.1/pulumi-resource-command"),
+      source: path.join(plugins, COMMAND_PROVIDER_BIN),
+    });
 
-    built(bin, PULUMI_BIN);
-    built(bin, LANGUAGE_HOST_BIN);
-    executable(bin, COMMAND_PROVIDER_BIN); // no stamp: an interrupted build
-    expect(resolveToolchain({ env, versions, stamps }).missing).toEqual([COMMAND_PROVIDER_BIN]);
-    built(bin, COMMAND_PROVIDER_BIN);
-    expect(resolveToolchain({ env, versions, stamps }).missing).toEqual([]);
-    // Changed Go sources (another stamp) rebuild just that binary.
-    expect(resolveToolchain({ env, versions, stamps: { ...stamps, [LANGUAGE_HOST_BIN]: "s2b" } }).missing).toEqual([
-      LANGUAGE_HOST_BIN,
-    ]);
+    executable(bin, "pulumi"); // no stamp: an interrupted build
+    expect(resolveToolchain({ env, versions, cliStamp: "s1" }).buildCli).toBe(true);
+    fs.writeFileSync(path.join(bin, "pulumi.stamp"), "s1");
+    expect(resolveToolchain({ env, versions, cliStamp: "s1" }).buildCli).toBe(false);
+    expect(resolveToolchain({ env, versions, cliStamp: "s2" }).buildCli).toBe(true); // a changed pin rebuilds
     // Our own bin dir on PATH (a nested run) is not "the user's pulumi".
-    expect(resolveToolchain({ env: { ...env, PATH: bin }, versions, stamps }).userPulumi).toBe(false);
+    expect(resolveToolchain({ env: { ...env, PATH: bin }, versions, cliStamp: "s1" }).userPulumi).toBe(false);
   });
 
-  test("the user's pulumi is used; only the command provider may need building", () => {
+  test("official plugins on PATH are a source too", () => {
+    const onPath = path.join(tmp, "on-path");
+    const provider = executable(onPath, COMMAND_PROVIDER_BIN);
+    const host = executable(onPath, LANGUAGE_HOST_BIN);
+    const env = { XDG_CACHE_HOME: tmp, HOME: tmp, PATH: onPath };
+    const plan = resolveToolchain({ env, versions, cliStamp: "s" });
+    expect(plan.commandProvider.source).toBe(provider);
+    expect(plan.languageHost?.source).toBe(host);
+  });
+
+  test("the user's pulumi is used with its bundled language host", () => {
     const userBin = path.join(tmp, "user-bin");
     const userPulumi = executable(userBin, "pulumi");
     const env = { XDG_CACHE_HOME: tmp, PATH: `${userBin}:/usr/bin`, PULUMI_HOME: path.join(tmp, "pulumi-home") };
-    const bin = toolchainBinDir(versions, env);
-
-    const plan = resolveToolchain({ env, versions, stamps });
-    expect(plan).toMatchObject({ pulumi: userPulumi, userPulumi: true, missing: [COMMAND_PROVIDER_BIN] });
-    expect(plan.pathDirs).toEqual([userBin, bin]);
-    expect(plan.commandProvider).toBe(path.join(bin, COMMAND_PROVIDER_BIN));
-
-    // The plugin installed the official way wins, and nothing is built.
-    const installed = installedPluginPath("command", "4.5.0", env);
-    executable(path.dirname(installed), COMMAND_PROVIDER_BIN);
-    expect(installed).toBe(path.join(tmp, "pulumi-home/plugins/resource-command-v4.5.0/pulumi-resource-command"));
-    expect(resolveToolchain({ env, versions, stamps })).toMatchObject({ missing: [], pathDirs: [], commandProvider: installed });
+    const plan = resolveToolchain({ env, versions, cliStamp: "s" });
+    expect(plan).toMatchObject({ pulumi: userPulumi, userPulumi: true, pathDirs: [], buildCli: false });
+    expect(plan.languageHost).toBeUndefined();
+    expect(plan.commandProvider.target).toBe(installedPluginPath("command", "1.2.1", env));
+    expect(plan.commandProvider.target).toBe(path.join(tmp, "pulumi-home/plugins/resource-command-v1.2.1/pulumi-resource-command"));
   });
 
-  test("source stamps follow go.mod/go.sum for the CLI and also our sources for our binaries", () => {
+  test("the CLI's source stamp follows go.mod and go.sum", () => {
     const go = path.join(tmp, "go");
-    for (const f of ["go.mod", "go.sum", "cmd/pulumi-resource-command/main.go", "cmd/pulumi-resource-command/main_test.go"]) {
-      fs.mkdirSync(path.dirname(path.join(go, f)), { recursive: true });
-      fs.writeFileSync(path.join(go, f), f);
-    }
-    const cli = sourceStamp(PULUMI_BIN, go);
-    const provider = sourceStamp(COMMAND_PROVIDER_BIN, go);
-    fs.writeFileSync(path.join(go, "cmd/pulumi-resource-command/main_test.go"), "tests do not count");
-    expect(sourceStamp(COMMAND_PROVIDER_BIN, go)).toBe(provider);
-    fs.writeFileSync(path.join(go, "cmd/pulumi-resource-command/main.go"), "changed");
-    expect(sourceStamp(COMMAND_PROVIDER_BIN, go)).not.toBe(provider);
-    expect(sourceStamp(PULUMI_BIN, go)).toBe(cli);
+    fs.mkdirSync(go);
+    fs.writeFileSync(path.join(go, "go.mod"), "a");
+    fs.writeFileSync(path.join(go, "go.sum"), "b");
+    const before = sourceStamp(go);
     fs.writeFileSync(path.join(go, "go.sum"), "bumped");
-    expect(sourceStamp(PULUMI_BIN, go)).not.toBe(cli);
+    expect(sourceStamp(go)).not.toBe(before);
+  });
+});
+
+describe("placing the official plugins", () => {
+  /** A fake CLI whose `plugin install ... --file F` copies F where Pulumi's cache keeps it. */
+  function fakeCli(bin: string): void {
+    executable(
+      bin,
+      "pulumi",
+      '#!/bin/sh\n[ "$1 $2" = "plugin install" ] || exit 3\nd="$PULUMI_HOME/plugins/resource-$4-v$5"; mkdir -p "$d"; cp "$7" "$d/pulumi-resource-$4"\necho "$*" >> "$PULUMI_HOME/calls"\n',
+    );
+  }
+
+  test("copies the language host next to our CLI and installs the provider with `pulumi plugin install --file`", async () => {
+    const plugins = path.join(tmp, "official");
+    executable(plugins, LANGUAGE_HOST_BIN, "#!/bin/sh\necho host-v1\n");
+    executable(plugins, COMMAND_PROVIDER_BIN, "#!/bin/sh\necho provider-v1\n");
+    const env = { XDG_CACHE_HOME: tmp, HOME: tmp, PATH: "/usr/bin:/bin", PULUMI_HOME: path.join(tmp, "ph"), [PLUGINS_DIR_ENV]: plugins };
+    const bin = toolchainBinDir(versions, env);
+    fakeCli(bin);
+    fs.writeFileSync(path.join(bin, "pulumi.stamp"), sourceStamp());
+
+    const plan = await ensureToolchain({ env, versions, log: () => {} });
+    expect(fs.readFileSync(plan.languageHost!.target, "utf8")).toContain("host-v1");
+    expect(fs.lstatSync(plan.languageHost!.target).isSymbolicLink()).toBe(false);
+    expect(fs.readFileSync(plan.commandProvider.target, "utf8")).toContain("provider-v1");
+    expect(fs.readFileSync(path.join(tmp, "ph/calls"), "utf8")).toBe(
+      `plugin install resource command 1.2.1 --file ${path.join(plugins, COMMAND_PROVIDER_BIN)}\n`,
+    );
+
+    // Up to date: nothing is installed again; a different official build is.
+    await ensureToolchain({ env, versions, log: () => {} });
+    expect(fs.readFileSync(path.join(tmp, "ph/calls"), "utf8").split("\n").filter(Boolean)).toHaveLength(1);
+    executable(plugins, COMMAND_PROVIDER_BIN, "#!/bin/sh\necho provider-v2\n");
+    executable(plugins, LANGUAGE_HOST_BIN, "#!/bin/sh\necho host-v2\n");
+    await ensureToolchain({ env, versions, log: () => {} });
+    expect(fs.readFileSync(plan.commandProvider.target, "utf8")).toContain("provider-v2");
+    expect(fs.readFileSync(plan.languageHost!.target, "utf8")).toContain("host-v2");
+    expect(fs.readFileSync(path.join(tmp, "ph/calls"), "utf8")).toMatch(/--reinstall\n$/);
+  });
+
+  test("without official plugins anywhere, one sentence names the variable to set", async () => {
+    const env = { XDG_CACHE_HOME: tmp, HOME: tmp, PATH: "/usr/bin:/bin", PULUMI_HOME: path.join(tmp, "ph") };
+    const bin = toolchainBinDir(versions, env);
+    fakeCli(bin);
+    fs.writeFileSync(path.join(bin, "pulumi.stamp"), sourceStamp());
+    const err = await ensureToolchain({ env, versions, log: () => {} }).catch((e) => e);
+    expect(err).toBeInstanceOf(ToolchainError);
+    expect(err.message).toMatch(
+      /^The official pulumi-language-nodejs v3\.248\.0 is needed and was not found \(.*\): set PGSTACK_PULUMI_PLUGINS_DIR to a directory holding Pulumi's official .* or put your own `pulumi` on PATH\.$/,
+    );
+  });
+
+  test("the user's CLI acquires a missing provider itself: nothing is installed for it", async () => {
+    const userBin = path.join(tmp, "user-bin");
+    fakeCli(userBin);
+    const env = { XDG_CACHE_HOME: tmp, HOME: tmp, PATH: `${userBin}:/usr/bin:/bin`, PULUMI_HOME: path.join(tmp, "ph") };
+    const plan = await ensureToolchain({ env, versions, log: () => {} });
+    expect(plan.userPulumi).toBe(true);
+    expect(fs.existsSync(path.join(tmp, "ph/calls"))).toBe(false);
   });
 });
 
 describe("pulumiEnv", () => {
-  test("defaults: local file backend (created), dev passphrase, bin dirs first, no plugin downloads", () => {
-    const env = pulumiEnv(tmp, { env: { PATH: "/usr/bin:/cache/bin:/bin", HOME: "/h" }, pathDirs: ["/cache/bin"] });
+  test("defaults: a private local file backend, bin dirs first, no ambient plugins, offline with our CLI", () => {
+    const env = pulumiEnv(tmp, { env: { PATH: "/usr/bin:/cache/bin:/bin", HOME: "/h" }, pathDirs: ["/cache/bin"], offline: true });
     expect(env.PULUMI_BACKEND_URL).toBe(`file://${tmp}/.pulumi-state`);
-    expect(fs.statSync(path.join(tmp, ".pulumi-state")).isDirectory()).toBe(true);
-    expect(env.PULUMI_CONFIG_PASSPHRASE).toBe(DEV_PASSPHRASE);
+    expect(fs.statSync(path.join(tmp, ".pulumi-state")).mode & 0o777).toBe(0o700);
+    expect(env.PULUMI_CONFIG_PASSPHRASE).toBeUndefined(); // no stack named: no dev passphrase
     expect(env.PATH).toBe("/cache/bin:/usr/bin:/bin");
     expect(env).toMatchObject({
+      PULUMI_IGNORE_AMBIENT_PLUGINS: "true",
       PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "true",
       PULUMI_SKIP_UPDATE_CHECK: "true",
       PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK: "true",
       HOME: "/h",
     });
     expect(env.PULUMI_HOME).toBeUndefined();
+    // The user's CLI may acquire plugins the way Pulumi does.
+    expect(pulumiEnv(tmp, { env: {} }).PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION).toBeUndefined();
+  });
+
+  test("an existing open state directory is made private", () => {
+    fs.mkdirSync(path.join(tmp, ".pulumi-state"), { mode: 0o755 });
+    fs.chmodSync(path.join(tmp, ".pulumi-state"), 0o755);
+    pulumiEnv(tmp, { env: {} });
+    expect(fs.statSync(path.join(tmp, ".pulumi-state")).mode & 0o777).toBe(0o700);
+  });
+
+  test("the dev passphrase goes to the dev stack only", () => {
+    expect(pulumiEnv(tmp, { env: {}, stack: "dev" }).PULUMI_CONFIG_PASSPHRASE).toBe(DEV_PASSPHRASE);
+    expect(pulumiEnv(tmp, { env: {}, stack: "staging" }).PULUMI_CONFIG_PASSPHRASE).toBeUndefined();
+    expect(passphraseProblem("prod", {})).toBe(
+      "Stack 'prod' needs its own passphrase: export PULUMI_CONFIG_PASSPHRASE or PULUMI_CONFIG_PASSPHRASE_FILE (pgstack's built-in passphrase is for the dev stack only).",
+    );
+    expect(passphraseProblem("prod", { PULUMI_CONFIG_PASSPHRASE: DEV_PASSPHRASE })).toMatch(/^Stack 'prod' needs its own passphrase/);
+    expect(passphraseProblem("prod", { PULUMI_CONFIG_PASSPHRASE: "theirs" })).toBeUndefined();
+    expect(passphraseProblem("prod", { PULUMI_CONFIG_PASSPHRASE_FILE: "/secret" })).toBeUndefined();
+    expect(passphraseProblem("dev", {})).toBeUndefined();
+  });
+
+  test("the stack a pulumi command line names", () => {
+    expect(stackOfArgs(["up", "--stack", "prod"])).toBe("prod");
+    expect(stackOfArgs(["up", "-s", "staging", "--yes"])).toBe("staging");
+    expect(stackOfArgs(["preview", "--stack=dev"])).toBe("dev");
+    expect(stackOfArgs(["stack", "init", "prod"])).toBe("prod");
+    expect(stackOfArgs(["stack", "select", "dev", "--create"])).toBe("dev");
+    expect(stackOfArgs(["version"])).toBeUndefined();
   });
 
   test("keeps what the user set", () => {
     const user = { PATH: "/bin", PULUMI_BACKEND_URL: "s3://bucket", PULUMI_CONFIG_PASSPHRASE: "", PULUMI_HOME: "/ph" };
-    const env = pulumiEnv(path.join(tmp, "p"), { env: user });
+    const env = pulumiEnv(path.join(tmp, "p"), { env: user, stack: "dev" });
     expect(env).toMatchObject(user); // an empty passphrase is a real choice
     expect(fs.existsSync(path.join(tmp, "p"))).toBe(false);
 
-    const withFile = pulumiEnv(tmp, { env: { PULUMI_CONFIG_PASSPHRASE_FILE: "/secret/pass" } });
+    const withFile = pulumiEnv(tmp, { env: { PULUMI_CONFIG_PASSPHRASE_FILE: "/secret/pass" }, stack: "dev" });
     expect(withFile.PULUMI_CONFIG_PASSPHRASE).toBeUndefined();
     expect(withFile.PULUMI_CONFIG_PASSPHRASE_FILE).toBe("/secret/pass");
   });
 });
 
-describe("building", () => {
+describe("building the CLI", () => {
   const noGo = () => ({ XDG_CACHE_HOME: tmp, HOME: tmp, PATH: path.join(tmp, "empty") });
 
   test("without Go, one sentence says what to install", async () => {
@@ -167,14 +247,6 @@ describe("building", () => {
     expect(err.message).toMatch(
       /^Go 1\.\d+(\.\d+)? or newer is needed to build the Pulumi CLI once: install it from https:\/\/go\.dev\/dl or your package manager, or put your own `pulumi` on PATH\.$/,
     );
-  });
-
-  test("with the user's pulumi but no Go, it says how to get the provider plugin instead", async () => {
-    const userBin = path.join(tmp, "user-bin");
-    executable(userBin, "pulumi");
-    const env = { ...noGo(), PATH: userBin, PULUMI_HOME: path.join(tmp, "ph") };
-    const err = await ensureToolchain({ env, versions, log: () => {} }).catch((e) => e);
-    expect(err.message).toMatch(/command provider plugin v4\.5\.0 once: .* `pulumi plugin install resource command 4\.5\.0`\.$/);
   });
 
   test("an old Go is named in the sentence", async () => {
@@ -191,13 +263,15 @@ describe("building", () => {
     expect(parseGoVersion("devel")).toBeUndefined();
   });
 
-  test("the Go pins match node_modules, and a mismatch says how to update them", () => {
-    const steps = buildSteps(readVersions(PROJECT_ROOT));
-    expect(steps[PULUMI_BIN].ldflags).toContain(`version.Version=v${readVersions(PROJECT_ROOT).pulumi}`);
-    expect(steps[COMMAND_PROVIDER_BIN].ldflags).toContain(`main.version=${readVersions(PROJECT_ROOT).command}`);
-    expect(() => buildSteps({ pulumi: "3.999.0", command: "4.5.0" }, GO_MODULE_DIR)).toThrow(
+  test("the Go pin matches node_modules, and a mismatch says how to update it", () => {
+    expect(cliBuildStep(readVersions(PROJECT_ROOT)).ldflags).toContain(`version.Version=v${readVersions(PROJECT_ROOT).pulumi}`);
+    expect(() => cliBuildStep({ pulumi: "3.999.0", command: "1.2.1" }, GO_MODULE_DIR)).toThrow(
       /@pulumi\/pulumi 3\.999\.0 but infra\/toolchain\/go pins the CLI at v3\.\d+\.\d+: run `cd infra\/toolchain\/go && go get/,
     );
+  });
+
+  test("nothing home-made speaks Pulumi's plugin protocol", () => {
+    expect(fs.readdirSync(GO_MODULE_DIR).sort()).toEqual(["go.mod", "go.sum"]);
   });
 
   test("the build lock is exclusive, and a dead owner's lock is taken over", async () => {
@@ -215,16 +289,6 @@ describe("building", () => {
     again();
     expect(fs.existsSync(lock)).toBe(false);
   });
-});
-
-test("the command provider is linked where Pulumi.yaml's project plugin points", () => {
-  const a = executable(path.join(tmp, "a"), COMMAND_PROVIDER_BIN);
-  const b = executable(path.join(tmp, "b"), COMMAND_PROVIDER_BIN);
-  const link = linkProjectPlugins(tmp, { commandProvider: a });
-  expect(link).toBe(path.join(tmp, ".pulumi-state/plugins/command", COMMAND_PROVIDER_BIN));
-  expect(fs.readlinkSync(link)).toBe(a);
-  linkProjectPlugins(tmp, { commandProvider: b });
-  expect(fs.readlinkSync(link)).toBe(b);
 });
 
 test("`npm run pulumi` without Go or pulumi exits 1 with one sentence and no stack trace", () => {

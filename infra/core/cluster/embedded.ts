@@ -1,5 +1,5 @@
 import { execFileSync, spawn } from "node:child_process";
-import { promises as fs, existsSync, statSync } from "node:fs";
+import { promises as fs, existsSync } from "node:fs";
 import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -84,11 +84,21 @@ export function serverUser(): RunAs {
   }
 }
 
+/**
+ * The whole environment of initdb, pg_ctl and so the server: nothing of the caller's.
+ * The server outlives its starter, and its /proc/<pid>/environ is readable by its OS
+ * user and, through file access functions, by the database superuser: the caller's
+ * passphrases, backend URLs and tokens must not be there.
+ */
+export function serverEnvironment(): NodeJS.ProcessEnv {
+  return { PATH: "/usr/local/bin:/usr/bin:/bin", LC_ALL: "C", LANG: "C" };
+}
+
 function run(bin: string, args: string[], runAs: RunAs, options: { allowFail?: boolean } = {}): Promise<{ code: number; output: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(bin, args, {
       ...runAs,
-      env: { ...process.env, LC_ALL: "C", LANG: "C" },
+      env: serverEnvironment(),
       stdio: ["ignore", "pipe", "pipe"],
     });
     let output = "";
@@ -196,8 +206,4 @@ export function freePort(): Promise<number> {
       server.close(() => resolve(port));
     });
   });
-}
-
-export function dataDirExists(dataDir: string): boolean {
-  return existsSync(dataDir) && statSync(dataDir).isDirectory();
 }

@@ -1,6 +1,6 @@
 // What pgstack builds when no `pulumi` is on PATH (see infra/toolchain/pulumi.ts):
-// the Pulumi CLI pinned here, which must match node_modules/@pulumi/pulumi, and our
-// own cmd/pulumi-language-nodejs and cmd/pulumi-resource-command built against it.
+// the Pulumi CLI pinned here, which must match node_modules/@pulumi/pulumi. Plugins
+// are never built from here: pgstack runs only Pulumi's official plugins.
 module pgstack.local/toolchain
 
 go 1.25.11
