@@ -1,4 +1,5 @@
 import * as pulumi from "@pulumi/pulumi";
+import { DEV_PASSPHRASE } from "../toolchain/pulumi";
 import { NAMESPACE, parseStackConfig, StackConfigError, type RawStackConfig, type StackConfig } from "./schema";
 
 export * from "./schema";
@@ -14,6 +15,12 @@ export interface LoadedStackConfig {
 
 const OBJECT_KEYS = new Set(["embedded", "docker", "rds", "snapshots"]);
 const SECRET_KEYS = new Set(["password", "externalUrl"]);
+
+/** Whether the engine was told `key` is a secret (@pulumi/pulumi exports it, marked internal). */
+function isSecretConfig(key: string): boolean {
+  const runtimeConfig = require("@pulumi/pulumi/runtime/config") as { isConfigSecret?: (k: string) => boolean };
+  return runtimeConfig.isConfigSecret?.(key) ?? true;
+}
 
 /**
  * Reads the stack's `pgstack:*` config once (the only place that reads
@@ -48,6 +55,8 @@ export function loadStackConfig(): LoadedStackConfig {
     values,
     hasPassword: password !== undefined,
     hasExternalUrl: externalUrl !== undefined,
+    plainSecrets: keys.filter((k) => SECRET_KEYS.has(k) && !isSecretConfig(`${prefix}${k}`)),
+    devPassphrase: process.env.PULUMI_CONFIG_PASSPHRASE === DEV_PASSPHRASE,
   };
   try {
     return { config: parseStackConfig(raw), password, externalUrl };

@@ -170,6 +170,10 @@ export interface RawStackConfig {
   values: Record<string, unknown>;
   hasPassword: boolean;
   hasExternalUrl: boolean;
+  /** Secret keys (`password`, `externalUrl`) that are set in plain text in the stack file. */
+  plainSecrets?: string[];
+  /** The stack's secrets are encrypted with pgstack's committed dev passphrase. */
+  devPassphrase?: boolean;
 }
 
 /** Thrown with one sentence that names the offending key(s). */
@@ -366,6 +370,17 @@ export function parseStackConfig(raw: RawStackConfig): StackConfig {
   }
   if (engine === "external" && !raw.hasExternalUrl) {
     problems.push(`${NAMESPACE}:externalUrl is missing (the external engine needs it as a secret: pulumi config set --secret ${NAMESPACE}:externalUrl postgresql://...)`);
+  }
+
+  for (const key of raw.plainSecrets ?? []) {
+    problems.push(
+      `${NAMESPACE}:${key} is stored in plain text in Pulumi.${raw.stack}.yaml (set it again with \`pulumi config set --secret ${NAMESPACE}:${key} <value>\`)`,
+    );
+  }
+  if (raw.devPassphrase && raw.stack !== "dev") {
+    problems.push(
+      `the stack's secrets would be encrypted with pgstack's committed dev passphrase (export PULUMI_CONFIG_PASSPHRASE or PULUMI_CONFIG_PASSPHRASE_FILE of this stack's own)`,
+    );
   }
 
   const seed = top.seed ?? environment === "dev";

@@ -3,13 +3,15 @@
  * the project with its own file:// backend and a free port: up, preview,
  * a new migration, a failing one and its fix, destroy.
  */
-import { existsSync, promises as fs } from "node:fs";
+import { createHash } from "node:crypto";
+import { existsSync, promises as fs, readFileSync } from "node:fs";
 import * as path from "node:path";
 import { isRunning } from "../../infra/core/cluster/embedded";
 import { migrationStatus } from "../../infra/core/migrations/runner";
 import { resolveSettings } from "../../infra/core/settings";
 import { listSnapshots } from "../../infra/core/snapshot/template";
 import { withDb } from "../support/cluster";
+import { PLUGINS_DIR_ENV, resolveToolchain } from "../../infra/toolchain/pulumi";
 import { changedSteps, createE2eProject, expectOk, readTree, type E2eProject, type PulumiResult } from "../support/e2e-project";
 
 jest.setTimeout(600_000);
@@ -39,6 +41,8 @@ async function tables(): Promise<string[]> {
     return rows.map((r) => r.tablename as string);
   });
 }
+
+const sha256 = (file: string) => createHash("sha256").update(readFileSync(file)).digest("hex");
 
 const addMigration = (name: string, sql: string) => project.addMigration(name, sql);
 
@@ -77,6 +81,28 @@ describe("the dev stack with the real pulumi CLI", () => {
     expect(up.stdout + up.stderr).not.toContain(password);
     const pwFile = path.join(project.dir, ".pgstack", STACK, "data.password");
     expect((await fs.stat(pwFile)).mode & 0o777).toBe(0o600);
+  });
+
+  it("ran Pulumi's official plugins: the command provider 1.2.1 from the plugin cache, the official language host, no warning", async () => {
+    const up = await project.pulumi(["preview", "--stack", STACK]);
+    expect(up.stdout + up.stderr).not.toMatch(/from \$PATH|warning: using/i);
+    const plugins = JSON.parse(ok(await project.pulumi(["plugin", "ls", "--json"]), "plugin ls").stdout) as { name: string; kind: string; version: string }[];
+    expect(plugins).toContainEqual(expect.objectContaining({ name: "command", kind: "resource", version: "1.2.1" }));
+    const about = JSON.parse(ok(await project.pulumi(["about", "--json", "--stack", STACK]), "about").stdout) as { plugins: { name: string; kind: string; version: string }[] };
+    expect(about.plugins).toContainEqual({ name: "nodejs", kind: "language", version: "3.248.0" });
+    // The state's provider is the one the engine loaded: version 1.2.1.
+    const state = JSON.parse(ok(await project.pulumi(["stack", "export", "--stack", STACK]), "stack export").stdout) as {
+      deployment: { resources: { type: string; urn: string; inputs?: { version?: string } }[] };
+    };
+    const providers = state.deployment.resources.filter((r) => r.type === "pulumi:providers:command");
+    expect(providers.map((r) => r.inputs?.version)).toEqual(["1.2.1"]);
+    // Byte for byte the official builds the toolchain was given (CI: ../shared/pulumi-plugins/build).
+    const official = process.env[PLUGINS_DIR_ENV];
+    if (official) {
+      const plan = resolveToolchain();
+      expect(sha256(plan.commandProvider.target)).toBe(sha256(path.join(official, "pulumi-resource-command")));
+      if (plan.languageHost) expect(sha256(plan.languageHost.target)).toBe(sha256(path.join(official, "pulumi-language-nodejs")));
+    }
   });
 
   it("a preview right after shows no changes", async () => {

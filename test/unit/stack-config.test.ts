@@ -25,6 +25,15 @@ const rds = {
 };
 
 describe("stack config", () => {
+  it("refuses secrets in plain text and the committed dev passphrase outside the dev stack, together", () => {
+    const r = { ...raw("staging", { "pgstack:engine": "external" }, { externalUrl: true }), plainSecrets: ["externalUrl"], devPassphrase: true };
+    expect(() => parseStackConfig(r)).toThrow(
+      "Stack 'staging' config is invalid: pgstack:externalUrl is stored in plain text in Pulumi.staging.yaml (set it again with `pulumi config set --secret pgstack:externalUrl <value>`); " +
+        "the stack's secrets would be encrypted with pgstack's committed dev passphrase (export PULUMI_CONFIG_PASSPHRASE or PULUMI_CONFIG_PASSPHRASE_FILE of this stack's own).",
+    );
+    expect(parseStackConfig({ ...raw("dev", {}), devPassphrase: true }).stack).toBe("dev");
+  });
+
   it("gives a newcomer's dev stack the embedded engine, port 54329, its data dir under .pgstack, and the seed", () => {
     const c = parseStackConfig(raw("dev", {}));
     expect(c).toMatchObject({

@@ -292,4 +292,18 @@ describe("external engine", () => {
       await fs.rm(projectDir, { recursive: true, force: true });
     }
   });
+
+  it("refuses a URL stored in plain text, before registering anything", async () => {
+    const projectDir = await fakeProject();
+    try {
+      const url = "postgresql://app:ext-Pa55@db.example.com:5432/app";
+      const err = await runStack({ stack: "staging", config: { "pgstack:engine": "external", "pgstack:externalUrl": url }, projectDir }).catch((e) => e);
+      expect(err.message).toBe(
+        "Stack 'staging' config is invalid: pgstack:externalUrl is stored in plain text in Pulumi.staging.yaml (set it again with `pulumi config set --secret pgstack:externalUrl <value>`).",
+      );
+      expect(err.message).not.toContain("ext-Pa55");
+    } finally {
+      await fs.rm(projectDir, { recursive: true, force: true });
+    }
+  });
 });
