@@ -82,9 +82,6 @@ export async function defineStack(loaded: LoadedStackConfig, projectDir: string)
     });
   }
 
-  const dir = commandDirFor(projectDir);
-  const db = new Database(NAMES.database, databaseArgs(loaded, dir));
-
   // The set the chain brings the database to (in order, up to the pin), which keys the snapshot.
   let chainSet: ChainMigration[];
   try {
@@ -93,6 +90,9 @@ export async function defineStack(loaded: LoadedStackConfig, projectDir: string)
     throw new pulumi.RunError((err as Error).message);
   }
   const key = migrationSetKey(chainSet);
+
+  const dir = commandDirFor(projectDir);
+  const db = new Database(NAMES.database, { ...databaseArgs(loaded, dir), reachabilityKey: key });
 
   // Every engine snapshots before an update that applies migrations; no migration runs unless it succeeded.
   let snapshot: PreUpdateSnapshot | undefined;

@@ -2,6 +2,7 @@ import { Command, CommanderError } from "commander";
 import { errorSentence, isPgstackError } from "../core/errors";
 import { applyCommand } from "./commands/apply";
 import { lintCommand } from "./commands/lint";
+import { pingCommand } from "./commands/ping";
 import { planCommand } from "./commands/plan";
 import { snapshotCommand } from "./commands/snapshot";
 import { statusCommand } from "./commands/status";
@@ -10,13 +11,20 @@ import { processContext, type Context } from "./context";
 export function buildProgram(ctx: Context): Command {
   const program = new Command("pgstack")
     .description("Prisma-format PostgreSQL migrations, applied safely (the engine behind the pgstack Pulumi stacks)")
+    .version(packageVersion(), "-V, --version", "the pgstack version")
     .showSuggestionAfterError()
     .exitOverride()
     .configureOutput({ writeOut: (s) => ctx.output.out(s.trimEnd()), writeErr: (s) => ctx.output.err(s.trimEnd()) });
-  for (const command of [statusCommand(ctx), applyCommand(ctx), planCommand(ctx), lintCommand(ctx), snapshotCommand(ctx)]) {
+  for (const command of [statusCommand(ctx), applyCommand(ctx), planCommand(ctx), lintCommand(ctx), snapshotCommand(ctx), pingCommand(ctx)]) {
     program.addCommand(command.exitOverride());
   }
   return program;
+}
+
+function packageVersion(): string {
+  // Read at run time: the CLI runs from source or from a bundle, at different depths.
+  const { version } = require(require("node:path").join(__dirname, "..", "..", "package.json")) as { version: string };
+  return version;
 }
 
 /**

@@ -37,6 +37,14 @@ export function shellWord(arg: string): string {
   return /^[A-Za-z0-9_@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`;
 }
 
+/** The pgstack CLI, relative to the project root: the one door of the command resources. */
+export const PGSTACK_BIN = "infra/bin/pgstack.js";
+
+/** `node infra/bin/pgstack.js <args...>`, every argument quoted. */
+export function pgstackCommand(args: string[]): string {
+  return ["node", PGSTACK_BIN, ...args.map(shellWord)].join(" ");
+}
+
 /** `node -r tsx/cjs <script> <args...>`, every argument quoted. */
 export function scriptCommand(script: string, args: string[] = []): string {
   return [TSX, script, ...args].map((a, i) => (i === 0 ? a : shellWord(a))).join(" ");

@@ -62,6 +62,28 @@ describe("rds pre-update snapshot", () => {
   });
 });
 
+describe("rds reachability before the snapshot", () => {
+  it("`pgstack ping` on the secret URL runs after the instance and before the snapshot, again for every new set of migrations", async () => {
+    const run = await prod();
+    const ping = named(run.resources, "db-reachable");
+    expect(ping.type).toBe("command:local:Command");
+    expect(ping.parent).toBe(named(run.resources, "db").urn);
+    expect(ping.inputs.create).toBe("node infra/bin/pgstack.js ping");
+    expect(ping.inputs.environment.DATABASE_URL).toMatch(/^postgresql:\/\/pgstack:.*@.*\?sslmode=require/);
+    expect(ping.secretInputs).toContain("environment");
+    expect(ping.inputs.create).not.toContain("postgresql://");
+    expect(ping.dependencies).toContain(named(run.resources, "db-instance").urn);
+    const snapshotKey = named(run.resources, "pre-update-id").inputs.triggers[0];
+    expect(ping.inputs.triggers).toEqual([snapshotKey]);
+    expect(named(run.resources, "pre-update-rds").dependencies).toContain(ping.urn);
+  });
+
+  it("is not needed by the embedded engine, whose cluster command connects itself", async () => {
+    const dev = await runStack({ stack: "dev", config: await stackFileConfig("dev"), projectDir: await fakeProject({ password: "pw" }) });
+    expect(dev.resources.map((r) => r.name)).not.toContain("db-reachable");
+  });
+});
+
 describe("rds restore from a snapshot", () => {
   let before: RunResult;
   let restored: RunResult;

@@ -48,6 +48,10 @@ describe("GitHub workflows", () => {
     expect(wf.jobs.prod.environment).toBe("production");
     expect(wf.jobs.prod.if).toMatch(/release/);
     expect(wf.jobs.staging.if).toMatch(/push/);
+    // Where the database is reachable: runner labels from a repository variable.
+    for (const job of [wf.jobs.staging, wf.jobs.prod]) {
+      expect((job as Job & { "runs-on": string })["runs-on"]).toBe(`\${{ fromJSON(vars.PGSTACK_DEPLOY_RUNNER || '"ubuntu-latest"') }}`);
+    }
   });
 
   it.each(["preview.yml", "deploy.yml"])("%s assumes cloud roles through OIDC and carries no long-lived keys", (name) => {

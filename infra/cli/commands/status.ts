@@ -2,12 +2,15 @@ import { Command } from "commander";
 import { migrationStatus } from "../../core/migrations/runner";
 import type { Context } from "../context";
 import { settingsFrom, withDatabaseOptions, type DatabaseFlags } from "../options";
+import { readStack } from "../stack";
 import { statusJson, table } from "../output";
 
 export function statusCommand(ctx: Context): Command {
   return withDatabaseOptions(new Command("status"))
     .description("every migration with its checksum and state: applied, pending, failed, drifted or missing-from-disk")
-    .action(async (flags: DatabaseFlags) => {
+    .option("--stack <name>", "the database of a Pulumi stack (its databaseUrl output), instead of --url")
+    .action(async (flags: DatabaseFlags & { stack?: string }) => {
+      if (flags.stack && !flags.url) flags.url = (await readStack(flags.stack)).databaseUrl ?? flags.url;
       const status = await migrationStatus(settingsFrom(flags, ctx.env));
       if (flags.json) {
         ctx.output.out(JSON.stringify(statusJson(status)));

@@ -1,4 +1,6 @@
+import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
+import { pgstackCommand } from "../command";
 import { provisionDocker, type DockerArgs } from "./docker";
 import { provisionEmbedded, type EmbeddedArgs } from "./embedded";
 import { provisionExternal, type ExternalArgs } from "./external";
@@ -30,6 +32,27 @@ export interface DatabaseArgs {
   rds?: RdsArgs;
   /** `external` engine settings; exclusive with embedded, docker and rds. */
   external?: ExternalArgs;
+  /**
+   * rds and external: check that the database answers (`pgstack ping`) before
+   * anything that depends on `ready`, again whenever this value changes. The stack
+   * passes the key of the migrations the update brings the database to, so an
+   * update that will snapshot and migrate first proves it can reach the database.
+   */
+  reachabilityKey?: string;
+}
+
+/** Engines whose database lives elsewhere: the deploy may run where it is not reachable. */
+export const REMOTE_ENGINES: DatabaseEngine[] = ["rds", "external"];
+
+/** The reachability check's inputs. Pure. */
+export function reachabilityCommandArgs(url: pulumi.Input<string>, dir: string, key: string): command.local.CommandArgs {
+  return {
+    dir,
+    create: pgstackCommand(["ping"]),
+    environment: { DATABASE_URL: pulumi.secret(url) },
+    triggers: [key],
+    addPreviousOutputInEnv: false,
+  };
 }
 
 /** The problem with `args`, as one sentence, or undefined. Pure. */
@@ -86,6 +109,13 @@ export class Database extends pulumi.ComponentResource {
     this.url = pulumi.secret(endpoint.url);
     this.identity = endpoint.identity;
     this.ready = endpoint.ready;
+    if (REMOTE_ENGINES.includes(args.engine)) {
+      const reachable = new command.local.Command(`${name}-reachable`, reachabilityCommandArgs(this.url, dir, args.reachabilityKey ?? ""), {
+        parent: this,
+        dependsOn: endpoint.ready,
+      });
+      this.ready = [...endpoint.ready, reachable];
+    }
     this.rdsInstanceIdentifier = endpoint.rdsInstanceIdentifier;
     this.registerOutputs({ url: this.url, identity: this.identity });
   }

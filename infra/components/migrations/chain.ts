@@ -1,8 +1,8 @@
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
-import { childDependencies, shellWord } from "../command";
+import { childDependencies, PGSTACK_BIN, shellWord } from "../command";
 
-export const PGSTACK_BIN = "infra/bin/pgstack.js";
+export { PGSTACK_BIN };
 
 /** A migration folder as the program found it on disk. */
 export interface ChainMigration {
