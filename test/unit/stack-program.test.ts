@@ -147,7 +147,7 @@ describe("prod stack (rds engine)", () => {
     expect(instance.type).toBe("aws:rds/instance:Instance");
     expect(instance.inputs).toMatchObject({
       engine: "postgres",
-      engineVersion: "16",
+      engineVersion: "15",
       instanceClass: "db.m7g.large",
       multiAz: true,
       deletionProtection: true,
@@ -174,7 +174,7 @@ describe("prod stack (rds engine)", () => {
     expect(sg.inputs.ingress).toEqual([expect.objectContaining({ protocol: "tcp", fromPort: 5432, toPort: 5432, securityGroups: ["sg-REPLACE-ME-app"] })]);
     expect(sg.inputs.ingress[0].cidrBlocks).toBeUndefined();
     const params = named(run.resources, "db-params");
-    expect(params.inputs.family).toBe("postgres16");
+    expect(params.inputs.family).toBe("postgres15");
     expect(params.inputs.parameters).toEqual(expect.arrayContaining([{ name: "rds.force_ssl", value: "1", applyMethod: "immediate" }]));
   });
 

