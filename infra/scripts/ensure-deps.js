@@ -24,11 +24,9 @@ function ensureNodeModules() {
   const lock = path.join(root, "package-lock.json");
   if (fs.existsSync(installed) && fs.statSync(installed).mtimeMs >= fs.statSync(lock).mtimeMs) return;
   say("installing npm dependencies (npm ci)...");
-  let result = spawnSync("npm", ["ci", "--no-audit", "--no-fund"], { cwd: root, stdio: "inherit" });
-  // A registry mirror may lack other platforms' optional binaries, which npm ci
-  // then reports missing; npm install takes the same locked versions anyway.
-  if (result.status !== 0) result = spawnSync("npm", ["install", "--no-audit", "--no-fund"], { cwd: root, stdio: "inherit" });
-  if (result.status !== 0) fail("Installing the npm dependencies failed: check your network access to the npm registry and run `npm install` again.");
+  // npm ci, never npm install: the lockfile is complete, and a clone must stay as checked out.
+  const result = spawnSync("npm", ["ci", "--no-audit", "--no-fund"], { cwd: root, stdio: "inherit" });
+  if (result.status !== 0) fail("Installing the npm dependencies failed: check your network access to the npm registry and run `npm ci` again.");
 }
 
 /**
