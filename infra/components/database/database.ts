@@ -84,7 +84,7 @@ export class Database extends pulumi.ComponentResource {
   public readonly rdsInstanceIdentifier?: pulumi.Output<string>;
 
   constructor(name: string, args: DatabaseArgs, opts: pulumi.ComponentResourceOptions = {}) {
-    super("pgstack:db:Database", name, args, opts);
+    super("pgstack:db:Database", name, {}, opts);
     const problem = validateDatabaseArgs(args);
     if (problem) throw new pulumi.ResourceError(problem, this);
 

@@ -96,7 +96,7 @@ export class MigrationChain extends pulumi.ComponentResource {
   public readonly last?: command.local.Command;
 
   constructor(name: string, args: MigrationChainArgs, opts: pulumi.ComponentResourceOptions = {}) {
-    super("pgstack:db:MigrationChain", name, args, opts);
+    super("pgstack:db:MigrationChain", name, {}, opts);
     let links: ChainLink[];
     try {
       links = planChain(name, args.migrations, args.pinnedMigration);

@@ -44,7 +44,7 @@ export class Seed extends pulumi.ComponentResource {
   public readonly command: command.local.Command;
 
   constructor(name: string, args: SeedArgs, opts: pulumi.ComponentResourceOptions = {}) {
-    super("pgstack:db:Seed", name, args, opts);
+    super("pgstack:db:Seed", name, {}, opts);
     if (args.environment === "prod" || environmentOf(args.stack) === "prod") throw new pulumi.ResourceError(SEED_REFUSED_ON_PROD, this);
     this.command = new command.local.Command(`${name}-run`, seedCommandArgs(args), { parent: this, dependsOn: childDependencies(opts.dependsOn) });
     this.registerOutputs({});

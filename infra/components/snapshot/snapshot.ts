@@ -141,7 +141,7 @@ export class PreUpdateSnapshot extends pulumi.ComponentResource {
   public readonly resource: pulumi.Resource;
 
   constructor(name: string, args: PreUpdateSnapshotArgs, opts: pulumi.ComponentResourceOptions = {}) {
-    super("pgstack:db:PreUpdateSnapshot", name, args, opts);
+    super("pgstack:db:PreUpdateSnapshot", name, {}, opts);
     if (!SNAPSHOT_ENGINES.includes(args.engine)) {
       throw new pulumi.ResourceError(`Pre-update snapshots support the ${SNAPSHOT_ENGINES.join(", ")} engines, not '${args.engine}'.`, this);
     }
