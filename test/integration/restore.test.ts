@@ -75,9 +75,10 @@ describe("restoring a template-copy snapshot in place", () => {
     expect(plan.discardedMigrations).toEqual([M2]);
     expect(plan.tables).toEqual(
       expect.arrayContaining([
-        { table: "public.accounts", now: 30500, atSnapshot: 30000 },
-        { table: "public.events", now: 10000, atSnapshot: 20000 },
-        { table: "public._prisma_migrations", now: 2, atSnapshot: 1 },
+        // Every account row changed (a column was dropped), 500 were added; half the events were deleted.
+        { table: "public.accounts", now: 30500, atSnapshot: 30000, changed: true, inserted: 500, updated: 30000, deleted: 0 },
+        { table: "public.events", now: 10000, atSnapshot: 20000, changed: true, inserted: 0, updated: 0, deleted: 10000 },
+        { table: "public._prisma_migrations", now: 2, atSnapshot: 1, changed: true, inserted: 1, updated: 0, deleted: 0 },
       ]),
     );
   });
