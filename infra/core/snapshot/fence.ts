@@ -127,6 +127,14 @@ export async function rewriteOperation(client: Client, db: string, change: Parti
   await setComment(client, db, JSON.stringify({ ...stored, [MARK]: { ...stored[MARK], ...change } }));
 }
 
+/** Opens `db` to connections again while its marker stays (the operation is not over). */
+export async function reopenKeepingMarker(client: Client, db: string): Promise<void> {
+  await inTransaction(client, async () => {
+    await client.query(`ALTER DATABASE ${quoteIdent(db)} ALLOW_CONNECTIONS true`);
+    await rewriteOperation(client, db, { closed: false });
+  });
+}
+
 /**
  * Ends the operation on `db`: open again (when the operation closed it), its
  * own comment back, in one transaction. A missing database is no error.

@@ -6,7 +6,7 @@ import { failpoint, failpointDuring } from "../failpoint";
 import { readLedger } from "../ledger/ledger";
 import type { Logger } from "../logger";
 import type { SnapshotEngine } from "./engine";
-import { beginOperation, endOperation, quoteLiteral, rewriteOperation } from "./fence";
+import { beginOperation, endOperation, reopenKeepingMarker, rewriteOperation } from "./fence";
 import { timestamp } from "./naming";
 import { applyProperties, readProperties } from "./properties";
 import { findSnapshot, listAllSnapshots, type StoreOptions } from "./store";
@@ -195,8 +195,9 @@ export async function restoreSnapshot(url: string, plan: RestorePlan, options: R
         }
       }
       failpoint("restore:swapped");
-      // The old database, under its new name, takes sessions again (to be inspected or dropped).
-      await endOperation(client, before);
+      // The old database, under its new name, takes sessions again (to be
+      // inspected or dropped); its marker stays until it is dropped or kept on purpose.
+      await reopenKeepingMarker(client, before);
 
       const after = await tableStates(url);
       if (differingTables(after, expected).length > 0) {
@@ -208,7 +209,8 @@ export async function restoreSnapshot(url: string, plan: RestorePlan, options: R
       failpoint("restore:verified");
       const { rows } = await client.query<{ oid: number }>("SELECT oid::int AS oid FROM pg_database WHERE datname = $1", [db]);
       await engine.markRestored(url, snapshot, rows[0].oid).catch((err) => log.warn(`could not record the restore in snapshot ${snapshot.snapshotId}: ${messageOf(err)}`));
-      if (!options.keepOld) await client.query(`DROP DATABASE ${quoteIdent(before)} WITH (FORCE)`);
+      if (options.keepOld) await endOperation(client, before);
+      else await client.query(`DROP DATABASE ${quoteIdent(before)} WITH (FORCE)`);
       log.info(
         `restored ${db} from snapshot ${snapshot.snapshotId}${options.keepOld ? `; the previous database is kept as ${before} (remove it with: DROP DATABASE ${quoteIdent(before)};)` : ""}`,
       );
