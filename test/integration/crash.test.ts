@@ -101,8 +101,8 @@ describe("a pgstack killed inside a snapshot or a restore", () => {
       });
     }
 
-    const OLD = ["restore:materializing", "restore:materialized", "restore:closed", "restore:counted"];
-    const NEW = ["restore:swapped", "restore:verified"];
+    const OLD = ["restore:materializing", "restore:materialized", "restore:verified", "restore:closed", "restore:counted"];
+    const NEW = ["restore:swapped", "restore:reopened"];
     it.each([...OLD, "restore:swapping", ...NEW].map((p, i) => [p, i + 1] as const))(
       "killed at %s: the next command leaves exactly the old or the restored data in place, open, with no unfinished copy",
       async (point, round) => {

@@ -27,7 +27,7 @@ import { deployerOn, endSessions, OBJECT_IN_USE, type SnapshotInfo } from "./tem
  *   4. count, row by row, what the swap discards (inserted, updated, deleted
  *      per table since the snapshot), and log it;
  *   5. swap names in one transaction (`<db>` -> `<db>_before_restore_<time>`,
- *      `<db>_restoring` -> `<db>`), verify `<db>` again by digests, then drop
+ *      `<db>_restoring` -> `<db>`), opening the copy only then, and drop
  *      the old one (or keep it when asked, named in the output).
  *
  * Each step is recorded in a marker (fence.ts), so a process killed anywhere
@@ -180,13 +180,26 @@ export async function restoreSnapshot(url: string, plan: RestorePlan, options: R
       try {
         await failpointDuring("restore:materializing", () => engine.materialize(url, snapshot, restoring, log));
         failpoint("restore:materialized");
-        const copy = await tableStates(withDatabase(url, restoring));
-        if (differingTables(copy, expected).length > 0) {
-          throw new PgstackError("E_SNAPSHOT", `The copy of snapshot '${snapshot.snapshotId}' does not match it (${describeStateMismatch(copy, expected)}): nothing was changed.`);
-        }
-        log.info(`${restoring} verified: ${Object.keys(expected).length} table(s) match the snapshot's content digests`);
-        await carryOver(client, db, restoring, log);
-        discarded = await swap(client, url, db, restoring, before, log, options.drainTimeoutMs ?? 15_000);
+        // Verified closed to every session but the verifying one, and opened only
+        // by the swap: the database put in place is exactly the one verified
+        // (a check after the swap would race the application's first writes).
+        discarded = await withClient(
+          withDatabase(url, restoring),
+          async (copySession) => {
+            const { rows: me } = await copySession.query<{ pid: number }>("SELECT pg_backend_pid() AS pid");
+            await client.query(`ALTER DATABASE ${quoteIdent(restoring)} ALLOW_CONNECTIONS false`);
+            await endSessionsAndWait(client, restoring, log, me[0].pid, Date.now() + 5000);
+            const copy = await tableStatesOn(copySession);
+            if (differingTables(copy, expected).length > 0) {
+              throw new PgstackError("E_SNAPSHOT", `The copy of snapshot '${snapshot.snapshotId}' does not match it (${describeStateMismatch(copy, expected)}): nothing was changed.`);
+            }
+            log.info(`${restoring} verified: ${Object.keys(expected).length} table(s) match the snapshot's content digests`);
+            failpoint("restore:verified");
+            await carryOver(client, db, restoring, log);
+            return swap(client, url, db, restoring, before, log, options.drainTimeoutMs ?? 15_000, copySession);
+          },
+          { applicationName: "pgstack restore" },
+        );
         swapped = true;
       } finally {
         if (!swapped) {
@@ -198,15 +211,7 @@ export async function restoreSnapshot(url: string, plan: RestorePlan, options: R
       // The old database, under its new name, takes sessions again (to be
       // inspected or dropped); its marker stays until it is dropped or kept on purpose.
       await reopenKeepingMarker(client, before);
-
-      const after = await tableStates(url);
-      if (differingTables(after, expected).length > 0) {
-        throw new PgstackError(
-          "E_SNAPSHOT",
-          `The restored '${db}' does not match snapshot '${snapshot.snapshotId}' (${describeStateMismatch(after, expected)}): the previous database is kept as '${before}'.`,
-        );
-      }
-      failpoint("restore:verified");
+      failpoint("restore:reopened");
       const { rows } = await client.query<{ oid: number }>("SELECT oid::int AS oid FROM pg_database WHERE datname = $1", [db]);
       await engine.markRestored(url, snapshot, rows[0].oid).catch((err) => log.warn(`could not record the restore in snapshot ${snapshot.snapshotId}: ${messageOf(err)}`));
       if (options.keepOld) await endOperation(client, before);
@@ -243,7 +248,7 @@ export function describeDiff(d: TableDiff): string {
  * the swap discards (no write can land in between), then swaps both names in
  * one transaction: `<db>` always names a complete database.
  */
-async function swap(client: Client, url: string, db: string, restoring: string, before: string, log: Logger, drainMs: number): Promise<TableDiff[]> {
+async function swap(client: Client, url: string, db: string, restoring: string, before: string, log: Logger, drainMs: number, copySession: Client): Promise<TableDiff[]> {
   const deadline = Date.now() + drainMs;
   // The counting session enters `db` before it closes: nobody else can after.
   return withClient(
@@ -256,7 +261,9 @@ async function swap(client: Client, url: string, db: string, restoring: string, 
       await client.query("COMMIT");
       failpoint("restore:closed");
       await endSessionsAndWait(client, db, log, me[0].pid, deadline);
-      const discarded = await withClient(withDatabase(url, restoring), (then) => diffTablesOn(counter, then), { applicationName: "pgstack restore" });
+      const discarded = await diffTablesOn(counter, copySession);
+      // The copy may be renamed only with no session in it.
+      await copySession.end();
       log.info(
         discarded.length > 0
           ? `discarded by the restore (counted with ${db} closed to writes): ${discarded.map(describeDiff).join("; ")}`
@@ -274,6 +281,7 @@ async function swap(client: Client, url: string, db: string, restoring: string, 
         await client.query(`ALTER DATABASE ${quoteIdent(db)} RENAME TO ${quoteIdent(before)}`);
         await client.query(`ALTER DATABASE ${quoteIdent(restoring)} RENAME TO ${quoteIdent(db)}`);
         // The marker goes with the old database: a crash from here keeps it, reopened, and says so.
+        await client.query(`ALTER DATABASE ${quoteIdent(db)} ALLOW_CONNECTIONS true`);
         await rewriteOperation(client, before, { op: "replaced", copy: undefined });
         await failpointDuring("restore:swapping", () => client.query("COMMIT"), 0);
         return discarded;

@@ -117,7 +117,8 @@ export async function ledgerState(url: string): Promise<{ lastMigration: string 
         .sort();
       return {
         lastMigration: applied.length > 0 ? applied[applied.length - 1] : null,
-        clean: !ledger.some((r) => r.finishedAt === null && r.rolledBackAt === null),
+        // A migration attempted but never applied is a failed update (rolled back or partly applied).
+        clean: ledger.every((r) => applied.includes(r.migrationName)),
       };
     },
     { applicationName: "pgstack snapshot" },
