@@ -331,3 +331,55 @@ describe("defect 2: the rollback target after failed updates, and retention that
     expect(plan.remove.length).toBe(2);
   });
 });
+
+describe("defect 2 through `npm run rollback`: after a failed update, the failed update's snapshot (pulumi faked, database real)", () => {
+  it("restores the snapshot of the update that applied something and failed, not the stack's latestSnapshot, and says which update it undoes", async () => {
+    const url = await createTestDatabase("rbfail");
+    const M1 = "20250101000000_accounts";
+    const M2 = "20250102000000_add_note";
+    const M3 = "20250103000000_half";
+    const dir = await migrationsDir({ [M1]: ACCOUNTS });
+    const apply = () => applyMigrations(resolveSettings({ url, dir }), { kind: "all" }, log()).catch(() => undefined);
+    await apply();
+    // A successful update: its snapshot is what the stack's outputs name.
+    await writeMigrations(dir, { [M2]: "ALTER TABLE accounts ADD COLUMN note text;\n" });
+    const good = await createTemplateSnapshot({ url, stack: "rb", key: "2222222222222222", log: log(), now: () => new Date(Date.now() - 1000) });
+    await apply();
+    await withDb(url, (c) => c.query("UPDATE accounts SET note = 'after the good deploy' WHERE id <= 5"));
+    const beforeBad = await tableDigests(url);
+    // A failed update that applied half a migration: its snapshot exists, the outputs were never written.
+    await writeMigrations(dir, { [M3]: "-- pgstack:no-transaction\nCREATE TABLE half (id int);\nSELECT 1/0;\n" });
+    const bad = await createTemplateSnapshot({ url, stack: "rb", key: "3333333333333333", log: log() });
+    await apply();
+
+    const calls: string[][] = [];
+    const pulumi = {
+      async capture(args: string[]) {
+        calls.push(args);
+        if (args[0] === "config" && args[1] === "--json") return { code: 0, stderr: "", stdout: JSON.stringify({ "pgstack:engine": { value: "external" }, "pgstack:environment": { value: "staging" } }) };
+        if (args[0] === "stack" && args[1] === "output") return { code: 0, stderr: "", stdout: JSON.stringify({ latestSnapshot: good.snapshotId, databaseUrl: url }) };
+        return { code: 0, stdout: "", stderr: "" };
+      },
+      async run(args: string[]) {
+        calls.push(args);
+        return 0;
+      },
+    };
+    const { rollback } = await import("../../infra/scripts/rollback");
+    const said: string[] = [];
+    const stderr = jest.spyOn(process.stderr, "write").mockImplementation((chunk) => (said.push(String(chunk)), true));
+    let code: number;
+    try {
+      code = await rollback(["--stack", "rb", "--yes"], { pulumi, projectDir: await fs.mkdtemp(path.join(os.tmpdir(), "pgstack-rb-")) });
+    } finally {
+      stderr.mockRestore();
+    }
+    expect(code).toBe(0);
+    const text = said.join("");
+    expect(text).toContain(`This rollback undoes the update that started at ${bad.createdAt} (snapshot ${bad.snapshotId}), which applied ${M3} (partly, failed).`);
+    // The good deploy and the writes after it are kept: only the failed update is undone.
+    expect(await tableDigests(url)).toEqual(beforeBad);
+    expect(calls).toContainEqual(["config", "set", "--stack", "rb", "pgstack:pinnedMigration", M2]);
+    await dropSnapshots(url);
+  });
+});
