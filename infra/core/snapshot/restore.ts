@@ -196,7 +196,7 @@ export async function restoreSnapshot(url: string, plan: RestorePlan, options: R
             log.info(`${restoring} verified: ${Object.keys(expected).length} table(s) match the snapshot's content digests`);
             failpoint("restore:verified");
             await carryOver(client, db, restoring, log);
-            return swap(client, url, db, restoring, before, log, options.drainTimeoutMs ?? 15_000, copySession);
+            return swap(client, url, db, restoring, before, log, options.drainTimeoutMs ?? 15_000, copySession, copy);
           },
           { applicationName: "pgstack restore" },
         );
@@ -248,7 +248,7 @@ export function describeDiff(d: TableDiff): string {
  * the swap discards (no write can land in between), then swaps both names in
  * one transaction: `<db>` always names a complete database.
  */
-async function swap(client: Client, url: string, db: string, restoring: string, before: string, log: Logger, drainMs: number, copySession: Client): Promise<TableDiff[]> {
+async function swap(client: Client, url: string, db: string, restoring: string, before: string, log: Logger, drainMs: number, copySession: Client, copyStates: TableStates): Promise<TableDiff[]> {
   const deadline = Date.now() + drainMs;
   // The counting session enters `db` before it closes: nobody else can after.
   return withClient(
@@ -261,7 +261,7 @@ async function swap(client: Client, url: string, db: string, restoring: string, 
       await client.query("COMMIT");
       failpoint("restore:closed");
       await endSessionsAndWait(client, db, log, me[0].pid, deadline);
-      const discarded = await diffTablesOn(counter, copySession);
+      const discarded = await diffTablesOn(counter, copySession, copyStates);
       // The copy may be renamed only with no session in it.
       await copySession.end();
       log.info(
