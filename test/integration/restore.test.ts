@@ -173,4 +173,15 @@ describe("planPrune (pure)", () => {
     expect(planPrune(list, { keep: 4 }).remove).toEqual([]);
     expect(() => planPrune(list, { keep: 0 })).toThrow("Retention must keep at least 1 snapshot (got 0).");
   });
+
+  it("never prunes the rollback target nor a pre-update snapshot taken since the last successful update (issue 11, defect 3)", () => {
+    const p = (id: string, at: string, clean: boolean): SnapshotInfo => ({ ...s(id, at, `k${id}`), clean });
+    // ok1, ok2: before successful updates; then six failed attempts (taken with a failed migration in the ledger).
+    const failed = [3, 4, 5, 6, 7, 8].map((n) => p(`f${n}`, `2025-01-0${n}`, n === 3));
+    const list = [p("ok1", "2025-01-01", true), p("ok2", "2025-01-02", true), ...failed];
+    const plan = planPrune(list, { keep: 1, rollbackTarget: "ok2" });
+    expect(plan.remove.map((x) => x.snapshotId)).toEqual(["ok1"]);
+    expect(plan.keep.find((k) => k.snapshot.snapshotId === "ok2")?.why).toBe("the rollback target");
+    expect(plan.keep.find((k) => k.snapshot.snapshotId === "f4")?.why).toBe("taken since the last successful update");
+  });
 });
