@@ -1,6 +1,6 @@
 import type { Client } from "pg";
 import { sleep, withClient } from "../db/client";
-import { parseDatabaseUrl, quoteIdent, withDatabase } from "../db/url";
+import { parseDatabaseUrl, quoteIdent, quoteLiteral, withDatabase } from "../db/url";
 import { PgstackError, messageOf } from "../errors";
 import type { Logger } from "../logger";
 
@@ -49,10 +49,6 @@ interface StoredComment {
   [MARK]: OperationMarker;
   /** The database's own comment, put back when the operation ends. */
   comment: string | null;
-}
-
-export function quoteLiteral(text: string): string {
-  return "'" + text.replace(/'/g, "''") + "'";
 }
 
 function parseMarker(text: string | null): StoredComment | undefined {

@@ -1,8 +1,8 @@
 import type { Client } from "pg";
-import { quoteIdent } from "../db/url";
+import { quoteIdent, quoteLiteral } from "../db/url";
 import { messageOf } from "../errors";
 import type { Logger } from "../logger";
-import { ownComment, quoteLiteral } from "./fence";
+import { ownComment } from "./fence";
 
 /**
  * What a database is besides its contents, none of which a copy carries

@@ -10,7 +10,7 @@ import { beginOperation, endOperation, reopenKeepingMarker, rewriteOperation } f
 import { timestamp } from "./naming";
 import { applyProperties, readProperties } from "./properties";
 import { findSnapshot, listAllSnapshots, type StoreOptions } from "./store";
-import { describeStateMismatch, diffTablesOn, differingTables, tableStates, tableStatesOn, type TableDiff, type TableStates } from "./tables";
+import { describeStateMismatch, diffTablesOn, differingTables, tableStatesOn, type TableDiff, type TableStates } from "./tables";
 import { deployerOn, endSessions, OBJECT_IN_USE, type SnapshotInfo } from "./template";
 
 /**

@@ -1,11 +1,11 @@
 import type { Client } from "pg";
 import { MIGRATION_LOCK_KEY, sleep, withClient } from "../db/client";
-import { parseDatabaseUrl, quoteIdent, withDatabase } from "../db/url";
+import { parseDatabaseUrl, quoteIdent, quoteLiteral, withDatabase } from "../db/url";
 import { PgstackError, messageOf } from "../errors";
 import { readLedger } from "../ledger/ledger";
 import { failpoint, failpointDuring } from "../failpoint";
 import type { Logger } from "../logger";
-import { beginOperation, endOperation, quoteLiteral } from "./fence";
+import { beginOperation, endOperation } from "./fence";
 import type { CreateOptions, SnapshotEngine, SnapshotKind } from "./engine";
 import { isPostgresSnapshotName, postgresSnapshotName } from "./naming";
 import { tableStates, type TableCounts, type TableStates } from "./tables";
