@@ -15,7 +15,9 @@ import { tableStates, type TableCounts, type TableStates } from "./tables";
  * file-level copy that takes seconds and needs no pg_dump. PostgreSQL refuses
  * it while anyone else is connected to the source, so the copy closes the
  * source to new connections, ends the sessions still in it (never a deployer
- * holding the migration lock), copies, and always reopens it.
+ * holding the migration lock), copies, and reopens it. Closing is recorded
+ * in a marker (fence.ts) so that a process killed meanwhile is repaired by
+ * the next pgstack command; fail-points (failpoint.ts) let tests kill it.
  *
  * Each snapshot database carries a JSON comment (who made it, of what, when,
  * before which migration set), which is how snapshots are listed.
