@@ -185,16 +185,16 @@ export interface RecoverOptions {
  * its can have closed anything either.
  */
 export async function recoverInterrupted(url: string, options: RecoverOptions): Promise<Recovery[]> {
-  parseDatabaseUrl(url);
   try {
-    return await withClient(withDatabase(url, "postgres"), (client) => recoverOn(client, options), { applicationName: "pgstack recover", connectTimeoutMs: 5000 });
+    const mine = parseDatabaseUrl(url).database;
+    return await withClient(withDatabase(url, "postgres"), (client) => recoverOn(client, mine, options), { applicationName: "pgstack recover", connectTimeoutMs: 5000 });
   } catch (err) {
     if (err instanceof PgstackError && (err.code === "E_DB_MISSING" || err.code === "E_DB_AUTH")) return [];
     throw err;
   }
 }
 
-async function recoverOn(client: Client, options: RecoverOptions): Promise<Recovery[]> {
+async function recoverOn(client: Client, mine: string, options: RecoverOptions): Promise<Recovery[]> {
   const { rows } = await client.query<{ datname: string; comment: string }>(
     `SELECT datname, shobj_description(oid, 'pg_database') AS comment FROM pg_database
       WHERE shobj_description(oid, 'pg_database') LIKE $1`,
@@ -205,7 +205,10 @@ async function recoverOn(client: Client, options: RecoverOptions): Promise<Recov
     const stored = parseMarker(row.comment);
     if (!stored) continue;
     const marker = stored[MARK];
-    const deadline = Date.now() + (options.waitMs ?? 30_000);
+    // Waiting is only worth it for this command's own database (it could not
+    // use it before the operation ends anyway); another database's live
+    // operation is left alone at once.
+    const deadline = Date.now() + (marker.database === mine ? (options.waitMs ?? 30_000) : 0);
     while ((await alive(client, marker)) && Date.now() < deadline) await sleep(200);
     if (await alive(client, marker)) continue; // a live operation: not ours to touch
     try {
