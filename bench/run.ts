@@ -5,6 +5,7 @@
  *   npm run bench -- snapshot   1 GiB database: template copy vs pg_dump/pg_restore vs file copy
  *   npm run bench -- lock       a migration under pgbench load, with and without lock_timeout + retries
  *   npm run bench -- chain      pulumi up with N migration command resources vs pgstack apply --all
+ *   npm run bench -- window     application errors and the closed window of a snapshot/restore under continuous writes
  *
  * Each prints a markdown table and writes bench/results/<name>.json. Every
  * figure is a ratio of contenders interleaved in the same run (other jobs
@@ -15,12 +16,14 @@ import { BenchSetupError } from "./lib/common";
 import { chainBench } from "./chain";
 import { lockBench } from "./lock";
 import { snapshotBench } from "./snapshot";
+import { windowBench } from "./window";
 
 const benches: Record<string, (argv: string[]) => Promise<void>> = {
   apply: applyBench,
   snapshot: snapshotBench,
   lock: lockBench,
   chain: chainBench,
+  window: windowBench,
 };
 
 async function main(): Promise<number> {

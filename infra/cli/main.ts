@@ -1,5 +1,7 @@
 import { Command, CommanderError } from "commander";
-import { errorSentence, isPgstackError } from "../core/errors";
+import { parseDatabaseUrl } from "../core/db/url";
+import { errorSentence, isPgstackError, messageOf } from "../core/errors";
+import { recoverInterrupted } from "../core/snapshot/fence";
 import { applyCommand } from "./commands/apply";
 import { lintCommand } from "./commands/lint";
 import { pingCommand } from "./commands/ping";
@@ -7,6 +9,7 @@ import { planCommand } from "./commands/plan";
 import { snapshotCommand } from "./commands/snapshot";
 import { statusCommand } from "./commands/status";
 import { processContext, type Context } from "./context";
+import type { Logger } from "../core/logger";
 
 export function buildProgram(ctx: Context): Command {
   const program = new Command("pgstack")
@@ -18,6 +21,10 @@ export function buildProgram(ctx: Context): Command {
   for (const command of [statusCommand(ctx), applyCommand(ctx), planCommand(ctx), lintCommand(ctx), snapshotCommand(ctx), pingCommand(ctx)]) {
     program.addCommand(command.exitOverride());
   }
+  program.hook("preAction", async (_program, action) => {
+    const flags = action.opts<{ url?: string; json?: boolean; verbose?: boolean }>();
+    await recoverBeforeCommand(flags.url ?? ctx.env.DATABASE_URL, ctx.logger(flags));
+  });
   return program;
 }
 
@@ -25,6 +32,27 @@ function packageVersion(): string {
   // Read at run time: the CLI runs from source or from a bundle, at different depths.
   const { version } = require(require("node:path").join(__dirname, "..", "..", "package.json")) as { version: string };
   return version;
+}
+
+/**
+ * Every command with a database first repairs what an interrupted snapshot or
+ * restore left (a database closed to connections, an unfinished copy; see
+ * core/snapshot/fence.ts), with one log line per repair. A server it cannot
+ * reach is the command's own error to report, not this step's.
+ */
+export async function recoverBeforeCommand(url: string | undefined, log: Logger): Promise<void> {
+  if (!url) return;
+  try {
+    parseDatabaseUrl(url);
+  } catch {
+    return; // the command reports a malformed URL in its own words
+  }
+  try {
+    await recoverInterrupted(url, { log });
+  } catch (err) {
+    if (isPgstackError(err) && err.code === "E_DB_UNREACHABLE") return;
+    log.warn(`could not check for interrupted snapshots or restores: ${messageOf(err).split("\n")[0]}`);
+  }
 }
 
 /**

@@ -2,8 +2,9 @@
  * `npm run rollback -- --stack <s> [--snapshot <id>] [--yes] [--keep-old]`
  * `npm run rollback -- --stack <s> --unpin`
  *
- * Restores a stack's database in place from a snapshot (default: the stack's
- * `latestSnapshot` output, the pre-update snapshot of its last deploy), after
+ * Restores a stack's database in place from a snapshot (default: the one
+ * taken before the last update that applied anything, successful or not,
+ * found from the snapshots and the ledger: core/snapshot/target.ts), after
  * showing what it discards (rows per table now vs at the snapshot, and the
  * migrations rolled back) and asking (unless --yes; prod always needs --yes).
  * Then it pins the migration chain at the snapshot's last migration
@@ -25,7 +26,9 @@ import { migrationOfRdsSnapshotId } from "../core/snapshot/naming";
 import { PgstackError, errorSentence } from "../core/errors";
 import { stderrLogger } from "../core/logger";
 import { planRestore, restoreSnapshot } from "../core/snapshot/restore";
-import { renderRestorePlan } from "../cli/commands/snapshot";
+import { renderDiscarded, renderRestorePlan } from "../cli/commands/snapshot";
+import { recoverBeforeCommand } from "../cli/main";
+import { describeTarget, rollbackTarget } from "../core/snapshot/target";
 import { PROJECT_ROOT, preparePulumi, say, type Pulumi } from "./run-pulumi";
 
 const PIN_KEY = "pgstack:pinnedMigration";
@@ -104,10 +107,14 @@ export async function rollback(argv: string[], deps: { pulumi?: Pulumi; projectD
   const outputs = await pulumiJson<Record<string, unknown>>(pulumi, ["stack", "output", "--json", "--show-secrets", "--stack", stack], `Reading the outputs of stack '${stack}'`);
   const url = outputs.databaseUrl;
   if (typeof url !== "string" || !url) throw new PgstackError("E_USAGE", `Stack '${stack}' has no databaseUrl output: run \`pulumi up\` on it first.`);
-  const id = args.snapshot ?? (typeof outputs.latestSnapshot === "string" ? outputs.latestSnapshot : "");
-  if (!id) throw new PgstackError("E_USAGE", `Stack '${stack}' has no pre-update snapshot yet: pass --snapshot <id> (see \`pgstack snapshot list\`).`);
-
   const store = { snapshotsDir: path.join(projectDir, ".pgstack", "snapshots") };
+  await recoverBeforeCommand(url, stderrLogger());
+  // Not the latestSnapshot output: Pulumi writes outputs only when an update succeeds.
+  const target = args.snapshot ? undefined : await rollbackTarget(url, stack, store);
+  const id = args.snapshot ?? target?.snapshot.snapshotId ?? "";
+  if (!id) throw new PgstackError("E_USAGE", `Stack '${stack}' has no pre-update snapshot yet: pass --snapshot <id> (see \`pgstack snapshot list\`).`);
+  if (target) process.stderr.write(`This rollback undoes ${describeTarget(target)}.\n`);
+
   const plan = await planRestore(url, id, store);
   const pin = plan.snapshot.lastMigration;
   if (!pin) {
@@ -124,7 +131,9 @@ export async function rollback(argv: string[], deps: { pulumi?: Pulumi; projectD
     }
   }
 
-  await restoreSnapshot(url, plan, { log: stderrLogger(), keepOld: args.keepOld });
+  const result = await restoreSnapshot(url, plan, { log: stderrLogger(), keepOld: args.keepOld });
+  process.stderr.write(renderDiscarded(result) + "\n");
+  if (result.keptAs) say(`the database as it was before the rollback is kept as ${result.keptAs}; remove it with: DROP DATABASE "${result.keptAs}";`);
   const set = await pulumi.capture(["config", "set", "--stack", stack, PIN_KEY, pin]);
   if (set.code !== 0) {
     throw new PgstackError("E_USAGE", `The database is restored but pinning failed: run \`npm run pulumi -- config set --stack ${stack} ${PIN_KEY} ${pin}\` before the next up.`);

@@ -19,7 +19,8 @@
  */
 import * as path from "node:path";
 import { PgstackError, errorSentence } from "../core/errors";
-import { planMigrations } from "../core/migrations/plan";
+import { planError, planMigrations } from "../core/migrations/plan";
+import { recoverBeforeCommand } from "../cli/main";
 import { resolveSettings } from "../core/settings";
 import { whenNoDeployer } from "../core/db/deployers";
 import { stderrLogger } from "../core/logger";
@@ -28,10 +29,18 @@ import { pruneSnapshots } from "../core/snapshot/retention";
 import { createSnapshot, listAllSnapshots, type EngineChoice } from "../core/snapshot/store";
 import { lastAppliedMigration } from "../core/snapshot/template";
 
-/** Whether `apply --all --to <to>` would run or refuse anything (drift and syntax errors count: the chain will stop on them). */
+/**
+ * Whether `apply --all --to <to>` would run anything, by the same plan
+ * `pgstack plan` and the runner use. Drift, syntax and name errors throw
+ * (one sentence): the update stops here, before a snapshot is taken (and the
+ * application's sessions ended, and retention run) for migrations that would
+ * never be applied.
+ */
 export async function willApply(url: string, migrationsDir: string, to?: string): Promise<boolean> {
   const plan = await planMigrations(resolveSettings({ url, dir: path.resolve(migrationsDir) }), to);
-  return plan.pending.length > 0 || plan.blockers.length > 0;
+  const refused = planError(plan);
+  if (refused) throw refused;
+  return plan.pending.length > 0;
 }
 
 function flag(args: string[], name: string): string | undefined {
@@ -46,6 +55,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
     if (!url) throw new PgstackError("E_USAGE", "snapshot.ts needs DATABASE_URL in its environment.");
     const stack = flag(args, "--stack");
     if (!stack) throw new PgstackError("E_USAGE", "snapshot.ts needs --stack <name>.");
+    await recoverBeforeCommand(url, stderrLogger());
     switch (command) {
       case "create": {
         const log = stderrLogger();
@@ -64,7 +74,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
           return 0;
         }
         // auto: a server-side copy where the role may create databases, else pg_dump.
-        const { tables: _tables, ...info } = await whenNoDeployer(url, { waitSeconds, log }, () =>
+        const { tables: _tables, states: _states, ...info } = await whenNoDeployer(url, { waitSeconds, log }, () =>
           createSnapshot({ url, stack, key: flag(args, "--key"), engine, log, ...store }),
         );
         // Retention only once the new snapshot exists, and never the new one.

@@ -96,7 +96,14 @@ describe("pg_dump snapshots for a role that owns its database but may not create
       createdAt: AT.toISOString(),
       key: "aaaaaaaaaaaaaaaa",
       engine: "dump",
-      tables: { "public._prisma_migrations": 1, "public.accounts": 4000, "public.empty_one": 0, "public.events": 3000 },
+      clean: true,
+      // Rows and a content digest per table, taken in the snapshot pg_dump reads.
+      states: {
+        "public._prisma_migrations": { rows: 1, digest: expect.stringMatching(/^[0-9a-f]{32}$/) },
+        "public.accounts": { rows: 4000, digest: expect.stringMatching(/^[0-9a-f]{32}$/) },
+        "public.empty_one": { rows: 0, digest: "d41d8cd98f00b204e9800998ecf8427e" },
+        "public.events": { rows: 3000, digest: expect.stringMatching(/^[0-9a-f]{32}$/) },
+      },
     });
     expect(await filesIn(snapshotsDir)).toEqual([`${SNAP_ID}.dump`, `${SNAP_ID}.json`]);
     // A real custom-format archive, not an empty placeholder.
@@ -125,8 +132,8 @@ describe("pg_dump snapshots for a role that owns its database but may not create
 
   it("lists the dump with what it records, for this database only", async () => {
     const listed = await listAllSnapshots(url, {}, { snapshotsDir });
-    expect(listed.map(({ tables: _t, ...s }) => s)).toEqual([
-      { snapshotId: SNAP_ID, source: db, stack: "dev", lastMigration: M1, createdAt: AT.toISOString(), key: "aaaaaaaaaaaaaaaa", engine: "dump" },
+    expect(listed.map(({ states: _t, ...s }) => s)).toEqual([
+      { snapshotId: SNAP_ID, source: db, stack: "dev", lastMigration: M1, createdAt: AT.toISOString(), key: "aaaaaaaaaaaaaaaa", engine: "dump", clean: true },
     ]);
     expect(await listAllSnapshots(url, { stack: "prod" }, { snapshotsDir })).toEqual([]);
     expect(await listAllSnapshots(urlFor("postgres"), {}, { snapshotsDir })).toEqual([]);
@@ -175,12 +182,15 @@ describe("pg_dump snapshots for a role that owns its database but may not create
       const plan = await planRestore(admin, SNAP_ID, { snapshotsDir });
       expect(plan.tables).toEqual(
         expect.arrayContaining([
-          { table: "public.accounts", now: 4300, atSnapshot: 4000 },
-          { table: "public.events", now: 1500, atSnapshot: 3000 },
-          { table: "public.empty_one", now: 1, atSnapshot: 0 },
+          { table: "public.accounts", now: 4300, atSnapshot: 4000, changed: true },
+          { table: "public.events", now: 1500, atSnapshot: 3000, changed: true },
+          { table: "public.empty_one", now: 1, atSnapshot: 0, changed: true },
         ]),
       );
-      await restoreSnapshot(admin, plan, { log });
+      const result = await restoreSnapshot(admin, plan, { log });
+      // A dump cannot be read in place: the exact count comes from its copy, before the swap.
+      expect(result.discarded.find((d) => d.table === "public.empty_one")).toEqual({ table: "public.empty_one", inserted: 1, updated: 0, deleted: 0 });
+      expect(result.discarded.find((d) => d.table === "public.events")).toMatchObject({ inserted: 0, deleted: 1500 });
       expect(await tableDigests(url)).toEqual(atSnapshot);
       const note = await withDb(url, (c) => c.query("SELECT 1 FROM information_schema.columns WHERE table_name = 'accounts' AND column_name = 'note'"));
       expect(note.rowCount).toBe(1);
@@ -193,7 +203,7 @@ describe("pg_dump snapshots for a role that owns its database but may not create
       expect(owners.rows[0].db).toBe(role.name);
       await withDb(url, (c) => c.query("INSERT INTO empty_one VALUES (gen_random_uuid(), 2)"));
       await withDb(url, (c) => c.query("DELETE FROM empty_one"));
-      expect(await restoredFrom(url)).toBe(SNAP_ID);
+      expect(await restoredFrom(url, { snapshotsDir })).toBe(SNAP_ID);
       expect(await databasesLike(db)).toEqual([db]);
       expect(await filesIn(snapshotsDir)).toEqual([`${SNAP_ID}.dump`, `${SNAP_ID}.json`]);
       expect(log.lines.join("\n")).not.toMatch(/postgresql:\/\//);

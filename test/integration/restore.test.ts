@@ -75,9 +75,10 @@ describe("restoring a template-copy snapshot in place", () => {
     expect(plan.discardedMigrations).toEqual([M2]);
     expect(plan.tables).toEqual(
       expect.arrayContaining([
-        { table: "public.accounts", now: 30500, atSnapshot: 30000 },
-        { table: "public.events", now: 10000, atSnapshot: 20000 },
-        { table: "public._prisma_migrations", now: 2, atSnapshot: 1 },
+        // Every account row changed (a column was dropped), 500 were added; half the events were deleted.
+        { table: "public.accounts", now: 30500, atSnapshot: 30000, changed: true, inserted: 500, updated: 30000, deleted: 0 },
+        { table: "public.events", now: 10000, atSnapshot: 20000, changed: true, inserted: 0, updated: 0, deleted: 10000 },
+        { table: "public._prisma_migrations", now: 2, atSnapshot: 1, changed: true, inserted: 1, updated: 0, deleted: 0 },
       ]),
     );
   });
@@ -171,5 +172,16 @@ describe("planPrune (pure)", () => {
     expect(planPrune(list, { keep: 2, restoredFrom: "b" }).remove).toEqual([]);
     expect(planPrune(list, { keep: 4 }).remove).toEqual([]);
     expect(() => planPrune(list, { keep: 0 })).toThrow("Retention must keep at least 1 snapshot (got 0).");
+  });
+
+  it("never prunes the rollback target nor a pre-update snapshot taken since the last successful update (issue 11, defect 3)", () => {
+    const p = (id: string, at: string, clean: boolean): SnapshotInfo => ({ ...s(id, at, `k${id}`), clean });
+    // ok1, ok2: before successful updates; then six failed attempts (taken with a failed migration in the ledger).
+    const failed = [3, 4, 5, 6, 7, 8].map((n) => p(`f${n}`, `2025-01-0${n}`, n === 3));
+    const list = [p("ok1", "2025-01-01", true), p("ok2", "2025-01-02", true), ...failed];
+    const plan = planPrune(list, { keep: 1, rollbackTarget: "ok2" });
+    expect(plan.remove.map((x) => x.snapshotId)).toEqual(["ok1"]);
+    expect(plan.keep.find((k) => k.snapshot.snapshotId === "ok2")?.why).toBe("the rollback target");
+    expect(plan.keep.find((k) => k.snapshot.snapshotId === "f4")?.why).toBe("taken since the last successful update");
   });
 });

@@ -56,6 +56,7 @@ describe("template-copy snapshots (embedded engine)", () => {
       createdAt: "2025-11-22T00:30:15.000Z",
       key: "aaaaaaaaaaaaaaaa",
       engine: "template",
+      clean: true,
     });
   });
 

@@ -2,7 +2,7 @@ import { Command, Option } from "commander";
 import { PgstackError } from "../../core/errors";
 import { createSnapshot, listAllSnapshots, type EngineChoice, type StoreOptions } from "../../core/snapshot/store";
 import { deleteSnapshot } from "../../core/snapshot/store";
-import { planRestore, restoreSnapshot, type RestorePlan } from "../../core/snapshot/restore";
+import { planRestore, restoreSnapshot, type RestorePlan, type RestoreResult } from "../../core/snapshot/restore";
 import { pruneSnapshots } from "../../core/snapshot/retention";
 import { parseDatabaseUrl } from "../../core/db/url";
 import type { Context } from "../context";
@@ -39,7 +39,7 @@ function store(flags: SnapshotFlags, ctx: Context): StoreOptions {
   return { snapshotsDir: flags.snapshotsDir, env: ctx.env };
 }
 
-/** What a restore will do, for people: the snapshot, then every table's rows now vs at the snapshot. */
+/** What a restore will do, for people: the snapshot, then every table that differs from it. */
 export function renderRestorePlan(plan: RestorePlan): string {
   const s = plan.snapshot;
   const lines = [
@@ -47,21 +47,43 @@ export function renderRestorePlan(plan: RestorePlan): string {
     `  taken ${s.createdAt} (${s.engine ?? "template"}), last migration in it: ${s.lastMigration ?? "none"}`,
   ];
   if (plan.discardedMigrations.length > 0) lines.push(`  migrations rolled back: ${plan.discardedMigrations.join(", ")}`);
-  const changed = plan.tables.filter((t) => t.now !== t.atSnapshot);
-  lines.push(changed.length > 0 ? "Discarded by the restore (rows now -> at the snapshot):" : "No table's row count differs from the snapshot.");
+  const changed = plan.tables.filter((t) => t.changed);
+  lines.push(changed.length > 0 ? "Discarded by the restore (rows now -> at the snapshot; writes since the snapshot):" : "No table differs from the snapshot (content digests).");
   if (changed.length > 0) {
-    const cell = (n: number | null) => (n === null ? "(no table)" : String(n));
+    const cell = (n: number | null | undefined) => (n === null ? "(no table)" : n === undefined ? "?" : String(n));
     lines.push(
       table(
-        ["TABLE", "NOW", "AT SNAPSHOT", "CHANGE"],
-        changed.map((t) => [t.table, cell(t.now), cell(t.atSnapshot), t.now !== null && t.atSnapshot !== null ? String(t.now - t.atSnapshot).replace(/^(\d)/, "+$1") : "-"]),
+        ["TABLE", "NOW", "AT SNAPSHOT", "CHANGE", "INSERTED", "UPDATED", "DELETED"],
+        changed.map((t) => [
+          t.table,
+          cell(t.now),
+          cell(t.atSnapshot),
+          t.now !== null && t.atSnapshot !== null ? String(t.now - t.atSnapshot).replace(/^(\d)/, "+$1") : "-",
+          cell(t.inserted),
+          cell(t.updated),
+          cell(t.deleted),
+        ]),
       )
         .split("\n")
         .map((l) => `  ${l}`)
         .join("\n"),
     );
+    if (changed.some((t) => t.inserted === undefined)) lines.push("  (? = counted exactly during the restore, once the dump is copied back)");
   }
+  lines.push("The final count is taken with the database closed to writes, right before the swap, and printed with the result.");
   return lines.join("\n");
+}
+
+/** What a finished restore discarded, exactly. */
+export function renderDiscarded(result: RestoreResult): string {
+  if (result.discarded.length === 0) return "Discarded: nothing (every table equalled the snapshot when the database was closed).";
+  return [
+    "Discarded (counted with the database closed to writes, right before the swap):",
+    table(["TABLE", "INSERTED", "UPDATED", "DELETED"], result.discarded.map((d) => [d.table, String(d.inserted), String(d.updated), String(d.deleted)]))
+      .split("\n")
+      .map((l) => `  ${l}`)
+      .join("\n"),
+  ].join("\n");
 }
 
 export function planJson(plan: RestorePlan) {
@@ -77,7 +99,7 @@ export function snapshotCommand(ctx: Context): Command {
       .option("--stack <name>", "only this stack's snapshots")
       .action(async (flags: SnapshotFlags) => {
         const list = await listAllSnapshots(urlOf(flags, ctx), { stack: flags.stack }, store(flags, ctx));
-        if (flags.json) return ctx.output.out(JSON.stringify({ snapshots: list.map(({ tables: _t, ...s }) => s) }));
+        if (flags.json) return ctx.output.out(JSON.stringify({ snapshots: list.map(({ tables: _t, states: _s, ...s }) => s) }));
         if (list.length === 0) return ctx.output.out("No snapshots.");
         ctx.output.out(table(["SNAPSHOT", "ENGINE", "STACK", "LAST MIGRATION", "TAKEN AT"], list.map((s) => [s.snapshotId, s.engine ?? "template", s.stack, s.lastMigration ?? "-", s.createdAt])));
       })
@@ -97,7 +119,7 @@ export function snapshotCommand(ctx: Context): Command {
         const keep = flags.keep === undefined ? undefined : parseKeep(flags.keep);
         const info = await createSnapshot({ url, stack: flags.stack!, name: flags.name, engine: flags.engine, log, ...store(flags, ctx) });
         if (keep !== undefined) await pruneSnapshots(url, { keep, stack: flags.stack, log, protect: [info.snapshotId], ...store(flags, ctx) });
-        const { tables: _t, ...plain } = info;
+        const { tables: _t, states: _s, ...plain } = info;
         ctx.output.out(flags.json ? JSON.stringify(plain) : `Snapshot ${info.snapshotId} taken (${info.engine}, last migration: ${info.lastMigration ?? "none"}).`);
       })
       .exitOverride(),
@@ -119,10 +141,11 @@ export function snapshotCommand(ctx: Context): Command {
           return;
         }
         const result = await restoreSnapshot(url, plan, { log: ctx.logger(flags), keepOld: flags.keepOld });
+        if (!flags.json) ctx.output.err(renderDiscarded(result));
         ctx.output.out(
           flags.json
-            ? JSON.stringify({ restored: true, plan: planJson(plan), keptAs: result.keptAs ?? null })
-            : `Restored '${result.database}' from ${result.snapshotId}${result.keptAs ? `; the previous database is kept as ${result.keptAs}` : ""}.`,
+            ? JSON.stringify({ restored: true, plan: planJson(plan), discarded: result.discarded, keptAs: result.keptAs ?? null })
+            : `Restored '${result.database}' from ${result.snapshotId}${result.keptAs ? `; the previous database is kept as ${result.keptAs} (remove it with: DROP DATABASE "${result.keptAs}";)` : ""}.`,
         );
       })
       .exitOverride(),

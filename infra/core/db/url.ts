@@ -68,6 +68,11 @@ export function quoteIdent(name: string): string {
   return '"' + name.replace(/"/g, '""') + '"';
 }
 
+/** Single-quotes a string literal for SQL (standard_conforming_strings, PostgreSQL's default since 9.1). */
+export function quoteLiteral(text: string): string {
+  return "'" + text.replace(/'/g, "''") + "'";
+}
+
 /**
  * libpq environment variables for a URL, so pg_dump/psql get the password
  * without it ever appearing on a command line (visible in `ps`).

@@ -7,8 +7,8 @@ import { PgstackError, messageOf } from "../errors";
 import type { Logger } from "../logger";
 import type { CreateOptions, SnapshotEngine } from "./engine";
 import { isPostgresSnapshotName, postgresSnapshotName } from "./naming";
-import { countRowsOn, type TableCounts } from "./tables";
-import { lastAppliedMigration, type SnapshotInfo } from "./template";
+import { tableStatesOn, type TableStates } from "./tables";
+import { ledgerState, type SnapshotInfo } from "./template";
 
 /**
  * pg_dump snapshots, for roles that may not create databases: `<id>.dump`
@@ -164,7 +164,7 @@ export function dumpEngine(options: DumpEngineOptions): SnapshotEngine {
     async create(o: CreateOptions): Promise<SnapshotInfo> {
       const source = parseDatabaseUrl(o.url).database;
       const pgDump = resolveTool("pg_dump", { ...options, env });
-      const lastMigration = await lastAppliedMigration(o.url).catch((err) => {
+      const { lastMigration, clean } = await ledgerState(o.url).catch((err) => {
         throw notReadable(err, o.url, source) ?? err;
       });
       const at = (o.now ?? (() => new Date()))();
@@ -187,7 +187,7 @@ export function dumpEngine(options: DumpEngineOptions): SnapshotEngine {
       const { dump, meta } = files(id);
       const partial = `${dump}.partial`;
 
-      const tables = await withClient(
+      const states = await withClient(
         o.url,
         async (client) => {
           const { rows } = await client.query<{ v: string }>("SELECT current_setting('server_version_num') AS v");
@@ -196,14 +196,17 @@ export function dumpEngine(options: DumpEngineOptions): SnapshotEngine {
           await client.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
           try {
             const { rows: snap } = await client.query<{ id: string }>("SELECT pg_export_snapshot() AS id");
-            const counts = await countRowsOn(client);
+            const states = await tableStatesOn(client);
             // Only now, with pg_dump checked and the data readable: a refused snapshot leaves no folder behind.
-            await fs.mkdir(options.dir, { recursive: true });
+            // Private to the owner: a dump holds every row of the database.
+            await fs.mkdir(options.dir, { recursive: true, mode: 0o700 });
+            await fs.chmod(options.dir, 0o700);
+            await fs.writeFile(partial, "", { mode: 0o600 });
             const result = await runTool(pgDump, ["--format=custom", "--no-password", `--snapshot=${snap[0].id}`, `--file=${partial}`], libpqEnv(o.url), env);
             if (result.code !== 0) {
               throw new PgstackError("E_SNAPSHOT", `pg_dump could not dump database '${source}': ${toolError(result.stderr)}.`);
             }
-            return counts;
+            return states;
           } finally {
             await client.query("COMMIT").catch(() => undefined);
           }
@@ -222,12 +225,14 @@ export function dumpEngine(options: DumpEngineOptions): SnapshotEngine {
         createdAt: at.toISOString(),
         key: o.key ?? null,
         engine: "dump",
-        tables,
+        clean,
+        states,
         server: serverKey(o.url),
       };
       // Data first, then the sidecar: a listed snapshot always has a complete dump.
+      await fs.chmod(partial, 0o600);
       await fs.rename(partial, dump);
-      await fs.writeFile(meta, JSON.stringify(info, null, 2) + "\n", { flag: "wx" });
+      await fs.writeFile(meta, JSON.stringify(info, null, 2) + "\n", { flag: "wx", mode: 0o600 });
       o.log.info(`snapshot ${id} of ${source} dumped to ${path.relative(process.cwd(), dump) || dump} (last migration: ${lastMigration ?? "none"})`);
       const { server: _server, ...plain } = info;
       return plain;
@@ -240,8 +245,18 @@ export function dumpEngine(options: DumpEngineOptions): SnapshotEngine {
         .map(({ server: _s, ...plain }) => plain);
     },
 
-    async tableCounts(_url, snapshot): Promise<TableCounts> {
-      return snapshot.tables ?? {};
+    async tableStates(_url, snapshot): Promise<TableStates> {
+      if (snapshot.states) return snapshot.states;
+      // Sidecars written before digests: counts only.
+      return Object.fromEntries(Object.entries(snapshot.tables ?? {}).map(([t, rows]) => [t, { rows, digest: "" }]));
+    },
+
+    async markRestored(_url, snapshot, oid) {
+      const file = files(snapshot.snapshotId).meta;
+      const meta = JSON.parse(await fs.readFile(file, "utf8")) as DumpMeta;
+      meta.restoredInto = [...new Set([...(meta.restoredInto ?? []), oid])];
+      await fs.writeFile(`${file}.tmp`, JSON.stringify(meta, null, 2) + "\n", { mode: 0o600 });
+      await fs.rename(`${file}.tmp`, file);
     },
 
     async materialize(url, snapshot, target, log) {

@@ -1,6 +1,6 @@
 import type { Logger } from "../logger";
 import type { SnapshotInfo } from "./template";
-import type { TableCounts } from "./tables";
+import type { TableStates } from "./tables";
 
 /**
  * One interface over the ways pgstack snapshots a database it can reach with
@@ -12,7 +12,7 @@ import type { TableCounts } from "./tables";
  *   dump      pg_dump -Fc into a snapshots folder, for roles that may not.
  *
  * Restore (restore.ts) is the same for both: `materialize` the snapshot into
- * `<db>_restoring`, check it against `tableCounts`, then swap names.
+ * `<db>_restoring`, check it against `tableStates` (content digests), then swap names.
  */
 export type SnapshotKind = "template" | "dump";
 
@@ -41,10 +41,12 @@ export interface SnapshotEngine {
   create(options: CreateOptions): Promise<SnapshotInfo>;
   /** This engine's snapshots of the server/folder of `url`, oldest first; `source` filters by database. */
   list(url: string, filter?: { source?: string }): Promise<SnapshotInfo[]>;
-  /** Rows per table at the moment the snapshot was taken. */
-  tableCounts(url: string, snapshot: SnapshotInfo): Promise<TableCounts>;
+  /** Rows and content digest per table at the moment the snapshot was taken. */
+  tableStates(url: string, snapshot: SnapshotInfo): Promise<TableStates>;
   /** Creates database `target` (which must not exist) on the server of `url` holding the snapshot's data. */
   materialize(url: string, snapshot: SnapshotInfo, target: string, log: Logger): Promise<void>;
+  /** Records that database `oid` was restored from the snapshot (retention keeps such a snapshot). */
+  markRestored(url: string, snapshot: SnapshotInfo, oid: number): Promise<void>;
   /** Removes the snapshot, and nothing else. */
   remove(url: string, snapshot: SnapshotInfo, log: Logger): Promise<void>;
 }

@@ -7,3 +7,6 @@ export * from "./dump";
 export * from "./store";
 export * from "./restore";
 export * from "./retention";
+export * from "./fence";
+export * from "./properties";
+export * from "./target";

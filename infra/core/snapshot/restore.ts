@@ -2,35 +2,57 @@ import type { Client } from "pg";
 import { sleep, withClient } from "../db/client";
 import { parseDatabaseUrl, quoteIdent, withDatabase } from "../db/url";
 import { PgstackError, messageOf } from "../errors";
+import { failpoint, failpointDuring } from "../failpoint";
 import { readLedger } from "../ledger/ledger";
 import type { Logger } from "../logger";
 import type { SnapshotEngine } from "./engine";
+import { beginOperation, endOperation, reopenKeepingMarker, rewriteOperation } from "./fence";
 import { timestamp } from "./naming";
-import { findSnapshot, type StoreOptions } from "./store";
-import { compareCounts, countRows, countRowsOn, describeMismatch, type TableChange } from "./tables";
-import { deployerOn, endSessions, OBJECT_IN_USE, quoteLiteral, type SnapshotInfo } from "./template";
+import { applyProperties, readProperties } from "./properties";
+import { findSnapshot, listAllSnapshots, type StoreOptions } from "./store";
+import { describeStateMismatch, diffTablesOn, differingTables, tableStatesOn, type TableDiff, type TableStates } from "./tables";
+import { deployerOn, endSessions, OBJECT_IN_USE, type SnapshotInfo } from "./template";
 
 /**
  * Restore in place, never losing the current database before its replacement
- * is proven good:
+ * is proven good, and never losing a write it does not report:
  *
- *   1. copy the snapshot into `<db>_restoring` (template copy or pg_restore);
- *   2. verify it: rows per table equal the snapshot's;
- *   3. swap names in one transaction (`<db>` -> `<db>_before_restore_<time>`,
- *      `<db>_restoring` -> `<db>`), after closing `<db>` to new sessions and
- *      ending the application's (never a deployer holding the migration lock:
- *      then nothing happens and the sentence names it);
- *   4. verify `<db>` again, then drop the old one (or keep it when asked).
+ *   1. copy the snapshot into `<db>_restoring` (template copy or pg_restore)
+ *      and verify it: every table's content digest equals the snapshot's;
+ *   2. give it what a copy does not carry: ACL, connection limit, settings,
+ *      comment, owner (properties.ts);
+ *   3. close `<db>` to new sessions and end the application's (never a
+ *      deployer holding the migration lock: then nothing happens and the
+ *      sentence names it); from here on `<db>` takes no write;
+ *   4. count, row by row, what the swap discards (inserted, updated, deleted
+ *      per table since the snapshot), and log it;
+ *   5. swap names in one transaction (`<db>` -> `<db>_before_restore_<time>`,
+ *      `<db>_restoring` -> `<db>`), opening the copy only then, and drop
+ *      the old one (or keep it when asked, named in the output).
  *
- * Any failure before the swap drops only `<db>_restoring`: the database is as
- * it was. The restored database's comment records the snapshot it came from,
- * which retention never deletes.
+ * Each step is recorded in a marker (fence.ts), so a process killed anywhere
+ * leaves either the old or the restored database under `<db>`, open after the
+ * next pgstack command, and no unfinished copy. The snapshot records that the
+ * database was restored from it, which retention honours.
  */
+export interface TableChange {
+  table: string;
+  /** Rows now and at the snapshot; null where the table does not exist. */
+  now: number | null;
+  atSnapshot: number | null;
+  /** Whether its contents differ (content digests), even with equal counts. */
+  changed: boolean;
+  /** Exact changes since the snapshot, where the snapshot can be read in place (template engine). */
+  inserted?: number;
+  updated?: number;
+  deleted?: number;
+}
+
 export interface RestorePlan {
   database: string;
   snapshot: SnapshotInfo;
   engine: SnapshotEngine;
-  /** Every table, rows now vs at the snapshot. */
+  /** Every table, now vs at the snapshot. */
   tables: TableChange[];
   /** Migrations applied now that the snapshot does not contain, newest last. */
   discardedMigrations: string[];
@@ -50,11 +72,12 @@ export interface RestoreResult {
   snapshotId: string;
   /** Name of the kept old database, when keepOld. */
   keptAs?: string;
+  /** Exactly what the restore discarded, counted with the old database closed to writes. */
+  discarded: TableDiff[];
   tables: TableChange[];
 }
 
 const RESTORED_MARK = "pgstack-restored-from";
-const BEFORE_MARK = "pgstack-before-restore";
 const NAME_MAX = 63;
 
 /** `<db><suffix>`, the db part cut so the whole fits PostgreSQL's 63 bytes. */
@@ -68,19 +91,41 @@ function refuseSystem(db: string): void {
   }
 }
 
+/** Every table of either side, sorted. */
+function compareStates(now: TableStates, atSnapshot: TableStates, exact: TableDiff[] | undefined): TableChange[] {
+  const changed = new Set(differingTables(now, atSnapshot));
+  const names = [...new Set([...Object.keys(now), ...Object.keys(atSnapshot)])].sort();
+  return names.map((table) => {
+    const d = exact?.find((x) => x.table === table);
+    return {
+      table,
+      now: now[table]?.rows ?? null,
+      atSnapshot: atSnapshot[table]?.rows ?? null,
+      changed: changed.has(table),
+      ...(exact ? { inserted: d?.inserted ?? 0, updated: d?.updated ?? 0, deleted: d?.deleted ?? 0 } : {}),
+    };
+  });
+}
+
 /** What a restore of `id` would do, changing nothing: an unknown id is one sentence. */
 export async function planRestore(url: string, id: string, options: StoreOptions = {}): Promise<RestorePlan> {
   const database = parseDatabaseUrl(url).database;
   refuseSystem(database);
   const { engine, snapshot } = await findSnapshot(url, id, options);
-  const atSnapshot = await engine.tableCounts(url, snapshot);
-  const { now, applied } = await withClient(
+  const atSnapshot = await engine.tableStates(url, snapshot);
+  const { now, applied, exact } = await withClient(
     url,
     async (client) => {
       const ledger = await readLedger(client).catch(() => []);
       return {
-        now: await countRowsOn(client),
+        now: await tableStatesOn(client),
         applied: ledger.filter((r) => r.finishedAt !== null && r.rolledBackAt === null).map((r) => r.migrationName).sort(),
+        // A template snapshot can be read in place: the exact changes now. (A dump's
+        // are counted when its copy exists, during the restore.)
+        exact:
+          engine.kind === "template"
+            ? await withClient(withDatabase(url, snapshot.snapshotId), (then) => diffTablesOn(client, then), { applicationName: "pgstack restore" })
+            : undefined,
       };
     },
     { applicationName: "pgstack restore" },
@@ -90,9 +135,13 @@ export async function planRestore(url: string, id: string, options: StoreOptions
     database,
     snapshot,
     engine,
-    tables: compareCounts(now, atSnapshot),
+    tables: compareStates(now, atSnapshot, exact),
     discardedMigrations: applied.filter((m) => last === null || m > last),
   };
+}
+
+async function exists(client: Client, name: string): Promise<boolean> {
+  return ((await client.query("SELECT 1 FROM pg_database WHERE datname = $1", [name])).rowCount ?? 0) > 0;
 }
 
 /** Restores `plan.snapshot` over its database (see the module comment). */
@@ -102,12 +151,12 @@ export async function restoreSnapshot(url: string, plan: RestorePlan, options: R
   const admin = withDatabase(url, "postgres");
   const restoring = derivedName(db, "_restoring");
   const stamp = timestamp((options.now ?? (() => new Date()))());
+  const expected = await engine.tableStates(url, snapshot);
 
-  const before = await withClient(
+  return withClient(
     admin,
     async (client) => {
-      const exists = async (name: string) => ((await client.query("SELECT 1 FROM pg_database WHERE datname = $1", [name])).rowCount ?? 0) > 0;
-      if (!(await exists(db))) throw new PgstackError("E_DB_MISSING", `Database '${db}' does not exist, so there is nothing to restore over: nothing was changed.`);
+      if (!(await exists(client, db))) throw new PgstackError("E_DB_MISSING", `Database '${db}' does not exist, so there is nothing to restore over: nothing was changed.`);
       // Fail early, before any copy, when a deploy is running.
       const deployer = await deployerOn(client, db);
       if (deployer) {
@@ -116,83 +165,126 @@ export async function restoreSnapshot(url: string, plan: RestorePlan, options: R
           `Cannot restore '${db}' while a deployer holds its migration lock (pid ${deployer.pid}, application_name '${deployer.application_name || "(none)"}'): let it finish and run again.`,
         );
       }
-      // Left by an interrupted restore: never the live database (the swap is atomic), safe to drop.
-      if (await exists(restoring)) {
+      // Left by an interrupted restore that no marker names: never the live database, safe to drop.
+      if (await exists(client, restoring)) {
         log.warn(`dropping ${restoring}, left by an interrupted restore`);
         await client.query(`DROP DATABASE ${quoteIdent(restoring)} WITH (FORCE)`);
       }
-      let name = derivedName(db, `_before_restore_${stamp}`);
-      for (let n = 2; await exists(name); n++) name = derivedName(db, `_before_restore_${stamp}_${n}`);
-      return name;
-    },
-    { applicationName: "pgstack restore" },
-  );
+      let before = derivedName(db, `_before_restore_${stamp}`);
+      for (let n = 2; await exists(client, before); n++) before = derivedName(db, `_before_restore_${stamp}_${n}`);
 
-  const expected = await engine.tableCounts(url, snapshot);
-  let swapped = false;
-  try {
-    await engine.materialize(url, snapshot, restoring, log);
-    const copy = compareCounts(await countRows(withDatabase(url, restoring)), expected, true);
-    if (copy.length > 0) {
-      throw new PgstackError("E_SNAPSHOT", `The copy of snapshot '${snapshot.snapshotId}' does not match it (${describeMismatch(copy)}): nothing was changed.`);
-    }
-    log.info(`${restoring} verified: ${Object.keys(expected).length} table(s) match the snapshot`);
-    await withClient(admin, (client) => swap(client, db, restoring, before, log, options.drainTimeoutMs ?? 15_000), { applicationName: "pgstack restore" });
-    swapped = true;
-  } finally {
-    if (!swapped) {
-      await withClient(admin, (c) => c.query(`DROP DATABASE IF EXISTS ${quoteIdent(restoring)} WITH (FORCE)`), { applicationName: "pgstack restore" }).catch(() => undefined);
-    }
-  }
-
-  const after = compareCounts(await countRows(url), expected, true);
-  if (after.length > 0) {
-    throw new PgstackError(
-      "E_SNAPSHOT",
-      `The restored '${db}' does not match snapshot '${snapshot.snapshotId}' (${describeMismatch(after)}): the previous database is kept as '${before}'.`,
-    );
-  }
-
-  await withClient(
-    admin,
-    async (client) => {
-      const at = new Date().toISOString();
-      await client.query(`COMMENT ON DATABASE ${quoteIdent(db)} IS ${quoteLiteral(JSON.stringify({ [RESTORED_MARK]: snapshot.snapshotId, restoredAt: at }))}`);
-      // The copy belongs to whoever restored it; give it back to the old database's owner.
-      const { rows } = await client.query<{ owner: string; current: string }>(
-        `SELECT pg_get_userbyid(o.datdba) AS owner, pg_get_userbyid(n.datdba) AS current FROM pg_database o, pg_database n WHERE o.datname = $1 AND n.datname = $2`,
-        [before, db],
+      // From here a killed process is repaired by the next command (fence.ts).
+      await beginOperation(client, db, { op: "restore", copy: restoring, keepOld: Boolean(options.keepOld) }, { close: false });
+      let swapped = false;
+      let discarded: TableDiff[] = [];
+      try {
+        await failpointDuring("restore:materializing", () => engine.materialize(url, snapshot, restoring, log));
+        failpoint("restore:materialized");
+        // Verified closed to every session but the verifying one, and opened only
+        // by the swap: the database put in place is exactly the one verified
+        // (a check after the swap would race the application's first writes).
+        discarded = await withClient(
+          withDatabase(url, restoring),
+          async (copySession) => {
+            const { rows: me } = await copySession.query<{ pid: number }>("SELECT pg_backend_pid() AS pid");
+            await client.query(`ALTER DATABASE ${quoteIdent(restoring)} ALLOW_CONNECTIONS false`);
+            await endSessionsAndWait(client, restoring, log, me[0].pid, Date.now() + 5000);
+            const copy = await tableStatesOn(copySession);
+            if (differingTables(copy, expected).length > 0) {
+              throw new PgstackError("E_SNAPSHOT", `The copy of snapshot '${snapshot.snapshotId}' does not match it (${describeStateMismatch(copy, expected)}): nothing was changed.`);
+            }
+            log.info(`${restoring} verified: ${Object.keys(expected).length} table(s) match the snapshot's content digests`);
+            failpoint("restore:verified");
+            await carryOver(client, db, restoring, log);
+            return swap(client, url, db, restoring, before, log, options.drainTimeoutMs ?? 15_000, copySession, copy);
+          },
+          { applicationName: "pgstack restore" },
+        );
+        swapped = true;
+      } finally {
+        if (!swapped) {
+          await client.query(`DROP DATABASE IF EXISTS ${quoteIdent(restoring)} WITH (FORCE)`).catch(() => undefined);
+          await endOperation(client, db).catch(() => undefined);
+        }
+      }
+      failpoint("restore:swapped");
+      // The old database, under its new name, takes sessions again (to be
+      // inspected or dropped); its marker stays until it is dropped or kept on purpose.
+      await reopenKeepingMarker(client, before);
+      failpoint("restore:reopened");
+      const { rows } = await client.query<{ oid: number }>("SELECT oid::int AS oid FROM pg_database WHERE datname = $1", [db]);
+      await engine.markRestored(url, snapshot, rows[0].oid).catch((err) => log.warn(`could not record the restore in snapshot ${snapshot.snapshotId}: ${messageOf(err)}`));
+      if (options.keepOld) await endOperation(client, before);
+      else await client.query(`DROP DATABASE ${quoteIdent(before)} WITH (FORCE)`);
+      log.info(
+        `restored ${db} from snapshot ${snapshot.snapshotId}${options.keepOld ? `; the previous database is kept as ${before} (remove it with: DROP DATABASE ${quoteIdent(before)};)` : ""}`,
       );
-      if (rows[0] && rows[0].owner !== rows[0].current) {
-        await client.query(`ALTER DATABASE ${quoteIdent(db)} OWNER TO ${quoteIdent(rows[0].owner)}`).catch((err) => log.warn(`could not give ${db} back to its owner ${rows[0].owner}: ${messageOf(err)}`));
-      }
-      if (options.keepOld) {
-        await client.query(`COMMENT ON DATABASE ${quoteIdent(before)} IS ${quoteLiteral(JSON.stringify({ [BEFORE_MARK]: db, replacedAt: at, by: snapshot.snapshotId }))}`);
-      } else {
-        await client.query(`DROP DATABASE ${quoteIdent(before)} WITH (FORCE)`);
-      }
+      return { database: db, snapshotId: snapshot.snapshotId, keptAs: options.keepOld ? before : undefined, discarded, tables: plan.tables };
     },
     { applicationName: "pgstack restore" },
   );
-  log.info(`restored ${db} from snapshot ${snapshot.snapshotId}${options.keepOld ? `; the previous database is kept as ${before}` : ""}`);
-  return { database: db, snapshotId: snapshot.snapshotId, keptAs: options.keepOld ? before : undefined, tables: plan.tables };
 }
 
-/** Both renames in one transaction: `<db>` always names a complete database. */
-async function swap(client: Client, db: string, restoring: string, before: string, log: Logger, drainMs: number): Promise<void> {
+/** The replaced database's owner, ACL, connection limit, settings and comment, onto the copy. */
+async function carryOver(client: Client, db: string, restoring: string, log: Logger): Promise<void> {
+  const { rows } = await client.query<{ owner: string; current: string }>(
+    `SELECT pg_get_userbyid(o.datdba) AS owner, pg_get_userbyid(n.datdba) AS current FROM pg_database o, pg_database n WHERE o.datname = $1 AND n.datname = $2`,
+    [db, restoring],
+  );
+  // The copy belongs to whoever restored it; give it to the old database's owner.
+  if (rows[0] && rows[0].owner !== rows[0].current) {
+    await client.query(`ALTER DATABASE ${quoteIdent(restoring)} OWNER TO ${quoteIdent(rows[0].owner)}`).catch((err) => log.warn(`could not give ${db} back to its owner ${rows[0].owner}: ${messageOf(err)}`));
+  }
+  await applyProperties(client, restoring, await readProperties(client, db), log);
+}
+
+/** The changes one table lost, as a phrase. */
+export function describeDiff(d: TableDiff): string {
+  return `${d.table}: ${d.inserted} inserted, ${d.updated} updated, ${d.deleted} deleted`;
+}
+
+/**
+ * Closes `db`, ends its sessions and waits until they are gone, counts what
+ * the swap discards (no write can land in between), then swaps both names in
+ * one transaction: `<db>` always names a complete database.
+ */
+async function swap(client: Client, url: string, db: string, restoring: string, before: string, log: Logger, drainMs: number, copySession: Client, copyStates: TableStates): Promise<TableDiff[]> {
   const deadline = Date.now() + drainMs;
-  await client.query(`ALTER DATABASE ${quoteIdent(db)} ALLOW_CONNECTIONS false`);
-  let swapped = false;
-  try {
+  // The counting session enters `db` before it closes: nobody else can after.
+  return withClient(
+    url,
+    async (counter) => {
+      const { rows: me } = await counter.query<{ pid: number }>("SELECT pg_backend_pid() AS pid");
+      await client.query("BEGIN");
+      await rewriteOperation(client, db, { closed: true });
+      await client.query(`ALTER DATABASE ${quoteIdent(db)} ALLOW_CONNECTIONS false`);
+      await client.query("COMMIT");
+      failpoint("restore:closed");
+      await endSessionsAndWait(client, db, log, me[0].pid, deadline);
+      const discarded = await diffTablesOn(counter, copySession, copyStates);
+      // The copy may be renamed only with no session in it.
+      await copySession.end();
+      log.info(
+        discarded.length > 0
+          ? `discarded by the restore (counted with ${db} closed to writes): ${discarded.map(describeDiff).join("; ")}`
+          : `nothing written since the snapshot is discarded (every table of ${db} equals the snapshot's)`,
+      );
+      failpoint("restore:counted");
+      return discarded;
+    },
+    { applicationName: "pgstack restore" },
+  ).then(async (discarded) => {
     for (let attempt = 1; ; attempt++) {
-      await endSessions(client, db, log, attempt, "restore");
+      await endSessions(client, db, log, attempt + 1, "restore");
       try {
         await client.query("BEGIN");
         await client.query(`ALTER DATABASE ${quoteIdent(db)} RENAME TO ${quoteIdent(before)}`);
         await client.query(`ALTER DATABASE ${quoteIdent(restoring)} RENAME TO ${quoteIdent(db)}`);
-        await client.query("COMMIT");
-        swapped = true;
-        return;
+        // The marker goes with the old database: a crash from here keeps it, reopened, and says so.
+        await client.query(`ALTER DATABASE ${quoteIdent(db)} ALLOW_CONNECTIONS true`);
+        await rewriteOperation(client, before, { op: "replaced", copy: undefined });
+        await failpointDuring("restore:swapping", () => client.query("COMMIT"), 0);
+        return discarded;
       } catch (err) {
         await client.query("ROLLBACK").catch(() => undefined);
         if ((err as { code?: string }).code !== OBJECT_IN_USE || Date.now() > deadline) {
@@ -201,26 +293,48 @@ async function swap(client: Client, db: string, restoring: string, before: strin
       }
       await sleep(Math.min(200 * attempt, 1000));
     }
-  } finally {
-    // The old database, under whichever name it has now, takes sessions again.
-    await client.query(`ALTER DATABASE ${quoteIdent(swapped ? before : db)} ALLOW_CONNECTIONS true`).catch(() => undefined);
+  });
+}
+
+/** Ends every session in `db` but `keep`, and waits until they are gone: a write in flight either committed before the count or never will. */
+async function endSessionsAndWait(client: Client, db: string, log: Logger, keep: number, deadline: number): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    const d = await deployerOn(client, db);
+    if (d) {
+      throw new PgstackError(
+        "E_SNAPSHOT",
+        `Cannot restore '${db}' while a deployer holds its migration lock (pid ${d.pid}, application_name '${d.application_name || "(none)"}'): let it finish and run again.`,
+      );
+    }
+    const { rows } = await client.query<{ pid: number }>(
+      "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid() AND pid <> $2",
+      [db, keep],
+    );
+    if (rows.length === 0) return;
+    if (attempt === 1) log.warn(`ended ${rows.length} session(s) still connected to ${db} so it could be replaced`);
+    if (Date.now() > deadline) throw new PgstackError("E_SNAPSHOT", `Sessions of '${db}' did not end in time for the restore; nothing was changed.`);
+    await sleep(50);
   }
 }
 
 /** The snapshot the database of `url` was last restored from, if it was. */
-export async function restoredFrom(url: string): Promise<string | undefined> {
+export async function restoredFrom(url: string, options: StoreOptions = {}): Promise<string | undefined> {
   const db = parseDatabaseUrl(url).database;
-  return withClient(
+  const { oid, comment } = await withClient(
     url,
     async (client) => {
-      const { rows } = await client.query<{ c: string | null }>("SELECT shobj_description(oid, 'pg_database') AS c FROM pg_database WHERE datname = $1", [db]);
-      try {
-        const data = JSON.parse(rows[0]?.c ?? "null") as Record<string, unknown> | null;
-        return typeof data?.[RESTORED_MARK] === "string" ? (data[RESTORED_MARK] as string) : undefined;
-      } catch {
-        return undefined;
-      }
+      const { rows } = await client.query<{ oid: number; c: string | null }>("SELECT oid::int AS oid, shobj_description(oid, 'pg_database') AS c FROM pg_database WHERE datname = $1", [db]);
+      return { oid: rows[0]?.oid, comment: rows[0]?.c ?? null };
     },
     { applicationName: "pgstack snapshot" },
   );
+  const marked = (await listAllSnapshots(url, {}, options)).filter((s) => s.restoredInto?.includes(oid)).at(-1);
+  if (marked) return marked.snapshotId;
+  // Restores made before the mark moved into the snapshot left it in the database's comment.
+  try {
+    const data = JSON.parse(comment ?? "null") as Record<string, unknown> | null;
+    return typeof data?.[RESTORED_MARK] === "string" ? (data[RESTORED_MARK] as string) : undefined;
+  } catch {
+    return undefined;
+  }
 }

@@ -3,13 +3,19 @@ import { PgstackError } from "../errors";
 import type { Logger } from "../logger";
 import { restoredFrom } from "./restore";
 import { enginesFor, listAllSnapshots, type StoreOptions } from "./store";
+import { rollbackTarget } from "./target";
 import type { SnapshotInfo } from "./template";
 
 /**
  * Retention: keep the newest `keep` snapshots of a database and delete the
  * rest, so disks do not fill. Never deleted, whatever `keep` says:
  *   - the snapshot the database was restored from (a second rollback may need it);
- *   - the newest pre-update snapshot (the one `npm run rollback` restores by default);
+ *   - the newest pre-update snapshot;
+ *   - the rollback target (target.ts: the snapshot before the last update that
+ *     applied anything, successful or not);
+ *   - every snapshot since the last successful update: from the newest
+ *     pre-update snapshot taken with a clean ledger (the update before it had
+ *     succeeded) on, so failed attempts never prune the last good state;
  *   - any id in `protect` (e.g. the stack's latestSnapshot output).
  * Deleting a snapshot never touches a database restored from it: a restore is
  * a copy, not a reference.
@@ -17,6 +23,8 @@ import type { SnapshotInfo } from "./template";
 export interface PruneRules {
   keep: number;
   restoredFrom?: string;
+  /** The rollback target's id. */
+  rollbackTarget?: string;
   protect?: string[];
 }
 
@@ -32,6 +40,10 @@ export function planPrune(snapshots: SnapshotInfo[], rules: PruneRules): PrunePl
   }
   const newestFirst = [...snapshots].sort((a, b) => b.createdAt.localeCompare(a.createdAt) || b.snapshotId.localeCompare(a.snapshotId));
   const newestPreUpdate = newestFirst.find((s) => s.key !== null);
+  // The first pre-update snapshot taken after the last successful update
+  // (clean ledger), and every later one (taken after failed attempts).
+  const anchor = newestFirst.find((s) => s.key !== null && s.clean === true);
+  const sinceLastSuccess = (s: SnapshotInfo) => s.key !== null && (anchor ? s.createdAt >= anchor.createdAt : s.clean === false);
   const plan: PrunePlan = { keep: [], remove: [] };
   newestFirst.forEach((s, i) => {
     const why =
@@ -41,9 +53,13 @@ export function planPrune(snapshots: SnapshotInfo[], rules: PruneRules): PrunePl
           ? "the database was restored from it"
           : s === newestPreUpdate
             ? "the newest pre-update snapshot"
-            : rules.protect?.includes(s.snapshotId)
-              ? "protected"
-              : undefined;
+            : s.snapshotId === rules.rollbackTarget
+              ? "the rollback target"
+              : sinceLastSuccess(s)
+                ? "taken since the last successful update"
+                : rules.protect?.includes(s.snapshotId)
+                  ? "protected"
+                  : undefined;
     if (why) plan.keep.push({ snapshot: s, why });
     else plan.remove.push(s);
   });
@@ -63,7 +79,8 @@ export interface PruneOptions extends StoreOptions {
 /** Applies planPrune to the snapshots of the database of `url`. */
 export async function pruneSnapshots(url: string, options: PruneOptions): Promise<PrunePlan> {
   const snapshots = await listAllSnapshots(url, { stack: options.stack }, options);
-  const plan = planPrune(snapshots, { keep: options.keep, restoredFrom: await restoredFrom(url), protect: options.protect });
+  const target = options.stack ? await rollbackTarget(url, options.stack, options) : undefined;
+  const plan = planPrune(snapshots, { keep: options.keep, restoredFrom: await restoredFrom(url, options), rollbackTarget: target?.snapshot.snapshotId, protect: options.protect });
   if (options.dryRun) return plan;
   const engines = enginesFor(options);
   for (const s of plan.remove) await engines[s.engine ?? "template"].remove(url, s, options.log);

@@ -1,19 +1,23 @@
 import type { Client } from "pg";
 import { MIGRATION_LOCK_KEY, sleep, withClient } from "../db/client";
-import { parseDatabaseUrl, quoteIdent, withDatabase } from "../db/url";
+import { parseDatabaseUrl, quoteIdent, quoteLiteral, withDatabase } from "../db/url";
 import { PgstackError, messageOf } from "../errors";
 import { readLedger } from "../ledger/ledger";
+import { failpoint, failpointDuring } from "../failpoint";
 import type { Logger } from "../logger";
+import { beginOperation, endOperation } from "./fence";
 import type { CreateOptions, SnapshotEngine, SnapshotKind } from "./engine";
 import { isPostgresSnapshotName, postgresSnapshotName } from "./naming";
-import { countRows, type TableCounts } from "./tables";
+import { tableStates, type TableCounts, type TableStates } from "./tables";
 
 /**
  * Server-side snapshots: `CREATE DATABASE <snapshot> TEMPLATE <db>`, a
  * file-level copy that takes seconds and needs no pg_dump. PostgreSQL refuses
  * it while anyone else is connected to the source, so the copy closes the
  * source to new connections, ends the sessions still in it (never a deployer
- * holding the migration lock), copies, and always reopens it.
+ * holding the migration lock), copies, and reopens it. Closing is recorded
+ * in a marker (fence.ts) so that a process killed meanwhile is repaired by
+ * the next pgstack command; fail-points (failpoint.ts) let tests kill it.
  *
  * Each snapshot database carries a JSON comment (who made it, of what, when,
  * before which migration set), which is how snapshots are listed.
@@ -36,8 +40,14 @@ export interface SnapshotInfo {
   key: string | null;
   /** Which engine holds it (absent in comments written before there were two: template). */
   engine?: SnapshotKind;
-  /** dump only: rows per table at the moment of the dump. */
+  /** dump only, older sidecars: rows per table at the moment of the dump. */
   tables?: TableCounts;
+  /** dump only: rows and content digest per table at the moment of the dump. */
+  states?: TableStates;
+  /** Whether every migration attempt in the ledger had finished when it was taken (absent: not recorded). */
+  clean?: boolean;
+  /** Oids of the databases restored from it (so retention keeps it while they live). */
+  restoredInto?: number[];
 }
 
 export type CreateSnapshotOptions = CreateOptions;
@@ -64,6 +74,8 @@ function parseComment(name: string, comment: string | null): SnapshotInfo | unde
       createdAt: String(data.createdAt),
       key: typeof data.key === "string" ? data.key : null,
       engine: "template",
+      ...(typeof data.clean === "boolean" ? { clean: data.clean } : {}),
+      ...(Array.isArray(data.restoredInto) ? { restoredInto: data.restoredInto.filter((o): o is number => typeof o === "number") } : {}),
     };
   } catch {
     return undefined;
@@ -87,14 +99,29 @@ export async function listOn(client: Client, source?: string): Promise<SnapshotI
 
 /** The last migration applied in the database of `url`, from its ledger. */
 export async function lastAppliedMigration(url: string): Promise<string | null> {
+  return (await ledgerState(url)).lastMigration;
+}
+
+/**
+ * What a snapshot records of the ledger: the last applied migration, and
+ * whether every attempt finished (`clean`: the update before it, if any,
+ * succeeded), which retention uses to keep every snapshot since the last
+ * successful update.
+ */
+export async function ledgerState(url: string): Promise<{ lastMigration: string | null; clean: boolean }> {
   return withClient(
     url,
     async (client) => {
-      const applied = (await readLedger(client))
+      const ledger = await readLedger(client);
+      const applied = ledger
         .filter((r) => r.finishedAt !== null && r.rolledBackAt === null)
         .map((r) => r.migrationName)
         .sort();
-      return applied.length > 0 ? applied[applied.length - 1] : null;
+      return {
+        lastMigration: applied.length > 0 ? applied[applied.length - 1] : null,
+        // A migration attempted but never applied is a failed update (rolled back or partly applied).
+        clean: ledger.every((r) => applied.includes(r.migrationName)),
+      };
     },
     { applicationName: "pgstack snapshot" },
   );
@@ -108,7 +135,7 @@ export async function createTemplateSnapshot(options: CreateSnapshotOptions): Pr
     throw new PgstackError("E_SNAPSHOT", `Refusing to snapshot the system database '${source}': point the URL at the application database.`);
   }
   const now = options.now ?? (() => new Date());
-  const lastMigration = await lastAppliedMigration(options.url);
+  const { lastMigration, clean } = await ledgerState(options.url);
   const admin = withDatabase(options.url, "postgres");
 
   return withClient(
@@ -119,9 +146,8 @@ export async function createTemplateSnapshot(options: CreateSnapshotOptions): Pr
       const snapshotId = options.name
         ? await takenCheck(client, options.name, reserved)
         : await freeName(client, postgresSnapshotName({ stack: options.stack, lastMigration: lastMigration ?? undefined, at }), reserved);
-      const info: SnapshotInfo = { snapshotId, source, stack: options.stack, lastMigration, createdAt: at.toISOString(), key: options.key ?? null, engine: "template" };
-      await copyDatabase(client, source, snapshotId, options);
-      await client.query(`COMMENT ON DATABASE ${quoteIdent(snapshotId)} IS ${quoteLiteral(commentOf(info))}`);
+      const info: SnapshotInfo = { snapshotId, source, stack: options.stack, lastMigration, createdAt: at.toISOString(), key: options.key ?? null, engine: "template", clean };
+      await copyDatabase(client, source, snapshotId, options, commentOf(info));
       options.log.info(`snapshot ${snapshotId} of ${source} taken (last migration: ${lastMigration ?? "none"})`);
       return info;
     },
@@ -172,23 +198,30 @@ export async function copyStrategy(client: Client, source: string, env: NodeJS.P
   return Number(rows[0].size) >= min ? " STRATEGY = FILE_COPY" : "";
 }
 
-async function copyDatabase(client: Client, source: string, snapshot: string, options: CreateSnapshotOptions): Promise<void> {
+/** Copies `source` into `snapshot` and labels the copy with `comment` (what makes it a listed snapshot) before reopening the source. */
+async function copyDatabase(client: Client, source: string, snapshot: string, options: CreateSnapshotOptions, comment: string): Promise<void> {
   const deadline = Date.now() + (options.drainTimeoutMs ?? 15_000);
   const { rows } = await client.query<{ allowed: boolean }>("SELECT datallowconn AS allowed FROM pg_database WHERE datname = $1", [source]);
   if (rows.length === 0) {
     throw new PgstackError("E_DB_MISSING", `Database '${source}' does not exist, so there is nothing to snapshot.`);
   }
-  const wasAllowed = rows[0].allowed;
   const strategy = await copyStrategy(client, source);
-  if (wasAllowed) await client.query(`ALTER DATABASE ${quoteIdent(source)} ALLOW_CONNECTIONS false`);
+  // Closed and marked in one transaction, so a process killed from here on is
+  // repaired by the next pgstack command (fence.ts); the finally only covers a
+  // process that lives.
+  await beginOperation(client, source, { op: "snapshot", copy: snapshot }, { close: rows[0].allowed });
+  let copied = false;
   try {
+    failpoint("snapshot:closed");
     for (let attempt = 1; ; attempt++) {
       // Closed to new sessions now; end the ones still in it (PostgreSQL would
       // otherwise wait 5 s for them and give up).
       await endSessions(client, source, options.log, attempt);
+      failpoint("snapshot:sessions-ended");
       try {
-        await client.query(`CREATE DATABASE ${quoteIdent(snapshot)} TEMPLATE ${quoteIdent(source)}${strategy}`);
-        return;
+        await failpointDuring("snapshot:copying", () => client.query(`CREATE DATABASE ${quoteIdent(snapshot)} TEMPLATE ${quoteIdent(source)}${strategy}`));
+        copied = true;
+        break;
       } catch (err) {
         if ((err as { code?: string }).code !== SOURCE_IN_USE || Date.now() > deadline) {
           throw new PgstackError("E_SNAPSHOT", `Could not copy database '${source}' to snapshot '${snapshot}': ${messageOf(err).split("\n")[0]}.`);
@@ -196,8 +229,12 @@ async function copyDatabase(client: Client, source: string, snapshot: string, op
       }
       await sleep(Math.min(200 * attempt, 1000));
     }
+    failpoint("snapshot:copied");
+    await client.query(`COMMENT ON DATABASE ${quoteIdent(snapshot)} IS ${quoteLiteral(comment)}`);
+    failpoint("snapshot:labelled");
   } finally {
-    if (wasAllowed) await client.query(`ALTER DATABASE ${quoteIdent(source)} ALLOW_CONNECTIONS true`).catch(() => undefined);
+    if (!copied) await client.query(`DROP DATABASE IF EXISTS ${quoteIdent(snapshot)}`).catch(() => undefined);
+    await endOperation(client, source).catch(() => undefined);
   }
 }
 
@@ -253,7 +290,13 @@ export const templateEngine: SnapshotEngine = {
   kind: "template",
   create: (options) => createTemplateSnapshot(options),
   list: (url, filter) => listSnapshots(url, filter),
-  tableCounts: (url, snapshot) => countRows(withDatabase(url, snapshot.snapshotId)),
+  tableStates: (url, snapshot) => tableStates(withDatabase(url, snapshot.snapshotId)),
+  async markRestored(url, snapshot, oid) {
+    const info: SnapshotInfo = { ...snapshot, restoredInto: [...new Set([...(snapshot.restoredInto ?? []), oid])] };
+    await withClient(withDatabase(url, "postgres"), (c) => c.query(`COMMENT ON DATABASE ${quoteIdent(snapshot.snapshotId)} IS ${quoteLiteral(commentOf(info))}`), {
+      applicationName: "pgstack restore",
+    });
+  },
   async materialize(url, snapshot, target, log) {
     await withClient(
       withDatabase(url, "postgres"),
@@ -270,6 +313,3 @@ export const templateEngine: SnapshotEngine = {
   remove: (url, snapshot, log) => dropTemplateSnapshot(url, snapshot.snapshotId, log),
 };
 
-export function quoteLiteral(text: string): string {
-  return "'" + text.replace(/'/g, "''") + "'";
-}

@@ -1,0 +1,247 @@
+import type { Client } from "pg";
+import { sleep, withClient } from "../db/client";
+import { parseDatabaseUrl, quoteIdent, quoteLiteral, withDatabase } from "../db/url";
+import { PgstackError, messageOf } from "../errors";
+import type { Logger } from "../logger";
+
+/**
+ * Crash safety for everything that closes a database to new connections
+ * (`ALLOW_CONNECTIONS false`: a template snapshot, the restore's swap) or
+ * makes a side copy of it (the snapshot database, `<db>_restoring`).
+ *
+ * Before it starts, such an operation writes a marker into the database's
+ * comment, in the same transaction that closes it: which session (backend pid
+ * and start time) owns it, what it does, and which copy it makes; the
+ * database's own comment is kept inside the marker and put back when the
+ * database is reopened, in the same transaction. A `finally` is not enough:
+ * a SIGKILL, an OOM kill or a lost machine runs none.
+ *
+ * `recoverInterrupted` runs at the start of every pgstack command that has a
+ * database URL (and so at the next `pulumi up` that runs a pgstack command):
+ * a marker whose session is gone is an operation that died. It reopens the
+ * database, drops the copy it was making (never a finished snapshot, never the
+ * live database), puts the comment back, and says so in one log line.
+ *
+ * Why the comment and not a custom setting (`ALTER DATABASE ... SET
+ * pgstack.x`): PostgreSQL lets only superusers store unknown settings, and
+ * the database's owner must be able to take snapshots.
+ */
+export type OperationKind = "snapshot" | "restore" | "replaced";
+
+export interface OperationMarker {
+  op: OperationKind;
+  /** The owning session: backend pid and its start time (a pid is reused). */
+  pid: number;
+  backendStart: string;
+  /** The database the operation is about, by its name when it started. */
+  database: string;
+  /** The side copy being made: the snapshot's or `<db>_restoring`. */
+  copy?: string;
+  /** Whether the operation closed the database (one already closed stays closed). */
+  closed: boolean;
+  /** restore: the replaced database is to be kept. */
+  keepOld?: boolean;
+}
+
+const MARK = "pgstack-operation";
+
+interface StoredComment {
+  [MARK]: OperationMarker;
+  /** The database's own comment, put back when the operation ends. */
+  comment: string | null;
+}
+
+function parseMarker(text: string | null): StoredComment | undefined {
+  if (!text) return undefined;
+  try {
+    const data = JSON.parse(text) as StoredComment;
+    return data && typeof data === "object" && data[MARK] && typeof data[MARK].pid === "number" ? data : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+async function commentOn(client: Client, db: string): Promise<string | null> {
+  const { rows } = await client.query<{ c: string | null }>("SELECT shobj_description(oid, 'pg_database') AS c FROM pg_database WHERE datname = $1", [db]);
+  return rows[0]?.c ?? null;
+}
+
+async function setComment(client: Client, db: string, comment: string | null): Promise<void> {
+  await client.query(`COMMENT ON DATABASE ${quoteIdent(db)} IS ${comment === null ? "NULL" : quoteLiteral(comment)}`);
+}
+
+/** This session's identity, as a marker records it. */
+async function self(client: Client): Promise<{ pid: number; backendStart: string }> {
+  const { rows } = await client.query<{ pid: number; start: string }>(
+    "SELECT pid, backend_start::text AS start FROM pg_stat_activity WHERE pid = pg_backend_pid()",
+  );
+  return { pid: rows[0].pid, backendStart: rows[0].start };
+}
+
+async function inTransaction(client: Client, fn: () => Promise<void>): Promise<void> {
+  await client.query("BEGIN");
+  try {
+    await fn();
+    await client.query("COMMIT");
+  } catch (err) {
+    await client.query("ROLLBACK").catch(() => undefined);
+    throw err;
+  }
+}
+
+/**
+ * Records that this session starts `op` on `db` (closing it to new sessions
+ * when `close`), in one transaction. A marker already there from a live
+ * session is another pgstack at work: refused with one sentence.
+ */
+export async function beginOperation(
+  client: Client,
+  db: string,
+  marker: Omit<OperationMarker, "pid" | "backendStart" | "database" | "closed">,
+  options: { close: boolean },
+): Promise<void> {
+  const me = await self(client);
+  await inTransaction(client, async () => {
+    const current = await commentOn(client, db);
+    const existing = parseMarker(current);
+    if (existing && existing[MARK].pid !== me.pid) {
+      throw new PgstackError(
+        "E_SNAPSHOT",
+        `Database '${db}' is in the middle of another pgstack ${existing[MARK].op} (pid ${existing[MARK].pid}): let it finish, or run any pgstack command once it has died to repair it, and run again.`,
+      );
+    }
+    const stored: StoredComment = { [MARK]: { ...marker, ...me, database: db, closed: options.close }, comment: existing ? existing.comment : current };
+    await setComment(client, db, JSON.stringify(stored));
+    if (options.close) await client.query(`ALTER DATABASE ${quoteIdent(db)} ALLOW_CONNECTIONS false`);
+  });
+}
+
+/** Rewrites the marker on `db` (e.g. moved to the replaced database by the swap). Call inside the caller's transaction. */
+export async function rewriteOperation(client: Client, db: string, change: Partial<OperationMarker>): Promise<void> {
+  const stored = parseMarker(await commentOn(client, db));
+  if (!stored) return;
+  await setComment(client, db, JSON.stringify({ ...stored, [MARK]: { ...stored[MARK], ...change } }));
+}
+
+/** Opens `db` to connections again while its marker stays (the operation is not over). */
+export async function reopenKeepingMarker(client: Client, db: string): Promise<void> {
+  await inTransaction(client, async () => {
+    await client.query(`ALTER DATABASE ${quoteIdent(db)} ALLOW_CONNECTIONS true`);
+    await rewriteOperation(client, db, { closed: false });
+  });
+}
+
+/**
+ * Ends the operation on `db`: open again (when the operation closed it), its
+ * own comment back, in one transaction. A missing database is no error.
+ */
+export async function endOperation(client: Client, db: string): Promise<void> {
+  await inTransaction(client, async () => {
+    const stored = parseMarker(await commentOn(client, db));
+    if (!stored) return;
+    if (stored[MARK].closed) await client.query(`ALTER DATABASE ${quoteIdent(db)} ALLOW_CONNECTIONS true`);
+    await setComment(client, db, stored.comment);
+  });
+}
+
+/** The marker on `db`, if an operation is recorded there. */
+export async function operationOn(client: Client, db: string): Promise<OperationMarker | undefined> {
+  return parseMarker(await commentOn(client, db))?.[MARK];
+}
+
+/** The comment `db` has outside any operation (the one kept in the marker while one runs). */
+export async function ownComment(client: Client, db: string): Promise<string | null> {
+  const current = await commentOn(client, db);
+  const stored = parseMarker(current);
+  return stored ? stored.comment : current;
+}
+
+async function alive(client: Client, marker: OperationMarker): Promise<boolean> {
+  const { rowCount } = await client.query("SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND backend_start::text = $2", [marker.pid, marker.backendStart]);
+  return (rowCount ?? 0) > 0;
+}
+
+export interface Recovery {
+  database: string;
+  op: OperationKind;
+  /** What was done, one phrase each. */
+  actions: string[];
+}
+
+export interface RecoverOptions {
+  log: Logger;
+  /**
+   * How long to wait for a dead client's session to end, ms (its backend may
+   * still be finishing a CREATE DATABASE the client sent before it died).
+   * Default 30000.
+   */
+  waitMs?: number;
+}
+
+/**
+ * Repairs what interrupted operations left on the server of `url` (see the
+ * module comment). Quiet when there is nothing to do, and when the role may
+ * not reach the `postgres` database (a managed service): then no operation of
+ * its can have closed anything either.
+ */
+export async function recoverInterrupted(url: string, options: RecoverOptions): Promise<Recovery[]> {
+  try {
+    const mine = parseDatabaseUrl(url).database;
+    return await withClient(withDatabase(url, "postgres"), (client) => recoverOn(client, mine, options), { applicationName: "pgstack recover", connectTimeoutMs: 5000 });
+  } catch (err) {
+    if (err instanceof PgstackError && (err.code === "E_DB_MISSING" || err.code === "E_DB_AUTH")) return [];
+    throw err;
+  }
+}
+
+async function recoverOn(client: Client, mine: string, options: RecoverOptions): Promise<Recovery[]> {
+  const { rows } = await client.query<{ datname: string; comment: string }>(
+    `SELECT datname, shobj_description(oid, 'pg_database') AS comment FROM pg_database
+      WHERE shobj_description(oid, 'pg_database') LIKE $1`,
+    [`%"${MARK}"%`],
+  );
+  const done: Recovery[] = [];
+  for (const row of rows) {
+    const stored = parseMarker(row.comment);
+    if (!stored) continue;
+    const marker = stored[MARK];
+    // Waiting is only worth it for this command's own database (it could not
+    // use it before the operation ends anyway); another database's live
+    // operation is left alone at once.
+    const deadline = Date.now() + (marker.database === mine ? (options.waitMs ?? 30_000) : 0);
+    while ((await alive(client, marker)) && Date.now() < deadline) await sleep(200);
+    if (await alive(client, marker)) continue; // a live operation: not ours to touch
+    try {
+      done.push(await repair(client, row.datname, marker, options.log));
+    } catch (err) {
+      options.log.warn(`could not repair database '${row.datname}' after an interrupted pgstack ${marker.op}: ${messageOf(err).split("\n")[0]}`);
+    }
+  }
+  return done;
+}
+
+async function exists(client: Client, db: string): Promise<boolean> {
+  return ((await client.query("SELECT 1 FROM pg_database WHERE datname = $1", [db])).rowCount ?? 0) > 0;
+}
+
+async function repair(client: Client, db: string, marker: OperationMarker, log: Logger): Promise<Recovery> {
+  const actions: string[] = [];
+  // The copy an interrupted snapshot or restore was making is incomplete or
+  // unverified; it never is the live database (that one carries the marker).
+  if (marker.copy && marker.copy !== db && (await exists(client, marker.copy))) {
+    const copyMarker = await operationOn(client, marker.copy);
+    const finishedSnapshot = marker.op === "snapshot" && (await commentOn(client, marker.copy))?.includes('"pgstack-snapshot"') && !copyMarker;
+    if (!finishedSnapshot) {
+      await client.query(`DROP DATABASE ${quoteIdent(marker.copy)} WITH (FORCE)`);
+      actions.push(`dropped the unfinished copy ${marker.copy}`);
+    }
+  }
+  const { rows } = await client.query<{ allowed: boolean }>("SELECT datallowconn AS allowed FROM pg_database WHERE datname = $1", [db]);
+  await endOperation(client, db);
+  if (rows[0] && !rows[0].allowed) actions.push("reopened it to connections");
+  if (marker.op === "replaced") {
+    actions.push(`kept it: it is the database as it was before a restore of '${marker.database}' that was interrupted after the swap; remove it with DROP DATABASE ${quoteIdent(db)} once the restored database is checked`);
+  }
+  log.warn(`repaired database '${db}' after an interrupted pgstack ${marker.op} (pid ${marker.pid}): ${actions.join("; ") || "cleared its marker"}`);
+  return { database: db, op: marker.op, actions };
+}

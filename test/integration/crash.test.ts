@@ -1,0 +1,138 @@
+/**
+ * Defect 1 of issue 11: a process killed (SIGKILL, no finally runs) inside a
+ * snapshot, a restore or the restore's swap, with the real CLI against real
+ * PostgreSQL. `PGSTACK_FAILPOINT=<name>` kills it at a named point inside the
+ * operation (some while a statement runs: a CREATE DATABASE, the swap's
+ * COMMIT). Then the next pgstack command repairs what it left, saying so,
+ * and: the database takes connections, holds exactly the data before or
+ * after (content digests), keeps its own comment, and no unfinished copy is
+ * left.
+ */
+import { memoryLogger } from "../../infra/core/logger";
+import { applyMigrations } from "../../infra/core/migrations/runner";
+import { resolveSettings } from "../../infra/core/settings";
+import { listSnapshots } from "../../infra/core/snapshot/template";
+import { pgstack } from "../support/cli";
+import { adminQuery, createTestDatabase, withDb } from "../support/cluster";
+import { acceptsConnections, databasesLike, tableDigests } from "../support/data";
+import { migrationsDir } from "../support/fixtures";
+
+jest.setTimeout(300_000);
+
+const MIGRATION = `CREATE TABLE items (id int PRIMARY KEY, name text NOT NULL, qty int NOT NULL);
+INSERT INTO items SELECT g, 'item ' || g, g % 17 FROM generate_series(1, 5000) g;
+CREATE TABLE notes (body text);
+INSERT INTO notes SELECT 'note ' || g FROM generate_series(1, 300) g;
+`;
+const COMMENT = "the shop's database";
+const literal = (t: string) => "'" + t.replace(/'/g, "''") + "'";
+
+async function commentOf(db: string): Promise<string | null> {
+  const { rows } = await adminQuery("SELECT shobj_description(oid, 'pg_database') AS c FROM pg_database WHERE datname = $1", [db]);
+  return (rows[0]?.c as string | null) ?? null;
+}
+
+describe("a pgstack killed inside a snapshot or a restore", () => {
+  let url: string;
+  let db: string;
+
+  beforeAll(async () => {
+    url = await createTestDatabase("crash");
+    db = new URL(url).pathname.slice(1);
+    await applyMigrations(resolveSettings({ url, dir: await migrationsDir({ "20250101000000_items": MIGRATION }) }), { kind: "all" }, memoryLogger());
+    await adminQuery(`COMMENT ON DATABASE "${db}" IS ${literal(COMMENT)}`);
+  });
+
+  afterAll(async () => {
+    for (const s of await listSnapshots(url)) await adminQuery(`DROP DATABASE IF EXISTS "${s.snapshotId}" WITH (FORCE)`);
+  });
+
+  const cli = (args: string[], failpoint?: string) => pgstack(args, { DATABASE_URL: url, PGSTACK_FAILPOINT: failpoint });
+
+  /** The next command (any with a database) repairs; returns its stderr. */
+  async function nextCommand(): Promise<string> {
+    const next = await cli(["snapshot", "list", "--json"]);
+    expect(next.code).toBe(0);
+    return next.stderr;
+  }
+
+  it.each(["snapshot:closed", "snapshot:sessions-ended", "snapshot:copying", "snapshot:copied", "snapshot:labelled"])(
+    "killed at %s: the next command reopens the database and drops the unfinished copy; data and comment unchanged",
+    async (point) => {
+      const before = await tableDigests(url);
+      const snapshotsBefore = (await listSnapshots(url)).map((s) => s.snapshotId);
+      const killed = await cli(["snapshot", "create", "--stack", "crash", "--json"], point);
+      expect(killed.signal).toBe("SIGKILL");
+      if (point !== "snapshot:labelled" && point !== "snapshot:copying") {
+        // What the defect was: closed for good, until something repairs it.
+        expect(await acceptsConnections(db)).toBe(false);
+      }
+      const said = await nextCommand();
+      expect(said).toMatch(new RegExp(`repaired database '${db}' after an interrupted pgstack snapshot`));
+      expect(await acceptsConnections(db)).toBe(true);
+      expect(await tableDigests(url)).toEqual(before);
+      expect(await commentOf(db)).toBe(COMMENT);
+      // No orphan: every snap_crash_* database is a listed snapshot; a copy finished and labelled before the kill is one.
+      const listed = (await listSnapshots(url)).map((s) => s.snapshotId).sort();
+      expect(await databasesLike("snap_crash_")).toEqual(listed);
+      expect(listed.length - snapshotsBefore.length).toBe(point === "snapshot:labelled" ? 1 : 0);
+      // And the next snapshot works.
+      const again = await cli(["snapshot", "create", "--stack", "crash", "--json"]);
+      expect(again.code).toBe(0);
+      expect(await acceptsConnections(db)).toBe(true);
+    },
+  );
+
+  describe("restore", () => {
+    let snapshotId: string;
+    let atSnapshot: Record<string, string>;
+
+    beforeAll(async () => {
+      const taken = await cli(["snapshot", "create", "--stack", "crash", "--json"]);
+      snapshotId = JSON.parse(taken.stdout).snapshotId;
+      atSnapshot = await tableDigests(url);
+    });
+
+    /** Writes since the snapshot, different each time. */
+    async function change(round: number): Promise<void> {
+      await withDb(url, async (c) => {
+        await c.query("UPDATE items SET qty = qty + $1", [round]);
+        await c.query("INSERT INTO notes VALUES ($1)", [`round ${round}`]);
+      });
+    }
+
+    const OLD = ["restore:materializing", "restore:materialized", "restore:verified", "restore:closed", "restore:counted"];
+    const NEW = ["restore:swapped", "restore:reopened"];
+    it.each([...OLD, "restore:swapping", ...NEW].map((p, i) => [p, i + 1] as const))(
+      "killed at %s: the next command leaves exactly the old or the restored data in place, open, with no unfinished copy",
+      async (point, round) => {
+        await change(round);
+        const current = await tableDigests(url);
+        expect(current).not.toEqual(atSnapshot);
+        const killed = await cli(["snapshot", "restore", snapshotId, "--yes"], point);
+        expect(killed.signal).toBe("SIGKILL");
+        const said = await nextCommand();
+        expect(await acceptsConnections(db)).toBe(true);
+        const now = await tableDigests(url);
+        if (OLD.includes(point)) expect(now).toEqual(current);
+        else if (NEW.includes(point)) expect(now).toEqual(atSnapshot);
+        else expect([current, atSnapshot]).toContainEqual(now);
+        expect(await commentOf(db)).toBe(COMMENT);
+        // Never an unfinished copy; the replaced database only when the swap happened, open and named with how to remove it.
+        const leftovers = await databasesLike(`${db}_`);
+        expect(leftovers.filter((d) => d.endsWith("_restoring"))).toEqual([]);
+        const kept = leftovers.filter((d) => d.includes("_before_restore_"));
+        if (now === current || JSON.stringify(now) === JSON.stringify(current)) {
+          expect(kept).toEqual([]);
+        } else {
+          expect(kept).toHaveLength(1);
+          expect(await acceptsConnections(kept[0])).toBe(true);
+          expect(said).toContain(`DROP DATABASE "${kept[0]}"`);
+          await adminQuery(`DROP DATABASE "${kept[0]}" WITH (FORCE)`);
+        }
+        // A second run of the next command has nothing left to repair.
+        expect(await nextCommand()).not.toMatch(/repaired/);
+      },
+    );
+  });
+});
