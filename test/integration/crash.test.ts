@@ -44,7 +44,7 @@ describe("a pgstack killed inside a snapshot or a restore", () => {
   });
 
   afterAll(async () => {
-    for (const s of await listSnapshots(url)) await adminQuery(`DROP DATABASE IF EXISTS "${s.snapshotId}" WITH (FORCE)`);
+    for (const s of await listSnapshots(url, { source: db })) await adminQuery(`DROP DATABASE IF EXISTS "${s.snapshotId}" WITH (FORCE)`);
   });
 
   const cli = (args: string[], failpoint?: string) => pgstack(args, { DATABASE_URL: url, PGSTACK_FAILPOINT: failpoint });
@@ -60,7 +60,7 @@ describe("a pgstack killed inside a snapshot or a restore", () => {
     "killed at %s: the next command reopens the database and drops the unfinished copy; data and comment unchanged",
     async (point) => {
       const before = await tableDigests(url);
-      const snapshotsBefore = (await listSnapshots(url)).map((s) => s.snapshotId);
+      const snapshotsBefore = (await listSnapshots(url, { source: db })).map((s) => s.snapshotId);
       const killed = await cli(["snapshot", "create", "--stack", "crash", "--json"], point);
       expect(killed.signal).toBe("SIGKILL");
       if (point !== "snapshot:labelled" && point !== "snapshot:copying") {
@@ -73,7 +73,7 @@ describe("a pgstack killed inside a snapshot or a restore", () => {
       expect(await tableDigests(url)).toEqual(before);
       expect(await commentOf(db)).toBe(COMMENT);
       // No orphan: every snap_crash_* database is a listed snapshot; a copy finished and labelled before the kill is one.
-      const listed = (await listSnapshots(url)).map((s) => s.snapshotId).sort();
+      const listed = (await listSnapshots(url, { source: db })).map((s) => s.snapshotId).sort();
       expect(await databasesLike("snap_crash_")).toEqual(listed);
       expect(listed.length - snapshotsBefore.length).toBe(point === "snapshot:labelled" ? 1 : 0);
       // And the next snapshot works.
