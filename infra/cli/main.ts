@@ -3,6 +3,7 @@ import { errorSentence, isPgstackError } from "../core/errors";
 import { applyCommand } from "./commands/apply";
 import { lintCommand } from "./commands/lint";
 import { planCommand } from "./commands/plan";
+import { resolveCommand } from "./commands/resolve";
 import { snapshotCommand } from "./commands/snapshot";
 import { statusCommand } from "./commands/status";
 import { processContext, type Context } from "./context";
@@ -13,7 +14,7 @@ export function buildProgram(ctx: Context): Command {
     .showSuggestionAfterError()
     .exitOverride()
     .configureOutput({ writeOut: (s) => ctx.output.out(s.trimEnd()), writeErr: (s) => ctx.output.err(s.trimEnd()) });
-  for (const command of [statusCommand(ctx), applyCommand(ctx), planCommand(ctx), lintCommand(ctx), snapshotCommand(ctx)]) {
+  for (const command of [statusCommand(ctx), applyCommand(ctx), planCommand(ctx), lintCommand(ctx), resolveCommand(ctx), snapshotCommand(ctx)]) {
     program.addCommand(command.exitOverride());
   }
   return program;

@@ -1,5 +1,6 @@
 import { Command } from "commander";
 import { migrationStatus } from "../../core/migrations/runner";
+import { describeMode, pendingModes } from "../../core/migrations/mode";
 import type { Context } from "../context";
 import { settingsFrom, withDatabaseOptions, type DatabaseFlags } from "../options";
 import { statusJson, table } from "../output";
@@ -8,9 +9,11 @@ export function statusCommand(ctx: Context): Command {
   return withDatabaseOptions(new Command("status"))
     .description("every migration with its checksum and state: applied, pending, failed, drifted or missing-from-disk")
     .action(async (flags: DatabaseFlags) => {
-      const status = await migrationStatus(settingsFrom(flags, ctx.env));
+      const log = ctx.logger(flags);
+      const status = await migrationStatus(settingsFrom(flags, ctx.env), (note) => log.warn(note));
+      const modes = await pendingModes(status);
       if (flags.json) {
-        ctx.output.out(JSON.stringify(statusJson(status)));
+        ctx.output.out(JSON.stringify(statusJson(status, modes)));
         return;
       }
       if (status.length === 0) {
@@ -19,8 +22,12 @@ export function statusCommand(ctx: Context): Command {
       }
       ctx.output.out(
         table(
-          ["MIGRATION", "STATE", "APPLIED AT", "CHECKSUM"],
-          status.map((s) => [s.name, s.state, s.appliedAt ? s.appliedAt.toISOString() : "-", s.checksum.slice(0, 12)]),
+          ["MIGRATION", "STATE", "APPLIED AT", "CHECKSUM", "MODE"],
+          status.map((s) => {
+            const mode = modes.get(s.name);
+            const steps = s.resume ? `, ${s.resume.steps} statement(s) committed` : "";
+            return [s.name, s.state, s.appliedAt ? s.appliedAt.toISOString() : "-", s.checksum.slice(0, 12), (mode ? describeMode(mode) : "-") + steps];
+          }),
         ),
       );
       const counts = new Map<string, number>();
