@@ -268,7 +268,7 @@ async function applyWithRetries(
     const sqlstate = error.code ? ` (SQLSTATE ${error.code})` : "";
     let aftermath: string;
     if (rolledBack) {
-      aftermath = "nothing of it was applied";
+      aftermath = "nothing of it was applied: fix it and run again";
     } else {
       const last = statements[stepsApplied - 1];
       const newly = stepsApplied - committedBefore;

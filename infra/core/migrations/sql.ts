@@ -46,6 +46,8 @@ export interface SplitStats {
  * start of the file.
  */
 export function splitStatements(sql: string, migrationName: string, stats?: SplitStats): Statement[] {
+  // Only whitespace and comments: no statement (the parser refuses an empty query).
+  if (leadingTriviaLength(sql) === sql.length) return [];
   const bytes = Buffer.from(sql, "utf8");
   let parsed: ReturnType<typeof pgQuery.parseSync>;
   try {
