@@ -131,7 +131,7 @@ function assertLockProvider(dir: string): void {
   if (provider !== undefined && !POSTGRES_PROVIDERS.has(provider)) {
     throw new PgstackError(
       "E_MIGRATION_PROVIDER",
-      `${path.join(dir, "migration_lock.toml")} says these migrations were written for provider '${provider}', not postgresql: point --dir at the PostgreSQL history (Prisma refuses this one too).`,
+      `The migration_lock.toml in ${dir} says these migrations were written for provider '${provider}', not postgresql: point --dir at the PostgreSQL history (Prisma refuses this one too).`,
       { provider },
     );
   }
