@@ -115,7 +115,7 @@ describe("bad input: one clear sentence, non-zero exit, database unchanged", () 
     await fs.writeFile(path.join(dir, "migration_lock.toml"), 'provider = "sqlite"\n');
     const result = await pgstack(["apply", "--all", "--dir", dir], { DATABASE_URL: url });
     expect(result.code).toBe(1);
-    expectOneSentence(result.stderr, /migration_lock\.toml says these migrations were written for provider 'sqlite', not postgresql: point --dir at the PostgreSQL history/);
+    expectOneSentence(result.stderr, /^(pgstack: )?The migration_lock\.toml in .* says these migrations were written for provider 'sqlite', not postgresql: point --dir at the PostgreSQL history/);
   });
 
   it("a migration.sql with a byte that is not UTF-8: file and byte offset named, nothing applied (not U+FFFD)", async () => {

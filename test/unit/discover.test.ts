@@ -98,7 +98,7 @@ describe("discoverMigrations", () => {
   it("refuses a migration_lock.toml naming another provider, as Prisma does", async () => {
     const err = await failure(await tree({ "migration_lock.toml": 'provider = "mysql"\n', "20250101000000_a/migration.sql": "SELECT 1;" }));
     expect(err.code).toBe("E_MIGRATION_PROVIDER");
-    expect(err.message).toMatch(/migration_lock\.toml says these migrations were written for provider 'mysql', not postgresql/);
+    expect(err.message).toMatch(/^(pgstack: )?The migration_lock\.toml in .* says these migrations were written for provider 'mysql', not postgresql/);
     await expect(discoverMigrations(await tree({ "migration_lock.toml": 'provider = "postgres"', "1_a/migration.sql": "SELECT 1;" }))).resolves.toHaveLength(1);
   });
 
