@@ -256,3 +256,49 @@ describe("pgstack resolve, as prisma migrate resolve", () => {
     expect(tables.rows.map((r) => r.tablename)).toEqual(["one", "two"]);
   });
 });
+
+describe("a non-atomic migration killed between statements (PGSTACK_FAILPOINT)", () => {
+  const files = {
+    "20250101000000_t": `CREATE TABLE "t" ("a" INTEGER, "b" INTEGER);`,
+    "20250102000000_idx": `CREATE INDEX CONCURRENTLY "t_a_idx" ON "t"("a");\nCREATE INDEX CONCURRENTLY "t_b_idx" ON "t"("b");\nALTER TABLE "t" ADD COLUMN "c" INTEGER;\n`,
+  };
+  const state = (url: string) =>
+    withDb(url, async (c) => ({
+      indexes: (await c.query(`SELECT c.relname, i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname LIKE 't\\_%' ORDER BY 1`)).rows,
+      columns: (await c.query(`SELECT column_name FROM information_schema.columns WHERE table_name = 't' ORDER BY 1`)).rows.map((r) => r.column_name),
+      ledger: (await c.query(`SELECT finished_at IS NOT NULL AS done, rolled_back_at IS NOT NULL AS rolled_back, applied_steps_count FROM "_prisma_migrations" WHERE migration_name = '20250102000000_idx'`)).rows,
+    }));
+
+  it("killed after an index build committed but before its progress was recorded: the next run does not build it again, and finishes the file", async () => {
+    const url = await createTestDatabase("parity_kill_build");
+    const dir = await migrationsDir(files);
+    const killed = await pgstack(["apply", "--all", "--dir", dir], { DATABASE_URL: url, PGSTACK_FAILPOINT: "statement-committed:1" });
+    expect(killed.signal).toBe("SIGKILL");
+    expect(await state(url)).toEqual({ indexes: [{ relname: "t_a_idx", indisvalid: true }], columns: ["a", "b"], ledger: [{ done: false, rolled_back: false, applied_steps_count: 0 }] });
+    const status = await pgstack(["status", "--json", "--dir", dir], { DATABASE_URL: url });
+    expect(JSON.parse(status.stdout).migrations[1]).toMatchObject({ state: "failed", mode: "statements" });
+    const again = await pgstack(["apply", "--all", "--dir", dir], { DATABASE_URL: url });
+    expect(again.code).toBe(0);
+    expect(again.stderr).toContain("index t_a_idx at line 1 was built by the interrupted run; not building it again");
+    expect(await state(url)).toEqual({
+      indexes: [
+        { relname: "t_a_idx", indisvalid: true },
+        { relname: "t_b_idx", indisvalid: true },
+      ],
+      columns: ["a", "b", "c"],
+      ledger: [{ done: true, rolled_back: false, applied_steps_count: 3 }],
+    });
+  });
+
+  it("killed right after a plain statement: its progress was recorded with it, so the next run only finishes the ledger row", async () => {
+    const url = await createTestDatabase("parity_kill_plain");
+    const dir = await migrationsDir(files);
+    const killed = await pgstack(["apply", "--all", "--dir", dir], { DATABASE_URL: url, PGSTACK_FAILPOINT: "statement-committed:3" });
+    expect(killed.signal).toBe("SIGKILL");
+    expect((await state(url)).ledger).toEqual([{ done: false, rolled_back: false, applied_steps_count: 3 }]);
+    expect((await state(url)).columns).toEqual(["a", "b", "c"]);
+    const again = await pgstack(["apply", "--all", "--dir", dir], { DATABASE_URL: url });
+    expect(again.code).toBe(0);
+    expect(await state(url)).toMatchObject({ columns: ["a", "b", "c"], ledger: [{ done: true, rolled_back: false, applied_steps_count: 3 }] });
+  });
+});

@@ -137,7 +137,7 @@ export function assertNoDrift(status: MigrationStatus[], dir: string): void {
       { migrations: drifted.map((s) => s.name) },
     );
   }
-  const editedPartial = status.filter((s) => s.resume && !s.resume.sameFile);
+  const editedPartial = status.filter((s) => s.resume && s.resume.steps > 0 && !s.resume.sameFile);
   if (editedPartial.length > 0) {
     const s = editedPartial[0];
     throw new PgstackError(
@@ -223,7 +223,7 @@ async function applyWithRetries(
 ): Promise<AppliedMigration> {
   const { migration, statements, mode } = plan;
   let resume = plan.resume;
-  if (resume) log.info(`${migration.name}: resuming after the ${resume.steps} statement(s) a previous run committed`);
+  if (resume && resume.steps > 0 && !isAtomic(mode)) log.info(`${migration.name}: resuming after the ${resume.steps} statement(s) a previous run committed`);
   for (let attempt = 1; ; attempt++) {
     const started = process.hrtime.bigint();
     const outcome = isAtomic(mode)
@@ -238,7 +238,7 @@ async function applyWithRetries(
         durationMs,
         attempts: attempt,
         mode,
-        ...(plan.resume ? { resumedAfter: plan.resume.steps } : {}),
+        ...(plan.resume?.steps && !isAtomic(mode) ? { resumedAfter: plan.resume.steps } : {}),
       };
     }
     const { error, statement, stepsApplied } = outcome;
@@ -444,13 +444,25 @@ async function runStatementByStatement(
     const statement = statements[i];
     let invalidIndex: string | undefined;
     try {
-      if (statement.concurrentIndex) await dropInvalidIndex(client, schema, statement.concurrentIndex, migration, log);
+      if (statement.concurrentIndex) {
+        await dropInvalidIndex(client, schema, statement.concurrentIndex, migration, log);
+        // A run killed after this build finished but before its progress was
+        // recorded left the index valid: the build is done, not to be repeated.
+        if (resume && i === resume.steps && (await validIndexExists(client, schema, statement.concurrentIndex))) {
+          log.info(`${migration.name}: index ${statement.concurrentIndex.name} at line ${statement.line} was built by the interrupted run; not building it again`);
+          committed = i + 1;
+          await recordProgress(client, schema, id, committed);
+          continue;
+        }
+      }
       if (statement.kind === "plain" && txStatus() === "I") {
         await simpleQuery(client, [statement.sql, progressSql(i + 1)]);
         committed = i + 1;
+        failPoint("statement-committed", i + 1);
         continue;
       }
       await client.query(statement.sql);
+      failPoint("statement-committed", i + 1);
     } catch (err) {
       const failure = err instanceof PartError ? err.failure : err;
       if (txStatus() !== "I") await client.query("ROLLBACK").catch(() => undefined);
@@ -498,6 +510,24 @@ function transactionStatus(client: Client): () => string {
   return status;
 }
 const transactionStatuses = new WeakMap<Client, () => string>();
+
+/**
+ * Test hook: PGSTACK_FAILPOINT=<point>:<n> kills the process (SIGKILL, no
+ * cleanup) when it reaches <point> for the n-th time in a migration, so tests
+ * can prove what a crash there leaves behind.
+ */
+function failPoint(point: string, n: number): void {
+  if (process.env.PGSTACK_FAILPOINT === `${point}:${n}`) process.kill(process.pid, "SIGKILL");
+}
+
+async function validIndexExists(client: Client, schema: string, index: NonNullable<Statement["concurrentIndex"]>): Promise<boolean> {
+  const { rows } = await client.query(
+    `SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE c.relname = $1 AND n.nspname = $2 AND i.indisvalid`,
+    [index.name, index.schema ?? schema],
+  );
+  return rows.length > 0;
+}
 
 /** Name of the INVALID index a CONCURRENTLY build of `index` left behind, if any. */
 async function invalidIndexName(client: Client, schema: string, index: NonNullable<Statement["concurrentIndex"]>): Promise<string | null> {

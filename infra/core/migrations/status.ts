@@ -53,7 +53,10 @@ export function computeStatus(migrations: Migration[], ledger: LedgerRow[]): Mig
       });
     } else if (rows.length > 0) {
       const last = rows[rows.length - 1];
-      const partiallyApplied = last.rolledBackAt === null && last.appliedStepsCount > 0;
+      // An unfinished attempt nobody rolled back: a non-atomic run stopped (failed or killed) with
+      // applied_steps_count statements committed, where the next run of that file picks up.
+      const open = last.rolledBackAt === null && last.finishedAt === null;
+      const partiallyApplied = open && last.appliedStepsCount > 0;
       result.push({
         name: migration.name,
         checksum: migration.checksum,
@@ -62,7 +65,7 @@ export function computeStatus(migrations: Migration[], ledger: LedgerRow[]): Mig
         migration,
         lastError: last.logs ?? undefined,
         partiallyApplied,
-        ...(partiallyApplied
+        ...(open
           ? { resume: { ledgerId: last.id, steps: last.appliedStepsCount, sameFile: checksumMatches(last.checksum, migration.bytes) } }
           : {}),
       });
