@@ -2,7 +2,7 @@ import { promises as fs } from "node:fs";
 import * as path from "node:path";
 import { PgstackError } from "../errors";
 import { checksumOf } from "../migrations/checksum";
-import { discoverMigrations, MIGRATION_NAME_PATTERN, NO_TRANSACTION_MARKER, type Migration } from "../migrations/discover";
+import { discoverMigrations, hasNoTransactionMarker, MIGRATION_NAME_PATTERN, type Migration } from "../migrations/discover";
 import { executionModeOf } from "../migrations/mode";
 import { splitStatements } from "../migrations/sql";
 import type { MigrationStatus } from "../migrations/status";
@@ -194,7 +194,6 @@ export async function migrationFromFile(sqlPath: string): Promise<Migration> {
   // Any folder holding a migration.sql is a migration, as for Prisma.
   const named = path.basename(sqlPath) === "migration.sql";
   const name = named ? folder : path.basename(sqlPath);
-  const firstLine = sql.replace(/^\uFEFF/, "").split(/\r?\n/).find((l) => l.trim() !== "") ?? "";
   return {
     name,
     slug: (named && MIGRATION_NAME_PATTERN.exec(folder)?.[2]) || name,
@@ -203,8 +202,7 @@ export async function migrationFromFile(sqlPath: string): Promise<Migration> {
     bytes,
     sql,
     checksum: checksumOf(bytes),
-    // Same rule as discoverMigrations: the first non-blank line opts out.
-    noTransaction: firstLine.trim() === NO_TRANSACTION_MARKER,
+    noTransaction: hasNoTransactionMarker(sql),
   };
 }
 

@@ -105,7 +105,7 @@ export async function discoverMigrations(dir: string, onNote?: (note: string) =>
       bytes,
       sql,
       checksum: checksumOf(bytes),
-      noTransaction: firstLine(sql) === NO_TRANSACTION_MARKER,
+      noTransaction: hasNoTransactionMarker(sql),
       downPath: hasDown ? downPath : undefined,
     });
   }
@@ -184,6 +184,11 @@ export function firstInvalidUtf8(bytes: Buffer): number {
     i += need + 1;
   }
   return -1;
+}
+
+/** True when the first non-blank line is `-- pgstack:no-transaction`. */
+export function hasNoTransactionMarker(sql: string): boolean {
+  return firstLine(sql) === NO_TRANSACTION_MARKER;
 }
 
 function firstLine(sql: string): string {
