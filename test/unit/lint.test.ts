@@ -279,6 +279,18 @@ describe("lint on real histories (issue 10)", () => {
     expect(blocking(await lint(`LOCK TABLE "users" IN ROW EXCLUSIVE MODE;`))).toEqual([]);
   });
 
+  it("a folder name Prisma accepts but not <timestamp>_<name> is a warning, not a refusal", async () => {
+    const report = await lintMigrations([migration(`SELECT 1;`, "01_init")], { cwd: "/" });
+    expect(report.findings).toMatchObject([{ rule: "nonstandard-folder-name", severity: "warning", migration: "01_init" }]);
+    expect(rules(await lint(`SELECT 1;`))).toEqual([]);
+  });
+
+  it("a file ending in ROLLBACK is a warning: recorded applied, it changes nothing", async () => {
+    const report = await lint(`BEGIN;\nCREATE TABLE "scratch" ("id" BIGINT);\nROLLBACK;`);
+    expect(report.findings.filter((f) => f.rule === "rollback-discards-migration")).toMatchObject([{ severity: "warning", line: 3 }]);
+    expect(blocking(report)).toEqual([]);
+  });
+
   it("DDL inside a DO block is reported: lint cannot check it", async () => {
     const report = await lint(`DO $$ BEGIN\n  IF NOT EXISTS (SELECT 1) THEN\n    ALTER TABLE "users" ADD COLUMN "x" TEXT;\n  END IF;\nEND $$;`);
     expect(report.findings).toMatchObject([{ rule: "ddl-in-do-block", severity: "warning", line: 1 }]);

@@ -32,6 +32,16 @@ export function pgstackChecks(source: SourceFile, inTransaction: boolean): RawFi
       }
     }
   }
+  const last = source.statements[source.statements.length - 1] as ParsedStatement | undefined;
+  const lastKind = (last?.node as { TransactionStmt?: { kind?: string } } | undefined)?.TransactionStmt?.kind;
+  if (last && (lastKind === "TRANS_STMT_ROLLBACK" || lastKind === "TRANS_STMT_ROLLBACK_TO")) {
+    findings.push({
+      rule: "rollback-discards-migration",
+      byte: last.start,
+      message: "The file ends in ROLLBACK: its last transaction is discarded, yet the migration is recorded applied (by Prisma too).",
+      help: "Remove the dry run from the history, or end the transaction with COMMIT if the change is wanted.",
+    });
+  }
   for (const t of source.tokens) {
     if (t.comment && /^(--|\/\*)\s*squawk-ignore/.test(t.text)) {
       findings.push({

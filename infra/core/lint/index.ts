@@ -133,6 +133,18 @@ async function lintOne(m: Migration, binary: string, cwd: string): Promise<LintF
     );
   }
   for (const raw of pgstackChecks(source, inTransaction)) add(raw, PGSTACK_RULES[raw.rule], "pgstack");
+  if (path.basename(m.sqlPath) === "migration.sql" && !MIGRATION_NAME_PATTERN.test(m.name)) {
+    add(
+      {
+        rule: "nonstandard-folder-name",
+        byte: 0,
+        message: `Folder '${m.name}' is not <14-digit timestamp>_<name>; it runs in Prisma's order (localeCompare) among the others.`,
+        help: "Name new migrations as `prisma migrate dev` does; never rename one that ran (its ledger row is keyed by the name).",
+      },
+      PGSTACK_RULES["nonstandard-folder-name"],
+      "pgstack",
+    );
+  }
   for (const raw of applySuppressions(source, located)) add(raw, PGSTACK_RULES[raw.rule], "pgstack");
 
   return located.map((f) => {

@@ -187,6 +187,14 @@ export const PGSTACK_RULES: Record<string, RuleSpec> = {
     existingTablesOnly: true,
     why: "An explicit LOCK TABLE in SHARE mode or stronger blocks the application's writes (ACCESS EXCLUSIVE, the default, also its reads) until the migration commits.",
   },
+  "nonstandard-folder-name": {
+    severity: "warning",
+    why: "Prisma and pgstack apply any folder name, in Prisma's order (localeCompare); a name that is not <14-digit timestamp>_<name> may sort where nobody expects.",
+  },
+  "rollback-discards-migration": {
+    severity: "warning",
+    why: "A file whose own ROLLBACK discards its work is recorded applied (as Prisma records it) though it changed nothing.",
+  },
   "ddl-in-do-block": {
     severity: "warning",
     why: "Lint cannot see inside a DO block's body: DDL there on an existing table takes its locks unchecked.",
