@@ -212,6 +212,31 @@ describe("non-atomic migrations after a failure: the truth, and a resume at the 
   });
 });
 
+describe("a migration prisma migrate deploy failed on", () => {
+  it("is applied by pgstack, and Prisma's failed row (neither finished nor rolled back) is marked rolled back in the same transaction", async () => {
+    const url = await createTestDatabase("parity_prisma_failed");
+    const dir = await migrationsDir({ "20250101000000_t": `CREATE TABLE "t" ("a" INTEGER);` });
+    await applyThePrismaWay(url, dir, 0);
+    await withDb(url, (c) =>
+      c.query(
+        `INSERT INTO "_prisma_migrations" (id, checksum, migration_name, started_at, logs, applied_steps_count)
+         VALUES ('00000000-0000-4000-8000-000000000001', $1, '20250101000000_t', now(), 'Database error code: 40P01', 0)`,
+        ["0".repeat(64)],
+      ),
+    );
+    const result = await applyMigrations(settings(url, dir), { kind: "all" }, memoryLogger());
+    expect(result.applied.map((a) => a.name)).toEqual(["20250101000000_t"]);
+    const rows = await withDb(url, (c) =>
+      c.query(`SELECT id, finished_at IS NOT NULL AS finished, rolled_back_at IS NOT NULL AS rolled_back FROM "_prisma_migrations" ORDER BY started_at`),
+    );
+    // Prisma counts any row with neither timestamp as a failed migration, even after a later success.
+    expect(rows.rows).toEqual([
+      { id: "00000000-0000-4000-8000-000000000001", finished: false, rolled_back: true },
+      { id: expect.any(String), finished: true, rolled_back: false },
+    ]);
+  });
+});
+
 describe("pgstack resolve, as prisma migrate resolve", () => {
   it("--applied records a failed migration finished by hand; --rolled-back lets the next run start it afresh; wrong states are refused", async () => {
     const url = await createTestDatabase("parity_resolve");

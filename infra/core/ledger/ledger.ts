@@ -136,6 +136,17 @@ export async function recordFailed(
   );
 }
 
+/**
+ * Marks the migration's other unfinished attempts (a failed `prisma migrate
+ * deploy` leaves one with neither finished_at nor rolled_back_at) rolled back,
+ * as SQL text for the message that finishes the successful attempt: Prisma
+ * counts such a row as a failed migration even after a later success.
+ */
+export function supersedeFailedSql(client: Client, schema: string, name: string, keepId: string): string {
+  return `UPDATE ${ledgerTable(schema)} SET rolled_back_at = clock_timestamp()
+     WHERE migration_name = ${client.escapeLiteral(name)} AND finished_at IS NULL AND rolled_back_at IS NULL AND id <> ${client.escapeLiteral(keepId)}`;
+}
+
 /** Progress of a non-atomic attempt: how many statements are committed. */
 export async function recordProgress(client: Client, schema: string, id: string, appliedSteps: number): Promise<void> {
   await client.query(`UPDATE ${ledgerTable(schema)} SET applied_steps_count = $2 WHERE id = $1`, [id, appliedSteps]);

@@ -14,6 +14,7 @@ import {
   recordProgress,
   recordStarted,
   recordStartedSql,
+  supersedeFailedSql,
 } from "../ledger/ledger";
 import type { Logger } from "../logger";
 import type { Settings } from "../settings";
@@ -227,7 +228,7 @@ async function applyWithRetries(
   for (let attempt = 1; ; attempt++) {
     const started = process.hrtime.bigint();
     const outcome = isAtomic(mode)
-      ? await runBundled(client, db.schema, migration, statements, observer, withLast)
+      ? await runBundled(client, db.schema, migration, statements, observer, withLast, Boolean(plan.resume))
       : await runStatementByStatement(client, db.schema, migration, statements, resume, log);
     if (outcome.ok) {
       const durationMs = Number(process.hrtime.bigint() - started) / 1e6;
@@ -320,9 +321,11 @@ async function runBundled(
   statements: Statement[],
   observer: ApplyObserver,
   withLast: boolean,
+  /** An earlier attempt is open (failed under Prisma): mark it rolled back when this one commits. */
+  supersede = false,
 ): Promise<Outcome> {
   const id = randomUUID();
-  const first: Statement = statements[0] ?? { sql: "", line: 1, offset: 0 };
+  const first: Statement = statements[0] ?? { sql: "", line: 1, offset: 0, kind: "plain" };
   let current = first;
   try {
     await simpleQuery(client, ["BEGIN", recordStartedSql(client, schema, id, migration.name, migration.checksum)]);
@@ -340,7 +343,7 @@ async function runBundled(
     }
     const tail = statements.slice(own).map((s) => s.sql);
     if (tail.length > 0) current = statements[own];
-    const finished = recordFinishedSql(client, schema, id, 1);
+    const finished = [recordFinishedSql(client, schema, id, 1), ...(supersede ? [supersedeFailedSql(client, schema, migration.name, id)] : [])].join(";\n");
     if (observer.beforeCommit) {
       await simpleQuery(client, [...tail, finished]);
       await observer.beforeCommit(client, migration);
