@@ -6,12 +6,14 @@
  *   npm run bench -- lock       a migration under pgbench load, with and without lock_timeout + retries
  *   npm run bench -- chain      pulumi up with N migration command resources vs pgstack apply --all
  *   npm run bench -- window     application errors and the closed window of a snapshot/restore under continuous writes
+ *   npm run bench -- bigfile    a 60,000-statement migration and the 300-migration history, now vs before issue 10
  *
  * Each prints a markdown table and writes bench/results/<name>.json. Every
  * figure is a ratio of contenders interleaved in the same run (other jobs
  * share this machine). Not part of `npm test`.
  */
 import { applyBench } from "./apply";
+import { bigfileBench } from "./bigfile";
 import { BenchSetupError } from "./lib/common";
 import { chainBench } from "./chain";
 import { lockBench } from "./lock";
@@ -20,6 +22,7 @@ import { windowBench } from "./window";
 
 const benches: Record<string, (argv: string[]) => Promise<void>> = {
   apply: applyBench,
+  bigfile: bigfileBench,
   snapshot: snapshotBench,
   lock: lockBench,
   chain: chainBench,

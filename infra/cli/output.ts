@@ -1,4 +1,5 @@
 import type { MigrationStatus } from "../core/migrations/status";
+import type { ExecutionMode } from "../core/migrations/mode";
 
 /** Where command output goes; injectable so tests capture it. */
 export interface Output {
@@ -11,14 +12,20 @@ export const processOutput: Output = {
   err: (t) => process.stderr.write(t.endsWith("\n") ? t : t + "\n"),
 };
 
-export function statusJson(status: MigrationStatus[]) {
+/** `modes`: how each migration still to run would run (see core/migrations/mode.ts). */
+export function statusJson(status: MigrationStatus[], modes?: Map<string, ExecutionMode>) {
   return {
-    migrations: status.map((s) => ({
-      name: s.name,
-      checksum: s.checksum,
-      state: s.state,
-      appliedAt: s.appliedAt ? s.appliedAt.toISOString() : null,
-    })),
+    migrations: status.map((s) => {
+      const mode = modes?.get(s.name);
+      return {
+        name: s.name,
+        checksum: s.checksum,
+        state: s.state,
+        appliedAt: s.appliedAt ? s.appliedAt.toISOString() : null,
+        ...(mode ? { mode, atomic: mode === "transaction" } : {}),
+        ...(s.resume ? { appliedSteps: s.resume.steps } : {}),
+      };
+    }),
   };
 }
 

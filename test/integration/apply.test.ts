@@ -270,11 +270,23 @@ describe("CREATE INDEX CONCURRENTLY with the no-transaction line", () => {
     expect(ledger.rows).toEqual([{ applied_steps_count: 2 }]);
   });
 
-  it("fails inside a transaction without the line, with PostgreSQL's own error", async () => {
+  it("applies a single-statement CONCURRENTLY file without the line, statement by statement, as Prisma applies it", async () => {
+    // Issue 10: this failed with "cannot run inside a transaction block" after
+    // every earlier pending migration was applied; Prisma applies it.
     const url = await createTestDatabase("apply_concurrently_tx");
-    const dir = await migrationsDir({ "20250101000000_idx": `CREATE TABLE "t" ("a" INTEGER);\nCREATE INDEX CONCURRENTLY "t_a_idx" ON "t"("a");` });
-    const err = await expectFailure(applyMigrations(settings(url, dir), { kind: "all" }, memoryLogger()));
-    expect(err.message).toMatch(/failed at line 2 .*CREATE INDEX CONCURRENTLY cannot run inside a transaction block \(SQLSTATE 25001\)/);
+    const dir = await migrationsDir({
+      "20250101000000_t": `CREATE TABLE "t" ("a" INTEGER);`,
+      "20250102000000_idx": `-- CreateIndex\nCREATE INDEX CONCURRENTLY "t_a_idx" ON "t"("a");\n`,
+      "20250103000000_drop": `DROP INDEX CONCURRENTLY "t_a_idx";`,
+    });
+    const result = await applyMigrations(settings(url, dir), { kind: "all" }, memoryLogger());
+    expect(result.applied.map((a) => [a.name, a.mode])).toEqual([
+      ["20250101000000_t", "transaction"],
+      ["20250102000000_idx", "statements"],
+      ["20250103000000_drop", "statements"],
+    ]);
+    const rows = await withDb(url, (c) => c.query(`SELECT migration_name FROM "_prisma_migrations" WHERE finished_at IS NOT NULL AND rolled_back_at IS NULL ORDER BY 1`));
+    expect(rows.rows.map((r) => r.migration_name)).toEqual(["20250101000000_t", "20250102000000_idx", "20250103000000_drop"]);
   });
 });
 

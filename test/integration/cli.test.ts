@@ -63,7 +63,7 @@ describe("pgstack CLI on the repository's migrations", () => {
     expect(plan.code).toBe(0);
     const json = JSON.parse(plan.stdout);
     expect(json.pending).toEqual([
-      { name: "20991231000000_add_column", checksum: expect.stringMatching(/^[0-9a-f]{64}$/), retry: false, noTransaction: false, statements: 1 },
+      { name: "20991231000000_add_column", checksum: expect.stringMatching(/^[0-9a-f]{64}$/), retry: false, noTransaction: false, statements: 1, mode: "transaction", atomic: true },
     ]);
     expect(json.blockers).toEqual([]);
     expect(json.lint).toMatchObject({ blocking: 0 });
@@ -110,8 +110,24 @@ describe("bad input: one clear sentence, non-zero exit, database unchanged", () 
     return result;
   }
 
-  it("a folder whose name does not match the pattern", async () => {
-    await expectRefusal(["apply", "--all"], { add_column: `SELECT 1;` }, /Migration folder 'add_column' in .* does not match <14-digit timestamp>_<name>: rename it, e\.g\. 20250101120000_add_users\./);
+  it("a migration_lock.toml naming another provider (Prisma refuses it too)", async () => {
+    const dir = await migrationsDir({ ...base, "20250103000000_more": `CREATE TABLE "more" ("id" INTEGER);` });
+    await fs.writeFile(path.join(dir, "migration_lock.toml"), 'provider = "sqlite"\n');
+    const result = await pgstack(["apply", "--all", "--dir", dir], { DATABASE_URL: url });
+    expect(result.code).toBe(1);
+    expectOneSentence(result.stderr, /^(pgstack: )?The migration_lock\.toml in .* says these migrations were written for provider 'sqlite', not postgresql: point --dir at the PostgreSQL history/);
+  });
+
+  it("a migration.sql with a byte that is not UTF-8: file and byte offset named, nothing applied (not U+FFFD)", async () => {
+    const dir = await migrationsDir(base);
+    await writeMigrations(dir, { "20250103000000_latin1": null });
+    await fs.writeFile(
+      path.join(dir, "20250103000000_latin1", "migration.sql"),
+      Buffer.concat([Buffer.from(`CREATE TABLE "caf`), Buffer.from([0xe9]), Buffer.from(`" ("id" INTEGER);\n`)]),
+    );
+    const result = await pgstack(["apply", "--all", "--dir", dir], { DATABASE_URL: url });
+    expect(result.code).toBe(1);
+    expectOneSentence(result.stderr, /Migration 20250103000000_latin1: migration\.sql is not UTF-8 \(byte 0xe9 at byte offset 17\): re-save the file as UTF-8; nothing was applied\./);
   });
 
   it("two folders with the same name after the timestamp, given to --to", async () => {
@@ -124,10 +140,6 @@ describe("bad input: one clear sentence, non-zero exit, database unchanged", () 
 
   it("a folder without migration.sql", async () => {
     await expectRefusal(["apply", "--all"], { "20250103000000_nothing": null }, /Migration folder '20250103000000_nothing' has no migration\.sql/);
-  });
-
-  it("an empty migration.sql", async () => {
-    await expectRefusal(["apply", "--all"], { "20250103000000_blank": "\n\n" }, /Migration '20250103000000_blank' has an empty migration\.sql/);
   });
 
   it("a SQL syntax error, with its line", async () => {

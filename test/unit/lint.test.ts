@@ -116,7 +116,8 @@ describe("blocking categories: each unsafe form blocks, its safe form passes", (
 
   it("FOREIGN KEY without NOT VALID", async () => {
     const fk = `ALTER TABLE "api_keys" ADD CONSTRAINT "api_keys_created_by_id_fkey" FOREIGN KEY ("created_by_id") REFERENCES "users"("id")`;
-    expect(blocking(await lint(`${fk};`)).sort()).toEqual(["adding-foreign-key-constraint", "constraint-missing-not-valid"]);
+    // One finding per foreign key (issue 10: Squawk's constraint-missing-not-valid repeated it).
+    expect(blocking(await lint(`${fk};`))).toEqual(["adding-foreign-key-constraint"]);
     const safe = await lint(`${fk} NOT VALID;`, `ALTER TABLE "api_keys" VALIDATE CONSTRAINT "api_keys_created_by_id_fkey";`);
     expect(blocking(safe)).toEqual([]);
   });
@@ -128,7 +129,9 @@ describe("blocking categories: each unsafe form blocks, its safe form passes", (
   });
 
   it("UNIQUE constraint and PRIMARY KEY added to an existing table", async () => {
-    expect(blocking(await lint(`ALTER TABLE "users" ADD CONSTRAINT "users_email_key" UNIQUE ("email");`))).toContain("disallowed-unique-constraint");
+    // No NOT VALID advice: PostgreSQL refuses NOT VALID on UNIQUE and PRIMARY KEY (issue 10).
+    expect(blocking(await lint(`ALTER TABLE "users" ADD CONSTRAINT "users_email_key" UNIQUE ("email");`))).toEqual(["disallowed-unique-constraint"]);
+    expect(rules(await lint(`ALTER TABLE "users" ADD CONSTRAINT "users_pkey" PRIMARY KEY ("id");`))).not.toContain("constraint-missing-not-valid");
     const safe = await lint(
       `${NO_TRANSACTION_MARKER}\nCREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS "users_email_key" ON "users"("email");`,
       `ALTER TABLE "users" ADD CONSTRAINT "users_email_key" UNIQUE USING INDEX "users_email_key";`,
@@ -222,29 +225,27 @@ describe("pgstack's transaction handling", () => {
     expect(rules(report).filter((r) => /timeout/.test(r))).toEqual([]);
   });
 
-  it("CONCURRENTLY without the no-transaction line blocks (it would fail at deploy)", async () => {
+  it("CONCURRENTLY needs no no-transaction line: the file runs statement by statement, as Prisma runs it", async () => {
+    // Issue 10: this blocked, and the advice (add a first line) turned into drift where the file had already run.
     for (const sql of [
       `CREATE INDEX CONCURRENTLY "users_name_idx" ON "users"("name");`,
       `DROP INDEX CONCURRENTLY "users_name_idx";`,
       `REINDEX INDEX CONCURRENTLY "users_name_idx";`,
       `ALTER TABLE "events" DETACH PARTITION "events_2024" CONCURRENTLY;`,
     ]) {
-      const report = await lint(`-- AddIndex\n${sql}`);
-      expect(blocking(report)).toEqual(["concurrently-in-transaction"]);
-      expect(report.findings.find((f) => f.rule === "concurrently-in-transaction")).toMatchObject({ line: 2, source: "pgstack" });
-      const safe = await lint(`${NO_TRANSACTION_MARKER}\n${sql}`);
-      expect(blocking(safe)).toEqual([]);
+      expect(blocking(await lint(`-- AddIndex\n${sql}`))).toEqual([]);
+      expect(blocking(await lint(`${NO_TRANSACTION_MARKER}\n${sql}`))).toEqual([]);
     }
-    const report = await lint(`CREATE INDEX CONCURRENTLY "users_name_idx" ON "users"("name");`);
-    expect(report.findings.find((f) => f.rule === "concurrently-in-transaction")?.column).toBe(14); // at the CONCURRENTLY keyword
   });
 
   it("REFRESH MATERIALIZED VIEW CONCURRENTLY is fine inside a transaction", async () => {
     expect(blocking(await lint(`REFRESH MATERIALIZED VIEW CONCURRENTLY "stats";`))).toEqual([]);
   });
 
-  it("BEGIN/COMMIT inside a migration pgstack wraps in a transaction blocks", async () => {
-    expect(blocking(await lint(`BEGIN;\nALTER TABLE "users" ADD COLUMN "x" TEXT;\nCOMMIT;`))).toEqual(["transaction-nesting", "transaction-nesting"]);
+  it("a file wrapped whole in its own BEGIN/COMMIT runs as written: no transaction-nesting; a nested BEGIN still blocks", async () => {
+    // Issue 10: this blocked twice, though pgstack (and Prisma) run such a file as written.
+    expect(blocking(await lint(`BEGIN;\nALTER TABLE "users" ADD COLUMN "x" TEXT;\nCOMMIT;`))).toEqual([]);
+    expect(blocking(await lint(`BEGIN;\nBEGIN;\nALTER TABLE "users" ADD COLUMN "x" TEXT;\nCOMMIT;\nCOMMIT;`))).toContain("transaction-nesting");
     expect(blocking(await lint(`${NO_TRANSACTION_MARKER}\nBEGIN;\nALTER TABLE "users" ADD COLUMN "x" TEXT;\nCOMMIT;`))).toEqual([]);
   });
 
@@ -252,6 +253,48 @@ describe("pgstack's transaction handling", () => {
     expect(rules(await lint(`CREATE TABLE "a" ("id" BIGINT);`))).toEqual([]);
     const outside = await lint(`${NO_TRANSACTION_MARKER}\nCREATE INDEX CONCURRENTLY "users_name_idx" ON "users"("name");`);
     expect(outside.findings).toMatchObject([{ rule: "prefer-robust-stmts", severity: "warning" }]);
+  });
+});
+
+describe("lint on real histories (issue 10)", () => {
+  it("an empty or comment-only migration.sql is no finding (Prisma applies it)", async () => {
+    expect(rules(await lint(``, `-- This is an empty migration.\n`))).toEqual([]);
+  });
+
+  it("UPDATE without WHERE on an existing table warns; on a table of the same file it does not", async () => {
+    const report = await lint(`UPDATE "users" SET "name" = 'x';`);
+    expect(report.findings).toMatchObject([{ rule: "update-without-where", severity: "warning", line: 1 }]);
+    expect(rules(await lint(`UPDATE "users" SET "name" = 'x' WHERE "id" = 1;`))).toEqual([]);
+    expect(rules(await lint(`CREATE TABLE "n" ("id" BIGINT, "v" TEXT);\nUPDATE "n" SET "v" = 'x';`))).toEqual([]);
+  });
+
+  it("DELETE without WHERE on an existing table blocks", async () => {
+    expect(blocking(await lint(`DELETE FROM "users";`))).toEqual(["ban-delete-without-where"]);
+  });
+
+  it("an explicit LOCK TABLE in SHARE mode or stronger blocks; a weaker one does not", async () => {
+    const report = await lint(`LOCK TABLE "users";`);
+    expect(blocking(report)).toEqual(["lock-table"]);
+    expect(report.findings[0].message).toBe(`LOCK TABLE "users" in ACCESS EXCLUSIVE mode blocks the application's writes and reads until the migration commits.`);
+    expect(blocking(await lint(`LOCK TABLE "users" IN ROW EXCLUSIVE MODE;`))).toEqual([]);
+  });
+
+  it("a folder name Prisma accepts but not <timestamp>_<name> is a warning, not a refusal", async () => {
+    const report = await lintMigrations([migration(`SELECT 1;`, "01_init")], { cwd: "/" });
+    expect(report.findings).toMatchObject([{ rule: "nonstandard-folder-name", severity: "warning", migration: "01_init" }]);
+    expect(rules(await lint(`SELECT 1;`))).toEqual([]);
+  });
+
+  it("a file ending in ROLLBACK is a warning: recorded applied, it changes nothing", async () => {
+    const report = await lint(`BEGIN;\nCREATE TABLE "scratch" ("id" BIGINT);\nROLLBACK;`);
+    expect(report.findings.filter((f) => f.rule === "rollback-discards-migration")).toMatchObject([{ severity: "warning", line: 3 }]);
+    expect(blocking(report)).toEqual([]);
+  });
+
+  it("DDL inside a DO block is reported: lint cannot check it", async () => {
+    const report = await lint(`DO $$ BEGIN\n  IF NOT EXISTS (SELECT 1) THEN\n    ALTER TABLE "users" ADD COLUMN "x" TEXT;\n  END IF;\nEND $$;`);
+    expect(report.findings).toMatchObject([{ rule: "ddl-in-do-block", severity: "warning", line: 1 }]);
+    expect(rules(await lint(`DO $$ BEGIN RAISE NOTICE 'hi'; END $$;`))).toEqual([]);
   });
 });
 
@@ -306,8 +349,8 @@ describe("suppressions", () => {
   });
 
   it("cannot accept what would fail the deploy anyway", async () => {
-    const report = await lint(`-- pgstack:allow concurrently-in-transaction we know\nCREATE INDEX CONCURRENTLY "i" ON "users"("name");`);
-    expect(blocking(report)).toEqual(["concurrently-in-transaction"]);
+    const report = await lint(`-- pgstack:allow invalid-sql we know\nCREATE TABL "i" ("a" INT);`);
+    expect(blocking(report)).toContain("invalid-sql");
   });
 
   it("Squawk's own reason-less ignore comments are refused", async () => {

@@ -1,5 +1,5 @@
 import { Command } from "commander";
-import { planMigrations, planError } from "../../core/migrations/plan";
+import { modeCell, plannedMigration, planMigrations, planError } from "../../core/migrations/plan";
 import { rehearse, type Rehearsal } from "../../core/rehearsal/rehearse";
 import { lintError, lintMigrations, type LintReport } from "../../core/lint";
 import { findingLine } from "./lint";
@@ -9,8 +9,8 @@ import { settingsFrom, withDatabaseOptions, type DatabaseFlags } from "../option
 import { table } from "../output";
 import { readStack, type StackState } from "../stack";
 import { resolveSettings } from "../../core/settings";
-import { discoverMigrations, findMigration } from "../../core/migrations/discover";
-import { loadSqlParser, splitStatements } from "../../core/migrations/sql";
+import { compareMigrationNames, discoverMigrations, findMigration } from "../../core/migrations/discover";
+import { loadSqlParser } from "../../core/migrations/sql";
 import { postgresSnapshotName, rdsSnapshotId } from "../../core/snapshot/naming";
 import type { Plan } from "../../core/migrations/plan";
 import { renderLintMarkdown, renderPlanMarkdown } from "../render/plan-markdown";
@@ -78,10 +78,17 @@ function printPlan(ctx: Context, plan: Awaited<ReturnType<typeof planMigrations>
     ctx.output.out(
       table(
         ["MIGRATION", "STATEMENTS", "MODE"],
-        plan.pending.map((p) => [p.name + (p.retry ? " (retry of a failed attempt)" : ""), String(p.statements), p.noTransaction ? "no transaction" : "transaction"]),
+        plan.pending.map((p) => [p.name + (p.retry ? " (retry of a failed attempt)" : ""), String(p.statements), modeCell(p)]),
       ),
     );
+    const notAtomic = plan.pending.filter((p) => !p.atomic);
+    if (notAtomic.length > 0) {
+      ctx.output.out(
+        `Not atomic: ${notAtomic.map((p) => p.name).join(", ")} commit${notAtomic.length > 1 ? "" : "s"} statement by statement; a failure leaves the statements before it applied (recorded, and resumed by the next run).`,
+      );
+    }
   }
+  for (const note of plan.notes ?? []) ctx.output.out(`note: ${note}`);
   for (const b of plan.blockers) ctx.output.out(`blocked: ${b.message}`);
   if (lint.findings.length > 0) {
     ctx.output.out(`\nLint: ${lint.blocking} blocking, ${lint.warnings} warning(s), ${lint.suppressed} accepted`);
@@ -108,22 +115,22 @@ function printPlan(ctx: Context, plan: Awaited<ReturnType<typeof planMigrations>
  * prod): what its last update applied versus the migrations folder, up to the pin.
  */
 export async function planFromStack(dir: string, state: StackState, to?: string): Promise<Plan> {
-  const migrations = await discoverMigrations(dir);
+  const notes: string[] = [];
+  const migrations = await discoverMigrations(dir, (note) => notes.push(note));
   await loadSqlParser();
   const applied = new Set(state.appliedMigrations ?? []);
   const last = to ? findMigration(migrations, to, "--to").name : state.pinnedMigration;
   const blockers: Plan["blockers"] = [];
+  const keep = (fn: () => void) => {
+    try {
+      fn();
+    } catch (err) {
+      blockers.push({ code: "E_MIGRATION_SYNTAX", message: (err as Error).message });
+    }
+  };
   const pending = migrations
-    .filter((m) => !applied.has(m.name) && (last === undefined || m.name <= last))
-    .map((m) => {
-      let statements = 0;
-      try {
-        statements = splitStatements(m.sql, m.name).length;
-      } catch (err) {
-        blockers.push({ code: "E_MIGRATION_SYNTAX", message: (err as Error).message });
-      }
-      return { name: m.name, checksum: m.checksum, retry: false, noTransaction: m.noTransaction, statements };
-    });
+    .filter((m) => !applied.has(m.name) && (last === undefined || compareMigrationNames(m.name, last) <= 0))
+    .map((m) => plannedMigration(m, false, undefined, keep));
   const status = migrations.map((m) => ({
     name: m.name,
     checksum: m.checksum,
@@ -131,7 +138,7 @@ export async function planFromStack(dir: string, state: StackState, to?: string)
     appliedAt: null,
     migration: m,
   }));
-  return { pending, blockers, status };
+  return { pending, blockers, status, notes };
 }
 
 /** The id the stack's PreUpdateSnapshot would give: stack, last applied migration, time. */

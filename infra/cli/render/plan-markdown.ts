@@ -1,4 +1,4 @@
-import type { Plan } from "../../core/migrations/plan";
+import { modeCell, type Plan } from "../../core/migrations/plan";
 import type { Rehearsal } from "../../core/rehearsal/rehearse";
 import type { LintReport } from "../../core/lint";
 
@@ -26,12 +26,20 @@ export function renderPlanMarkdown(report: PlanReport): string {
     lines.push(`**${plan.pending.length} migration(s) would run**, in this order:`, "");
     lines.push("| # | migration | statements | mode |", "| --- | --- | --- | --- |");
     plan.pending.forEach((p, i) =>
-      lines.push(`| ${i + 1} | \`${p.name}\`${p.retry ? " (retry)" : ""} | ${p.statements} | ${p.noTransaction ? "no transaction" : "transaction"} |`),
+      lines.push(`| ${i + 1} | \`${p.name}\`${p.retry ? " (retry)" : ""} | ${p.statements} | ${modeCell(p)} |`),
     );
     lines.push("");
+    const notAtomic = plan.pending.filter((p) => !p.atomic);
+    if (notAtomic.length > 0) {
+      lines.push(
+        `> **Not atomic:** ${notAtomic.map((p) => `\`${p.name}\``).join(", ")} commit${notAtomic.length > 1 ? "" : "s"} statement by statement (statements PostgreSQL refuses in a transaction, or the file's own BEGIN/COMMIT): a failure leaves the statements before it applied, recorded in the ledger and resumed by the next run.`,
+        "",
+      );
+    }
     lines.push(report.snapshot ? `Snapshot before the first migration: \`${report.snapshot}\`` : "Snapshot before the first migration: taken by the stack's PreUpdateSnapshot.", "");
   }
   for (const b of plan.blockers) lines.push(`> **Blocked:** ${b.message}`, "");
+  for (const note of plan.notes ?? []) lines.push(`> Note: ${cell(note)}`, "");
   for (const section of report.sections ?? []) lines.push(section, "");
   if (report.rehearsal) lines.push(...renderRehearsal(report.rehearsal), "");
   return lines.join("\n").replace(/\n{3,}/g, "\n\n").trimEnd() + "\n";

@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import type { Client } from "pg";
+import { quoteIdent } from "../db/url";
 
 /**
  * The ledger is Prisma Migrate's own `_prisma_migrations` table, created
@@ -8,7 +9,17 @@ import type { Client } from "pg";
  */
 export const LEDGER_TABLE = "_prisma_migrations";
 
-const CREATE_LEDGER_SQL = `CREATE TABLE IF NOT EXISTS "_prisma_migrations" (
+/**
+ * The ledger's name qualified with its schema (Prisma's `?schema=`, default
+ * public): a migration may empty search_path (pg_dump-style baselines run
+ * `set_config('search_path', '', false)`), and the ledger statements that run
+ * after it must still find the table.
+ */
+export function ledgerTable(schema: string): string {
+  return `${quoteIdent(schema)}.${quoteIdent(LEDGER_TABLE)}`;
+}
+
+const createLedgerSql = (schema: string) => `CREATE TABLE IF NOT EXISTS ${ledgerTable(schema)} (
     "id"                    VARCHAR(36) PRIMARY KEY NOT NULL,
     "checksum"              VARCHAR(64) NOT NULL,
     "finished_at"           TIMESTAMPTZ,
@@ -31,25 +42,28 @@ export interface LedgerRow {
   appliedStepsCount: number;
 }
 
-/** Creates the ledger in the session's schema (search_path) when missing. */
+/** Creates the ledger in `schema` when missing. */
 export async function ensureLedger(client: Client, schema: string): Promise<void> {
-  await client.query(`CREATE SCHEMA IF NOT EXISTS "${schema.replace(/"/g, '""')}"`);
-  await client.query(CREATE_LEDGER_SQL);
+  await client.query(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(schema)}`);
+  await client.query(createLedgerSql(schema));
 }
 
-export async function ledgerExists(client: Client): Promise<boolean> {
+/** Whether the ledger exists in `schema` (default: the session's current schema). */
+export async function ledgerExists(client: Client, schema?: string): Promise<boolean> {
   const { rows } = await client.query<{ found: boolean }>(
-    `SELECT to_regclass(quote_ident(current_schema()) || '.${LEDGER_TABLE}') IS NOT NULL AS found`,
+    `SELECT to_regclass(quote_ident(coalesce($1, current_schema())) || '.${LEDGER_TABLE}') IS NOT NULL AS found`,
+    [schema ?? null],
   );
   return rows[0].found;
 }
 
 /** Every attempt, oldest first (a read-only view; never creates the table). */
-export async function readLedger(client: Client): Promise<LedgerRow[]> {
-  if (!(await ledgerExists(client))) return [];
+export async function readLedger(client: Client, schema?: string): Promise<LedgerRow[]> {
+  if (!(await ledgerExists(client, schema))) return [];
+  const table = schema ? ledgerTable(schema) : quoteIdent(LEDGER_TABLE);
   const { rows } = await client.query(
     `SELECT id, checksum, migration_name, started_at, finished_at, rolled_back_at, logs, applied_steps_count
-       FROM "_prisma_migrations" ORDER BY started_at, migration_name`,
+       FROM ${table} ORDER BY started_at, migration_name`,
   );
   return rows.map((r) => ({
     id: r.id,
@@ -64,10 +78,10 @@ export async function readLedger(client: Client): Promise<LedgerRow[]> {
 }
 
 /** Opens an attempt, as Prisma does before running a script. Returns its id. */
-export async function recordStarted(client: Client, name: string, checksum: string): Promise<string> {
+export async function recordStarted(client: Client, schema: string, name: string, checksum: string): Promise<string> {
   const id = randomUUID();
   await client.query(
-    `INSERT INTO "_prisma_migrations" (id, checksum, migration_name, started_at, applied_steps_count)
+    `INSERT INTO ${ledgerTable(schema)} (id, checksum, migration_name, started_at, applied_steps_count)
      VALUES ($1, $2, $3, clock_timestamp(), 0)`,
     [id, checksum, name],
   );
@@ -80,19 +94,19 @@ export async function recordStarted(client: Client, name: string, checksum: stri
  * simple-query message cannot carry parameters). The values are a UUID, a hex
  * checksum and a folder name, quoted as literals all the same.
  */
-export function recordStartedSql(client: Client, id: string, name: string, checksum: string): string {
-  return `INSERT INTO "_prisma_migrations" (id, checksum, migration_name, started_at, applied_steps_count)
+export function recordStartedSql(client: Client, schema: string, id: string, name: string, checksum: string): string {
+  return `INSERT INTO ${ledgerTable(schema)} (id, checksum, migration_name, started_at, applied_steps_count)
      VALUES (${client.escapeLiteral(id)}, ${client.escapeLiteral(checksum)}, ${client.escapeLiteral(name)}, clock_timestamp(), 0)`;
 }
 
 /** The same UPDATE as `recordFinished`, as SQL text (see `recordStartedSql`). */
-export function recordFinishedSql(client: Client, id: string, appliedSteps: number): string {
-  return `UPDATE "_prisma_migrations" SET finished_at = clock_timestamp(), applied_steps_count = ${Math.trunc(appliedSteps)} WHERE id = ${client.escapeLiteral(id)}`;
+export function recordFinishedSql(client: Client, schema: string, id: string, appliedSteps: number): string {
+  return `UPDATE ${ledgerTable(schema)} SET finished_at = clock_timestamp(), applied_steps_count = ${Math.trunc(appliedSteps)} WHERE id = ${client.escapeLiteral(id)}`;
 }
 
-export async function recordFinished(client: Client, id: string, appliedSteps: number): Promise<void> {
+export async function recordFinished(client: Client, schema: string, id: string, appliedSteps: number): Promise<void> {
   await client.query(
-    `UPDATE "_prisma_migrations" SET finished_at = clock_timestamp(), applied_steps_count = $2 WHERE id = $1`,
+    `UPDATE ${ledgerTable(schema)} SET finished_at = clock_timestamp(), applied_steps_count = $2 WHERE id = $1`,
     [id, appliedSteps],
   );
 }
@@ -104,19 +118,63 @@ export async function recordFinished(client: Client, id: string, appliedSteps: n
  */
 export async function recordFailed(
   client: Client,
+  schema: string,
   attempt: { id?: string; name: string; checksum: string; logs: string; rolledBack: boolean; appliedSteps: number },
 ): Promise<void> {
   if (attempt.id) {
     await client.query(
-      `UPDATE "_prisma_migrations" SET logs = $2, rolled_back_at = CASE WHEN $3 THEN clock_timestamp() END,
+      `UPDATE ${ledgerTable(schema)} SET logs = $2, rolled_back_at = CASE WHEN $3 THEN clock_timestamp() END,
               applied_steps_count = $4 WHERE id = $1`,
       [attempt.id, attempt.logs, attempt.rolledBack, attempt.appliedSteps],
     );
     return;
   }
   await client.query(
-    `INSERT INTO "_prisma_migrations" (id, checksum, migration_name, started_at, logs, rolled_back_at, applied_steps_count)
+    `INSERT INTO ${ledgerTable(schema)} (id, checksum, migration_name, started_at, logs, rolled_back_at, applied_steps_count)
      VALUES ($1, $2, $3, clock_timestamp(), $4, CASE WHEN $5 THEN clock_timestamp() END, $6)`,
     [randomUUID(), attempt.checksum, attempt.name, attempt.logs, attempt.rolledBack, attempt.appliedSteps],
   );
+}
+
+/**
+ * Marks the migration's other unfinished attempts (a failed `prisma migrate
+ * deploy` leaves one with neither finished_at nor rolled_back_at) rolled back,
+ * as SQL text for the message that finishes the successful attempt: Prisma
+ * counts such a row as a failed migration even after a later success.
+ */
+export function supersedeFailedSql(client: Client, schema: string, name: string, keepId: string): string {
+  return `UPDATE ${ledgerTable(schema)} SET rolled_back_at = clock_timestamp()
+     WHERE migration_name = ${client.escapeLiteral(name)} AND finished_at IS NULL AND rolled_back_at IS NULL AND id <> ${client.escapeLiteral(keepId)}`;
+}
+
+/** Progress of a non-atomic attempt: how many statements are committed. */
+export async function recordProgress(client: Client, schema: string, id: string, appliedSteps: number): Promise<void> {
+  await client.query(`UPDATE ${ledgerTable(schema)} SET applied_steps_count = $2 WHERE id = $1`, [id, appliedSteps]);
+}
+
+/**
+ * `prisma migrate resolve --applied`: the failed attempts are marked rolled
+ * back and a finished row is added, as Prisma's mark_migration_applied does.
+ */
+export async function recordResolvedApplied(client: Client, schema: string, name: string, checksum: string): Promise<void> {
+  await client.query(
+    `UPDATE ${ledgerTable(schema)} SET rolled_back_at = clock_timestamp()
+      WHERE migration_name = $1 AND finished_at IS NULL AND rolled_back_at IS NULL`,
+    [name],
+  );
+  await client.query(
+    `INSERT INTO ${ledgerTable(schema)} (id, checksum, migration_name, started_at, finished_at, applied_steps_count)
+     VALUES ($1, $2, $3, clock_timestamp(), clock_timestamp(), 0)`,
+    [randomUUID(), checksum, name],
+  );
+}
+
+/** `prisma migrate resolve --rolled-back`: the failed attempts are marked rolled back. Returns how many. */
+export async function recordResolvedRolledBack(client: Client, schema: string, name: string): Promise<number> {
+  const { rowCount } = await client.query(
+    `UPDATE ${ledgerTable(schema)} SET rolled_back_at = clock_timestamp()
+      WHERE migration_name = $1 AND finished_at IS NULL AND rolled_back_at IS NULL`,
+    [name],
+  );
+  return rowCount ?? 0;
 }

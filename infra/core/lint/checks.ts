@@ -18,6 +18,7 @@ export function pgstackChecks(source: SourceFile, inTransaction: boolean): RawFi
   const findings: RawFinding[] = [];
   for (const statement of source.statements) {
     findings.push(...destructive(statement));
+    findings.push(...locking(statement));
     if (inTransaction) {
       const what = concurrentOperation(statement.node);
       if (what) {
@@ -30,6 +31,16 @@ export function pgstackChecks(source: SourceFile, inTransaction: boolean): RawFi
         });
       }
     }
+  }
+  const last = source.statements[source.statements.length - 1] as ParsedStatement | undefined;
+  const lastKind = (last?.node as { TransactionStmt?: { kind?: string } } | undefined)?.TransactionStmt?.kind;
+  if (last && (lastKind === "TRANS_STMT_ROLLBACK" || lastKind === "TRANS_STMT_ROLLBACK_TO")) {
+    findings.push({
+      rule: "rollback-discards-migration",
+      byte: last.start,
+      message: "The file ends in ROLLBACK: its last transaction is discarded, yet the migration is recorded applied (by Prisma too).",
+      help: "Remove the dry run from the history, or end the transaction with COMMIT if the change is wanted.",
+    });
   }
   for (const t of source.tokens) {
     if (t.comment && /^(--|\/\*)\s*squawk-ignore/.test(t.text)) {
@@ -70,6 +81,44 @@ function destructive(statement: ParsedStatement): RawFinding[] {
       };
     });
 }
+
+/** LOCK TABLE (SHARE or stronger), UPDATE without WHERE, DDL hidden in a DO block. */
+function locking(statement: ParsedStatement): RawFinding[] {
+  const node = statement.node as unknown as Record<string, Record<string, unknown>>;
+  const findings: RawFinding[] = [];
+  if (node.LockStmt && Number(node.LockStmt.mode ?? 8) >= SHARE_LOCK) {
+    findings.push({
+      rule: "lock-table",
+      byte: statement.start,
+      message: `LOCK TABLE ${names(statement.targets)} in ${LOCK_MODES[Number(node.LockStmt.mode ?? 8)]} mode blocks the application's writes${Number(node.LockStmt.mode ?? 8) === 8 ? " and reads" : ""} until the migration commits.`,
+      help: "Leave locking to the statements that need it, with pgstack's lock_timeout; or accept it with `-- pgstack:allow lock-table <reason>`.",
+    });
+  }
+  if (node.UpdateStmt && node.UpdateStmt.whereClause === undefined) {
+    findings.push({
+      rule: "update-without-where",
+      byte: statement.start,
+      message: `UPDATE without WHERE rewrites every row of ${names(statement.targets)} in one transaction.`,
+      help: "On a large table, backfill in batches (WHERE on a key range) outside the schema migration.",
+    });
+  }
+  if (node.DoStmt) {
+    const body = findNodes(node.DoStmt, "String").map(({ value }) => String(value.sval ?? "")).join("\n");
+    const ddl = /\b(ALTER\s+TABLE|CREATE\s+(UNIQUE\s+)?INDEX|DROP\s+(TABLE|INDEX)|TRUNCATE|LOCK\s+TABLE)\b/i.exec(body);
+    if (ddl) {
+      findings.push({
+        rule: "ddl-in-do-block",
+        byte: statement.start,
+        message: `This DO block runs ${ddl[1].replace(/\s+/g, " ").toUpperCase()} inside its body, where lint cannot check the locks it takes.`,
+        help: "Write the DDL as plain statements (IF EXISTS / IF NOT EXISTS cover most conditions) so lint can check them.",
+      });
+    }
+  }
+  return findings;
+}
+
+const SHARE_LOCK = 5;
+const LOCK_MODES = ["", "ACCESS SHARE", "ROW SHARE", "ROW EXCLUSIVE", "SHARE UPDATE EXCLUSIVE", "SHARE", "SHARE ROW EXCLUSIVE", "EXCLUSIVE", "ACCESS EXCLUSIVE"];
 
 /** What in this statement needs to run outside a transaction block, if anything. */
 function concurrentOperation(node: Node): string | undefined {

@@ -2,12 +2,14 @@ import { promises as fs } from "node:fs";
 import * as path from "node:path";
 import { PgstackError } from "../errors";
 import { checksumOf } from "../migrations/checksum";
-import { discoverMigrations, MIGRATION_NAME_PATTERN, NO_TRANSACTION_MARKER, type Migration } from "../migrations/discover";
+import { discoverMigrations, hasNoTransactionMarker, MIGRATION_NAME_PATTERN, type Migration } from "../migrations/discover";
+import { executionModeOf } from "../migrations/mode";
+import { splitStatements } from "../migrations/sql";
 import type { MigrationStatus } from "../migrations/status";
 import { pgstackChecks, type RawFinding } from "./checks";
 import { summarize, type LintFinding, type LintReport } from "./findings";
 import { PGSTACK_RULES, SQUAWK_RULES, squawkRule, type RuleSpec } from "./rules";
-import { loadSqlParser, onlyNewObjects, SourceFile } from "./source";
+import { findNodes, loadSqlParser, onlyNewObjects, SourceFile } from "./source";
 import { runSquawk, squawkBinary } from "./squawk";
 import { applySuppressions, type LocatedFinding } from "./suppress";
 
@@ -84,7 +86,8 @@ export function lintError(report: LintReport): PgstackError | undefined {
 
 async function lintOne(m: Migration, binary: string, cwd: string): Promise<LintFinding[]> {
   const source = new SourceFile(m.sql);
-  const inTransaction = !m.noTransaction;
+  // Lint sees the file the way the runner will run it (see migrations/mode.ts).
+  const inTransaction = source.syntaxError ? !m.noTransaction : executionModeOf(m, splitStatements(m.sql, m.name)) === "transaction";
   const file = displayPath(m.sqlPath, cwd);
   const violations = await runSquawk(m.sql, { binary, assumeInTransaction: inTransaction, displayPath: file });
 
@@ -98,9 +101,18 @@ async function lintOne(m: Migration, binary: string, cwd: string): Promise<LintF
     located.push({ ...raw, line: source.position(raw.byte).line, spec, source: origin });
   };
 
+  const foreignKeyFlagged = new Set(
+    violations.filter((v) => v.rule_name === "adding-foreign-key-constraint").map((v) => source.statementAt(source.byteAt(v.line, v.column))),
+  );
   for (const v of violations) {
     // PostgreSQL's parser is the judge of syntax; Squawk's repeat is noise.
     if (v.rule_name === "syntax-error" && source.syntaxError) continue;
+    if (v.rule_name === "constraint-missing-not-valid") {
+      const statement = source.statementAt(source.byteAt(v.line, v.column));
+      // One finding per foreign key; and NOT VALID is no advice for UNIQUE or
+      // PRIMARY KEY, which PostgreSQL refuses to add NOT VALID.
+      if (statement && (foreignKeyFlagged.has(statement) || addsOnlyKeyConstraints(statement.node))) continue;
+    }
     const spec = squawkRule(v.rule_name);
     const help =
       v.rule_name in SQUAWK_RULES
@@ -121,6 +133,18 @@ async function lintOne(m: Migration, binary: string, cwd: string): Promise<LintF
     );
   }
   for (const raw of pgstackChecks(source, inTransaction)) add(raw, PGSTACK_RULES[raw.rule], "pgstack");
+  if (path.basename(m.sqlPath) === "migration.sql" && !MIGRATION_NAME_PATTERN.test(m.name)) {
+    add(
+      {
+        rule: "nonstandard-folder-name",
+        byte: 0,
+        message: `Folder '${m.name}' is not <14-digit timestamp>_<name>; it runs in Prisma's order (localeCompare) among the others.`,
+        help: "Name new migrations as `prisma migrate dev` does; never rename one that ran (its ledger row is keyed by the name).",
+      },
+      PGSTACK_RULES["nonstandard-folder-name"],
+      "pgstack",
+    );
+  }
   for (const raw of applySuppressions(source, located)) add(raw, PGSTACK_RULES[raw.rule], "pgstack");
 
   return located.map((f) => {
@@ -138,6 +162,12 @@ async function lintOne(m: Migration, binary: string, cwd: string): Promise<LintF
       ...(f.suppressed ? { suppressed: f.suppressed } : {}),
     };
   });
+}
+
+/** True when every constraint the statement adds is UNIQUE or PRIMARY KEY (an index-backed key). */
+function addsOnlyKeyConstraints(node: unknown): boolean {
+  const constraints = findNodes(node, "Constraint").map(({ value }) => value.contype);
+  return constraints.length > 0 && constraints.every((c) => c === "CONSTR_UNIQUE" || c === "CONSTR_PRIMARY");
 }
 
 /**
@@ -173,19 +203,18 @@ export async function migrationFromFile(sqlPath: string): Promise<Migration> {
   const bytes = await fs.readFile(sqlPath);
   const sql = bytes.toString("utf8");
   const folder = path.basename(path.dirname(sqlPath));
-  const named = path.basename(sqlPath) === "migration.sql" ? MIGRATION_NAME_PATTERN.exec(folder) : null;
+  // Any folder holding a migration.sql is a migration, as for Prisma.
+  const named = path.basename(sqlPath) === "migration.sql";
   const name = named ? folder : path.basename(sqlPath);
-  const firstLine = sql.replace(/^\uFEFF/, "").split(/\r?\n/).find((l) => l.trim() !== "") ?? "";
   return {
     name,
-    slug: named ? named[2] : name,
+    slug: (named && MIGRATION_NAME_PATTERN.exec(folder)?.[2]) || name,
     dir: path.dirname(sqlPath),
     sqlPath,
     bytes,
     sql,
     checksum: checksumOf(bytes),
-    // Same rule as discoverMigrations: the first non-blank line opts out.
-    noTransaction: firstLine.trim() === NO_TRANSACTION_MARKER,
+    noTransaction: hasNoTransactionMarker(sql),
   };
 }
 

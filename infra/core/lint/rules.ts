@@ -130,7 +130,7 @@ export const SQUAWK_RULES: Record<string, RuleSpec> = {
   // Things that break pgstack's own transaction handling.
   "transaction-nesting": {
     severity: "blocking",
-    why: "BEGIN/COMMIT inside a migration pgstack wraps in a transaction ends that transaction early, so a failure would leave half of it applied.",
+    why: "Raised only when a BEGIN nests inside another: a file with its own BEGIN/COMMIT runs as written (pgstack wraps nothing around it), so Squawk is not told to assume a transaction for it.",
   },
   "ban-uncommitted-transaction": {
     severity: "blocking",
@@ -151,7 +151,7 @@ export const SQUAWK_RULES: Record<string, RuleSpec> = {
   "require-table-schema": { severity: "warning", why: "Opt-in style rule (not enabled by pgstack)." },
   "prefer-robust-stmts": {
     severity: "warning",
-    why: "Squawk raises it only for files run outside a transaction (-- pgstack:no-transaction); pgstack re-runs such a file whole after a partial failure, so each statement should be re-runnable.",
+    why: "Squawk raises it only for files run outside pgstack's transaction (statement by statement, or as written); pgstack resumes such a file at the failed statement, but a statement interrupted by a crash may run again.",
   },
   "unused-ignore": { severity: "warning", why: "A `-- squawk-ignore` comment that ignores nothing (pgstack:allow is the way to accept findings)." },
   "syntax-error": {
@@ -177,6 +177,28 @@ export const PGSTACK_RULES: Record<string, RuleSpec> = {
   },
   "ban-truncate": { severity: "blocking", existingTablesOnly: true, why: "TRUNCATE destroys every row (Squawk only flags TRUNCATE ... CASCADE)." },
   "ban-delete-without-where": { severity: "blocking", existingTablesOnly: true, why: "DELETE without WHERE destroys every row." },
+  "update-without-where": {
+    severity: "warning",
+    existingTablesOnly: true,
+    why: "UPDATE without WHERE rewrites every row of an existing table and holds all their row locks until the migration commits; a backfill Prisma generates often is one, so it warns.",
+  },
+  "lock-table": {
+    severity: "blocking",
+    existingTablesOnly: true,
+    why: "An explicit LOCK TABLE in SHARE mode or stronger blocks the application's writes (ACCESS EXCLUSIVE, the default, also its reads) until the migration commits.",
+  },
+  "nonstandard-folder-name": {
+    severity: "warning",
+    why: "Prisma and pgstack apply any folder name, in Prisma's order (localeCompare); a name that is not <14-digit timestamp>_<name> may sort where nobody expects.",
+  },
+  "rollback-discards-migration": {
+    severity: "warning",
+    why: "A file whose own ROLLBACK discards its work is recorded applied (as Prisma records it) though it changed nothing.",
+  },
+  "ddl-in-do-block": {
+    severity: "warning",
+    why: "Lint cannot see inside a DO block's body: DDL there on an existing table takes its locks unchecked.",
+  },
   "invalid-sql": { severity: "blocking", why: "PostgreSQL's parser rejects the file: the deploy would fail." },
   "applied-migration-edited": {
     severity: "blocking",

@@ -50,6 +50,8 @@ export class SourceFile {
     for (let i = 0; i < this.bytes.length; i++) if (this.bytes[i] === 10) this.lineStarts.push(i + 1);
     if (this.bytes.length !== text.length) this.charAt = charOffsets(text, this.bytes.length);
     this.tokens = scan(text);
+    // Only comments and whitespace: no statement (PostgreSQL runs it as an empty query; the parser refuses it).
+    if (this.tokens.every((t) => t.comment)) return;
     try {
       const parsed = pgQuery.parseSync(text);
       this.statements = statementsOf(parsed.stmts ?? [], this.tokens, this.bytes.length);
@@ -189,6 +191,8 @@ function targetsOf(node: Node): ObjectName[] {
   if ("RenameStmt" in node) return nameOf(node.RenameStmt.relation);
   if ("TruncateStmt" in node) return (node.TruncateStmt.relations ?? []).flatMap((r) => ("RangeVar" in r ? nameOf(r.RangeVar) : []));
   if ("DeleteStmt" in node) return nameOf(node.DeleteStmt.relation);
+  if ("UpdateStmt" in node) return nameOf(node.UpdateStmt.relation);
+  if ("LockStmt" in node) return (node.LockStmt.relations ?? []).flatMap((r) => ("RangeVar" in r ? nameOf(r.RangeVar) : []));
   if ("ReindexStmt" in node) return nameOf(node.ReindexStmt.relation);
   if ("DropStmt" in node) {
     const kind = node.DropStmt.removeType;

@@ -3,16 +3,22 @@ import * as path from "node:path";
 import { PgstackError } from "../errors";
 import { checksumOf } from "./checksum";
 
-/** `<14-digit timestamp>_<name>`, the folder layout `prisma migrate dev` creates. */
+/**
+ * `<14-digit timestamp>_<name>`, the folder layout `prisma migrate dev` creates.
+ * Only a convention: Prisma applies any folder name, so pgstack does too (lint notes the others).
+ */
 export const MIGRATION_NAME_PATTERN = /^(\d{14})_([A-Za-z0-9][A-Za-z0-9_-]*)$/;
 
 /** First line that opts a migration out of the wrapping transaction. */
 export const NO_TRANSACTION_MARKER = "-- pgstack:no-transaction";
 
+/** Providers a PostgreSQL history's migration_lock.toml may name (Prisma's own postgres aliases). */
+const POSTGRES_PROVIDERS = new Set(["postgresql", "postgres"]);
+
 export interface Migration {
   /** Folder name, e.g. `20250102030405_add_users`; the ledger's migration_name. */
   name: string;
-  /** The part after the timestamp, e.g. `add_users`. */
+  /** The part after a leading number and underscore (`add_users`), else the whole name. */
   slug: string;
   dir: string;
   sqlPath: string;
@@ -27,12 +33,27 @@ export interface Migration {
 }
 
 /**
- * Reads every migration folder under `dir`, in name order (which is time
- * order). Loose files such as migration_lock.toml are ignored; a folder that is
- * not a well-formed migration is an error, reported all at once so one run
- * shows everything to fix.
+ * Prisma's order of migration folders: the CLI sorts them with
+ * `String.prototype.localeCompare` (prisma 7 listMigrations), which is not
+ * byte order (`_x` < `0` < `a` < `A` < `b`). Ties, which ICU allows for
+ * distinct strings, fall back to byte order so the order is total.
  */
-export async function discoverMigrations(dir: string): Promise<Migration[]> {
+export function compareMigrationNames(a: string, b: string): number {
+  return a.localeCompare(b) || (a < b ? -1 : a > b ? 1 : 0);
+}
+
+/**
+ * Reads the migrations folder exactly as `prisma migrate deploy` does: every
+ * directory entry (a symbolic link is not one: Prisma skips it, and pgstack
+ * skips it too but says so through `onNote`) is a migration whatever its name,
+ * in Prisma's order; loose files are ignored; a migration_lock.toml naming
+ * another provider is refused, as Prisma refuses it. A folder without
+ * migration.sql is an error (Prisma cannot read it either). Bytes PostgreSQL
+ * would not take as the file's text are refused before anything runs: bytes
+ * that are not UTF-8 (Prisma would apply U+FFFD in their place) and a UTF-8
+ * byte-order mark (PostgreSQL rejects it as a syntax error, for Prisma too).
+ */
+export async function discoverMigrations(dir: string, onNote?: (note: string) => void): Promise<Migration[]> {
   let entries: import("node:fs").Dirent[];
   try {
     entries = await fs.readdir(dir, { withFileTypes: true });
@@ -42,24 +63,19 @@ export async function discoverMigrations(dir: string): Promise<Migration[]> {
     }
     throw err;
   }
-  const folders = entries
-    .filter((e) => e.isDirectory() && !e.name.startsWith("."))
-    .map((e) => e.name)
-    .sort();
-
-  const badNames = folders.filter((name) => !MIGRATION_NAME_PATTERN.test(name));
-  if (badNames.length > 0) {
-    const list = badNames.map((n) => `'${n}'`).join(", ");
-    throw new PgstackError(
-      "E_MIGRATION_NAME",
-      `Migration folder${badNames.length > 1 ? "s" : ""} ${list} in ${dir} do${badNames.length > 1 ? "" : "es"} not match <14-digit timestamp>_<name>: rename ${badNames.length > 1 ? "them" : "it"}, e.g. 20250101120000_add_users.`,
-      { folders: badNames },
-    );
+  assertLockProvider(dir);
+  for (const e of entries) {
+    if (e.isSymbolicLink() && isDirectory(path.join(dir, e.name))) {
+      onNote?.(`'${e.name}' in ${dir} is a symbolic link to a folder; Prisma does not apply it, so pgstack skips it too: replace it with a real folder to apply it.`);
+    }
   }
+  const folders = entries
+    .filter((e) => e.isDirectory())
+    .map((e) => e.name)
+    .sort(compareMigrationNames);
 
   const migrations: Migration[] = [];
   const missing: string[] = [];
-  const empty: string[] = [];
   for (const name of folders) {
     const folder = path.join(dir, name);
     const sqlPath = path.join(folder, "migration.sql");
@@ -76,22 +92,20 @@ export async function discoverMigrations(dir: string): Promise<Migration[]> {
       }
       throw err;
     }
+    assertTextBytes(name, bytes);
     const sql = bytes.toString("utf8");
-    if (sql.trim() === "") {
-      empty.push(name);
-      continue;
-    }
+    if (sql.trim() === "") onNote?.(`Migration ${name} has an empty migration.sql; Prisma records it as applied, and so does pgstack.`);
     const downPath = path.join(folder, "down.sql");
     const hasDown = isFile(downPath);
     migrations.push({
       name,
-      slug: MIGRATION_NAME_PATTERN.exec(name)![2],
+      slug: /^\d+_(.+)$/.exec(name)?.[1] ?? name,
       dir: folder,
       sqlPath,
       bytes,
       sql,
       checksum: checksumOf(bytes),
-      noTransaction: firstLine(sql) === NO_TRANSACTION_MARKER,
+      noTransaction: hasNoTransactionMarker(sql),
       downPath: hasDown ? downPath : undefined,
     });
   }
@@ -102,14 +116,79 @@ export async function discoverMigrations(dir: string): Promise<Migration[]> {
       { folders: missing },
     );
   }
-  if (empty.length > 0) {
+  return migrations;
+}
+
+/** Prisma refuses a history whose lock file names another provider (P3019); so does pgstack. */
+function assertLockProvider(dir: string): void {
+  let text: string;
+  try {
+    text = readFileSync(path.join(dir, "migration_lock.toml"), "utf8");
+  } catch {
+    return; // No lock file: Prisma applies the history all the same.
+  }
+  const provider = /^\s*provider\s*=\s*"([^"]*)"/m.exec(text)?.[1];
+  if (provider !== undefined && !POSTGRES_PROVIDERS.has(provider)) {
     throw new PgstackError(
-      "E_MIGRATION_EMPTY",
-      `Migration ${empty.map((n) => `'${n}'`).join(", ")} ha${empty.length > 1 ? "ve" : "s"} an empty migration.sql: write the SQL, or remove the folder.`,
-      { folders: empty },
+      "E_MIGRATION_PROVIDER",
+      `The migration_lock.toml in ${dir} says these migrations were written for provider '${provider}', not postgresql: point --dir at the PostgreSQL history (Prisma refuses this one too).`,
+      { provider },
     );
   }
-  return migrations;
+}
+
+const BOM = Buffer.from([0xef, 0xbb, 0xbf]);
+
+function assertTextBytes(name: string, bytes: Buffer): void {
+  const bad = firstInvalidUtf8(bytes);
+  if (bad !== -1) {
+    throw new PgstackError(
+      "E_MIGRATION_ENCODING",
+      `Migration ${name}: migration.sql is not UTF-8 (byte 0x${bytes[bad].toString(16).padStart(2, "0")} at byte offset ${bad}): re-save the file as UTF-8; nothing was applied.`,
+      { migration: name, byteOffset: bad },
+    );
+  }
+  if (bytes.subarray(0, 3).equals(BOM)) {
+    throw new PgstackError(
+      "E_MIGRATION_ENCODING",
+      `Migration ${name}: migration.sql starts with a UTF-8 byte-order mark, which PostgreSQL rejects as a syntax error (under prisma migrate deploy too, so no database has applied this file): save it without the BOM; nothing was applied.`,
+      { migration: name, byteOffset: 0 },
+    );
+  }
+}
+
+/** Offset of the first byte that does not belong to well-formed UTF-8, or -1. */
+export function firstInvalidUtf8(bytes: Buffer): number {
+  let i = 0;
+  const n = bytes.length;
+  while (i < n) {
+    const b = bytes[i];
+    if (b < 0x80) {
+      i++;
+      continue;
+    }
+    let need: number;
+    let min: number;
+    if (b >= 0xc2 && b <= 0xdf) (need = 1), (min = 0x80);
+    else if (b >= 0xe0 && b <= 0xef) (need = 2), (min = 0x800);
+    else if (b >= 0xf0 && b <= 0xf4) (need = 3), (min = 0x10000);
+    else return i;
+    if (i + need >= n) return i;
+    let cp = b & (0x3f >> need);
+    for (let k = 1; k <= need; k++) {
+      const c = bytes[i + k];
+      if (c === undefined || (c & 0xc0) !== 0x80) return i;
+      cp = (cp << 6) | (c & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return i;
+    i += need + 1;
+  }
+  return -1;
+}
+
+/** True when the first non-blank line is `-- pgstack:no-transaction`. */
+export function hasNoTransactionMarker(sql: string): boolean {
+  return firstLine(sql) === NO_TRANSACTION_MARKER;
 }
 
 function firstLine(sql: string): string {
@@ -138,6 +217,14 @@ export function findMigration(migrations: Migration[], ref: string, flag: string
     "E_MIGRATION_UNKNOWN",
     `${flag} '${ref}' names no migration in the migrations folder: run \`pgstack status\` to list them.`,
   );
+}
+
+function isDirectory(file: string): boolean {
+  try {
+    return statSync(file).isDirectory();
+  } catch {
+    return false;
+  }
 }
 
 function isFile(file: string): boolean {

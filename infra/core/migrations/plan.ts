@@ -2,7 +2,8 @@ import { readLedger } from "../ledger/ledger";
 import { withClient } from "../db/client";
 import { isPgstackError, PgstackError } from "../errors";
 import type { Settings } from "../settings";
-import { discoverMigrations } from "./discover";
+import { discoverMigrations, type Migration } from "./discover";
+import { describeMode, executionModeOf, isAtomic, type ExecutionMode } from "./mode";
 import { assertNoDrift, selectMigrations } from "./runner";
 import { loadSqlParser, splitStatements } from "./sql";
 import { computeStatus, type MigrationStatus } from "./status";
@@ -14,6 +15,11 @@ export interface PlannedMigration {
   retry: boolean;
   noTransaction: boolean;
   statements: number;
+  /** How it would run (see mode.ts); `atomic` is false for the modes that commit statement by statement. */
+  mode: ExecutionMode;
+  atomic: boolean;
+  /** For a partly applied migration: the committed statements the run would skip. */
+  resumeAfter?: number;
 }
 
 export interface Plan {
@@ -22,14 +28,17 @@ export interface Plan {
   /** Why `apply --all` would refuse, one sentence each (drift, syntax). */
   blockers: { code: string; message: string }[];
   status: MigrationStatus[];
+  /** What discovery noticed but Prisma accepts (a symlinked folder skipped, an empty file). */
+  notes?: string[];
 }
 
 /** What `apply --all` would do, read-only: no lock, no ledger created. */
 export async function planMigrations(settings: Settings, to?: string): Promise<Plan> {
-  const migrations = await discoverMigrations(settings.migrationsDir);
+  const notes: string[] = [];
+  const migrations = await discoverMigrations(settings.migrationsDir, (note) => notes.push(note));
   await loadSqlParser();
-  const status = await withClient(settings.databaseUrl, async (client) => computeStatus(migrations, await readLedger(client)));
-  return buildPlan(status, migrations, settings.migrationsDir, to);
+  const status = await withClient(settings.databaseUrl, async (client, db) => computeStatus(migrations, await readLedger(client, db.schema)));
+  return { ...buildPlan(status, migrations, settings.migrationsDir, to), notes };
 }
 
 /** Pure part of `planMigrations`, for tests. */
@@ -50,21 +59,35 @@ export function buildPlan(
   };
   keep(() => assertNoDrift(status, dir));
   const selected = selectMigrations(status, migrations, { kind: "all", to });
-  const pending: PlannedMigration[] = [];
-  for (const m of selected) {
-    let statements = 0;
-    keep(() => {
-      statements = splitStatements(m.sql, m.name).length;
-    });
-    pending.push({
-      name: m.name,
-      checksum: m.checksum,
-      retry: status.find((s) => s.name === m.name)?.state === "failed",
-      noTransaction: m.noTransaction,
-      statements,
-    });
-  }
+  const pending = selected.map((m) => {
+    const own = status.find((s) => s.name === m.name);
+    return plannedMigration(m, own?.state === "failed", own?.resume?.steps, keep);
+  });
   return { pending, blockers, status };
+}
+
+/** One pending migration as plan shows it; a syntax error becomes a blocker through `keep`. */
+export function plannedMigration(m: Migration, retry: boolean, resumeAfter: number | undefined, keep: (fn: () => void) => void): PlannedMigration {
+  let statements: ReturnType<typeof splitStatements> = [];
+  keep(() => {
+    statements = splitStatements(m.sql, m.name);
+  });
+  const mode = executionModeOf(m, statements);
+  return {
+    name: m.name,
+    checksum: m.checksum,
+    retry,
+    noTransaction: m.noTransaction,
+    statements: statements.length,
+    mode,
+    atomic: isAtomic(mode),
+    ...(resumeAfter ? { resumeAfter } : {}),
+  };
+}
+
+/** The MODE cell of plan's table and the PR comment. */
+export function modeCell(p: PlannedMigration): string {
+  return describeMode(p.mode) + (p.resumeAfter ? `, resumes after statement ${p.resumeAfter}` : "");
 }
 
 export function planError(plan: Plan): PgstackError | undefined {

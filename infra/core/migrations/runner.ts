@@ -3,19 +3,24 @@ import { Query, type Client, type DatabaseError } from "pg";
 import { withAdvisoryLock, withClient, sleep } from "../db/client";
 import type { ConnectionTarget } from "../db/url";
 import { PgstackError } from "../errors";
+import { quoteIdent } from "../db/url";
 import {
   ensureLedger,
+  ledgerTable,
   readLedger,
   recordFailed,
   recordFinished,
   recordFinishedSql,
+  recordProgress,
   recordStarted,
   recordStartedSql,
+  supersedeFailedSql,
 } from "../ledger/ledger";
 import type { Logger } from "../logger";
 import type { Settings } from "../settings";
-import { discoverMigrations, findMigration, type Migration } from "./discover";
-import { errorLine, isTransactionControl, loadSqlParser, splitStatements, type Statement } from "./sql";
+import { compareMigrationNames, discoverMigrations, findMigration, type Migration } from "./discover";
+import { executionModeOf, isAtomic, type ExecutionMode } from "./mode";
+import { errorLine, loadSqlParser, splitStatements, type Statement } from "./sql";
 import { computeStatus, type MigrationStatus } from "./status";
 
 /** `apply --all [--to x]` or `apply <name>`. */
@@ -24,6 +29,9 @@ export type ApplyTarget = { kind: "all"; to?: string } | { kind: "one"; name: st
 export interface AppliedMigration {
   name: string;
   checksum: string;
+  mode: ExecutionMode;
+  /** For a resumed migration: the statements a previous run had committed, skipped this time. */
+  resumedAfter?: number;
   durationMs: number;
   /** Attempts it took (more than 1 when lock_timeout was hit and retried). */
   attempts: number;
@@ -58,7 +66,7 @@ export async function applyMigrations(
   log: Logger,
   observer: ApplyObserver = {},
 ): Promise<ApplyResult> {
-  const migrations = await discoverMigrations(settings.migrationsDir);
+  const migrations = await discoverMigrations(settings.migrationsDir, (note) => log.warn(note));
   if (target.kind === "all" && target.to) findMigration(migrations, target.to, "--to");
   if (target.kind === "one") findMigration(migrations, target.name, "Migration");
 
@@ -74,7 +82,7 @@ export async function applyMigrations(
           ),
       },
       async () => {
-        const status = computeStatus(migrations, await readLedger(client));
+        const status = computeStatus(migrations, await readLedger(client, db.schema));
         assertNoDrift(status, settings.migrationsDir);
         const selected = selectMigrations(status, migrations, target);
         const alreadyApplied = selectedApplied(status, migrations, target);
@@ -85,20 +93,38 @@ export async function applyMigrations(
         // leave the first two applied. (The parser is loaded only now: an
         // up-to-date database, every chain command but one, never needs it.)
         await loadSqlParser();
-        const plans = selected.map((m) => ({ migration: m, statements: splitStatements(m.sql, m.name) }));
+        const plans: RunPlan[] = selected.map((m) => {
+          const statements = splitStatements(m.sql, m.name);
+          const resume = status.find((s) => s.name === m.name)?.resume;
+          return { migration: m, statements, mode: executionModeOf(m, statements), resume: resume && { ledgerId: resume.ledgerId, steps: resume.steps } };
+        });
         await ensureLedger(client, db.schema);
         // From PostgreSQL 13 on, statement_timeout applies to each statement of
         // a multi-statement message, so the last statement may share its message
         // with the ledger UPDATE and COMMIT (see runBundled).
-        const withLast = (await setTimeouts(client, settings)) >= 130000;
+        const version = await serverVersion(client);
+        const session = sessionSettingsSql(db.schema, settings, version);
+        await client.query(session);
+        const withLast = version >= 130000;
         const applied: AppliedMigration[] = [];
-        for (const plan of plans) {
-          applied.push(await applyWithRetries(client, db, plan.migration, plan.statements, settings, log, observer, withLast));
+        for (const [i, plan] of plans.entries()) {
+          // Every migration starts from pgstack's settings: a SET in the
+          // previous file (lock_timeout = 0, search_path = '') must not leak.
+          if (i > 0) await client.query(session);
+          applied.push(await applyWithRetries(client, db, plan, settings, log, observer, withLast, session));
         }
-        return { applied, alreadyApplied, status: computeStatus(migrations, await readLedger(client)) };
+        return { applied, alreadyApplied, status: computeStatus(migrations, await readLedger(client, db.schema)) };
       },
     ),
   );
+}
+
+/** One migration about to run: its statements, its mode and, for a partly applied one, where to pick up. */
+interface RunPlan {
+  migration: Migration;
+  statements: Statement[];
+  mode: ExecutionMode;
+  resume?: { ledgerId: string; steps: number };
 }
 
 /** Drift and vanished files stop a deploy before anything runs. */
@@ -110,6 +136,15 @@ export function assertNoDrift(status: MigrationStatus[], dir: string): void {
       "E_DRIFT",
       `Applied migration ${names} was edited after it ran (its checksum no longer matches the database's record): restore the original migration.sql from version control and put the change in a new migration.`,
       { migrations: drifted.map((s) => s.name) },
+    );
+  }
+  const editedPartial = status.filter((s) => s.resume && s.resume.steps > 0 && !s.resume.sameFile);
+  if (editedPartial.length > 0) {
+    const s = editedPartial[0];
+    throw new PgstackError(
+      "E_FAILED_NEEDS_ATTENTION",
+      `Migration ${s.name} failed after ${s.resume!.steps} of its statements were committed, and its migration.sql changed since, so pgstack cannot tell which statements of the new file already ran: restore the file to resume, or finish it by hand and run \`pgstack resolve --applied ${s.name}\` (or undo it and run \`pgstack resolve --rolled-back ${s.name}\`).`,
+      { migrations: editedPartial.map((m) => m.name) },
     );
   }
   const missing = status.filter((s) => s.state === "missing-from-disk");
@@ -130,7 +165,7 @@ export function selectMigrations(status: MigrationStatus[], migrations: Migratio
     const wanted = findMigration(migrations, target.name, "Migration");
     const own = status.find((s) => s.name === wanted.name)!;
     if (!runnable(own)) return [];
-    const earlier = status.filter((s) => s.name < wanted.name && runnable(s));
+    const earlier = status.filter((s) => compareMigrationNames(s.name, wanted.name) < 0 && runnable(s));
     if (earlier.length > 0) {
       throw new PgstackError(
         "E_MIGRATION_ORDER",
@@ -141,7 +176,7 @@ export function selectMigrations(status: MigrationStatus[], migrations: Migratio
   }
   const last = target.to ? findMigration(migrations, target.to, "--to").name : undefined;
   return status
-    .filter((s) => runnable(s) && (last === undefined || s.name <= last))
+    .filter((s) => runnable(s) && (last === undefined || compareMigrationNames(s.name, last) <= 0))
     .map((s) => s.migration!)
     .filter(Boolean);
 }
@@ -152,54 +187,78 @@ function selectedApplied(status: MigrationStatus[], migrations: Migration[], tar
     return status.filter((s) => s.name === wanted.name && s.state === "applied").map((s) => s.name);
   }
   const last = target.to ? findMigration(migrations, target.to, "--to").name : undefined;
-  return status.filter((s) => s.state === "applied" && (last === undefined || s.name <= last)).map((s) => s.name);
+  return status.filter((s) => s.state === "applied" && (last === undefined || compareMigrationNames(s.name, last) <= 0)).map((s) => s.name);
 }
 
-/** Sets the session's timeouts; returns server_version_num. */
-async function setTimeouts(client: Client, settings: Settings): Promise<number> {
-  await client.query(`SET lock_timeout = ${Math.trunc(settings.lockTimeoutMs)}`);
-  await client.query(`SET statement_timeout = ${Math.trunc(settings.statementTimeoutMs)}`);
-  // If pgstack is killed mid-statement, make the server notice within a second
-  // and roll back (releasing the deployer lock) instead of finishing the work.
+async function serverVersion(client: Client): Promise<number> {
   const { rows } = await client.query<{ v: number }>("SELECT current_setting('server_version_num')::int AS v");
-  if (rows[0].v >= 140000) await client.query("SET client_connection_check_interval = 1000");
   return rows[0].v;
+}
+
+/**
+ * The session every migration starts from, as one message: RESET ALL drops
+ * whatever the previous migration SET, then the Prisma schema and pgstack's
+ * timeouts. If pgstack is killed mid-statement, client_connection_check_interval
+ * (PostgreSQL 14+) makes the server notice within a second and roll back,
+ * releasing the deployer lock, instead of finishing the work.
+ */
+export function sessionSettingsSql(schema: string, settings: Settings, version: number): string {
+  return [
+    "RESET ALL",
+    `SET search_path TO ${quoteIdent(schema)}`,
+    `SET lock_timeout = ${Math.trunc(settings.lockTimeoutMs)}`,
+    `SET statement_timeout = ${Math.trunc(settings.statementTimeoutMs)}`,
+    ...(version >= 140000 ? ["SET client_connection_check_interval = 1000"] : []),
+  ].join("; ");
 }
 
 async function applyWithRetries(
   client: Client,
   db: ConnectionTarget,
-  migration: Migration,
-  statements: Statement[],
+  plan: RunPlan,
   settings: Settings,
   log: Logger,
   observer: ApplyObserver,
-  withLast = false,
+  withLast: boolean,
+  session: string,
 ): Promise<AppliedMigration> {
+  const { migration, statements, mode } = plan;
+  let resume = plan.resume;
+  if (resume && resume.steps > 0 && !isAtomic(mode)) log.info(`${migration.name}: resuming after the ${resume.steps} statement(s) a previous run committed`);
   for (let attempt = 1; ; attempt++) {
     const started = process.hrtime.bigint();
-    const outcome = migration.noTransaction
-      ? await runOutsideTransaction(client, migration, statements)
-      : statements.some(isTransactionControl)
-        ? await runInTransaction(client, migration, statements, observer)
-        : await runBundled(client, migration, statements, observer, withLast);
+    const outcome = isAtomic(mode)
+      ? await runBundled(client, db.schema, migration, statements, observer, withLast, Boolean(plan.resume))
+      : await runStatementByStatement(client, db.schema, migration, statements, resume, log);
     if (outcome.ok) {
       const durationMs = Number(process.hrtime.bigint() - started) / 1e6;
-      log.info(`applied ${migration.name} (${durationMs.toFixed(0)} ms${attempt > 1 ? `, attempt ${attempt}` : ""})`);
-      return { name: migration.name, checksum: migration.checksum, durationMs, attempts: attempt };
+      log.info(`applied ${migration.name} (${durationMs.toFixed(0)} ms, ${mode}${attempt > 1 ? `, attempt ${attempt}` : ""})`);
+      return {
+        name: migration.name,
+        checksum: migration.checksum,
+        durationMs,
+        attempts: attempt,
+        mode,
+        ...(plan.resume?.steps && !isAtomic(mode) ? { resumedAfter: plan.resume.steps } : {}),
+      };
     }
     const { error, statement, stepsApplied } = outcome;
     const line = errorLine(migration.sql, statement, Number(error.position) || undefined);
-    // A lock_timeout changed nothing; backing off lets the application's
-    // queries through instead of queueing them behind our ALTER.
-    if (error.code === LOCK_NOT_AVAILABLE && stepsApplied === 0 && attempt <= settings.retries) {
+    const committedBefore = resume?.steps ?? 0;
+    // A lock_timeout changed nothing the run has not recorded: backing off lets
+    // the application's queries through instead of queueing them behind our ALTER.
+    if (error.code === LOCK_NOT_AVAILABLE && attempt <= settings.retries && (isAtomic(mode) || outcome.ledgerId)) {
       const delay = settings.retryDelayMs * 2 ** (attempt - 1);
       log.warn(`${migration.name}: lock_timeout at line ${line} (${error.message}); retry ${attempt} of ${settings.retries} in ${delay} ms`);
       await sleep(delay);
+      if (!isAtomic(mode)) resume = { ledgerId: outcome.ledgerId!, steps: stepsApplied };
+      await client.query(session);
       continue;
     }
-    const rolledBack = !migration.noTransaction || stepsApplied === 0;
-    await recordFailed(client, {
+    // Nothing committed (a rolled-back transaction, or a non-atomic run that
+    // failed before its first commit): the attempt is rolled back and a retry starts afresh.
+    const rolledBack = isAtomic(mode) || stepsApplied === 0;
+    await recordFailed(client, db.schema, {
       id: outcome.ledgerId,
       name: migration.name,
       checksum: migration.checksum,
@@ -208,43 +267,43 @@ async function applyWithRetries(
       appliedSteps: stepsApplied,
     });
     const sqlstate = error.code ? ` (SQLSTATE ${error.code})` : "";
-    const aftermath = rolledBack
-      ? "nothing of it was applied"
-      : `its first ${stepsApplied} statement(s) ran outside a transaction and stay applied, so make them safe to re-run (IF NOT EXISTS)`;
+    let aftermath: string;
+    if (rolledBack) {
+      aftermath = "nothing of it was applied: fix it and run again";
+    } else {
+      const last = statements[stepsApplied - 1];
+      const newly = stepsApplied - committedBefore;
+      aftermath =
+        `it runs ${mode === "as-written" ? "as written (its own transactions)" : "statement by statement"}, so its first ${stepsApplied} of ${statements.length} statement(s) (through line ${last.line}) ` +
+        `are committed${committedBefore > 0 ? ` (${newly} by this run)` : ""} and recorded (applied_steps_count = ${stepsApplied}); the next run resumes at line ${statements[stepsApplied].line}` +
+        (outcome.invalidIndex ? `, after dropping the index ${outcome.invalidIndex} this failed build left INVALID` : "") +
+        `: remove the cause and run again, or finish it by hand and run \`pgstack resolve --applied ${migration.name}\``;
+    }
     throw new PgstackError(
       "E_MIGRATION_FAILED",
-      `Migration ${migration.name} failed at line ${line} of migration.sql: ${error.message}${sqlstate}; ${aftermath}: fix it and run again.`,
-      { migration: migration.name, line, sqlstate: error.code, error: error.message, attempts: attempt, database: db.database },
+      `Migration ${migration.name} failed at line ${line} of migration.sql: ${error.message}${sqlstate}; ${aftermath}.`,
+      {
+        migration: migration.name,
+        line,
+        sqlstate: error.code,
+        error: error.message,
+        attempts: attempt,
+        database: db.database,
+        mode,
+        appliedSteps: stepsApplied,
+        statements: statements.length,
+      },
     );
   }
 }
 
 type Outcome =
   | { ok: true }
-  | { ok: false; error: DatabaseError; statement: Statement; stepsApplied: number; ledgerId?: string };
-
-/** The ledger row is written in the migration's own transaction: both land, or neither. */
-async function runInTransaction(client: Client, migration: Migration, statements: Statement[], observer: ApplyObserver): Promise<Outcome> {
-  await client.query("BEGIN");
-  let current: Statement = statements[0] ?? { sql: "", line: 1, offset: 0 };
-  try {
-    const id = await recordStarted(client, migration.name, migration.checksum);
-    for (const statement of statements) {
-      current = statement;
-      await client.query(statement.sql);
-    }
-    await recordFinished(client, id, 1);
-    await observer.beforeCommit?.(client, migration);
-    await client.query("COMMIT");
-    return { ok: true };
-  } catch (err) {
-    await client.query("ROLLBACK").catch(() => undefined);
-    return { ok: false, error: asDatabaseError(err), statement: current, stepsApplied: 0 };
-  }
-}
+  | { ok: false; error: DatabaseError; statement: Statement; stepsApplied: number; ledgerId?: string; invalidIndex?: string };
 
 /**
- * The same transaction as `runInTransaction` with fewer round trips: BEGIN and
+ * The migration and its ledger row in one transaction, both land or neither,
+ * in few round trips: BEGIN and
  * the ledger INSERT go to the server as one message, then each statement as
  * its own message, then the ledger UPDATE and COMMIT as one message: statements
  * + 2 round trips (as many as psql needs for the same file) instead of
@@ -257,18 +316,21 @@ async function runInTransaction(client: Client, migration: Migration, statements
  */
 async function runBundled(
   client: Client,
+  schema: string,
   migration: Migration,
   statements: Statement[],
   observer: ApplyObserver,
   withLast: boolean,
+  /** An earlier attempt is open (failed under Prisma): mark it rolled back when this one commits. */
+  supersede = false,
 ): Promise<Outcome> {
   const id = randomUUID();
-  const first: Statement = statements[0] ?? { sql: "", line: 1, offset: 0 };
+  const first: Statement = statements[0] ?? { sql: "", line: 1, offset: 0, kind: "plain" };
   let current = first;
   try {
-    await simpleQuery(client, ["BEGIN", recordStartedSql(client, id, migration.name, migration.checksum)]);
+    await simpleQuery(client, ["BEGIN", recordStartedSql(client, schema, id, migration.name, migration.checksum)]);
   } catch (err) {
-    // BEGIN itself failing is not the migration's fault: thrown, as runInTransaction does.
+    // BEGIN itself failing is not the migration's fault: thrown.
     if ((err as PartError).part === 0) throw (err as PartError).failure;
     await client.query("ROLLBACK").catch(() => undefined);
     return { ok: false, error: asDatabaseError((err as PartError).failure), statement: current, stepsApplied: 0 };
@@ -281,7 +343,7 @@ async function runBundled(
     }
     const tail = statements.slice(own).map((s) => s.sql);
     if (tail.length > 0) current = statements[own];
-    const finished = recordFinishedSql(client, id, 1);
+    const finished = [recordFinishedSql(client, schema, id, 1), ...(supersede ? [supersedeFailedSql(client, schema, migration.name, id)] : [])].join(";\n");
     if (observer.beforeCommit) {
       await simpleQuery(client, [...tail, finished]);
       await observer.beforeCommit(client, migration);
@@ -357,20 +419,146 @@ interface QueryInternals {
   handleCommandComplete(message: unknown, connection: unknown): void;
 }
 
-/** For CREATE INDEX CONCURRENTLY and the like: statement by statement, autocommit. */
-async function runOutsideTransaction(client: Client, migration: Migration, statements: Statement[]): Promise<Outcome> {
-  const id = await recordStarted(client, migration.name, migration.checksum);
-  let steps = 0;
-  for (const statement of statements) {
+/**
+ * The non-atomic modes: each statement is sent on its own, with nothing
+ * wrapped around it, so the file's own BEGIN/COMMIT (as-written) or
+ * autocommit (statements) decide what is permanent. Whenever the session is
+ * back outside a transaction, everything so far is committed and the ledger's
+ * applied_steps_count says so; a plain statement run outside a transaction
+ * shares one message (one implicit transaction) with that ledger UPDATE, so
+ * the count cannot lag behind the database even if pgstack is killed. A
+ * statement that fails inside the file's own transaction rolls that
+ * transaction back: the count stays at the last commit, where the next run
+ * resumes.
+ */
+async function runStatementByStatement(
+  client: Client,
+  schema: string,
+  migration: Migration,
+  statements: Statement[],
+  resume: { ledgerId: string; steps: number } | undefined,
+  log: Logger,
+): Promise<Outcome> {
+  const txStatus = transactionStatus(client);
+  const id = resume?.ledgerId ?? (await recordStarted(client, schema, migration.name, migration.checksum));
+  let committed = resume?.steps ?? 0;
+  const progressSql = (steps: number) => `UPDATE ${ledgerTable(schema)} SET applied_steps_count = ${steps} WHERE id = ${client.escapeLiteral(id)}`;
+  for (let i = committed; i < statements.length; i++) {
+    const statement = statements[i];
+    let invalidIndex: string | undefined;
     try {
+      if (statement.concurrentIndex) {
+        await dropInvalidIndex(client, schema, statement.concurrentIndex, migration, log);
+        // A run killed after this build finished but before its progress was
+        // recorded left the index valid: the build is done, not to be repeated.
+        if (resume && i === resume.steps && (await validIndexExists(client, schema, statement.concurrentIndex))) {
+          log.info(`${migration.name}: index ${statement.concurrentIndex.name} at line ${statement.line} was built by the interrupted run; not building it again`);
+          committed = i + 1;
+          await recordProgress(client, schema, id, committed);
+          continue;
+        }
+      }
+      if (statement.kind === "plain" && txStatus() === "I") {
+        await simpleQuery(client, [statement.sql, progressSql(i + 1)]);
+        committed = i + 1;
+        failPoint("statement-committed", i + 1);
+        continue;
+      }
       await client.query(statement.sql);
-      steps++;
+      failPoint("statement-committed", i + 1);
     } catch (err) {
-      return { ok: false, error: asDatabaseError(err), statement, stepsApplied: steps, ledgerId: id };
+      const failure = err instanceof PartError ? err.failure : err;
+      if (txStatus() !== "I") await client.query("ROLLBACK").catch(() => undefined);
+      if (statement.concurrentIndex) invalidIndex = (await invalidIndexName(client, schema, statement.concurrentIndex)) ?? undefined;
+      return { ok: false, error: asDatabaseError(failure), statement, stepsApplied: committed, ledgerId: id, invalidIndex };
+    }
+    if (txStatus() === "I") {
+      committed = i + 1;
+      await recordProgress(client, schema, id, committed);
     }
   }
-  await recordFinished(client, id, steps);
+  if (txStatus() !== "I") {
+    // The file ends inside its own transaction: PostgreSQL would roll it back
+    // when the session ends, so pgstack rolls it back now and says so.
+    await client.query("ROLLBACK").catch(() => undefined);
+    const last = statements[statements.length - 1];
+    return {
+      ok: false,
+      error: { message: "migration.sql ends inside a transaction it opened (BEGIN without COMMIT), so its last transaction was rolled back" } as DatabaseError,
+      statement: last,
+      stepsApplied: committed,
+      ledgerId: id,
+    };
+  }
+  await recordFinished(client, schema, id, statements.length);
   return { ok: true };
+}
+
+/**
+ * The server's transaction status after the last completed query ('I' idle,
+ * 'T' in a transaction, 'E' in a failed one), from its ReadyForQuery message:
+ * what the file's BEGIN/COMMIT/ROLLBACK actually did, not what pgstack guesses.
+ */
+function transactionStatus(client: Client): () => string {
+  let status = transactionStatuses.get(client);
+  if (!status) {
+    const box = { value: "I" };
+    const connection = (client as unknown as { connection: import("node:events").EventEmitter }).connection;
+    connection.on("readyForQuery", (msg: { status?: string }) => {
+      if (msg.status) box.value = msg.status;
+    });
+    status = () => box.value;
+    transactionStatuses.set(client, status);
+  }
+  return status;
+}
+const transactionStatuses = new WeakMap<Client, () => string>();
+
+/**
+ * Test hook: PGSTACK_FAILPOINT=<point>:<n> kills the process (SIGKILL, no
+ * cleanup) when it reaches <point> for the n-th time in a migration, so tests
+ * can prove what a crash there leaves behind.
+ */
+function failPoint(point: string, n: number): void {
+  if (process.env.PGSTACK_FAILPOINT === `${point}:${n}`) process.kill(process.pid, "SIGKILL");
+}
+
+async function validIndexExists(client: Client, schema: string, index: NonNullable<Statement["concurrentIndex"]>): Promise<boolean> {
+  const { rows } = await client.query(
+    `SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE c.relname = $1 AND n.nspname = $2 AND i.indisvalid`,
+    [index.name, index.schema ?? schema],
+  );
+  return rows.length > 0;
+}
+
+/** Name of the INVALID index a CONCURRENTLY build of `index` left behind, if any. */
+async function invalidIndexName(client: Client, schema: string, index: NonNullable<Statement["concurrentIndex"]>): Promise<string | null> {
+  const { rows } = await client.query<{ name: string }>(
+    `SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS name
+       FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE c.relname = $1 AND n.nspname = $2 AND NOT i.indisvalid`,
+    [index.name, index.schema ?? schema],
+  );
+  return rows[0]?.name ?? null;
+}
+
+/**
+ * An interrupted CREATE INDEX CONCURRENTLY leaves an INVALID index behind: the
+ * rebuild would fail on its name, or, with IF NOT EXISTS, skip and leave an
+ * index that is never used. pgstack drops it (concurrently) before the build runs again.
+ */
+async function dropInvalidIndex(
+  client: Client,
+  schema: string,
+  index: NonNullable<Statement["concurrentIndex"]>,
+  migration: Migration,
+  log: Logger,
+): Promise<void> {
+  const name = await invalidIndexName(client, schema, index);
+  if (!name) return;
+  log.warn(`${migration.name}: index ${name} is INVALID (an earlier CONCURRENTLY build was interrupted); dropping it to build it again`);
+  await client.query(`DROP INDEX CONCURRENTLY IF EXISTS ${name}`);
 }
 
 function asDatabaseError(err: unknown): DatabaseError {
@@ -388,7 +576,7 @@ function formatLogs(error: DatabaseError, line: number): string {
 }
 
 /** Read-only: every migration's state, without taking the lock or creating the ledger. */
-export async function migrationStatus(settings: Settings): Promise<MigrationStatus[]> {
-  const migrations = await discoverMigrations(settings.migrationsDir);
-  return withClient(settings.databaseUrl, async (client) => computeStatus(migrations, await readLedger(client)));
+export async function migrationStatus(settings: Settings, onNote?: (note: string) => void): Promise<MigrationStatus[]> {
+  const migrations = await discoverMigrations(settings.migrationsDir, onNote);
+  return withClient(settings.databaseUrl, async (client, db) => computeStatus(migrations, await readLedger(client, db.schema)));
 }

@@ -11,6 +11,15 @@ export function loadSqlParser(): Promise<void> {
   return loaded;
 }
 
+/**
+ * What a statement needs from the transaction around it:
+ * - `transaction-control`: BEGIN, COMMIT, ROLLBACK, SAVEPOINT... (the file manages its own transactions);
+ * - `no-transaction-block`: PostgreSQL refuses it inside a transaction block (CONCURRENTLY index
+ *   builds and drops, REINDEX CONCURRENTLY, VACUUM, ALTER SYSTEM, CREATE/DROP DATABASE...);
+ * - `plain`: anything else.
+ */
+export type StatementKind = "transaction-control" | "no-transaction-block" | "plain";
+
 export interface Statement {
   /** Statement text without its trailing semicolon. */
   sql: string;
@@ -18,14 +27,27 @@ export interface Statement {
   line: number;
   /** Character offset in the file where `sql` starts. */
   offset: number;
+  kind: StatementKind;
+  /** For `CREATE INDEX CONCURRENTLY`: the index it builds (an interrupted build leaves it INVALID). */
+  concurrentIndex?: { name: string; schema?: string };
+}
+
+/** Work counters of one `splitStatements` call, for the test that proves it linear. */
+export interface SplitStats {
+  /** Characters examined to turn byte offsets into character offsets and lines. */
+  charsScanned: number;
 }
 
 /**
  * Splits a migration file into statements with their line numbers. A syntax
  * error is reported as E_MIGRATION_SYNTAX with the line, before anything runs.
- * Call `loadSqlParser()` once before.
+ * Call `loadSqlParser()` once before. Linear in the file's size: offsets and
+ * lines are advanced from one statement to the next, never recounted from the
+ * start of the file.
  */
-export function splitStatements(sql: string, migrationName: string): Statement[] {
+export function splitStatements(sql: string, migrationName: string, stats?: SplitStats): Statement[] {
+  // Only whitespace and comments: no statement (the parser refuses an empty query).
+  if (leadingTriviaLength(sql) === sql.length) return [];
   const bytes = Buffer.from(sql, "utf8");
   let parsed: ReturnType<typeof pgQuery.parseSync>;
   try {
@@ -43,6 +65,7 @@ export function splitStatements(sql: string, migrationName: string): Statement[]
       { migration: migrationName, line, error: message },
     );
   }
+  const cursor = new TextCursor(sql, bytes, stats);
   const statements: Statement[] = [];
   for (const stmt of parsed.stmts ?? []) {
     const startByte = stmt.stmt_location ?? 0;
@@ -51,19 +74,95 @@ export function splitStatements(sql: string, migrationName: string): Statement[]
     const lead = leadingTriviaLength(raw);
     const text = raw.slice(lead).trimEnd();
     if (text === "") continue;
-    const offset = byteToCharOffset(bytes, startByte) + lead;
-    statements.push({ sql: text, offset, line: lineAt(sql, offset) });
+    const { offset, line } = cursor.advanceTo(startByte, lead);
+    const node = (stmt.stmt ?? {}) as Record<string, unknown>;
+    statements.push({ sql: text, offset, line, kind: kindOf(node), concurrentIndex: concurrentIndexOf(node) });
   }
   return statements;
 }
 
+/** Moves forward through the file once, turning byte offsets into character offsets and lines. */
+class TextCursor {
+  private byte = 0;
+  private char = 0;
+  private line = 1;
+  constructor(
+    private readonly text: string,
+    private readonly bytes: Buffer,
+    private readonly stats?: SplitStats,
+  ) {}
+
+  /** Offset and line of the character `extraChars` after byte `byteOffset` (never before the last call's). */
+  advanceTo(byteOffset: number, extraChars: number): { offset: number; line: number } {
+    // Statements come in file order, so the gap is decoded once.
+    const gap = this.bytes.subarray(this.byte, byteOffset).toString("utf8");
+    this.count(gap);
+    this.byte = byteOffset;
+    this.char += gap.length;
+    const lead = this.text.slice(this.char, this.char + extraChars);
+    let line = this.line;
+    for (let i = 0; i < lead.length; i++) if (lead.charCodeAt(i) === 10) line++;
+    if (this.stats) this.stats.charsScanned += lead.length;
+    return { offset: this.char + extraChars, line };
+  }
+
+  private count(chunk: string): void {
+    for (let i = 0; i < chunk.length; i++) if (chunk.charCodeAt(i) === 10) this.line++;
+    if (this.stats) this.stats.charsScanned += chunk.length;
+  }
+}
+
+/** Statements PostgreSQL refuses inside a transaction block (PreventInTransactionBlock callers). */
+function kindOf(node: Record<string, unknown>): StatementKind {
+  const [type] = Object.keys(node);
+  const body = (node[type] ?? {}) as Record<string, unknown>;
+  switch (type) {
+    case "TransactionStmt":
+      return "transaction-control";
+    case "IndexStmt":
+    case "DropStmt":
+      return body.concurrent ? "no-transaction-block" : "plain";
+    case "ReindexStmt":
+      return hasOption(body.params, "concurrently") || body.kind === "REINDEX_OBJECT_SYSTEM" || body.kind === "REINDEX_OBJECT_DATABASE"
+        ? "no-transaction-block"
+        : "plain";
+    case "VacuumStmt":
+      // ANALYZE alone may run in a transaction; VACUUM may not.
+      return body.is_vacuumcmd ? "no-transaction-block" : "plain";
+    case "AlterTableStmt":
+      return JSON.stringify(body.cmds ?? []).includes('"concurrent":true') ? "no-transaction-block" : "plain";
+    case "AlterSystemStmt":
+    case "CreatedbStmt":
+    case "DropdbStmt":
+    case "CreateTableSpaceStmt":
+    case "DropTableSpaceStmt":
+    case "CreateSubscriptionStmt":
+    case "DropSubscriptionStmt":
+      return "no-transaction-block";
+    case "ClusterStmt":
+      return body.relation ? "plain" : "no-transaction-block";
+    default:
+      return "plain";
+  }
+}
+
+function hasOption(params: unknown, name: string): boolean {
+  return Array.isArray(params) && params.some((p) => (p as { DefElem?: { defname?: string } }).DefElem?.defname === name);
+}
+
+function concurrentIndexOf(node: Record<string, unknown>): Statement["concurrentIndex"] {
+  const index = node.IndexStmt as { concurrent?: boolean; idxname?: string; relation?: { schemaname?: string } } | undefined;
+  if (!index?.concurrent || !index.idxname) return undefined;
+  // An index lives in its table's schema.
+  return { name: index.idxname, schema: index.relation?.schemaname };
+}
+
 /**
  * True for BEGIN, COMMIT, ROLLBACK, SAVEPOINT and the like: statements that
- * end or nest the transaction a migration runs in. (`sql` starts at the
- * statement's first token, as `splitStatements` returns it.)
+ * end or nest the transaction a migration runs in.
  */
 export function isTransactionControl(statement: Statement): boolean {
-  return /^(begin|start\s+transaction|commit|end|rollback|abort|savepoint|release|prepare\s+transaction)\b/i.test(statement.sql);
+  return statement.kind === "transaction-control";
 }
 
 /** 1-based line of a character offset. */

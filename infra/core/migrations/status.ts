@@ -1,6 +1,6 @@
 import type { LedgerRow } from "../ledger/ledger";
 import { checksumMatches } from "./checksum";
-import type { Migration } from "./discover";
+import { compareMigrationNames, type Migration } from "./discover";
 
 export type MigrationState = "applied" | "pending" | "failed" | "drifted" | "missing-from-disk";
 
@@ -14,8 +14,15 @@ export interface MigrationStatus {
   migration?: Migration;
   /** Error text of the latest failed attempt. */
   lastError?: string;
-  /** True when a failed attempt left part of a no-transaction migration applied. */
+  /** True when a failed attempt left part of a non-atomic migration committed. */
   partiallyApplied?: boolean;
+  /**
+   * Where the next run picks up a partially applied migration: the attempt's
+   * ledger row and how many statements of it are committed. `sameFile` is
+   * false when migration.sql changed since, so the count no longer says which
+   * statements ran.
+   */
+  resume?: { ledgerId: string; steps: number; sameFile: boolean };
 }
 
 /**
@@ -46,6 +53,10 @@ export function computeStatus(migrations: Migration[], ledger: LedgerRow[]): Mig
       });
     } else if (rows.length > 0) {
       const last = rows[rows.length - 1];
+      // An unfinished attempt nobody rolled back: a non-atomic run stopped (failed or killed) with
+      // applied_steps_count statements committed, where the next run of that file picks up.
+      const open = last.rolledBackAt === null && last.finishedAt === null;
+      const partiallyApplied = open && last.appliedStepsCount > 0;
       result.push({
         name: migration.name,
         checksum: migration.checksum,
@@ -53,7 +64,10 @@ export function computeStatus(migrations: Migration[], ledger: LedgerRow[]): Mig
         appliedAt: null,
         migration,
         lastError: last.logs ?? undefined,
-        partiallyApplied: last.rolledBackAt === null && last.appliedStepsCount > 0,
+        partiallyApplied,
+        ...(open
+          ? { resume: { ledgerId: last.id, steps: last.appliedStepsCount, sameFile: checksumMatches(last.checksum, migration.bytes) } }
+          : {}),
       });
     } else {
       result.push({ name: migration.name, checksum: migration.checksum, state: "pending", appliedAt: null, migration });
@@ -67,7 +81,7 @@ export function computeStatus(migrations: Migration[], ledger: LedgerRow[]): Mig
       result.push({ name, checksum: applied.checksum, state: "missing-from-disk", appliedAt: applied.finishedAt });
     }
   }
-  return result.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  return result.sort((a, b) => compareMigrationNames(a.name, b.name));
 }
 
 function lastApplied(rows: LedgerRow[]): LedgerRow | undefined {
