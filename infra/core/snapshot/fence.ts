@@ -98,9 +98,16 @@ export async function beginOperation(
   client: Client,
   db: string,
   marker: Omit<OperationMarker, "pid" | "backendStart" | "database" | "closed">,
-  options: { close: boolean },
+  options: { close: boolean; waitMs?: number },
 ): Promise<void> {
   const me = await self(client);
+  // Another live pgstack at work on this database (a second stack's deploy): wait for it, as for the deployer lock.
+  const deadline = Date.now() + (options.waitMs ?? 60_000);
+  for (;;) {
+    const other = parseMarker(await commentOn(client, db));
+    if (!other || other[MARK].pid === me.pid || Date.now() >= deadline || !(await alive(client, other[MARK]))) break;
+    await sleep(250);
+  }
   await inTransaction(client, async () => {
     const current = await commentOn(client, db);
     const existing = parseMarker(current);
