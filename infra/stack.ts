@@ -11,6 +11,7 @@ import { SEED_SCRIPT, Seed } from "./components/seed";
 import { migrationSetKey, PreUpdateSnapshot } from "./components/snapshot";
 import { isPgstackError } from "./core/errors";
 import { discoverMigrations } from "./core/migrations/discover";
+import { modesOf } from "./core/migrations/mode";
 import { enforceLintGate, previouslyAppliedMigrations } from "./guards/lint";
 
 /** Every stack's outputs. */
@@ -34,7 +35,8 @@ export const NAMES = { database: "db", snapshot: "pre-update", chain: "migration
 export async function readMigrations(projectDir: string, migrationsDir: string): Promise<ChainMigration[]> {
   try {
     const found = await discoverMigrations(path.join(projectDir, migrationsDir));
-    return found.map((m) => ({ name: m.name, checksum: m.checksum }));
+    const modes = await modesOf(found);
+    return found.map((m) => ({ name: m.name, checksum: m.checksum, mode: modes.get(m.name) }));
   } catch (err) {
     if (isPgstackError(err)) throw new pulumi.RunError(err.message);
     throw err;

@@ -3,6 +3,7 @@
  * registers, with which inputs and dependencies. No Pulumi CLI needed.
  */
 import { promises as fs } from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
 import { discoverMigrations } from "../../infra/core/migrations/discover";
 import { byType, fakeProject, MOCK_RDS_PASSWORD, named, REPO_ROOT, runStack, stackFileConfig, type Registered, type RunResult } from "../support/pulumi-mocks";
@@ -304,6 +305,31 @@ describe("external engine", () => {
       expect(err.message).not.toContain("ext-Pa55");
     } finally {
       await fs.rm(projectDir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("each migration step's mode in the preview", () => {
+  it("a non-atomic migration's command names its mode; an atomic one's does not", async () => {
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), "pgstack-modes-"));
+    const write = async (name: string, sql: string) => {
+      await fs.mkdir(path.join(dir, name));
+      await fs.writeFile(path.join(dir, name, "migration.sql"), sql);
+    };
+    await write("20250101000000_init", 'CREATE TABLE "t" (id int PRIMARY KEY, v int);\n');
+    await write("20250102000000_idx", 'CREATE INDEX CONCURRENTLY "t_v_idx" ON "t"("v");\n');
+    await write("20250103000000_own_tx", "BEGIN;\nALTER TABLE \"t\" ADD COLUMN w int;\nCOMMIT;\n");
+    const projectDir = await fakeProject({ password: "pw", migrations: dir });
+    try {
+      const run = await runStack({ stack: "dev", config: await stackFileConfig("dev"), projectDir });
+      expect(chainCommands(run.resources).map((c) => c.inputs.create)).toEqual([
+        "node infra/bin/pgstack.js apply 20250101000000_init --dir migrations",
+        "node infra/bin/pgstack.js apply 20250102000000_idx --dir migrations --mode statements",
+        "node infra/bin/pgstack.js apply 20250103000000_own_tx --dir migrations --mode as-written",
+      ]);
+    } finally {
+      await fs.rm(projectDir, { recursive: true, force: true });
+      await fs.rm(dir, { recursive: true, force: true });
     }
   });
 });

@@ -1,4 +1,6 @@
 import { Command } from "commander";
+import { discoverMigrations } from "../../core/migrations/discover";
+import { describeMode, EXECUTION_MODES, modesOf, type ExecutionMode } from "../../core/migrations/mode";
 import { applyMigrations, type ApplyTarget } from "../../core/migrations/runner";
 import { PgstackError } from "../../core/errors";
 import type { Context } from "../context";
@@ -11,9 +13,11 @@ export function applyCommand(ctx: Context): Command {
     .argument("[name]", "migration folder name (or the part after its timestamp)")
     .option("--all", "apply every pending migration in order")
     .option("--to <name>", "with --all: stop after this migration")
-    .action(async (name: string | undefined, flags: DatabaseFlags & { all?: boolean; to?: string }) => {
+    .option("--mode <mode>", "refuse unless the migration runs in this mode (the one the Pulumi preview showed)")
+    .action(async (name: string | undefined, flags: DatabaseFlags & { all?: boolean; to?: string; mode?: string }) => {
       const target = applyTarget(name, flags);
       const settings = settingsFrom(flags, ctx.env);
+      if (flags.mode !== undefined && target.kind === "one") await expectMode(settings.migrationsDir, target.name, flags.mode);
       const log = ctx.logger(flags);
       const result = await applyMigrations(settings, target, log);
       if (flags.json) {
@@ -42,4 +46,20 @@ export function applyTarget(name: string | undefined, flags: { all?: boolean; to
   if (flags.all) return { kind: "all", to: flags.to };
   if (!name) throw new PgstackError("E_USAGE", "Name the migration to apply, or pass --all: `pgstack apply <name>` or `pgstack apply --all`.");
   return { kind: "one", name };
+}
+
+/** The step runs only in the mode the reviewer was shown; a file changed since then runs no statement. */
+async function expectMode(dir: string, name: string, expected: string): Promise<void> {
+  if (!(EXECUTION_MODES as readonly string[]).includes(expected)) {
+    throw new PgstackError("E_USAGE", `--mode must be one of ${EXECUTION_MODES.join(", ")} (got '${expected}').`);
+  }
+  const migration = (await discoverMigrations(dir)).find((m) => m.name === name);
+  if (!migration) return; // apply names what is missing
+  const actual = (await modesOf([migration])).get(name);
+  if (actual !== undefined && actual !== expected) {
+    throw new PgstackError(
+      "E_USAGE",
+      `Migration ${name} runs ${describeMode(actual)}, not ${describeMode(expected as ExecutionMode)} as the update was planned: run \`pulumi preview\` again and review the new plan.`,
+    );
+  }
 }

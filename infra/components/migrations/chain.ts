@@ -10,6 +10,8 @@ export interface ChainMigration {
   name: string;
   /** SHA-256 of migration.sql (Prisma's checksum). */
   checksum: string;
+  /** How it runs (transaction, statements, as-written); undefined when its SQL does not parse. */
+  mode?: string;
 }
 
 export interface MigrationChainArgs {
@@ -74,7 +76,10 @@ export function migrationCommandArgs(
   const dir = args.migrationsDir ?? "migrations";
   return {
     dir: args.dir ?? ".",
-    create: `node ${PGSTACK_BIN} apply ${shellWord(migration.name)} --dir ${shellWord(dir)}`,
+    // A non-atomic step says so in the preview, and runs only in that mode.
+    create: `node ${PGSTACK_BIN} apply ${shellWord(migration.name)} --dir ${shellWord(dir)}${
+      migration.mode && migration.mode !== "transaction" ? ` --mode ${migration.mode}` : ""
+    }`,
     environment: { DATABASE_URL: pulumi.secret(args.databaseUrl) },
     triggers: [migration.checksum, args.identity],
   };

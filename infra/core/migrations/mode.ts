@@ -17,6 +17,7 @@ import type { MigrationStatus } from "./status";
  * a failed run resumes at the failed statement.
  */
 export type ExecutionMode = "transaction" | "statements" | "as-written";
+export const EXECUTION_MODES: readonly ExecutionMode[] = ["transaction", "statements", "as-written"];
 
 export function executionModeOf(migration: Pick<Migration, "noTransaction">, statements: Statement[]): ExecutionMode {
   if (statements.some((s) => s.kind === "transaction-control")) return "as-written";
@@ -52,6 +53,24 @@ export async function pendingModes(status: MigrationStatus[]): Promise<Map<strin
   for (const s of toRun) {
     try {
       modes.set(s.name, executionModeOf(s.migration!, splitStatements(s.migration!.sql, s.name)));
+    } catch {
+      // A syntax error: no mode to show.
+    }
+  }
+  return modes;
+}
+
+/**
+ * The mode of each migration whose SQL parses (one that does not has none: apply
+ * reports its syntax error). What the Pulumi program shows reviewers per step.
+ */
+export async function modesOf(migrations: Pick<Migration, "name" | "sql" | "noTransaction">[]): Promise<Map<string, ExecutionMode>> {
+  const modes = new Map<string, ExecutionMode>();
+  if (migrations.length === 0) return modes;
+  await loadSqlParser();
+  for (const m of migrations) {
+    try {
+      modes.set(m.name, executionModeOf(m, splitStatements(m.sql, m.name)));
     } catch {
       // A syntax error: no mode to show.
     }
