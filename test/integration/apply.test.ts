@@ -5,24 +5,14 @@ import { Client } from "pg";
 import { applyMigrations, migrationStatus } from "../../infra/core/migrations/runner";
 import { resolveSettings, type Settings } from "../../infra/core/settings";
 import { memoryLogger } from "../../infra/core/logger";
-import { PgstackError } from "../../infra/core/errors";
 import { legacyChecksumOf } from "../../infra/core/migrations/checksum";
 import { MIGRATION_LOCK_KEY } from "../../infra/core/db/client";
 import { createTestDatabase, withDb } from "../support/cluster";
 import { copyOfRepoMigrations, fingerprint, migrationsDir, writeMigrations } from "../support/fixtures";
+import { expectFailure } from "../support/sentence";
 
 function settings(url: string, dir: string, extra: Partial<Settings> = {}): Settings {
   return { ...resolveSettings({ url, dir }), retryDelayMs: 50, ...extra };
-}
-
-async function expectFailure(promise: Promise<unknown>): Promise<PgstackError> {
-  try {
-    await promise;
-  } catch (err) {
-    expect(err).toBeInstanceOf(PgstackError);
-    return err as PgstackError;
-  }
-  throw new Error("expected a failure");
 }
 
 const sha256 = (bytes: Buffer) => createHash("sha256").update(bytes).digest("hex");

@@ -11,11 +11,11 @@ import * as path from "node:path";
 import { applyMigrations } from "../../infra/core/migrations/runner";
 import { resolveSettings, type Settings } from "../../infra/core/settings";
 import { memoryLogger } from "../../infra/core/logger";
-import { PgstackError } from "../../infra/core/errors";
 import { pgstack } from "../support/cli";
 import { createTestDatabase, withDb } from "../support/cluster";
 import { migrationsDir, REPO_ROOT } from "../support/fixtures";
 import { applyThePrismaWay, schemaDump } from "../support/prisma-way";
+import { expectFailure } from "../support/sentence";
 
 const CORPUS = path.join(REPO_ROOT, "test", "fixtures", "prisma-patterns", "history");
 
@@ -34,16 +34,6 @@ async function finishedLedger(url: string): Promise<{ migration_name: string; ch
     c.query(`SELECT migration_name, checksum FROM "_prisma_migrations" WHERE finished_at IS NOT NULL AND rolled_back_at IS NULL ORDER BY started_at, id`),
   );
   return rows;
-}
-
-async function expectFailure(promise: Promise<unknown>): Promise<PgstackError> {
-  try {
-    await promise;
-  } catch (err) {
-    expect(err).toBeInstanceOf(PgstackError);
-    return err as PgstackError;
-  }
-  throw new Error("expected a failure");
 }
 
 const sha256 = (bytes: Buffer) => createHash("sha256").update(bytes).digest("hex");
