@@ -99,6 +99,11 @@ export async function windowBench(argv: string[]): Promise<void> {
         template = (await createSnapshot({ url, stack: "bench", engine: "template", snapshotsDir, log: silentLogger })).snapshotId;
       });
       await measure("pg_dump snapshot", () => createSnapshot({ url, stack: "bench", engine: "dump", snapshotsDir, log: silentLogger }));
+      // What a deploy takes by default: with the application connected, auto picks pg_dump.
+      await measure("auto snapshot (a deploy's default)", async () => {
+        const taken = await createSnapshot({ url, stack: "bench", engine: "auto", snapshotsDir, log: silentLogger });
+        if (taken.engine !== "dump") throw new Error(`auto took a ${taken.engine} snapshot with the application connected`);
+      });
       await measure("restore (template)", async () => restoreSnapshot(url, await planRestore(url, template, { snapshotsDir }), { log: silentLogger }));
     }
     await writer.stop();

@@ -10,6 +10,10 @@ import { MigrationChain, planChain, type ChainMigration } from "./components/mig
 import { SEED_SCRIPT, Seed } from "./components/seed";
 import { migrationSetKey, PreUpdateSnapshot } from "./components/snapshot";
 import { isPgstackError } from "./core/errors";
+import type { Logger } from "./core/logger";
+import { recoverInterrupted } from "./core/snapshot/fence";
+import { appliedUnder, chainIdentity, observeDatabase, stackIdentity, type DatabaseObservation } from "./core/snapshot/observe";
+import { DEFAULT_SNAPSHOTS_DIR } from "./core/snapshot/store";
 import { discoverMigrations } from "./core/migrations/discover";
 import { modesOf } from "./core/migrations/mode";
 import { enforceLintGate, previouslyAppliedMigrations } from "./guards/lint";
@@ -69,8 +73,33 @@ function seedChecksum(projectDir: string): string {
   return createHash("sha256").update(readFileSync(file)).digest("hex");
 }
 
+/**
+ * Reads the database as it is now (see core/snapshot/observe.ts); during an
+ * update (not a preview) it first repairs what an interrupted snapshot or
+ * restore left, as every pgstack command does, so an `up` with nothing to
+ * apply repairs too. Undefined when the database does not answer from here.
+ */
+export type Observe = (url: string, options: { repair: boolean; snapshotsDir: string }) => Promise<DatabaseObservation | undefined>;
+
+const pulumiLogger: Logger = {
+  debug: (m) => void pulumi.log.debug(m),
+  info: (m) => void pulumi.log.info(m),
+  warn: (m) => void pulumi.log.warn(m),
+  error: (m) => void pulumi.log.error(m),
+};
+
+export const observeLive: Observe = async (url, options) => {
+  try {
+    if (options.repair) await recoverInterrupted(url, { log: pulumiLogger, waitMs: 5000 });
+    return await observeDatabase(url, { snapshotsDir: options.snapshotsDir });
+  } catch {
+    return undefined;
+  }
+};
+
 /** The pgstack program: database, pre-update snapshot, migration chain, seed. */
-export async function defineStack(loaded: LoadedStackConfig, projectDir: string): Promise<StackOutputs> {
+export async function defineStack(loaded: LoadedStackConfig, projectDir: string, deps: { observe?: Observe } = {}): Promise<StackOutputs> {
+  const observe = deps.observe ?? observeLive;
   const config: StackConfig = loaded.config;
   const migrations = await readMigrations(projectDir, config.migrationsDir);
   // Before any resource is registered: a refused preview or up changes nothing.
@@ -96,6 +125,27 @@ export async function defineStack(loaded: LoadedStackConfig, projectDir: string)
   const dir = commandDirFor(projectDir);
   const db = new Database(NAMES.database, { ...databaseArgs(loaded, dir), reachabilityKey: key });
 
+  // What the database holds now, not what the last update left: after a restore only the
+  // migrations it removed run again. rds is never restored in place (a restore is a new instance).
+  const names = chainSet.map((m) => m.name);
+  const underIdentity = pulumi.unsecret(
+    pulumi.all([db.url, db.identity]).apply(async ([url, recorded]) => {
+      if (config.engine === "rds" || names.length === 0) return appliedUnder(names, undefined, recorded, undefined);
+      const observation = await observe(url, { repair: !pulumi.runtime.isDryRun(), snapshotsDir: path.join(projectDir, DEFAULT_SNAPSHOTS_DIR) });
+      const live = observation ? stackIdentity(config.engine, observation.identity) : undefined;
+      const under = appliedUnder(names, observation, recorded, live);
+      const missing = observation && live !== recorded ? names.filter((n) => !observation.applied.has(n)) : [];
+      if (missing.length > 0) {
+        pulumi.log.info(
+          `the database is not the one this stack last migrated (${observation!.restoredFrom ? `a restore of snapshot ${observation!.restoredFrom}` : "replaced"}): ` +
+            `its ledger lacks ${missing.join(", ")}, so the update applies them again after a snapshot.`,
+        );
+      }
+      return under;
+    }),
+  );
+  const snapshotIdentity = pulumi.all([underIdentity, db.identity]).apply(([under, recorded]) => chainIdentity(under, recorded));
+
   // Every engine snapshots before an update that applies migrations; no migration runs unless it succeeded.
   let snapshot: PreUpdateSnapshot | undefined;
   if (chainSet.length > 0) {
@@ -105,7 +155,7 @@ export async function defineStack(loaded: LoadedStackConfig, projectDir: string)
       dir,
       key,
       databaseUrl: db.url,
-      identity: db.identity,
+      identity: snapshotIdentity,
       rdsInstanceIdentifier: db.rdsInstanceIdentifier,
       keep: config.engine === "rds" ? undefined : config.snapshots.keep,
       migrationsDir: config.migrationsDir,
@@ -119,6 +169,7 @@ export async function defineStack(loaded: LoadedStackConfig, projectDir: string)
     dir,
     databaseUrl: db.url,
     identity: db.identity,
+    appliedUnder: underIdentity,
     pinnedMigration: config.pinnedMigration,
   }, { dependsOn: snapshot ? [snapshot] : db.ready });
 
@@ -128,7 +179,8 @@ export async function defineStack(loaded: LoadedStackConfig, projectDir: string)
       stack: config.stack,
       dir,
       databaseUrl: db.url,
-      identity: db.identity,
+      // A database whose first migration is (again) to be applied is a new one: seed it again.
+      identity: pulumi.all([underIdentity, db.identity]).apply(([under, recorded]) => (names.length > 0 ? under[names[0]] : recorded)),
       scriptChecksum: seedChecksum(projectDir),
     }, { dependsOn: chain.last ? [chain.last] : db.ready });
   }

@@ -8,9 +8,13 @@
  * after (content digests), keeps its own comment, and no unfinished copy is
  * left.
  */
+import { promises as fs } from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
 import { memoryLogger } from "../../infra/core/logger";
 import { applyMigrations } from "../../infra/core/migrations/runner";
 import { resolveSettings } from "../../infra/core/settings";
+import { restoredFrom } from "../../infra/core/snapshot/restore";
 import { listSnapshots } from "../../infra/core/snapshot/template";
 import { pgstack } from "../support/cli";
 import { adminQuery, createTestDatabase, withDb } from "../support/cluster";
@@ -83,6 +87,35 @@ describe("a pgstack killed inside a snapshot or a restore", () => {
     },
   );
 
+  it.each(["dump:dumping", "dump:dumped"])(
+    "killed at %s (pg_dump engine): the database stays open and unchanged, and the next snapshot removes the unfinished dump",
+    async (point) => {
+      const dir = await fs.mkdtemp(path.join(os.tmpdir(), "pgstack-crash-dump-"));
+      try {
+        const before = await tableDigests(url);
+        const killed = await cli(["snapshot", "create", "--stack", "crash", "--engine", "dump", "--snapshots-dir", dir, "--json"], point);
+        expect(killed.signal).toBe("SIGKILL");
+        expect(await acceptsConnections(db)).toBe(true);
+        expect(await tableDigests(url)).toEqual(before);
+        const left = await fs.readdir(dir);
+        expect(left.filter((f) => f.endsWith(".partial"))).toHaveLength(1);
+        expect(left.filter((f) => !f.endsWith(".partial"))).toEqual([]);
+        // Not a snapshot: nothing lists it.
+        const listed = await cli(["snapshot", "list", "--snapshots-dir", dir, "--json"]);
+        expect(JSON.parse(listed.stdout).snapshots.filter((s: { engine?: string }) => s.engine === "dump")).toEqual([]);
+
+        const next = await cli(["snapshot", "create", "--stack", "crash", "--engine", "dump", "--snapshots-dir", dir, "--json"]);
+        expect(next.code).toBe(0);
+        expect(next.stderr).toMatch(/removed .*\.partial: the unfinished dump of a snapshot whose process died/);
+        const files = (await fs.readdir(dir)).sort();
+        const id = JSON.parse(next.stdout).snapshotId as string;
+        expect(files).toEqual([`${id}.dump`, `${id}.json`]);
+      } finally {
+        await fs.rm(dir, { recursive: true, force: true });
+      }
+    },
+  );
+
   describe("restore", () => {
     let snapshotId: string;
     let atSnapshot: Record<string, string>;
@@ -118,21 +151,32 @@ describe("a pgstack killed inside a snapshot or a restore", () => {
         else if (NEW.includes(point)) expect(now).toEqual(atSnapshot);
         else expect([current, atSnapshot]).toContainEqual(now);
         expect(await commentOf(db)).toBe(COMMENT);
-        // Never an unfinished copy; the replaced database only when the swap happened, open and named with how to remove it.
+        // No copy left either way: an unfinished one is dropped, and so is the replaced database once the
+        // verified swap happened (the restore was to drop it), saying so.
         const leftovers = await databasesLike(`${db}_`);
         expect(leftovers.filter((d) => d.endsWith("_restoring"))).toEqual([]);
-        const kept = leftovers.filter((d) => d.includes("_before_restore_"));
-        if (now === current || JSON.stringify(now) === JSON.stringify(current)) {
-          expect(kept).toEqual([]);
-        } else {
-          expect(kept).toHaveLength(1);
-          expect(await acceptsConnections(kept[0])).toBe(true);
-          expect(said).toContain(`DROP DATABASE "${kept[0]}"`);
-          await adminQuery(`DROP DATABASE "${kept[0]}" WITH (FORCE)`);
+        expect(leftovers.filter((d) => d.includes("_before_restore_"))).toEqual([]);
+        if (JSON.stringify(now) === JSON.stringify(atSnapshot)) {
+          // Recorded as restored before the swap, so the stack can tell what the restore removed.
+          expect(await restoredFrom(url)).toBe(snapshotId);
+          expect(said).toMatch(new RegExp(`repaired database '${db}_before_restore_\\d+[^']*' after an interrupted pgstack replaced.*dropped it`));
         }
         // A second run of the next command has nothing left to repair.
         expect(await nextCommand()).not.toMatch(/repaired/);
       },
     );
+
+    it("killed after the swap of a restore run with --keep-old: the replaced database is kept, open, and named with how to remove it", async () => {
+      await change(100);
+      const killed = await cli(["snapshot", "restore", snapshotId, "--yes", "--keep-old"], "restore:swapped");
+      expect(killed.signal).toBe("SIGKILL");
+      const said = await nextCommand();
+      expect(await tableDigests(url)).toEqual(atSnapshot);
+      const kept = (await databasesLike(`${db}_`)).filter((d) => d.includes("_before_restore_"));
+      expect(kept).toHaveLength(1);
+      expect(await acceptsConnections(kept[0])).toBe(true);
+      expect(said).toContain(`DROP DATABASE "${kept[0]}"`);
+      await adminQuery(`DROP DATABASE "${kept[0]}" WITH (FORCE)`);
+    });
   });
 });

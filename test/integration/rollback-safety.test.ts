@@ -32,6 +32,7 @@ import { pgstack } from "../support/cli";
 import { adminQuery, createTestDatabase, withDb } from "../support/cluster";
 import { acceptsConnections, databasesLike, tableDigests } from "../support/data";
 import { migrationsDir, writeMigrations } from "../support/fixtures";
+import { startWriter } from "../support/writer";
 import { createTestRole, type TestRole } from "../support/roles";
 import { runCommandText, scratchProject } from "../support/script";
 
@@ -118,35 +119,11 @@ describe("defect 4: an application writing every 20 ms during the restore loses 
 
   it("every acknowledged write is in the restored database or counted as discarded", async () => {
     const snap = await createTemplateSnapshot({ url, stack: "writer", key: "aaaaaaaaaaaaaaaa", log: log() });
-    const acked: string[] = [];
-    let stop = false;
-    let errors = 0;
-    const writer = (async () => {
-      let client: Client | undefined;
-      for (let n = 0; !stop; n++) {
-        try {
-          if (!client) {
-            client = new Client({ connectionString: url, connectionTimeoutMillis: 2000 });
-            client.on("error", () => undefined);
-            await client.connect();
-          }
-          const tag = `w${n}`;
-          await client.query("INSERT INTO ticks (tag) VALUES ($1)", [tag]);
-          acked.push(tag);
-        } catch {
-          errors++;
-          await client?.end().catch(() => undefined);
-          client = undefined;
-        }
-        await new Promise((r) => setTimeout(r, 20));
-      }
-      await client?.end().catch(() => undefined);
-    })();
+    const writer = startWriter(url, "ticks");
     await new Promise((r) => setTimeout(r, 500));
     const restore = await pgstack(["snapshot", "restore", snap.snapshotId, "--yes", "--json"], { DATABASE_URL: url });
     await new Promise((r) => setTimeout(r, 300));
-    stop = true;
-    await writer;
+    const { acked, errors } = await writer.stop();
     expect(restore.code).toBe(0);
     const report = JSON.parse(restore.stdout) as { discarded: { table: string; inserted: number; updated: number; deleted: number }[] };
     const discarded = report.discarded.find((d) => d.table === "public.ticks")?.inserted ?? 0;
@@ -381,5 +358,42 @@ describe("defect 2 through `npm run rollback`: after a failed update, the failed
     expect(await tableDigests(url)).toEqual(beforeBad);
     expect(calls).toContainEqual(["config", "set", "--stack", "rb", "pgstack:pinnedMigration", M2]);
     await dropSnapshots(url);
+  });
+});
+
+describe("defect 8: a deploy's snapshot does not end the application's sessions where PostgreSQL allows", () => {
+  let url: string;
+  let snapshotsDir: string;
+
+  beforeAll(async () => {
+    url = await createTestDatabase("quiet");
+    snapshotsDir = await fs.mkdtemp(path.join(os.tmpdir(), "pgstack-dumps-"));
+    await applyMigrations(resolveSettings({ url, dir: await migrationsDir({ "20250101000000_accounts": ACCOUNTS }) }), { kind: "all" }, log());
+  });
+  afterAll(async () => {
+    await dropSnapshots(url);
+    await fs.rm(snapshotsDir, { recursive: true, force: true });
+  });
+
+  it("with an application connected, auto takes a pg_dump snapshot and the application's session lives on", async () => {
+    const app = new Client({ connectionString: url });
+    await app.connect();
+    try {
+      const { rows } = await app.query<{ pid: number }>("SELECT pg_backend_pid() AS pid");
+      const said = log();
+      const snap = await createSnapshot({ url, stack: "quiet", key: "bbbbbbbbbbbbbbbb", log: said, snapshotsDir });
+      expect(snap.engine).toBe("dump");
+      expect(said.lines.join("\n")).toContain("1 session(s) connected to the database: taking a pg_dump snapshot, which ends none of them");
+      // The same session, still answering.
+      expect((await app.query<{ pid: number }>("SELECT pg_backend_pid() AS pid")).rows[0].pid).toBe(rows[0].pid);
+      expect(await acceptsConnections(dbOf(url))).toBe(true);
+    } finally {
+      await app.end();
+    }
+  });
+
+  it("with nobody connected, auto takes the faster template copy", async () => {
+    const snap = await createSnapshot({ url, stack: "quiet", key: "cccccccccccccccc", log: log(), snapshotsDir });
+    expect(snap.engine).toBe("template");
   });
 });

@@ -47,3 +47,22 @@ export async function eventually(check: () => Promise<boolean>, ms = 10_000, eve
     await new Promise((r) => setTimeout(r, every));
   }
 }
+
+/** The `postgres` database of the server of `url` (another cluster than the test cluster: an e2e stack's). */
+function adminUrlOf(url: string): string {
+  const u = new URL(url);
+  u.pathname = "/postgres";
+  return u.toString();
+}
+
+/** Databases of the server of `url` whose name starts with `prefix`, sorted. */
+export async function databasesAt(url: string, prefix: string): Promise<string[]> {
+  const { rows } = await withDb(adminUrlOf(url), (c) => c.query("SELECT datname FROM pg_database WHERE starts_with(datname, $1) ORDER BY 1", [prefix]));
+  return rows.map((r) => r.datname as string);
+}
+
+/** Whether `database` on the server of `url` exists and takes new sessions. */
+export async function acceptsConnectionsAt(url: string, database: string): Promise<boolean> {
+  const { rows } = await withDb(adminUrlOf(url), (c) => c.query("SELECT datallowconn FROM pg_database WHERE datname = $1", [database]));
+  return rows[0]?.datallowconn === true;
+}

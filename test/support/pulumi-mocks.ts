@@ -10,6 +10,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { MockMonitor } from "@pulumi/pulumi/runtime/mocks";
+import type { DatabaseObservation } from "../../infra/core/snapshot/observe";
 
 export const REPO_ROOT = path.resolve(__dirname, "..", "..");
 const SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270";
@@ -124,6 +125,8 @@ export interface RunOptions {
   preview?: boolean;
   /** The outputs of the stack's last update (none: a stack never deployed). */
   previousOutputs?: Record<string, unknown>;
+  /** What the program reads of the database (default: it does not answer). */
+  observation?: DatabaseObservation;
 }
 
 export interface RunResult {
@@ -163,7 +166,7 @@ export async function runStack(options: RunOptions): Promise<RunResult> {
 
   const { loadStackConfig } = await import("../../infra/config");
   const { defineStack } = await import("../../infra/stack");
-  const outputs = await defineStack(loadStackConfig(), options.projectDir);
+  const outputs = await defineStack(loadStackConfig(), options.projectDir, { observe: async () => options.observation });
   const settled: RunResult["outputs"] = {};
   for (const [k, v] of Object.entries(outputs)) settled[k] = await settle(v as pulumi.Output<unknown>);
   // Let every pending registration reach the monitor.

@@ -133,6 +133,57 @@ describe("a pinned chain (the hook rollback uses)", () => {
   });
 });
 
+describe("the stack follows the database, not its own record (issue 11, defect 6)", () => {
+  const RECORDED = "embedded:7311111111111111111/app/16384";
+  const takenAt = new Date("2026-01-01T00:00:00Z");
+  const before = new Date("2025-12-31T00:00:00Z");
+  const after = new Date("2026-01-02T00:00:00Z");
+  let projectDir: string;
+  beforeAll(async () => {
+    projectDir = await fakeProject({ password: "pw" });
+  });
+  afterAll(() => fs.rm(projectDir, { recursive: true, force: true }));
+
+  const trigger = (run: RunResult, name: string) => named(run.resources, `migrations-${name}`).inputs.triggers[1];
+
+  it("keeps every trigger as recorded while the database is the one the stack created", async () => {
+    const observation = { identity: "7311111111111111111/app/16384", applied: new Map(migrationNames.map((n) => [n, before])) };
+    const run = await runStack({ stack: "dev", config: await stackFileConfig("dev"), projectDir, observation });
+    for (const name of migrationNames) expect(trigger(run, name)).toBe(RECORDED);
+    expect(named(run.resources, "pre-update-copy").inputs.triggers[1]).toBe(RECORDED);
+    expect(named(run.resources, "seed-run").inputs.triggers[1]).toBe(RECORDED);
+  });
+
+  it("after a restore that removed the last migration: only that migration's command and the snapshot change", async () => {
+    const last = migrationNames[migrationNames.length - 1];
+    const observation = {
+      identity: "7311111111111111111/app/20000",
+      applied: new Map(migrationNames.slice(0, -1).map((n) => [n, before])),
+      restoredFrom: "snap_dev_x",
+      restoredSnapshotTakenAt: takenAt,
+    };
+    const run = await runStack({ stack: "dev", config: await stackFileConfig("dev"), projectDir, observation });
+    for (const name of migrationNames.slice(0, -1)) expect(trigger(run, name)).toBe(RECORDED);
+    expect(trigger(run, last)).toBe("embedded:7311111111111111111/app/20000");
+    // A new snapshot of the restored database is taken before it runs; the seed is not run again.
+    expect(named(run.resources, "pre-update-copy").inputs.triggers[1]).not.toBe(RECORDED);
+    expect(named(run.resources, "seed-run").inputs.triggers[1]).toBe(RECORDED);
+
+    // The update after the one that re-applied it sees the same triggers: nothing runs again.
+    const reapplied = { ...observation, applied: new Map([...observation.applied, [last, after]]) };
+    const next = await runStack({ stack: "dev", config: await stackFileConfig("dev"), projectDir, observation: reapplied });
+    for (const name of migrationNames) expect(trigger(next, name)).toBe(trigger(run, name));
+    expect(named(next.resources, "pre-update-copy").inputs.triggers).toEqual(named(run.resources, "pre-update-copy").inputs.triggers);
+  });
+
+  it("a database replaced outside pgstack (no snapshot recorded it) runs every migration again, and the seed", async () => {
+    const observation = { identity: "7399999999999999999/app/16384", applied: new Map<string, Date>() };
+    const run = await runStack({ stack: "dev", config: await stackFileConfig("dev"), projectDir, observation });
+    for (const name of migrationNames) expect(trigger(run, name)).toBe("embedded:7399999999999999999/app/16384");
+    expect(named(run.resources, "seed-run").inputs.triggers[1]).toBe("embedded:7399999999999999999/app/16384");
+  });
+});
+
 describe("prod stack (rds engine)", () => {
   let run: RunResult;
   let projectDir: string;

@@ -26,6 +26,13 @@ export interface MigrationChainArgs {
   /** Database identity; in every command's triggers, so a replaced database is migrated again. */
   identity: pulumi.Input<string>;
   /**
+   * Per migration, the identity of the database it was (or will be) applied
+   * to, read from the database itself (core/snapshot/observe.ts): in its
+   * command's triggers instead of `identity`, so a migration that a restore
+   * removed is applied again and the others stay as they are. Default: `identity`.
+   */
+  appliedUnder?: pulumi.Input<Record<string, string>>;
+  /**
    * Stop the chain after this migration: the ones after it get no resource,
    * so they are not applied (the pin `npm run rollback` sets, from config
    * `pgstack:pinnedMigration`). Default: the whole folder.
@@ -71,7 +78,7 @@ export function planChain(name: string, migrations: ChainMigration[], pinnedMigr
  */
 export function migrationCommandArgs(
   migration: ChainMigration,
-  args: Pick<MigrationChainArgs, "databaseUrl" | "identity" | "migrationsDir" | "dir">,
+  args: Pick<MigrationChainArgs, "databaseUrl" | "identity" | "appliedUnder" | "migrationsDir" | "dir">,
 ): command.local.CommandArgs {
   const dir = args.migrationsDir ?? "migrations";
   return {
@@ -81,7 +88,10 @@ export function migrationCommandArgs(
       migration.mode && migration.mode !== "transaction" ? ` --mode ${migration.mode}` : ""
     }`,
     environment: { DATABASE_URL: pulumi.secret(args.databaseUrl) },
-    triggers: [migration.checksum, args.identity],
+    triggers: [
+      migration.checksum,
+      args.appliedUnder === undefined ? args.identity : pulumi.all([args.appliedUnder, args.identity]).apply(([under, identity]) => under[migration.name] ?? identity),
+    ],
   };
 }
 

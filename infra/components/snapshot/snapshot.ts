@@ -18,8 +18,9 @@ export const SNAPSHOT_SCRIPT = "infra/scripts/snapshot.ts";
  *     checksum) -> the key changes, the snapshot is replaced (a new one is
  *     taken; the old one is kept, `retainOnDelete`) and, because every
  *     migration command depends on it, it is taken before any of them runs;
- *   - the database was replaced (new identity, in the triggers too) -> every
- *     migration runs again, after a snapshot.
+ *   - the database was replaced or restored (the program reads it: see
+ *     core/snapshot/observe.ts) -> the migrations it does not hold run
+ *     again, after a snapshot; the others stay unchanged.
  *
  * Why not "the set of pending migrations" literally: that needs either the
  * database (unreachable in preview; on RDS maybe from CI) or the previous

@@ -1,9 +1,11 @@
 import { spawn } from "node:child_process";
 import { existsSync, promises as fs, accessSync, constants } from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
 import { withClient } from "../db/client";
 import { libpqEnv, parseDatabaseUrl, quoteIdent, withDatabase } from "../db/url";
 import { PgstackError, messageOf } from "../errors";
+import { failpoint, failpointDuring } from "../failpoint";
 import type { Logger } from "../logger";
 import type { CreateOptions, SnapshotEngine } from "./engine";
 import { isPostgresSnapshotName, postgresSnapshotName } from "./naming";
@@ -135,6 +137,41 @@ export async function checkDumpTool(pgDump: string, serverVersionNum: number, en
   return major;
 }
 
+/**
+ * A dump being written is `<id>.dump.<host>-<pid>.partial`, renamed to
+ * `<id>.dump` only when pg_dump succeeded: a process killed mid-dump leaves
+ * one behind, which the next dump snapshot removes once its owner is gone.
+ */
+const PARTIAL = /^(.+?)\.dump\.(.+)-(\d+)\.partial$/;
+
+function partialName(dump: string): string {
+  return `${dump}.${os.hostname()}-${process.pid}.partial`;
+}
+
+/** The snapshot id a file of the snapshots folder belongs to (a dump, its sidecar, a partial dump). Pure. */
+export function snapshotIdOfFile(file: string): string | undefined {
+  return PARTIAL.exec(file)?.[1] ?? /^(.+)\.(dump|json)$/.exec(file)?.[1];
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/** Removes partial dumps whose writer (on this machine) is gone; one log line each. */
+async function removeAbandonedPartials(dir: string, log: Logger): Promise<void> {
+  for (const file of await fs.readdir(dir).catch(() => [] as string[])) {
+    const m = PARTIAL.exec(file);
+    if (!m || m[2] !== os.hostname() || processAlive(Number(m[3]))) continue;
+    await fs.rm(path.join(dir, file), { force: true });
+    log.warn(`removed ${file}: the unfinished dump of a snapshot whose process died (pid ${m[3]})`);
+  }
+}
+
 export function dumpEngine(options: DumpEngineOptions): SnapshotEngine {
   const env = options.env ?? process.env;
   const files = (id: string) => ({ dump: path.join(options.dir, `${id}.dump`), meta: path.join(options.dir, `${id}.json`) });
@@ -185,7 +222,8 @@ export function dumpEngine(options: DumpEngineOptions): SnapshotEngine {
         id = `${base}_${n}`;
       }
       const { dump, meta } = files(id);
-      const partial = `${dump}.partial`;
+      const partial = partialName(dump);
+      await removeAbandonedPartials(options.dir, o.log);
 
       const states = await withClient(
         o.url,
@@ -202,7 +240,9 @@ export function dumpEngine(options: DumpEngineOptions): SnapshotEngine {
             await fs.mkdir(options.dir, { recursive: true, mode: 0o700 });
             await fs.chmod(options.dir, 0o700);
             await fs.writeFile(partial, "", { mode: 0o600 });
-            const result = await runTool(pgDump, ["--format=custom", "--no-password", `--snapshot=${snap[0].id}`, `--file=${partial}`], libpqEnv(o.url), env);
+            const result = await failpointDuring("dump:dumping", () =>
+              runTool(pgDump, ["--format=custom", "--no-password", `--snapshot=${snap[0].id}`, `--file=${partial}`], libpqEnv(o.url), env),
+            );
             if (result.code !== 0) {
               throw new PgstackError("E_SNAPSHOT", `pg_dump could not dump database '${source}': ${toolError(result.stderr)}.`);
             }
@@ -229,6 +269,7 @@ export function dumpEngine(options: DumpEngineOptions): SnapshotEngine {
         states,
         server: serverKey(o.url),
       };
+      failpoint("dump:dumped");
       // Data first, then the sidecar: a listed snapshot always has a complete dump.
       await fs.chmod(partial, 0o600);
       await fs.rename(partial, dump);

@@ -246,8 +246,12 @@ async function repair(client: Client, db: string, marker: OperationMarker, log: 
   const { rows } = await client.query<{ allowed: boolean }>("SELECT datallowconn AS allowed FROM pg_database WHERE datname = $1", [db]);
   await endOperation(client, db);
   if (rows[0] && !rows[0].allowed) actions.push("reopened it to connections");
-  if (marker.op === "replaced") {
-    actions.push(`kept it: it is the database as it was before a restore of '${marker.database}' that was interrupted after the swap; remove it with DROP DATABASE ${quoteIdent(db)} once the restored database is checked`);
+  if (marker.op === "replaced" && !marker.keepOld) {
+    // The swap committed, so the restore was verified and its discarded rows counted: drop it as the restore would have.
+    await client.query(`DROP DATABASE ${quoteIdent(db)} WITH (FORCE)`);
+    actions.push(`dropped it: it is the database as it was before a restore of '${marker.database}' that was interrupted after its verified swap, and that restore was to drop it`);
+  } else if (marker.op === "replaced") {
+    actions.push(`kept it (the restore was run with --keep-old): it is the database as it was before a restore of '${marker.database}'; remove it with DROP DATABASE ${quoteIdent(db)} once the restored database is checked`);
   }
   log.warn(`repaired database '${db}' after an interrupted pgstack ${marker.op} (pid ${marker.pid}): ${actions.join("; ") || "cleared its marker"}`);
   return { database: db, op: marker.op, actions };

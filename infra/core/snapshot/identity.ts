@@ -1,4 +1,4 @@
-import { withClient } from "../db/client";
+import { withClient, type ConnectOptions } from "../db/client";
 
 /**
  * A database's identity: what the migration commands' triggers carry, so
@@ -18,7 +18,7 @@ export interface DatabaseIdentity {
   identity: string;
 }
 
-export async function databaseIdentity(url: string): Promise<DatabaseIdentity> {
+export async function databaseIdentity(url: string, connect: ConnectOptions = { applicationName: "pgstack identity" }): Promise<DatabaseIdentity> {
   return withClient(
     url,
     async (client) => {
@@ -35,7 +35,7 @@ export async function databaseIdentity(url: string): Promise<DatabaseIdentity> {
       const { database, oid } = rows[0];
       return { systemIdentifier, database, databaseOid: oid, identity: formatIdentity(systemIdentifier, database, oid) };
     },
-    { applicationName: "pgstack identity" },
+    connect,
   );
 }
 

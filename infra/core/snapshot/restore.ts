@@ -196,6 +196,10 @@ export async function restoreSnapshot(url: string, plan: RestorePlan, options: R
             log.info(`${restoring} verified: ${Object.keys(expected).length} table(s) match the snapshot's content digests`);
             failpoint("restore:verified");
             await carryOver(client, db, restoring, log);
+            // Recorded before the swap (a rename keeps the oid): a restore killed right after
+            // the swap is still known as one, so the next update re-applies only what it removed.
+            const { rows: copyOid } = await client.query<{ oid: number }>("SELECT oid::int AS oid FROM pg_database WHERE datname = $1", [restoring]);
+            await engine.markRestored(url, snapshot, copyOid[0].oid).catch((err) => log.warn(`could not record the restore in snapshot ${snapshot.snapshotId}: ${messageOf(err)}`));
             return swap(client, url, db, restoring, before, log, options.drainTimeoutMs ?? 15_000, copySession, copy);
           },
           { applicationName: "pgstack restore" },
@@ -212,8 +216,6 @@ export async function restoreSnapshot(url: string, plan: RestorePlan, options: R
       // inspected or dropped); its marker stays until it is dropped or kept on purpose.
       await reopenKeepingMarker(client, before);
       failpoint("restore:reopened");
-      const { rows } = await client.query<{ oid: number }>("SELECT oid::int AS oid FROM pg_database WHERE datname = $1", [db]);
-      await engine.markRestored(url, snapshot, rows[0].oid).catch((err) => log.warn(`could not record the restore in snapshot ${snapshot.snapshotId}: ${messageOf(err)}`));
       if (options.keepOld) await endOperation(client, before);
       else await client.query(`DROP DATABASE ${quoteIdent(before)} WITH (FORCE)`);
       log.info(
@@ -317,24 +319,26 @@ async function endSessionsAndWait(client: Client, db: string, log: Logger, keep:
   }
 }
 
-/** The snapshot the database of `url` was last restored from, if it was. */
+/** The snapshot the database of `url` was last restored from, if it was (its id). */
 export async function restoredFrom(url: string, options: StoreOptions = {}): Promise<string | undefined> {
-  const db = parseDatabaseUrl(url).database;
-  const { oid, comment } = await withClient(
-    url,
-    async (client) => {
-      const { rows } = await client.query<{ oid: number; c: string | null }>("SELECT oid::int AS oid, shobj_description(oid, 'pg_database') AS c FROM pg_database WHERE datname = $1", [db]);
-      return { oid: rows[0]?.oid, comment: rows[0]?.c ?? null };
-    },
-    { applicationName: "pgstack snapshot" },
-  );
-  const marked = (await listAllSnapshots(url, {}, options)).filter((s) => s.restoredInto?.includes(oid)).at(-1);
-  if (marked) return marked.snapshotId;
+  const found = await restoredFromSnapshot(url, options);
+  if (found) return found.snapshotId;
   // Restores made before the mark moved into the snapshot left it in the database's comment.
+  const comment = await withClient(url, async (client) => (await client.query<{ c: string | null }>("SELECT shobj_description(oid, 'pg_database') AS c FROM pg_database WHERE datname = current_database()")).rows[0]?.c ?? null, {
+    applicationName: "pgstack snapshot",
+  });
   try {
     const data = JSON.parse(comment ?? "null") as Record<string, unknown> | null;
     return typeof data?.[RESTORED_MARK] === "string" ? (data[RESTORED_MARK] as string) : undefined;
   } catch {
     return undefined;
   }
+}
+
+/** The snapshot (either engine) that recorded the database of `url`, by its oid, as restored from it. */
+export async function restoredFromSnapshot(url: string, options: StoreOptions = {}): Promise<SnapshotInfo | undefined> {
+  const oid = await withClient(url, async (client) => (await client.query<{ oid: number }>("SELECT oid::int AS oid FROM pg_database WHERE datname = current_database()")).rows[0]?.oid, {
+    applicationName: "pgstack snapshot",
+  });
+  return (await listAllSnapshots(url, {}, options)).filter((s) => s.restoredInto?.includes(oid)).at(-1);
 }

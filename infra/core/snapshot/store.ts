@@ -4,7 +4,7 @@ import { withClient } from "../db/client";
 import { parseDatabaseUrl } from "../db/url";
 import { PgstackError, messageOf } from "../errors";
 import type { Logger } from "../logger";
-import { dumpEngine } from "./dump";
+import { checkDumpTool, dumpEngine, resolveTool, snapshotIdOfFile } from "./dump";
 import type { CreateOptions, SnapshotEngine, SnapshotKind } from "./engine";
 import { templateEngine, type SnapshotInfo } from "./template";
 
@@ -58,18 +58,47 @@ export async function canTemplateCopy(url: string): Promise<{ ok: boolean; why: 
   );
 }
 
-export async function chooseEngine(url: string, choice: EngineChoice, options: StoreOptions = {}): Promise<SnapshotEngine> {
+/**
+ * `auto`: a template copy where the role may make one and nobody else is
+ * connected; with application sessions connected, a pg_dump snapshot, which
+ * reads an MVCC snapshot beside them instead of ending them (a template copy
+ * must: PostgreSQL copies a database only while nobody uses it). Without a
+ * usable pg_dump the template copy is taken anyway, saying so.
+ */
+export async function chooseEngine(url: string, choice: EngineChoice, options: StoreOptions = {}, log?: Logger): Promise<SnapshotEngine> {
   const engines = enginesFor(options);
   if (choice === "dump") return engines.dump;
   const copy = await canTemplateCopy(url);
   if (choice === "template" && !copy.ok) {
     throw new PgstackError("E_SNAPSHOT", `A template-copy snapshot is not possible here (${copy.why}): use --engine dump (pg_dump) or a role that may create databases.`);
   }
-  return copy.ok ? engines.template : engines.dump;
+  if (!copy.ok) return engines.dump;
+  if (choice === "template") return engines.template;
+  const { sessions, versionNum } = await withClient(
+    url,
+    async (client) => {
+      const { rows } = await client.query<{ sessions: number; v: string }>(
+        `SELECT (SELECT count(*)::int FROM pg_stat_activity
+                  WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend') AS sessions,
+                current_setting('server_version_num') AS v`,
+      );
+      return { sessions: rows[0].sessions, versionNum: Number(rows[0].v) };
+    },
+    { applicationName: "pgstack snapshot" },
+  );
+  if (sessions === 0) return engines.template;
+  try {
+    await checkDumpTool(resolveTool("pg_dump", { pgDump: options.pgDump, env: options.env }), versionNum, options.env);
+  } catch (err) {
+    log?.warn(`${sessions} session(s) are connected and a template copy ends them; no usable pg_dump to avoid it (${messageOf(err)})`);
+    return engines.template;
+  }
+  log?.info(`${sessions} session(s) connected to the database: taking a pg_dump snapshot, which ends none of them`);
+  return engines.dump;
 }
 
 export async function createSnapshot(options: CreateOptions & StoreOptions & { engine?: EngineChoice }): Promise<SnapshotInfo> {
-  const engine = await chooseEngine(options.url, options.engine ?? "auto", options);
+  const engine = await chooseEngine(options.url, options.engine ?? "auto", options, options.log);
   return engine.create({ ...options, reserved: [...(options.reserved ?? []), ...(await idsInUse(options.url, options))] });
 }
 
@@ -82,7 +111,7 @@ export async function createSnapshot(options: CreateOptions & StoreOptions & { e
 async function idsInUse(url: string, options: StoreOptions): Promise<string[]> {
   const databases = await withClient(url, (c) => c.query<{ datname: string }>("SELECT datname FROM pg_database"), { applicationName: "pgstack snapshot" });
   const files = await fs.readdir(path.resolve(options.snapshotsDir ?? DEFAULT_SNAPSHOTS_DIR)).catch(() => [] as string[]);
-  const dumps = files.filter((f) => /\.(dump|json|partial)$/.test(f)).map((f) => f.replace(/(\.dump)?\.(dump|json|partial)$/, ""));
+  const dumps = files.map(snapshotIdOfFile).filter((id): id is string => id !== undefined);
   return [...new Set([...databases.rows.map((r) => r.datname), ...dumps])];
 }
 
