@@ -7,6 +7,7 @@ import { lintCommand } from "./commands/lint";
 import { pingCommand } from "./commands/ping";
 import { planCommand } from "./commands/plan";
 import { resolveCommand } from "./commands/resolve";
+import { revertCommand } from "./commands/revert";
 import { snapshotCommand } from "./commands/snapshot";
 import { statusCommand } from "./commands/status";
 import { processContext, type Context } from "./context";
@@ -19,7 +20,7 @@ export function buildProgram(ctx: Context): Command {
     .showSuggestionAfterError()
     .exitOverride()
     .configureOutput({ writeOut: (s) => ctx.output.out(s.trimEnd()), writeErr: (s) => ctx.output.err(s.trimEnd()) });
-  for (const command of [statusCommand(ctx), applyCommand(ctx), planCommand(ctx), lintCommand(ctx), resolveCommand(ctx), snapshotCommand(ctx), pingCommand(ctx)]) {
+  for (const command of [statusCommand(ctx), applyCommand(ctx), planCommand(ctx), lintCommand(ctx), resolveCommand(ctx), revertCommand(ctx), snapshotCommand(ctx), pingCommand(ctx)]) {
     program.addCommand(command.exitOverride());
   }
   program.hook("preAction", async (_program, action) => {

@@ -29,6 +29,7 @@ export type ErrorCode =
   | "E_CLUSTER"
   | "E_SNAPSHOT"
   | "E_LINT"
+  | "E_REVERT"
   | "E_USAGE";
 
 export class PgstackError extends Error {

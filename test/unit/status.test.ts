@@ -73,6 +73,11 @@ describe("computeStatus", () => {
     expect(status[0]).toMatchObject({ state: "failed", partiallyApplied: true });
   });
 
+  it("counts a migration that was applied and then reverted (finished, rolled back) as pending", () => {
+    const status = computeStatus([a], [row(a, { rolledBackAt: new Date() })]);
+    expect(status[0].state).toBe("pending");
+  });
+
   it("counts a migration applied after an earlier failed attempt as applied", () => {
     const status = computeStatus([a], [row(a, { finishedAt: null, rolledBackAt: new Date() }), row(a)]);
     expect(status[0].state).toBe("applied");

@@ -30,7 +30,8 @@ export interface MigrationStatus {
  * without a database. A migration is applied when some attempt finished and
  * was not rolled back; drifted when that attempt's checksum does not match the
  * file (under Prisma's line-ending rules); failed when attempts exist but none
- * finished.
+ * finished; pending again when its last attempt finished and was then rolled
+ * back (a revert: `pgstack revert` marks it so).
  */
 export function computeStatus(migrations: Migration[], ledger: LedgerRow[]): MigrationStatus[] {
   const attempts = new Map<string, LedgerRow[]>();
@@ -51,7 +52,7 @@ export function computeStatus(migrations: Migration[], ledger: LedgerRow[]): Mig
         appliedAt: applied.finishedAt,
         migration,
       });
-    } else if (rows.length > 0) {
+    } else if (rows.length > 0 && !(rows[rows.length - 1].finishedAt !== null && rows[rows.length - 1].rolledBackAt !== null)) {
       const last = rows[rows.length - 1];
       // An unfinished attempt nobody rolled back: a non-atomic run stopped (failed or killed) with
       // applied_steps_count statements committed, where the next run of that file picks up.

@@ -141,7 +141,7 @@ async function userTables(client: Client): Promise<number[]> {
  * otherwise (an application is connected) a schema-only copy through pg_dump,
  * so the rehearsal never disturbs live sessions.
  */
-async function copyDatabase(sourceUrl: string, maintenanceUrl: string, source: string, copy: string, log: Logger): Promise<Rehearsal["copy"]> {
+export async function copyDatabase(sourceUrl: string, maintenanceUrl: string, source: string, copy: string, log: Logger): Promise<Rehearsal["copy"]> {
   try {
     await withClient(maintenanceUrl, (c) => c.query(`CREATE DATABASE ${quoteIdent(copy)} TEMPLATE ${quoteIdent(source)}`));
     log.info(`rehearsing on ${copy}, a copy of ${source} with its data`);

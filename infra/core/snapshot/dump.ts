@@ -100,6 +100,22 @@ function runTool(file: string, args: string[], connEnv: Record<string, string>, 
   });
 }
 
+/**
+ * `pg_dump --schema-only` of the database of `url`, as text to compare two
+ * schemas by: owner and privileges left out, and the per-run `\restrict`
+ * key lines newer pg_dump releases write.
+ */
+export async function dumpSchema(url: string, options: Pick<DumpEngineOptions, "pgDump" | "env"> = {}): Promise<string> {
+  const env = options.env ?? process.env;
+  const pgDump = resolveTool("pg_dump", { ...options, env });
+  const result = await runTool(pgDump, ["--schema-only", "--no-owner", "--no-privileges", "--no-password"], libpqEnv(url), env);
+  if (result.code !== 0) throw new PgstackError("E_SNAPSHOT", `pg_dump could not read the schema of database '${parseDatabaseUrl(url).database}': ${toolError(result.stderr)}.`);
+  return result.stdout
+    .split("\n")
+    .filter((line) => !/^\\(un)?restrict /.test(line))
+    .join("\n");
+}
+
 /** The first meaningful line of a tool's stderr, without its "pg_dump: error:" prefix. */
 function toolError(stderr: string): string {
   const line = stderr.split("\n").find((l) => /error|fatal|denied/i.test(l)) ?? stderr.split("\n").find(Boolean) ?? "no output";
