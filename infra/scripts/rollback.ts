@@ -1,6 +1,11 @@
 /**
  * `npm run rollback -- --stack <s> [--snapshot <id>] [--yes] [--keep-old]`
+ * `npm run rollback -- --stack <s> --revert [--to <migration>] [--accept-loss] [--yes]`
  * `npm run rollback -- --stack <s> --unpin`
+ *
+ * `--revert` keeps the data: it runs the reverse of the migrations applied
+ * since the target (core/revert/revert.ts) instead of restoring a snapshot,
+ * then pins the chain and runs `pulumi up` the same way.
  *
  * Restores a stack's database in place from a snapshot (default: the one
  * taken before the last update that applied anything, successful or not,
@@ -29,6 +34,9 @@ import { planRestore, restoreSnapshot } from "../core/snapshot/restore";
 import { renderDiscarded, renderRestorePlan } from "../cli/commands/snapshot";
 import { recoverBeforeCommand } from "../cli/main";
 import { describeTarget, rollbackTarget } from "../core/snapshot/target";
+import { executeRevert, planRevert } from "../core/revert/revert";
+import { resolveSettings, type Settings } from "../core/settings";
+import { renderRevertPlan } from "../cli/commands/revert";
 import { PROJECT_ROOT, preparePulumi, say, type Pulumi } from "./run-pulumi";
 
 const PIN_KEY = "pgstack:pinnedMigration";
@@ -39,10 +47,15 @@ export interface RollbackArgs {
   yes: boolean;
   unpin: boolean;
   keepOld: boolean;
+  /** Undo by running the reverse of the migrations (keeps the data) instead of restoring a snapshot. */
+  revert: boolean;
+  acceptLoss: boolean;
+  /** --revert: the last migration to keep (default: the one before the last update that applied anything). */
+  to?: string;
 }
 
 export function parseArgs(argv: string[]): RollbackArgs {
-  const args: RollbackArgs = { yes: false, unpin: false, keepOld: false };
+  const args: RollbackArgs = { yes: false, unpin: false, keepOld: false, revert: false, acceptLoss: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const value = () => {
@@ -57,9 +70,15 @@ export function parseArgs(argv: string[]): RollbackArgs {
     else if (a === "--yes" || a === "-y") args.yes = true;
     else if (a === "--unpin") args.unpin = true;
     else if (a === "--keep-old") args.keepOld = true;
-    else throw new PgstackError("E_USAGE", `Unknown argument '${a}': usage is npm run rollback -- --stack <name> [--snapshot <id>] [--yes] [--keep-old] | --unpin.`);
+    else if (a === "--revert") args.revert = true;
+    else if (a === "--accept-loss") args.acceptLoss = true;
+    else if (a === "--to") args.to = value();
+    else if (a.startsWith("--to=")) args.to = a.slice(5);
+    else throw new PgstackError("E_USAGE", `Unknown argument '${a}': usage is npm run rollback -- --stack <name> [--snapshot <id>] [--yes] [--keep-old] | --revert [--to <migration>] [--accept-loss] [--yes] | --unpin.`);
   }
   if (!args.stack) throw new PgstackError("E_USAGE", "Name the stack to roll back: npm run rollback -- --stack <name>.");
+  if (args.revert && (args.snapshot || args.keepOld)) throw new PgstackError("E_USAGE", "--revert runs the reverse of the migrations and restores no snapshot: drop --snapshot and --keep-old.");
+  if (!args.revert && (args.to || args.acceptLoss)) throw new PgstackError("E_USAGE", "--to and --accept-loss go with --revert.");
   return args;
 }
 
@@ -102,13 +121,17 @@ export async function rollback(argv: string[], deps: { pulumi?: Pulumi; projectD
   const engine = String(config["pgstack:engine"]?.value ?? "embedded");
   const environment = String(config["pgstack:environment"]?.value ?? environmentOf(stack));
   requireYesOnProd(stack, environment, args.yes);
-  if (engine === "rds") return rollbackRds(pulumi, args, config, projectDir);
+  if (engine === "rds" && !args.revert) return rollbackRds(pulumi, args, config, projectDir);
 
   const outputs = await pulumiJson<Record<string, unknown>>(pulumi, ["stack", "output", "--json", "--show-secrets", "--stack", stack], `Reading the outputs of stack '${stack}'`);
   const url = outputs.databaseUrl;
   if (typeof url !== "string" || !url) throw new PgstackError("E_USAGE", `Stack '${stack}' has no databaseUrl output: run \`pulumi up\` on it first.`);
   const store = { snapshotsDir: path.join(projectDir, ".pgstack", "snapshots") };
   await recoverBeforeCommand(url, stderrLogger());
+  if (args.revert) {
+    const migrationsDir = path.join(projectDir, String(config["pgstack:migrationsDir"]?.value ?? "migrations"));
+    return rollbackByRevert(pulumi, args, resolveSettings({ url, dir: migrationsDir }), store);
+  }
   // Not the latestSnapshot output: Pulumi writes outputs only when an update succeeds.
   const target = args.snapshot ? undefined : await rollbackTarget(url, stack, store);
   const id = args.snapshot ?? target?.snapshot.snapshotId ?? "";
@@ -148,6 +171,49 @@ export async function rollback(argv: string[], deps: { pulumi?: Pulumi; projectD
   return 0;
 }
 
+
+/**
+ * `--revert`: the reverse of the migrations applied since the target (see
+ * core/revert/revert.ts), keeping every write; then the chain is pinned at the
+ * target and `pulumi up` runs, as after a restore.
+ */
+async function rollbackByRevert(pulumi: Pulumi, args: RollbackArgs, settings: Settings, store: { snapshotsDir: string }): Promise<number> {
+  const stack = args.stack!;
+  const log = stderrLogger();
+  let to = args.to;
+  if (to === undefined) {
+    const target = await rollbackTarget(settings.databaseUrl, stack, store);
+    if (!target || target.undoes.length === 0) {
+      throw new PgstackError("E_USAGE", `No update of stack '${stack}' applied a migration since its last snapshot: name the last migration to keep with --to <migration> (nothing was changed).`);
+    }
+    process.stderr.write(`This revert undoes ${describeTarget(target)}.\n`);
+    to = target.snapshot.lastMigration ?? undefined;
+    if (!to) throw new PgstackError("E_USAGE", "That update applied the first migrations of the history: there is no migration to pin the chain at, so restore its snapshot instead (nothing was changed).");
+  }
+  const plan = await planRevert(settings, { to, log });
+  process.stderr.write(renderRevertPlan(plan) + "\n");
+  process.stderr.write(`Then the migration chain is pinned at ${to} (${PIN_KEY}) and \`pulumi up\` runs on stack '${stack}'.\n`);
+  if (!args.yes) {
+    if (!process.stdin.isTTY) throw new PgstackError("E_USAGE", "Not asking without a terminal: run again with --yes to revert (nothing was changed).");
+    if (!(await confirm(`Revert ${plan.reverted.join(", ")} on stack '${stack}'? [y/N] `))) {
+      say("nothing changed.");
+      return 1;
+    }
+  }
+  await executeRevert(settings, plan, { acceptLoss: args.acceptLoss, log });
+  const set = await pulumi.capture(["config", "set", "--stack", stack, PIN_KEY, to]);
+  if (set.code !== 0) {
+    throw new PgstackError("E_USAGE", `The migrations are reverted but pinning failed: run \`npm run pulumi -- config set --stack ${stack} ${PIN_KEY} ${to}\` before the next up.`);
+  }
+  say(`reverted ${plan.reverted.join(", ")}; migration chain pinned at ${to}. Running pulumi up on '${stack}'...`);
+  const code = await pulumi.run(["up", "--yes", "--stack", stack]);
+  if (code !== 0) {
+    say(`pulumi up failed (see above); the database is reverted and the chain pinned. Fix and run \`pulumi up\` on '${stack}' again.`);
+    return code;
+  }
+  say(`reverted to ${to}, keeping the data. Lift the pin once the migrations are fixed: npm run rollback -- --stack ${stack} --unpin`);
+  return 0;
+}
 
 /**
  * rds: a DB snapshot is restored as a new instance, never in place. The
