@@ -7,6 +7,7 @@
  *   npm run bench -- chain      pulumi up with N migration command resources vs pgstack apply --all
  *   npm run bench -- window     application errors and the closed window of a snapshot/restore under continuous writes
  *   npm run bench -- bigfile    a 60,000-statement migration and the 300-migration history, now vs before issue 10
+ *   npm run bench -- revert     undoing a deploy on the 1 GiB database: its reverse (keeps writes) vs a snapshot restore
  *
  * Each prints a markdown table and writes bench/results/<name>.json. Every
  * figure is a ratio of contenders interleaved in the same run (other jobs
@@ -17,6 +18,7 @@ import { bigfileBench } from "./bigfile";
 import { BenchSetupError } from "./lib/common";
 import { chainBench } from "./chain";
 import { lockBench } from "./lock";
+import { revertBench } from "./revert";
 import { snapshotBench } from "./snapshot";
 import { windowBench } from "./window";
 
@@ -27,6 +29,7 @@ const benches: Record<string, (argv: string[]) => Promise<void>> = {
   lock: lockBench,
   chain: chainBench,
   window: windowBench,
+  revert: revertBench,
 };
 
 async function main(): Promise<number> {

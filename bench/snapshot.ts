@@ -38,15 +38,26 @@ import {
 
 const DB = "app";
 
+/** The benchmark database's tables (also a migration, for the revert bench). */
+export const BENCH_SCHEMA_SQL = `CREATE TABLE orders (
+    id bigint PRIMARY KEY, customer_id int NOT NULL, status text NOT NULL, amount numeric(12,2) NOT NULL,
+    note text, created_at timestamptz NOT NULL);
+CREATE TABLE events (id bigint PRIMARY KEY, order_id bigint NOT NULL, kind text NOT NULL, payload jsonb NOT NULL, at timestamptz NOT NULL);
+CREATE TABLE documents (id int PRIMARY KEY, title text NOT NULL, body text NOT NULL, tags text[] NOT NULL);
+CREATE INDEX orders_customer_idx ON orders (customer_id, created_at);
+CREATE INDEX events_order_idx ON events (order_id);
+`;
+
 /** ~1 GiB at scale 1: rows with text, numeric, jsonb and timestamps, with indexes. */
 async function generateData(cluster: BenchCluster, scale: number): Promise<void> {
-  const q = (sql: string) => cluster.query(sql, [], DB);
   await cluster.query(`CREATE DATABASE ${DB}`);
-  await q(`CREATE TABLE orders (
-    id bigint PRIMARY KEY, customer_id int NOT NULL, status text NOT NULL, amount numeric(12,2) NOT NULL,
-    note text, created_at timestamptz NOT NULL)`);
-  await q(`CREATE TABLE events (id bigint PRIMARY KEY, order_id bigint NOT NULL, kind text NOT NULL, payload jsonb NOT NULL, at timestamptz NOT NULL)`);
-  await q(`CREATE TABLE documents (id int PRIMARY KEY, title text NOT NULL, body text NOT NULL, tags text[] NOT NULL)`);
+  await cluster.query(BENCH_SCHEMA_SQL, [], DB);
+  await fillBenchData(cluster, DB, scale);
+}
+
+/** Fills BENCH_SCHEMA_SQL's tables of `db` with ~1 GiB at scale 1. */
+export async function fillBenchData(cluster: BenchCluster, db: string, scale: number): Promise<void> {
+  const q = (sql: string) => cluster.query(sql, [], db);
   const orders = Math.round(2_240_000 * scale);
   const events = Math.round(1_510_000 * scale);
   const documents = Math.round(168_000 * scale);
@@ -67,8 +78,6 @@ async function generateData(cluster: BenchCluster, scale: number): Promise<void>
   await q(`INSERT INTO documents SELECT g, 'doc ' || g,
            (SELECT string_agg(md5((g * 100 + k)::text), ' ') FROM generate_series(1, 28) k),
            ARRAY['t' || g % 10, 't' || g % 7] FROM generate_series(1, ${documents}) g`);
-  await q(`CREATE INDEX orders_customer_idx ON orders (customer_id, created_at)`);
-  await q(`CREATE INDEX events_order_idx ON events (order_id)`);
   await q(`VACUUM (FREEZE, ANALYZE)`);
   await cluster.query("CHECKPOINT");
 }

@@ -68,6 +68,26 @@ describe("pgstack plan --rehearse", () => {
     expect(await rehearsalCopies()).toEqual([]);
   });
 
+  it("says whether the deploy could be reverted without loss (issue 14): yes for additions, naming what a revert would drop", async () => {
+    const { url, dir } = await databaseWithData("rehearse_revert_ok", {
+      "20250102000000_add_nickname": `ALTER TABLE "users" ADD COLUMN "nickname" TEXT;\nCREATE TABLE "teams" ("id" INTEGER PRIMARY KEY);`,
+    });
+    const before = await fingerprint(url);
+    const json = JSON.parse((await pgstack(["plan", "--rehearse", "--json", "--dir", dir], { DATABASE_URL: url })).stdout);
+    expect(json.revert).toEqual({ migrations: ["20250102000000_add_nickname"], withoutLoss: true, losses: [], drops: ["table teams", "column users.nickname"] });
+    const markdown = (await pgstack(["plan", "--rehearse", "--markdown", "--dir", dir], { DATABASE_URL: url })).stdout;
+    expect(markdown).toContain("| `20250102000000_add_nickname` | yes | - |");
+    expect(await fingerprint(url)).toBe(before);
+    expect(await rehearsalCopies()).toEqual([]);
+    expect((await adminQuery(`SELECT datname FROM pg_database WHERE datname LIKE 'pgstack_revert_%'`)).rows).toEqual([]);
+  });
+
+  it("says a deploy that drops a column cannot be reverted without loss, naming the column", async () => {
+    const { url, dir } = await databaseWithData("rehearse_revert_loss", { "20250102000000_drop_email": `ALTER TABLE "users" DROP COLUMN "email";` });
+    const markdown = (await pgstack(["plan", "--rehearse", "--markdown", "--dir", dir], { DATABASE_URL: url })).stdout;
+    expect(markdown).toContain("| `20250102000000_drop_email` | **no** | column users.email was dropped by a reverted migration: the reverse recreates it without the values it held |");
+  });
+
   it("copies the schema only when the application is connected, and says so", async () => {
     const { url, dir } = await databaseWithData("rehearse_busy", { "20250102000000_add_nickname": `ALTER TABLE "users" ADD COLUMN "nickname" TEXT;` });
     const app = new Client({ connectionString: url, application_name: "the-app" });

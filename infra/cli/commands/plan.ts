@@ -1,9 +1,12 @@
 import { Command } from "commander";
 import { modeCell, plannedMigration, planMigrations, planError } from "../../core/migrations/plan";
 import { rehearse, type Rehearsal } from "../../core/rehearsal/rehearse";
+import { planRevert } from "../../core/revert/revert";
+import type { Logger } from "../../core/logger";
+import type { Settings } from "../../core/settings";
 import { lintError, lintMigrations, type LintReport } from "../../core/lint";
 import { findingLine } from "./lint";
-import { PgstackError } from "../../core/errors";
+import { PgstackError, messageOf } from "../../core/errors";
 import type { Context } from "../context";
 import { settingsFrom, withDatabaseOptions, type DatabaseFlags } from "../options";
 import { table } from "../output";
@@ -13,7 +16,7 @@ import { compareMigrationNames, discoverMigrations, findMigration } from "../../
 import { loadSqlParser } from "../../core/migrations/sql";
 import { postgresSnapshotName, rdsSnapshotId } from "../../core/snapshot/naming";
 import type { Plan } from "../../core/migrations/plan";
-import { renderLintMarkdown, renderPlanMarkdown } from "../render/plan-markdown";
+import { renderLintMarkdown, renderPlanMarkdown, type Revertibility } from "../render/plan-markdown";
 
 type PlanFlags = DatabaseFlags & { to?: string; markdown?: boolean; rehearse?: boolean; strict?: boolean; stack?: string };
 
@@ -41,15 +44,23 @@ export function planCommand(ctx: Context): Command {
       const pending = plan.pending.map((p) => plan.status.find((s) => s.name === p.name)!.migration!);
       const lint = await lintMigrations(pending);
       let rehearsal: Rehearsal | undefined;
+      let revert: Revertibility | undefined;
       if (flags.rehearse && plan.pending.length > 0 && plan.blockers.length === 0) {
-        rehearsal = await rehearse(settings, ctx.logger(flags));
+        const log = ctx.logger(flags);
+        rehearsal = await rehearse(settings, log, {
+          // With the deploy applied on the copy: could `npm run rollback -- --revert` undo it without loss?
+          afterApply: async (copy) => {
+            revert = await revertibility(copy, plan, log);
+          },
+        });
       }
       if (flags.json) {
-        ctx.output.out(JSON.stringify({ pending: plan.pending, blockers: plan.blockers, lint, ...(rehearsal ? { rehearsal } : {}) }));
+        ctx.output.out(JSON.stringify({ pending: plan.pending, blockers: plan.blockers, lint, ...(rehearsal ? { rehearsal } : {}), ...(revert ? { revert } : {}) }));
       } else if (flags.markdown) {
-        ctx.output.out(renderPlanMarkdown({ stack: flags.stack, plan, rehearsal, snapshot, sections: [renderLintMarkdown(lint, Boolean(flags.strict))] }));
+        ctx.output.out(renderPlanMarkdown({ stack: flags.stack, plan, rehearsal, revert, snapshot, sections: [renderLintMarkdown(lint, Boolean(flags.strict))] }));
       } else {
         printPlan(ctx, plan, rehearsal, lint);
+        if (revert) ctx.output.out(describeRevertibility(revert));
         if (snapshot) ctx.output.out(`Snapshot before the first migration: ${snapshot}`);
       }
       const blocked = planError(plan);
@@ -66,6 +77,24 @@ export function planCommand(ctx: Context): Command {
         );
       }
     });
+}
+
+/** Whether reverting the pending migrations, once applied (on the rehearsal copy), would lose data. */
+async function revertibility(copy: Settings, plan: Awaited<ReturnType<typeof planMigrations>>, log: Logger): Promise<Revertibility> {
+  const applied = plan.status.filter((s) => s.state === "applied").map((s) => s.name);
+  const to = applied.length > 0 ? applied[applied.length - 1] : null;
+  try {
+    const r = await planRevert(copy, { to, log });
+    return { migrations: r.reverted.slice().reverse(), withoutLoss: r.losses.length === 0, losses: r.losses, drops: r.drops.map((d) => `${d.kind} ${d.name}`) };
+  } catch (err) {
+    return { migrations: plan.pending.map((p) => p.name), withoutLoss: false, losses: [`the reverse could not be computed: ${messageOf(err).split("\n")[0]}`], drops: [] };
+  }
+}
+
+function describeRevertibility(r: Revertibility): string {
+  return r.withoutLoss
+    ? `Revertible without loss: \`npm run rollback -- --revert\` could undo ${r.migrations.join(", ")} keeping every write${r.drops.length > 0 ? ` (it would drop ${r.drops.join(", ")})` : ""}.`
+    : `Not revertible without loss: ${r.losses.join("; ")}.`;
 }
 
 function printPlan(ctx: Context, plan: Awaited<ReturnType<typeof planMigrations>>, rehearsal: Rehearsal | undefined, lint: LintReport) {

@@ -11,6 +11,18 @@ export interface PlanReport {
   snapshot?: string;
   /** Extra sections (lint findings) rendered by their owners. */
   sections?: string[];
+  /** From the rehearsal: whether `npm run rollback -- --revert` could undo the deploy without loss. */
+  revert?: Revertibility;
+}
+
+export interface Revertibility {
+  /** The pending migrations, in order. */
+  migrations: string[];
+  withoutLoss: boolean;
+  /** What a revert could not give back, one sentence each. */
+  losses: string[];
+  /** What a revert would drop (created by these migrations), as "kind name". */
+  drops: string[];
 }
 
 const cell = (text: string) => text.replace(/\|/g, "\\|").replace(/\n/g, " ");
@@ -42,6 +54,7 @@ export function renderPlanMarkdown(report: PlanReport): string {
   for (const note of plan.notes ?? []) lines.push(`> Note: ${cell(note)}`, "");
   for (const section of report.sections ?? []) lines.push(section, "");
   if (report.rehearsal) lines.push(...renderRehearsal(report.rehearsal), "");
+  if (report.revert) lines.push(...renderRevertibility(report.revert), "");
   return lines.join("\n").replace(/\n{3,}/g, "\n\n").trimEnd() + "\n";
 }
 
@@ -63,6 +76,22 @@ function renderRehearsal(r: Rehearsal): string[] {
     const locks = m.locks.map((l) => `\`${l.table}\` ${l.mode}${l.blocksReads ? " (blocks reads and writes)" : l.blocksWrites ? " (blocks writes)" : ""}`).join("<br>");
     lines.push(`| \`${m.name}\` | ${result} | ${duration} | ${locks || "-"} |`);
   }
+  return lines;
+}
+
+function renderRevertibility(r: Revertibility): string[] {
+  const lines = ["#### Revert", "", "| migration | revertible without loss | what a revert could not give back |", "| --- | --- | --- |"];
+  const verdict = r.withoutLoss ? "yes" : "**no**";
+  const losses = r.losses.map(cell).join("<br>") || "-";
+  // One row per migration when there is one; several are judged together (one reverse for the deploy).
+  if (r.migrations.length === 1) lines.push(`| \`${r.migrations[0]}\` | ${verdict} | ${losses} |`);
+  else lines.push(`| ${r.migrations.map((m) => `\`${m}\``).join("<br>")} (together) | ${verdict} | ${losses} |`);
+  lines.push(
+    "",
+    r.withoutLoss
+      ? `If this deploy has to be undone, \`npm run rollback -- --revert\` keeps every write${r.drops.length > 0 ? `; it would drop ${r.drops.map((d) => `\`${d}\``).join(", ")} and what they hold by then` : ""}.`
+      : "Undoing this deploy would need `--accept-loss` for a revert, or a snapshot restore (which discards every write since the deploy).",
+  );
   return lines;
 }
 

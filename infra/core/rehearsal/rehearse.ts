@@ -68,7 +68,12 @@ export function strongestLocks(locks: { table: string; mode: string }[]): TableL
  * dropped afterwards, also on failure and on SIGINT/SIGTERM; the real database
  * is only read.
  */
-export async function rehearse(settings: Settings, log: Logger): Promise<Rehearsal> {
+export interface RehearseOptions {
+  /** Runs on the copy once every pending migration applied, before it is dropped (e.g. to check the deploy can be reverted). */
+  afterApply?: (copy: Settings) => Promise<void>;
+}
+
+export async function rehearse(settings: Settings, log: Logger, options: RehearseOptions = {}): Promise<Rehearsal> {
   const plan = await planMigrations(settings);
   if (plan.blockers.length > 0) throw new PgstackError(plan.blockers[0].code as never, plan.blockers[0].message);
   const source = parseDatabaseUrl(settings.databaseUrl);
@@ -108,6 +113,7 @@ export async function rehearse(settings: Settings, log: Logger): Promise<Rehears
         const r = results.find((x) => x.name === a.name);
         if (r) Object.assign(r, { outcome: "applied", durationMs: a.durationMs, locks: strongestLocks(locks.get(a.name) ?? []) });
       }
+      await options.afterApply?.({ ...settings, databaseUrl: copyUrl });
     } catch (err) {
       if (!isPgstackError(err) || err.code !== "E_MIGRATION_FAILED") throw err;
       rehearsal.ok = false;
