@@ -35,3 +35,12 @@ export function table(headers: string[], rows: string[][]): string {
   const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]))).join("  ");
   return [line(headers), ...rows.map(line)].join("\n");
 }
+
+/** Two reports in two columns, the left one padded to its widest line. Pure. */
+export function sideBySide(left: string[], right: string[], gap = "  |  "): string {
+  const width = Math.max(0, ...left.map((l) => l.length));
+  const rows = Math.max(left.length, right.length);
+  const out: string[] = [];
+  for (let i = 0; i < rows; i++) out.push(`${(left[i] ?? "").padEnd(width)}${gap}${right[i] ?? ""}`.trimEnd());
+  return out.join("\n");
+}

@@ -34,9 +34,10 @@ import { planRestore, restoreSnapshot } from "../core/snapshot/restore";
 import { renderDiscarded, renderRestorePlan } from "../cli/commands/snapshot";
 import { recoverBeforeCommand } from "../cli/main";
 import { describeTarget, rollbackTarget } from "../core/snapshot/target";
-import { executeRevert, planRevert } from "../core/revert/revert";
+import { executeRevert, planRevert, type RevertPlan } from "../core/revert/revert";
 import { resolveSettings, type Settings } from "../core/settings";
 import { renderRevertPlan } from "../cli/commands/revert";
+import { sideBySide } from "../cli/output";
 import { PROJECT_ROOT, preparePulumi, say, type Pulumi } from "./run-pulumi";
 
 const PIN_KEY = "pgstack:pinnedMigration";
@@ -95,12 +96,29 @@ async function pulumiJson<T>(pulumi: Pulumi, args: string[], what: string): Prom
   return JSON.parse(r.stdout || "{}") as T;
 }
 
-async function confirm(question: string): Promise<boolean> {
+async function ask(question: string): Promise<string> {
   const rl = readline.createInterface({ input: process.stdin, output: process.stderr });
   try {
-    return /^y(es)?$/i.test((await rl.question(question)).trim());
+    return await rl.question(question);
   } finally {
     rl.close();
+  }
+}
+
+async function confirm(question: string): Promise<boolean> {
+  return /^y(es)?$/i.test((await ask(question)).trim());
+}
+
+function migrationsDirOf(projectDir: string, config: Record<string, { value?: unknown }>): string {
+  return path.join(projectDir, String(config["pgstack:migrationsDir"]?.value ?? "migrations"));
+}
+
+/** The revert that would undo the same migrations as the restore, when one can be planned. */
+async function revertAlternative(url: string, projectDir: string, config: Record<string, { value?: unknown }>, pin: string): Promise<RevertPlan | undefined> {
+  try {
+    return await planRevert(resolveSettings({ url, dir: migrationsDirOf(projectDir, config) }), { to: pin, log: stderrLogger() });
+  } catch {
+    return undefined;
   }
 }
 
@@ -128,10 +146,7 @@ export async function rollback(argv: string[], deps: { pulumi?: Pulumi; projectD
   if (typeof url !== "string" || !url) throw new PgstackError("E_USAGE", `Stack '${stack}' has no databaseUrl output: run \`pulumi up\` on it first.`);
   const store = { snapshotsDir: path.join(projectDir, ".pgstack", "snapshots") };
   await recoverBeforeCommand(url, stderrLogger());
-  if (args.revert) {
-    const migrationsDir = path.join(projectDir, String(config["pgstack:migrationsDir"]?.value ?? "migrations"));
-    return rollbackByRevert(pulumi, args, resolveSettings({ url, dir: migrationsDir }), store);
-  }
+  if (args.revert) return rollbackByRevert(pulumi, args, resolveSettings({ url, dir: migrationsDirOf(projectDir, config) }), store);
   // Not the latestSnapshot output: Pulumi writes outputs only when an update succeeds.
   const target = args.snapshot ? undefined : await rollbackTarget(url, stack, store);
   const id = args.snapshot ?? target?.snapshot.snapshotId ?? "";
@@ -143,14 +158,28 @@ export async function rollback(argv: string[], deps: { pulumi?: Pulumi; projectD
   if (!pin) {
     throw new PgstackError("E_USAGE", `Snapshot '${id}' holds no applied migration, so the chain cannot be pinned before all of them: restore it with \`pgstack snapshot restore\` instead (nothing was changed).`);
   }
-  process.stderr.write(renderRestorePlan(plan) + "\n");
-  process.stderr.write(`Then the migration chain is pinned at ${pin} (${PIN_KEY}) and \`pulumi up\` runs on stack '${stack}'.\n`);
-
-  if (!args.yes) {
-    if (!process.stdin.isTTY) throw new PgstackError("E_USAGE", "Not asking without a terminal: run again with --yes to restore (nothing was changed).");
-    if (!(await confirm(`Restore '${plan.database}' on stack '${stack}' from ${id}? [y/N] `))) {
+  // Asked at a terminal with both kinds possible: the two reports side by side, and which one.
+  const revertPlan = !args.yes && !args.snapshot && process.stdin.isTTY ? await revertAlternative(url, projectDir, config, pin) : undefined;
+  if (revertPlan) {
+    process.stderr.write(sideBySide(["RESTORE (discards every write since the snapshot)", "", ...renderRestorePlan(plan).split("\n")], ["REVERT (keeps the data)", "", ...renderRevertPlan(revertPlan).split("\n")]) + "\n");
+    process.stderr.write(`Either way the migration chain is then pinned at ${pin} (${PIN_KEY}) and \`pulumi up\` runs on stack '${stack}'.\n`);
+    const answer = (await ask(`Undo by [r]estore or re[v]ert${revertPlan.losses.length > 0 ? " (needs --accept-loss)" : ""}? [r/v/N] `)).trim().toLowerCase();
+    if (answer === "v" || answer === "revert") {
+      return rollbackByRevert(pulumi, { ...args, revert: true, to: pin, yes: true }, resolveSettings({ url, dir: migrationsDirOf(projectDir, config) }), store);
+    }
+    if (answer !== "r" && answer !== "restore") {
       say("nothing changed.");
       return 1;
+    }
+  } else {
+    process.stderr.write(renderRestorePlan(plan) + "\n");
+    process.stderr.write(`Then the migration chain is pinned at ${pin} (${PIN_KEY}) and \`pulumi up\` runs on stack '${stack}'.\n`);
+    if (!args.yes) {
+      if (!process.stdin.isTTY) throw new PgstackError("E_USAGE", "Not asking without a terminal: run again with --yes to restore (nothing was changed).");
+      if (!(await confirm(`Restore '${plan.database}' on stack '${stack}' from ${id}? [y/N] `))) {
+        say("nothing changed.");
+        return 1;
+      }
     }
   }
 

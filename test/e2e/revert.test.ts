@@ -12,6 +12,7 @@
 import { migrationStatus } from "../../infra/core/migrations/runner";
 import { resolveSettings } from "../../infra/core/settings";
 import { dumpSchema } from "../../infra/core/snapshot/dump";
+import { spawn } from "node:child_process";
 import * as path from "node:path";
 import { withDb } from "../support/cluster";
 import { changedSteps, createE2eProject, expectOk, type E2eProject, type PulumiResult } from "../support/e2e-project";
@@ -41,6 +42,27 @@ async function keptDigest(): Promise<string> {
 async function status(): Promise<Record<string, string>> {
   const s = await migrationStatus(resolveSettings({ url, dir: path.join(project.dir, "migrations") }));
   return Object.fromEntries(s.map((m) => [m.name, m.state]));
+}
+
+/** `npm run rollback -- <args>` in a pseudo-terminal (util-linux `script`), typing `input`; output is the terminal's. */
+function atTerminal(args: string[], input: string): Promise<{ code: number; stdout: string }> {
+  const command = [process.execPath, "--require", "tsx/cjs", path.join("infra", "scripts", "rollback.ts"), ...args].map((a) => `'${a}'`).join(" ");
+  return new Promise((resolve, reject) => {
+    const child = spawn("script", ["-qec", command, "/dev/null"], { cwd: project.dir, env: project.env as NodeJS.ProcessEnv, stdio: ["pipe", "pipe", "pipe"] });
+    let stdout = "";
+    child.stdout.on("data", (d) => (stdout += d));
+    child.stderr.on("data", (d) => (stdout += d));
+    child.on("error", reject);
+    child.on("close", (code) => resolve({ code: code ?? 1, stdout: stdout.replace(/\r/g, "") }));
+    // Typed once the question is on the screen, as a person would.
+    const typeWhenAsked = setInterval(() => {
+      if (/\[r\/v\/N\]/.test(stdout)) {
+        clearInterval(typeWhenAsked);
+        child.stdin.write(input);
+      }
+    }, 100);
+    child.on("close", () => clearInterval(typeWhenAsked));
+  });
 }
 
 beforeAll(async () => {
@@ -109,6 +131,23 @@ describe("npm run rollback -- --revert on the dev stack", () => {
     ok(await project.script("dev", []), "npm run dev after revert");
     expect(await dumpSchema(url)).toBe(schemaBeforeDeploy);
     expect(await keptDigest()).toBe(kept);
+  });
+
+  it("at a terminal, npm run rollback shows the restore and the revert side by side and reverts when asked to", async () => {
+    ok(await project.script("rollback", ["--stack", STACK, "--unpin"]), "unpin");
+    await up("up (re-apply the deploy)");
+    expect((await status())[DEPLOY]).toBe("applied");
+    await withDb(url, (c) => c.query("INSERT INTO shop_orders VALUES (9001, 1, 1.00)"));
+    const kept = await keptDigest();
+    const r = await atTerminal(["--stack", STACK], "v\n");
+    const printed = r.stdout;
+    if (r.code !== 0) throw new Error(printed);
+    const header = printed.split("\n").find((l) => l.includes("RESTORE (discards every write since the snapshot)"));
+    expect(header).toMatch(/RESTORE \(discards every write since the snapshot\)\s+\|  REVERT \(keeps the data\)/);
+    expect(printed).toContain("reverted to " + SHOP + ", keeping the data");
+    expect(await dumpSchema(url)).toBe(schemaBeforeDeploy);
+    expect(await keptDigest()).toBe(kept);
+    expect((await status())[DEPLOY]).toBe("pending");
   });
 
   it("refuses to revert a migration that dropped a column without --accept-loss, naming it, and changes nothing", async () => {
