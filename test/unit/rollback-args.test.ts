@@ -4,9 +4,15 @@ import { parseArgs, requireYesOnProd, rollback } from "../../infra/scripts/rollb
 
 describe("npm run rollback arguments", () => {
   it("reads the stack, the snapshot, --yes, --keep-old and --unpin", () => {
-    expect(parseArgs(["--stack", "dev", "--snapshot", "snap_dev_x", "--yes"])).toEqual({ stack: "dev", snapshot: "snap_dev_x", yes: true, unpin: false, keepOld: false });
+    expect(parseArgs(["--stack", "dev", "--snapshot", "snap_dev_x", "--yes"])).toEqual({ stack: "dev", snapshot: "snap_dev_x", yes: true, unpin: false, keepOld: false, revert: false, acceptLoss: false });
     expect(parseArgs(["--stack=staging", "--unpin"])).toMatchObject({ stack: "staging", unpin: true, yes: false });
     expect(parseArgs(["-s", "dev", "-y", "--keep-old"])).toMatchObject({ stack: "dev", yes: true, keepOld: true });
+  });
+
+  it("reads --revert with --to and --accept-loss, and refuses them where they do not belong", () => {
+    expect(parseArgs(["--stack", "dev", "--revert", "--to", "20250101000000_a", "--accept-loss", "--yes"])).toMatchObject({ revert: true, to: "20250101000000_a", acceptLoss: true, yes: true });
+    expect(() => parseArgs(["--stack", "dev", "--revert", "--snapshot", "snap_dev_x"])).toThrow(/^--revert runs the reverse of the migrations and restores no snapshot: drop --snapshot and --keep-old\.$/);
+    expect(() => parseArgs(["--stack", "dev", "--accept-loss"])).toThrow(/^--to and --accept-loss go with --revert\.$/);
   });
 
   it("refuses a missing stack, a flag without its value and an unknown flag, in one sentence each", () => {

@@ -1,0 +1,46 @@
+import { sideBySide } from "../../infra/cli/output";
+import { comparableSchema, compareCatalogs, firstDifference } from "../../infra/core/revert/revert";
+
+const catalog = (columns: Record<string, string>, enumValues: string[] = [], constraints: Record<string, string> = {}) => ({
+  tables: new Set(Object.keys(columns).map((c) => c.split(".")[0])),
+  columns: new Map(Object.entries(columns)),
+  enumValues: new Set(enumValues),
+  constraints: new Map(Object.entries(constraints)),
+});
+
+describe("what a reverse drops and what it cannot give back", () => {
+  it("reports what the reverted migrations created as drops, and what they removed or rewrote as losses", () => {
+    const before = catalog({ "users.id": "integer", "users.email": "text", "users.legacy": "text", "gone.id": "integer" }, ["Role.USER"], {});
+    const now = catalog({ "users.id": "integer", "users.email": "character varying(100)", "users.nickname": "text", "tags.id": "integer" }, ["Role.USER", "Role.GUEST"], {
+      users_email_check: "users",
+      tags_fk: "tags",
+    });
+    const { drops, losses } = compareCatalogs(now, before);
+    expect(drops).toEqual([
+      { kind: "table", name: "tags" },
+      { kind: "column", name: "users.nickname" },
+      { kind: "enum value", name: "Role.GUEST" },
+      // A constraint of a table the reverse drops whole is not listed on its own.
+      { kind: "constraint", name: "users_email_check" },
+    ]);
+    expect(losses).toEqual([
+      "column users.email was changed from text to character varying(100): converting it back may not give back the values it held",
+      "table gone was dropped by a reverted migration: the reverse recreates it empty",
+      "column users.legacy was dropped by a reverted migration: the reverse recreates it without the values it held",
+    ]);
+  });
+
+  it("compares schema dumps with each table's columns in any order, and names the first difference", () => {
+    const a = "-- comment\nCREATE TABLE public.t (\n    id integer,\n    b text\n);\n";
+    const b = "CREATE TABLE public.t (\n    b text,\n    id integer\n);\n";
+    expect(comparableSchema(a)).toEqual(comparableSchema(b));
+    expect(firstDifference(a, b)).toBeUndefined();
+    expect(firstDifference(a, "CREATE TABLE public.t (\n    id integer\n);\n")).toBe("'b text' where 'id integer' was expected");
+  });
+});
+
+describe("sideBySide", () => {
+  it("pads the left column to its widest line", () => {
+    expect(sideBySide(["ab", "a"], ["x", "y", "z"])).toBe("ab  |  x\na   |  y\n    |  z");
+  });
+});
