@@ -74,7 +74,7 @@ describe("pgstack plan --rehearse", () => {
     });
     const before = await fingerprint(url);
     const json = JSON.parse((await pgstack(["plan", "--rehearse", "--json", "--dir", dir], { DATABASE_URL: url })).stdout);
-    expect(json.revert).toEqual({ migrations: ["20250102000000_add_nickname"], withoutLoss: true, losses: [], drops: ["table teams", "column users.nickname"] });
+    expect(json.revert).toEqual([{ migration: "20250102000000_add_nickname", withoutLoss: true, losses: [], drops: ["table teams", "column users.nickname"] }]);
     const markdown = (await pgstack(["plan", "--rehearse", "--markdown", "--dir", dir], { DATABASE_URL: url })).stdout;
     expect(markdown).toContain("| `20250102000000_add_nickname` | yes | - |");
     expect(await fingerprint(url)).toBe(before);
@@ -83,9 +83,16 @@ describe("pgstack plan --rehearse", () => {
   });
 
   it("says a deploy that drops a column cannot be reverted without loss, naming the column", async () => {
-    const { url, dir } = await databaseWithData("rehearse_revert_loss", { "20250102000000_drop_email": `ALTER TABLE "users" DROP COLUMN "email";` });
+    const { url, dir } = await databaseWithData("rehearse_revert_loss", {
+      "20250102000000_add_team": `ALTER TABLE "users" ADD COLUMN "team" TEXT;`,
+      "20250103000000_drop_email": `ALTER TABLE "users" DROP COLUMN "email";`,
+      "20250104000000_add_index": `CREATE INDEX "users_team_idx" ON "users"("team");`,
+    });
     const markdown = (await pgstack(["plan", "--rehearse", "--markdown", "--dir", dir], { DATABASE_URL: url })).stdout;
-    expect(markdown).toContain("| `20250102000000_drop_email` | **no** | column users.email was dropped by a reverted migration: the reverse recreates it without the values it held |");
+    // Judged one by one: only the migration that dropped the column loses data when reverted.
+    expect(markdown).toContain("| `20250102000000_add_team` | yes | - |");
+    expect(markdown).toContain("| `20250103000000_drop_email` | **no** | column users.email was dropped by a reverted migration: the reverse recreates it without the values it held |");
+    expect(markdown).toContain("| `20250104000000_add_index` | yes | - |");
   });
 
   it("copies the schema only when the application is connected, and says so", async () => {

@@ -79,22 +79,40 @@ export function planCommand(ctx: Context): Command {
     });
 }
 
-/** Whether reverting the pending migrations, once applied (on the rehearsal copy), would lose data. */
+/**
+ * Whether reverting each pending migration, once all are applied (on the
+ * rehearsal copy), would lose data: reverting back to before it, minus what
+ * reverting the later ones already loses, is what it alone cannot give back.
+ */
 async function revertibility(copy: Settings, plan: Awaited<ReturnType<typeof planMigrations>>, log: Logger): Promise<Revertibility> {
   const applied = plan.status.filter((s) => s.state === "applied").map((s) => s.name);
-  const to = applied.length > 0 ? applied[applied.length - 1] : null;
-  try {
-    const r = await planRevert(copy, { to, log });
-    return { migrations: r.reverted.slice().reverse(), withoutLoss: r.losses.length === 0, losses: r.losses, drops: r.drops.map((d) => `${d.kind} ${d.name}`) };
-  } catch (err) {
-    return { migrations: plan.pending.map((p) => p.name), withoutLoss: false, losses: [`the reverse could not be computed: ${messageOf(err).split("\n")[0]}`], drops: [] };
+  const pending = plan.pending.map((p) => p.name);
+  const out: Revertibility = [];
+  let later = { losses: [] as string[], drops: [] as string[] };
+  for (let i = pending.length - 1; i >= 0; i--) {
+    const to = i > 0 ? pending[i - 1] : applied.length > 0 ? applied[applied.length - 1] : null;
+    let back: { losses: string[]; drops: string[] };
+    try {
+      const r = await planRevert(copy, { to, log });
+      back = { losses: r.losses, drops: r.drops.map((d) => `${d.kind} ${d.name}`) };
+    } catch (err) {
+      back = { losses: [`the reverse could not be computed: ${messageOf(err).split("\n")[0]}`], drops: [] };
+    }
+    const losses = back.losses.filter((l) => !later.losses.includes(l));
+    out.unshift({ migration: pending[i], withoutLoss: losses.length === 0, losses, drops: back.drops.filter((d) => !later.drops.includes(d)) });
+    later = back;
   }
+  return out;
 }
 
 function describeRevertibility(r: Revertibility): string {
-  return r.withoutLoss
-    ? `Revertible without loss: \`npm run rollback -- --revert\` could undo ${r.migrations.join(", ")} keeping every write${r.drops.length > 0 ? ` (it would drop ${r.drops.join(", ")})` : ""}.`
-    : `Not revertible without loss: ${r.losses.join("; ")}.`;
+  return r
+    .map((m) =>
+      m.withoutLoss
+        ? `${m.migration}: revertible without loss (\`npm run rollback -- --revert\` keeps every write${m.drops.length > 0 ? `; it would drop ${m.drops.join(", ")}` : ""}).`
+        : `${m.migration}: NOT revertible without loss: ${m.losses.join("; ")}.`,
+    )
+    .join("\n");
 }
 
 function printPlan(ctx: Context, plan: Awaited<ReturnType<typeof planMigrations>>, rehearsal: Rehearsal | undefined, lint: LintReport) {

@@ -15,13 +15,15 @@ export interface PlanReport {
   revert?: Revertibility;
 }
 
-export interface Revertibility {
-  /** The pending migrations, in order. */
-  migrations: string[];
+/** Per pending migration, in order: could a revert of it (and of those after it) give everything back? */
+export type Revertibility = MigrationRevertibility[];
+
+export interface MigrationRevertibility {
+  migration: string;
   withoutLoss: boolean;
-  /** What a revert could not give back, one sentence each. */
+  /** What reverting it could not give back, one sentence each. */
   losses: string[];
-  /** What a revert would drop (created by these migrations), as "kind name". */
+  /** What reverting it would drop (created by it), as "kind name". */
   drops: string[];
 }
 
@@ -81,16 +83,13 @@ function renderRehearsal(r: Rehearsal): string[] {
 
 function renderRevertibility(r: Revertibility): string[] {
   const lines = ["#### Revert", "", "| migration | revertible without loss | what a revert could not give back |", "| --- | --- | --- |"];
-  const verdict = r.withoutLoss ? "yes" : "**no**";
-  const losses = r.losses.map(cell).join("<br>") || "-";
-  // One row per migration when there is one; several are judged together (one reverse for the deploy).
-  if (r.migrations.length === 1) lines.push(`| \`${r.migrations[0]}\` | ${verdict} | ${losses} |`);
-  else lines.push(`| ${r.migrations.map((m) => `\`${m}\``).join("<br>")} (together) | ${verdict} | ${losses} |`);
+  for (const m of r) lines.push(`| \`${m.migration}\` | ${m.withoutLoss ? "yes" : "**no**"} | ${m.losses.map(cell).join("<br>") || "-"} |`);
+  const drops = r.flatMap((m) => m.drops);
   lines.push(
     "",
-    r.withoutLoss
-      ? `If this deploy has to be undone, \`npm run rollback -- --revert\` keeps every write${r.drops.length > 0 ? `; it would drop ${r.drops.map((d) => `\`${d}\``).join(", ")} and what they hold by then` : ""}.`
-      : "Undoing this deploy would need `--accept-loss` for a revert, or a snapshot restore (which discards every write since the deploy).",
+    r.every((m) => m.withoutLoss)
+      ? `If this deploy has to be undone, \`npm run rollback -- --revert\` keeps every write${drops.length > 0 ? `; it would drop ${drops.map((d) => `\`${d}\``).join(", ")} and what they hold by then` : ""}.`
+      : "Undoing a migration marked **no** would need `--accept-loss` for a revert, or a snapshot restore (which discards every write since the deploy).",
   );
   return lines;
 }
