@@ -133,6 +133,14 @@ describe("pgstack revert", () => {
     expect((await status())[DROP]).toBe("applied");
   });
 
+  it("refuses a down.sql with its own transaction control, naming its line, before anything runs", async () => {
+    await fs.writeFile(path.join(dir, DROP, "down.sql"), "BEGIN;\nALTER TABLE users ADD COLUMN legacy text;\nCOMMIT;\n");
+    const r = await cli(["revert", "--to", DEPLOY, "--yes", "--accept-loss"]);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain(`pgstack: ${DROP}/down.sql has its own transaction control at line 1: pgstack runs the whole reverse in one transaction, so remove it; nothing was changed.`);
+    expect((await status())[DROP]).toBe("applied");
+  });
+
   it("killed before its commit, the revert leaves the database as it was", async () => {
     await fs.writeFile(path.join(dir, DROP, "down.sql"), "ALTER TABLE users ADD COLUMN legacy text;\n");
     const schemaBefore = await dumpSchema(url);

@@ -11,7 +11,7 @@ import { ledgerExists, ledgerTable, readLedger } from "../ledger/ledger";
 import type { Logger } from "../logger";
 import { discoverMigrations, type Migration } from "../migrations/discover";
 import { applyMigrations } from "../migrations/runner";
-import { errorLine, loadSqlParser, splitStatements } from "../migrations/sql";
+import { errorLine, isTransactionControl, loadSqlParser, splitStatements } from "../migrations/sql";
 import { copyDatabase } from "../rehearsal/rehearse";
 import type { Settings } from "../settings";
 import { dumpSchema } from "../snapshot/dump";
@@ -185,7 +185,15 @@ export async function planRevert(settings: Settings, options: RevertOptions): Pr
     let sql: string;
     let source: RevertPlan["source"];
     if (downs.every((d): d is string => d !== undefined)) {
-      sql = (await Promise.all(downs.map((d) => fs.readFile(d, "utf8")))).join("\n");
+      const texts = await Promise.all(downs.map((d) => fs.readFile(d, "utf8")));
+      await loadSqlParser();
+      texts.forEach((text, i) => {
+        const control = splitStatements(text, `${reverted[i]}/down.sql`).find(isTransactionControl);
+        if (control) {
+          throw new PgstackError("E_REVERT", `${reverted[i]}/down.sql has its own transaction control at line ${control.line}: pgstack runs the whole reverse in one transaction, so remove it; nothing was changed.`);
+        }
+      });
+      sql = texts.join("\n");
       source = "down.sql";
     } else {
       if (downs.some((d) => d !== undefined)) options.log.warn("some reverted migrations have a down.sql and some do not: the reverse is computed for all of them");
