@@ -29,6 +29,8 @@ export type ErrorCode =
   | "E_CLUSTER"
   | "E_SNAPSHOT"
   | "E_LINT"
+  | "E_SEED"
+  | "E_STACK"
   | "E_USAGE";
 
 export class PgstackError extends Error {

@@ -9,7 +9,7 @@
  * reboot, say): the stack already has it, so Pulumi would see nothing to do.
  */
 import * as path from "node:path";
-import { resume } from "./cluster";
+import { clusterResume } from "../core/cluster/lifecycle";
 import { PROJECT_ROOT, preparePulumi, runMain, say } from "./run-pulumi";
 
 export const DEV_STACK = "dev";
@@ -24,7 +24,7 @@ async function main(): Promise<number> {
     say("could not select or create the dev stack (see above).");
     return select.code;
   }
-  const { started } = await resume({ dataDir: path.join(PROJECT_ROOT, DEV_DATA_DIR) });
+  const { started } = await clusterResume({ dataDir: path.join(PROJECT_ROOT, DEV_DATA_DIR) });
   if (started) say("restarted the stopped dev PostgreSQL");
 
   const code = await pulumi.run(["up", "--yes", "--stack", DEV_STACK, ...process.argv.slice(2)]);

@@ -56,6 +56,11 @@ export function redactUrl(url: string): string {
   }
 }
 
+/** The URL of `database` on a server listening on 127.0.0.1:`port` (the embedded and docker engines). */
+export function localServerUrl(user: string, password: string, port: number, database: string): string {
+  return `postgresql://${encodeURIComponent(user)}:${encodeURIComponent(password)}@127.0.0.1:${port}/${encodeURIComponent(database)}`;
+}
+
 /** Same server and credentials, another database (used for copies and checks). */
 export function withDatabase(url: string, database: string): string {
   const parsed = new URL(url);

@@ -95,3 +95,17 @@ export function planError(plan: Plan): PgstackError | undefined {
   const first = plan.blockers[0];
   return new PgstackError(first.code as never, first.message);
 }
+
+/**
+ * Whether `apply --all --to <to>` would run anything, by the same plan
+ * `pgstack plan` and the runner use. Drift, syntax and name errors throw
+ * (one sentence): an update stops before a snapshot is taken (and the
+ * application's sessions ended, and retention run) for migrations that would
+ * never be applied.
+ */
+export async function willApply(settings: Settings, to?: string): Promise<boolean> {
+  const plan = await planMigrations(settings, to);
+  const refused = planError(plan);
+  if (refused) throw refused;
+  return plan.pending.length > 0;
+}

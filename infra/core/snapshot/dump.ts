@@ -1,10 +1,10 @@
-import { spawn } from "node:child_process";
-import { existsSync, promises as fs, accessSync, constants } from "node:fs";
+import { existsSync, promises as fs } from "node:fs";
 import * as path from "node:path";
 import { withClient } from "../db/client";
 import { libpqEnv, parseDatabaseUrl, quoteIdent, withDatabase } from "../db/url";
 import { PgstackError, messageOf } from "../errors";
 import type { Logger } from "../logger";
+import { findOnPath, runProcess, type ProcessResult } from "../process";
 import type { CreateOptions, SnapshotEngine } from "./engine";
 import { isPostgresSnapshotName, postgresSnapshotName } from "./naming";
 import { tableStatesOn, type TableStates } from "./tables";
@@ -48,19 +48,6 @@ export function serverMajor(versionNum: number): number {
   return Math.floor(versionNum / 10000);
 }
 
-function findExecutable(name: string, env: NodeJS.ProcessEnv): string | undefined {
-  for (const dir of (env.PATH ?? "").split(path.delimiter)) {
-    if (!dir) continue;
-    const file = path.join(dir, name);
-    try {
-      accessSync(file, constants.X_OK);
-      return file;
-    } catch {
-      // next
-    }
-  }
-  return undefined;
-}
 
 const INSTALL_HINT = "install the PostgreSQL client tools (Debian/Ubuntu: apt-get install postgresql-client) or set PGSTACK_PG_DUMP to its path";
 
@@ -72,30 +59,16 @@ export function resolveTool(tool: "pg_dump" | "pg_restore", options: Pick<DumpEn
     if (existsSync(file)) return file;
     throw new PgstackError("E_SNAPSHOT", `${tool} was not found at ${file}: ${INSTALL_HINT}.`);
   }
-  const found = findExecutable(tool, env);
+  const found = findOnPath(tool, env.PATH);
   if (!found) throw new PgstackError("E_SNAPSHOT", `${tool} was not found on PATH: ${INSTALL_HINT}.`);
   return found;
 }
 
-interface RunResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
 /** Runs a client tool with the connection in libpq variables: no URL or password on its command line. */
-function runTool(file: string, args: string[], connEnv: Record<string, string>, env: NodeJS.ProcessEnv): Promise<RunResult> {
-  return new Promise((resolve) => {
-    const childEnv: NodeJS.ProcessEnv = { ...env, ...connEnv };
-    delete childEnv.DATABASE_URL;
-    const child = spawn(file, args, { env: childEnv, stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d) => (stdout += d));
-    child.stderr.on("data", (d) => (stderr += d));
-    child.on("error", (err) => resolve({ code: 127, stdout, stderr: stderr + messageOf(err) }));
-    child.on("close", (code) => resolve({ code: code ?? 1, stdout, stderr }));
-  });
+function runTool(file: string, args: string[], connEnv: Record<string, string>, env: NodeJS.ProcessEnv): Promise<ProcessResult> {
+  const childEnv: NodeJS.ProcessEnv = { ...env, ...connEnv };
+  delete childEnv.DATABASE_URL;
+  return runProcess(file, args, { env: childEnv });
 }
 
 /** The first meaningful line of a tool's stderr, without its "pg_dump: error:" prefix. */
