@@ -7,7 +7,7 @@ import { PgstackError } from "../../core/errors";
 import type { Context } from "../context";
 import { settingsFrom, withDatabaseOptions, type DatabaseFlags } from "../options";
 import { table } from "../output";
-import { readStack, type StackState } from "../stack";
+import { readStack, type StackState } from "../../config/stack";
 import { resolveSettings } from "../../core/settings";
 import { compareMigrationNames, discoverMigrations, findMigration } from "../../core/migrations/discover";
 import { loadSqlParser } from "../../core/migrations/sql";
@@ -30,7 +30,7 @@ export function planCommand(ctx: Context): Command {
       if (flags.stack) {
         stackState = await readStack(flags.stack);
         if (stackState.databaseUrl && !flags.url) flags.url = stackState.databaseUrl;
-        if (stackState.lint === "strict") flags.strict = true;
+        if (stackState.config.lint === "strict") flags.strict = true;
       }
       const settings = stackState
         ? resolveSettings({ ...flags, url: flags.url }, process.cwd(), { requireUrl: Boolean(flags.rehearse) })
@@ -114,12 +114,12 @@ function printPlan(ctx: Context, plan: Awaited<ReturnType<typeof planMigrations>
  * A stack's plan from its state, with no database connection (CI may not reach
  * prod): what its last update applied versus the migrations folder, up to the pin.
  */
-export async function planFromStack(dir: string, state: StackState, to?: string): Promise<Plan> {
+export async function planFromStack(dir: string, state: Pick<StackState, "appliedMigrations" | "config">, to?: string): Promise<Plan> {
   const notes: string[] = [];
   const migrations = await discoverMigrations(dir, (note) => notes.push(note));
   await loadSqlParser();
   const applied = new Set(state.appliedMigrations ?? []);
-  const last = to ? findMigration(migrations, to, "--to").name : state.pinnedMigration;
+  const last = to ? findMigration(migrations, to, "--to").name : state.config.pinnedMigration;
   const blockers: Plan["blockers"] = [];
   const keep = (fn: () => void) => {
     try {
@@ -142,7 +142,7 @@ export async function planFromStack(dir: string, state: StackState, to?: string)
 }
 
 /** The id the stack's PreUpdateSnapshot would give: stack, last applied migration, time. */
-export function predictedSnapshot(state: StackState, at = new Date()): string {
+export function predictedSnapshot(state: Pick<StackState, "stack" | "appliedMigrations" | "config">, at = new Date()): string {
   const lastMigration = state.appliedMigrations?.[state.appliedMigrations.length - 1];
-  return state.engine === "rds" ? rdsSnapshotId({ stack: state.stack, lastMigration, at }) : postgresSnapshotName({ stack: state.stack, lastMigration, at });
+  return state.config.engine === "rds" ? rdsSnapshotId({ stack: state.stack, lastMigration, at }) : postgresSnapshotName({ stack: state.stack, lastMigration, at });
 }
