@@ -1,5 +1,5 @@
 import { Command } from "commander";
-import { modeCell, plannedMigration, planMigrations, planError } from "../../core/migrations/plan";
+import { modeCell, planFromApplied, planMigrations, planError } from "../../core/migrations/plan";
 import { rehearse, type Rehearsal } from "../../core/rehearsal/rehearse";
 import { lintError, lintMigrations, type LintReport } from "../../core/lint";
 import { findingLine } from "./lint";
@@ -9,7 +9,7 @@ import { settingsFrom, withDatabaseOptions, type DatabaseFlags } from "../option
 import { table } from "../output";
 import { readStack, type StackState } from "../../config/stack";
 import { resolveSettings } from "../../core/settings";
-import { compareMigrationNames, discoverMigrations, findMigration } from "../../core/migrations/discover";
+import { discoverMigrations, findMigration } from "../../core/migrations/discover";
 import { loadSqlParser } from "../../core/migrations/sql";
 import { postgresSnapshotName, rdsSnapshotId } from "../../core/snapshot/naming";
 import type { Plan } from "../../core/migrations/plan";
@@ -110,35 +110,13 @@ function printPlan(ctx: Context, plan: Awaited<ReturnType<typeof planMigrations>
   }
 }
 
-/**
- * A stack's plan from its state, with no database connection (CI may not reach
- * prod): what its last update applied versus the migrations folder, up to the pin.
- */
+/** A stack's plan from its outputs and config, with no database connection (see planFromApplied). */
 export async function planFromStack(dir: string, state: Pick<StackState, "appliedMigrations" | "config">, to?: string): Promise<Plan> {
   const notes: string[] = [];
   const migrations = await discoverMigrations(dir, (note) => notes.push(note));
   await loadSqlParser();
-  const applied = new Set(state.appliedMigrations ?? []);
   const last = to ? findMigration(migrations, to, "--to").name : state.config.pinnedMigration;
-  const blockers: Plan["blockers"] = [];
-  const keep = (fn: () => void) => {
-    try {
-      fn();
-    } catch (err) {
-      blockers.push({ code: "E_MIGRATION_SYNTAX", message: (err as Error).message });
-    }
-  };
-  const pending = migrations
-    .filter((m) => !applied.has(m.name) && (last === undefined || compareMigrationNames(m.name, last) <= 0))
-    .map((m) => plannedMigration(m, false, undefined, keep));
-  const status = migrations.map((m) => ({
-    name: m.name,
-    checksum: m.checksum,
-    state: applied.has(m.name) ? ("applied" as const) : ("pending" as const),
-    appliedAt: null,
-    migration: m,
-  }));
-  return { pending, blockers, status, notes };
+  return { ...planFromApplied(migrations, state.appliedMigrations ?? [], last), notes };
 }
 
 /** The id the stack's PreUpdateSnapshot would give: stack, last applied migration, time. */
