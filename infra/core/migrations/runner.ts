@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { Query, type Client, type DatabaseError } from "pg";
-import { withAdvisoryLock, withClient, sleep } from "../db/client";
+import { withClient, sleep } from "../db/client";
+import { withAdvisoryLock } from "../db/deployers";
 import type { ConnectionTarget } from "../db/url";
 import { PgstackError } from "../errors";
 import { quoteIdent } from "../db/url";
