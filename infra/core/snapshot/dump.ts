@@ -4,7 +4,7 @@ import { withClient } from "../db/client";
 import { libpqEnv, parseDatabaseUrl, quoteIdent, withDatabase } from "../db/url";
 import { PgstackError, messageOf } from "../errors";
 import type { Logger } from "../logger";
-import { findOnPath, runProcess, type ProcessResult } from "../process";
+import { checkDumpTool, resolveTool, runTool } from "../pgtools";
 import type { CreateOptions, SnapshotEngine } from "./engine";
 import { isPostgresSnapshotName, postgresSnapshotName } from "./naming";
 import { tableStatesOn, type TableStates } from "./tables";
@@ -37,39 +37,11 @@ export function serverKey(url: string): string {
   return `${t.host}:${t.port}`;
 }
 
-/** Major version from `pg_dump --version` output ("pg_dump (PostgreSQL) 15.18 (Debian ...)"). */
-export function parseToolMajor(output: string): number | undefined {
-  const m = /\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?/.exec(output);
-  return m ? Number(m[1]) : undefined;
-}
-
-/** Major version from server_version_num (150018 -> 15; 90624 -> 9). */
-export function serverMajor(versionNum: number): number {
-  return Math.floor(versionNum / 10000);
-}
 
 
-const INSTALL_HINT = "install the PostgreSQL client tools (Debian/Ubuntu: apt-get install postgresql-client) or set PGSTACK_PG_DUMP to its path";
 
-export function resolveTool(tool: "pg_dump" | "pg_restore", options: Pick<DumpEngineOptions, "pgDump" | "env">): string {
-  const env = options.env ?? process.env;
-  const dump = options.pgDump ?? env.PGSTACK_PG_DUMP;
-  if (dump) {
-    const file = tool === "pg_dump" ? dump : path.join(path.dirname(dump), "pg_restore");
-    if (existsSync(file)) return file;
-    throw new PgstackError("E_SNAPSHOT", `${tool} was not found at ${file}: ${INSTALL_HINT}.`);
-  }
-  const found = findOnPath(tool, env.PATH);
-  if (!found) throw new PgstackError("E_SNAPSHOT", `${tool} was not found on PATH: ${INSTALL_HINT}.`);
-  return found;
-}
 
-/** Runs a client tool with the connection in libpq variables: no URL or password on its command line. */
-function runTool(file: string, args: string[], connEnv: Record<string, string>, env: NodeJS.ProcessEnv): Promise<ProcessResult> {
-  const childEnv: NodeJS.ProcessEnv = { ...env, ...connEnv };
-  delete childEnv.DATABASE_URL;
-  return runProcess(file, args, { env: childEnv });
-}
+
 
 /** The first meaningful line of a tool's stderr, without its "pg_dump: error:" prefix. */
 function toolError(stderr: string): string {
@@ -93,20 +65,6 @@ function notReadable(err: unknown, url: string, source: string): PgstackError | 
   );
 }
 
-/** Refuses a pg_dump older than the server: it cannot read a newer server's catalogs correctly. */
-export async function checkDumpTool(pgDump: string, serverVersionNum: number, env: NodeJS.ProcessEnv = process.env): Promise<number> {
-  const out = await runTool(pgDump, ["--version"], {}, env);
-  const major = out.code === 0 ? parseToolMajor(out.stdout) : undefined;
-  if (major === undefined) throw new PgstackError("E_SNAPSHOT", `${pgDump} did not report a PostgreSQL version (is it pg_dump?): ${INSTALL_HINT}.`);
-  const server = serverMajor(serverVersionNum);
-  if (major < server) {
-    throw new PgstackError(
-      "E_SNAPSHOT",
-      `The pg_dump at ${pgDump} is version ${major} but the server is PostgreSQL ${server}, and an older pg_dump cannot be trusted with a newer server: install pg_dump ${server} or newer (Debian/Ubuntu: apt-get install postgresql-client-${server}) or set PGSTACK_PG_DUMP to its path; nothing was dumped.`,
-    );
-  }
-  return major;
-}
 
 export function dumpEngine(options: DumpEngineOptions): SnapshotEngine {
   const env = options.env ?? process.env;
