@@ -27,6 +27,7 @@ import { migrationOfRdsSnapshotId } from "../core/snapshot/naming";
 import { PgstackError, errorSentence } from "../core/errors";
 import { stderrLogger } from "../core/logger";
 import { planRestore, restoreSnapshot } from "../core/snapshot/restore";
+import { DEFAULT_SNAPSHOTS_DIR } from "../core/snapshot/store";
 import { renderDiscarded, renderRestorePlan } from "../cli/commands/snapshot";
 import { recoverBeforeCommand } from "../cli/main";
 import { describeTarget, rollbackTarget } from "../core/snapshot/target";
@@ -100,7 +101,7 @@ export async function rollback(argv: string[], deps: { pulumi?: Pulumi; projectD
 
   const url = (await readStackOutputs(stack, pulumi, { showSecrets: true })).databaseUrl;
   if (!url) throw new PgstackError("E_USAGE", `Stack '${stack}' has no databaseUrl output: run \`pulumi up\` on it first.`);
-  const store = { snapshotsDir: path.join(projectDir, ".pgstack", "snapshots") };
+  const store = { snapshotsDir: path.join(projectDir, DEFAULT_SNAPSHOTS_DIR) };
   await recoverBeforeCommand(url, stderrLogger());
   // Not the latestSnapshot output: Pulumi writes outputs only when an update succeeds.
   const target = args.snapshot ? undefined : await rollbackTarget(url, stack, store);

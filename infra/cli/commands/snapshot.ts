@@ -4,7 +4,7 @@ import { PgstackError } from "../../core/errors";
 import { willApply } from "../../core/migrations/plan";
 import { DEFAULTS, resolveSettings } from "../../core/settings";
 import { snapshotId, type SnapshotIdStyle } from "../../core/snapshot/naming";
-import { createSnapshot, deleteSnapshot, listAllSnapshots, type EngineChoice, type StoreOptions } from "../../core/snapshot/store";
+import { DEFAULT_SNAPSHOTS_DIR, createSnapshot, deleteSnapshot, listAllSnapshots, type EngineChoice, type StoreOptions } from "../../core/snapshot/store";
 import { planRestore, restoreSnapshot, type RestorePlan, type RestoreResult } from "../../core/snapshot/restore";
 import { pruneSnapshots } from "../../core/snapshot/retention";
 import { lastAppliedMigration } from "../../core/snapshot/template";
@@ -27,7 +27,7 @@ interface SnapshotFlags {
 function withSnapshotOptions(command: Command): Command {
   return command
     .addOption(new Option("--url <url>", "database URL (default: $DATABASE_URL)"))
-    .addOption(new Option("--snapshots-dir <path>", "folder of pg_dump snapshots").default(".pgstack/snapshots"))
+    .addOption(new Option("--snapshots-dir <path>", "folder of pg_dump snapshots").default(DEFAULT_SNAPSHOTS_DIR))
     .addOption(new Option("--json", "machine-readable output on stdout"))
     .addOption(new Option("-v, --verbose", "more progress on stderr"));
 }

@@ -7,7 +7,7 @@ import { readLedger } from "../ledger/ledger";
 import { failpoint, failpointDuring } from "../failpoint";
 import type { Logger } from "../logger";
 import { beginOperation, endOperation } from "./fence";
-import type { CreateOptions, SnapshotEngine, SnapshotKind } from "./engine";
+import type { CreateOptions, SnapshotEngine, SnapshotInfo } from "./engine";
 import { isPostgresSnapshotName, postgresSnapshotName } from "./naming";
 import { tableStates, type TableCounts, type TableStates } from "./tables";
 
@@ -28,28 +28,8 @@ import { tableStates, type TableCounts, type TableStates } from "./tables";
  * over the same data dir), and a snapshot that is not the state right before
  * the migrations would make a rollback lose data.
  */
-export interface SnapshotInfo {
-  /** The snapshot database's name. */
-  snapshotId: string;
-  /** The database it is a copy of. */
-  source: string;
-  stack: string;
-  /** Last migration applied in the copy, or null when none was. */
-  lastMigration: string | null;
-  createdAt: string;
-  /** The migration-set key it was taken before, when given. */
-  key: string | null;
-  /** Which engine holds it (absent in comments written before there were two: template). */
-  engine?: SnapshotKind;
-  /** dump only, older sidecars: rows per table at the moment of the dump. */
-  tables?: TableCounts;
-  /** dump only: rows and content digest per table at the moment of the dump. */
-  states?: TableStates;
-  /** Whether every migration attempt in the ledger had finished when it was taken (absent: not recorded). */
-  clean?: boolean;
-  /** Oids of the databases restored from it (so retention keeps it while they live). */
-  restoredInto?: number[];
-}
+// SnapshotInfo lives with the engine interface; re-exported for the callers that import it from here.
+export type { SnapshotInfo } from "./engine";
 
 export type CreateSnapshotOptions = CreateOptions;
 
