@@ -3,11 +3,14 @@ import { parseDatabaseUrl } from "../core/db/url";
 import { errorSentence, isPgstackError, messageOf } from "../core/errors";
 import { recoverInterrupted } from "../core/snapshot/fence";
 import { applyCommand } from "./commands/apply";
+import { clusterCommand } from "./commands/cluster";
+import { identityCommand } from "./commands/identity";
 import { lintCommand } from "./commands/lint";
 import { pingCommand } from "./commands/ping";
 import { planCommand } from "./commands/plan";
 import { resolveCommand } from "./commands/resolve";
 import { revertCommand } from "./commands/revert";
+import { seedCommand } from "./commands/seed";
 import { snapshotCommand } from "./commands/snapshot";
 import { statusCommand } from "./commands/status";
 import { processContext, type Context } from "./context";
@@ -20,10 +23,12 @@ export function buildProgram(ctx: Context): Command {
     .showSuggestionAfterError()
     .exitOverride()
     .configureOutput({ writeOut: (s) => ctx.output.out(s.trimEnd()), writeErr: (s) => ctx.output.err(s.trimEnd()) });
-  for (const command of [statusCommand(ctx), applyCommand(ctx), planCommand(ctx), lintCommand(ctx), resolveCommand(ctx), revertCommand(ctx), snapshotCommand(ctx), pingCommand(ctx)]) {
+  for (const command of [statusCommand(ctx), applyCommand(ctx), planCommand(ctx), lintCommand(ctx), resolveCommand(ctx), revertCommand(ctx), snapshotCommand(ctx), pingCommand(ctx), clusterCommand(ctx), identityCommand(ctx), seedCommand(ctx)]) {
     program.addCommand(command.exitOverride());
   }
   program.hook("preAction", async (_program, action) => {
+    // Only commands that take a database URL: `cluster` and `seed` must not touch whatever $DATABASE_URL names.
+    if (!action.options.some((o) => o.long === "--url")) return;
     const flags = action.opts<{ url?: string; json?: boolean; verbose?: boolean }>();
     await recoverBeforeCommand(flags.url ?? ctx.env.DATABASE_URL, ctx.logger(flags));
   });

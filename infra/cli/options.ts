@@ -1,4 +1,6 @@
 import { Command, Option } from "commander";
+import { parseDatabaseUrl } from "../core/db/url";
+import { PgstackError } from "../core/errors";
 import { resolveSettings, type Settings, DEFAULTS } from "../core/settings";
 
 /** Flags every database command takes; values are validated together in resolveSettings. */
@@ -37,4 +39,12 @@ export function settingsFrom(flags: DatabaseFlags, env: NodeJS.ProcessEnv = proc
     retries: flags.retries,
     retryDelay: flags.retryDelay,
   });
+}
+
+/** The database URL of a command that needs only that (--url, else $DATABASE_URL), checked. */
+export function databaseUrlFrom(flags: { url?: string }, env: NodeJS.ProcessEnv): string {
+  const url = flags.url ?? env.DATABASE_URL;
+  if (!url) throw new PgstackError("E_USAGE", "No database URL: pass --url or set DATABASE_URL.");
+  parseDatabaseUrl(url);
+  return url;
 }

@@ -2,15 +2,6 @@ import * as pulumi from "@pulumi/pulumi";
 import * as path from "node:path";
 
 /**
- * How every command resource runs project code: `node -r tsx/cjs <script>`
- * with paths relative to the project root (the command provider's working
- * directory, where `pulumi` runs), so nothing in the state depends on where
- * the clone lives. Arguments are never secret: URLs and passwords go through
- * `environment` (DATABASE_URL) or files, never through the command line.
- */
-export const TSX = "node -r tsx/cjs";
-
-/**
  * The `dir` of every command: the project root, relative to the Pulumi
  * program's working directory, which is also the command provider's (Pulumi
  * runs both in the directory of Pulumi.yaml's `main`, here `infra/`, so this
@@ -37,21 +28,29 @@ export function shellWord(arg: string): string {
   return /^[A-Za-z0-9_@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`;
 }
 
-/** The pgstack CLI, relative to the project root: the one door of the command resources. */
+/**
+ * The pgstack CLI, relative to the project root: the one door of the command
+ * resources, so nothing in the state depends on where the clone lives.
+ */
 export const PGSTACK_BIN = "infra/bin/pgstack.js";
 
-/** `node infra/bin/pgstack.js <args...>`, every argument quoted. */
+/**
+ * `node infra/bin/pgstack.js <args...>`, every argument quoted: how every
+ * command resource runs project code. Arguments are never secret: URLs and
+ * passwords go through `environment` (DATABASE_URL) or files.
+ */
 export function pgstackCommand(args: string[]): string {
   return ["node", PGSTACK_BIN, ...args.map(shellWord)].join(" ");
 }
 
-/** `node -r tsx/cjs <script> <args...>`, every argument quoted. */
-export function scriptCommand(script: string, args: string[] = []): string {
-  return [TSX, script, ...args].map((a, i) => (i === 0 ? a : shellWord(a))).join(" ");
+
+/** The docker and external engines' identity command ($DATABASE_URL in its environment). */
+export function identityCommandText(engine: string): string {
+  return pgstackCommand(["identity", "--engine", engine, "--json"]);
 }
 
 /**
- * Parses the one JSON line a pgstack script prints on stdout. The command
+ * Parses the one JSON line a pgstack command (`--json`) prints on stdout. The command
  * provider stores stdout as a secret whenever an input is secret (the
  * DATABASE_URL), so callers `pulumi.unsecret` the fields they know are not.
  */

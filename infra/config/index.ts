@@ -1,6 +1,6 @@
 import * as pulumi from "@pulumi/pulumi";
 import { DEV_PASSPHRASE } from "../toolchain/pulumi";
-import { NAMESPACE, parseStackConfig, StackConfigError, type RawStackConfig, type StackConfig } from "./schema";
+import { NAMESPACE, OBJECT_KEYS, SECRET_KEYS, parseStackConfig, StackConfigError, type RawStackConfig, type StackConfig } from "./schema";
 
 export * from "./schema";
 
@@ -12,9 +12,6 @@ export interface LoadedStackConfig {
   /** `pgstack:externalUrl`, a secret Output, when set. */
   externalUrl?: pulumi.Output<string>;
 }
-
-const OBJECT_KEYS = new Set(["embedded", "docker", "rds", "snapshots"]);
-const SECRET_KEYS = new Set(["password", "externalUrl"]);
 
 /** Whether the engine was told `key` is a secret (@pulumi/pulumi exports it, marked internal). */
 function isSecretConfig(key: string): boolean {

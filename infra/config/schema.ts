@@ -31,6 +31,10 @@ export const ENVIRONMENTS = ["dev", "staging", "prod"] as const;
 export type Environment = (typeof ENVIRONMENTS)[number];
 
 export const NAMESPACE = "pgstack";
+/** Keys whose value is an object (set with `pulumi config set --path`). */
+export const OBJECT_KEYS: ReadonlySet<string> = new Set(["embedded", "docker", "rds", "snapshots"]);
+/** Keys that must be secrets; the schema sees only whether they are set. */
+export const SECRET_KEYS: ReadonlySet<string> = new Set(["password", "externalUrl"]);
 export const POSTGRES_VERSIONS = ["15", "16", "17", "18"] as const;
 export type PostgresVersion = (typeof POSTGRES_VERSIONS)[number];
 /** The embedded binaries the project installs, and the pg_dump Debian's stable release ships. */
@@ -299,6 +303,11 @@ export function environmentOf(stack: string): Environment {
   if (last === "staging" || last === "stage") return "staging";
   return "dev";
 }
+
+export const SEED_REFUSED_ON_PROD = "The seed never runs on prod: it writes dev and test data; set pgstack:seed to false for this stack.";
+
+/** The seed script's default path, relative to the project root. */
+export const DEFAULT_SEED_SCRIPT = "prisma/seed.ts";
 
 /** A stack name as it may appear in paths and database names. */
 export function safeStackName(stack: string): string {

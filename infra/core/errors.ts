@@ -30,6 +30,8 @@ export type ErrorCode =
   | "E_SNAPSHOT"
   | "E_LINT"
   | "E_REVERT"
+  | "E_SEED"
+  | "E_STACK"
   | "E_USAGE";
 
 export class PgstackError extends Error {

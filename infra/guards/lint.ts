@@ -2,6 +2,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as path from "node:path";
 import { lintError, lintMigrations, type LintReport } from "../core/lint";
 import { discoverMigrations, type Migration } from "../core/migrations/discover";
+import { pendingFromApplied } from "../core/migrations/pending";
 
 /**
  * `lint: strict`: a preview or update that would run a migration with an
@@ -17,8 +18,7 @@ import { discoverMigrations, type Migration } from "../core/migrations/discover"
  */
 export function migrationsToGate(migrations: Migration[], previouslyApplied: string[] | undefined, pinned?: string): Migration[] {
   if (previouslyApplied === undefined) return [];
-  const done = new Set(previouslyApplied);
-  return migrations.filter((m) => !done.has(m.name) && (pinned === undefined || m.name <= pinned));
+  return pendingFromApplied(migrations, previouslyApplied, pinned);
 }
 
 /** The gate's failure: one sentence, then one line per blocking finding. Pure. */

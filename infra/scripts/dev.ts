@@ -9,12 +9,12 @@
  * reboot, say): the stack already has it, so Pulumi would see nothing to do.
  */
 import * as path from "node:path";
-import { resume } from "./cluster";
+import { readStackConfig } from "../config/stack";
+import { clusterResume } from "../core/cluster/lifecycle";
+import { errorSentence } from "../core/errors";
 import { PROJECT_ROOT, preparePulumi, runMain, say } from "./run-pulumi";
 
 export const DEV_STACK = "dev";
-/** Pulumi.dev.yaml's data dir (the default for a stack named dev). */
-const DEV_DATA_DIR = path.join(".pgstack", DEV_STACK, "data");
 
 async function main(): Promise<number> {
   const pulumi = await preparePulumi(DEV_STACK);
@@ -24,8 +24,18 @@ async function main(): Promise<number> {
     say("could not select or create the dev stack (see above).");
     return select.code;
   }
-  const { started } = await resume({ dataDir: path.join(PROJECT_ROOT, DEV_DATA_DIR) });
-  if (started) say("restarted the stopped dev PostgreSQL");
+  // The stack's own data dir (its config, defaults included); other engines have no local server to restart.
+  let config;
+  try {
+    config = await readStackConfig(DEV_STACK, pulumi);
+  } catch (err) {
+    say(errorSentence(err));
+    return 1;
+  }
+  if (config.embedded) {
+    const { started } = await clusterResume({ dataDir: path.join(PROJECT_ROOT, config.embedded.dataDir) });
+    if (started) say("restarted the stopped dev PostgreSQL");
+  }
 
   const code = await pulumi.run(["up", "--yes", "--stack", DEV_STACK, ...process.argv.slice(2)]);
   if (code === 0) {

@@ -25,12 +25,14 @@
  */
 import * as path from "node:path";
 import * as readline from "node:readline/promises";
-import { environmentOf } from "../config/schema";
+import type { StackConfig } from "../config/schema";
+import { readStackConfig, readStackOutputs, removeStackConfig, setStackConfig } from "../config/stack";
 import { discoverMigrations } from "../core/migrations/discover";
 import { migrationOfRdsSnapshotId } from "../core/snapshot/naming";
 import { PgstackError, errorSentence } from "../core/errors";
 import { stderrLogger } from "../core/logger";
 import { planRestore, restoreSnapshot } from "../core/snapshot/restore";
+import { DEFAULT_SNAPSHOTS_DIR } from "../core/snapshot/store";
 import { renderDiscarded, renderRestorePlan } from "../cli/commands/snapshot";
 import { recoverBeforeCommand } from "../cli/main";
 import { describeTarget, rollbackTarget } from "../core/snapshot/target";
@@ -40,7 +42,9 @@ import { renderRevertPlan } from "../cli/commands/revert";
 import { sideBySide } from "../cli/output";
 import { PROJECT_ROOT, preparePulumi, say, type Pulumi } from "./run-pulumi";
 
-const PIN_KEY = "pgstack:pinnedMigration";
+/** The pin, without and with its namespace. */
+const PIN = "pinnedMigration";
+const PIN_KEY = `pgstack:${PIN}`;
 
 export interface RollbackArgs {
   stack?: string;
@@ -90,12 +94,6 @@ export function requireYesOnProd(stack: string, environment: string, yes: boolea
   }
 }
 
-async function pulumiJson<T>(pulumi: Pulumi, args: string[], what: string): Promise<T> {
-  const r = await pulumi.capture(args);
-  if (r.code !== 0) throw new PgstackError("E_USAGE", `${what} failed: ${(r.stderr || r.stdout).trim().split("\n").pop() ?? "no output"}.`);
-  return JSON.parse(r.stdout || "{}") as T;
-}
-
 async function ask(question: string): Promise<string> {
   const rl = readline.createInterface({ input: process.stdin, output: process.stderr });
   try {
@@ -109,12 +107,12 @@ async function confirm(question: string): Promise<boolean> {
   return /^y(es)?$/i.test((await ask(question)).trim());
 }
 
-function migrationsDirOf(projectDir: string, config: Record<string, { value?: unknown }>): string {
-  return path.join(projectDir, String(config["pgstack:migrationsDir"]?.value ?? "migrations"));
+function migrationsDirOf(projectDir: string, config: StackConfig): string {
+  return path.join(projectDir, config.migrationsDir);
 }
 
 /** The revert that would undo the same migrations as the restore, when one can be planned. */
-async function revertAlternative(url: string, projectDir: string, config: Record<string, { value?: unknown }>, pin: string): Promise<RevertPlan | undefined> {
+async function revertAlternative(url: string, projectDir: string, config: StackConfig, pin: string): Promise<RevertPlan | undefined> {
   try {
     return await planRevert(resolveSettings({ url, dir: migrationsDirOf(projectDir, config) }), { to: pin, log: stderrLogger() });
   } catch {
@@ -129,22 +127,18 @@ export async function rollback(argv: string[], deps: { pulumi?: Pulumi; projectD
   const projectDir = deps.projectDir ?? PROJECT_ROOT;
 
   if (args.unpin) {
-    const r = await pulumi.capture(["config", "rm", PIN_KEY, "--stack", stack]);
-    if (r.code !== 0) throw new PgstackError("E_USAGE", `Could not remove ${PIN_KEY} from stack '${stack}': ${(r.stderr || r.stdout).trim().split("\n").pop()}.`);
+    await removeStackConfig(pulumi, stack, PIN);
     say(`pin lifted on stack '${stack}': the next \`pulumi up\` (npm run dev on dev) applies every migration in the folder.`);
     return 0;
   }
 
-  const config = await pulumiJson<Record<string, { value?: unknown }>>(pulumi, ["config", "--json", "--stack", stack], `Reading the config of stack '${stack}'`);
-  const engine = String(config["pgstack:engine"]?.value ?? "embedded");
-  const environment = String(config["pgstack:environment"]?.value ?? environmentOf(stack));
-  requireYesOnProd(stack, environment, args.yes);
-  if (engine === "rds" && !args.revert) return rollbackRds(pulumi, args, config, projectDir);
+  const config = await readStackConfig(stack, pulumi, projectDir);
+  requireYesOnProd(stack, config.environment, args.yes);
+  if (config.engine === "rds" && !args.revert) return rollbackRds(pulumi, args, config, projectDir);
 
-  const outputs = await pulumiJson<Record<string, unknown>>(pulumi, ["stack", "output", "--json", "--show-secrets", "--stack", stack], `Reading the outputs of stack '${stack}'`);
-  const url = outputs.databaseUrl;
-  if (typeof url !== "string" || !url) throw new PgstackError("E_USAGE", `Stack '${stack}' has no databaseUrl output: run \`pulumi up\` on it first.`);
-  const store = { snapshotsDir: path.join(projectDir, ".pgstack", "snapshots") };
+  const url = (await readStackOutputs(stack, pulumi, { showSecrets: true })).databaseUrl;
+  if (!url) throw new PgstackError("E_USAGE", `Stack '${stack}' has no databaseUrl output: run \`pulumi up\` on it first.`);
+  const store = { snapshotsDir: path.join(projectDir, DEFAULT_SNAPSHOTS_DIR) };
   await recoverBeforeCommand(url, stderrLogger());
   if (args.revert) return rollbackByRevert(pulumi, args, resolveSettings({ url, dir: migrationsDirOf(projectDir, config) }), store);
   // Not the latestSnapshot output: Pulumi writes outputs only when an update succeeds.
@@ -186,9 +180,10 @@ export async function rollback(argv: string[], deps: { pulumi?: Pulumi; projectD
   const result = await restoreSnapshot(url, plan, { log: stderrLogger(), keepOld: args.keepOld });
   process.stderr.write(renderDiscarded(result) + "\n");
   if (result.keptAs) say(`the database as it was before the rollback is kept as ${result.keptAs}; remove it with: DROP DATABASE "${result.keptAs}";`);
-  const set = await pulumi.capture(["config", "set", "--stack", stack, PIN_KEY, pin]);
-  if (set.code !== 0) {
-    throw new PgstackError("E_USAGE", `The database is restored but pinning failed: run \`npm run pulumi -- config set --stack ${stack} ${PIN_KEY} ${pin}\` before the next up.`);
+  try {
+    await setStackConfig(pulumi, stack, PIN, pin);
+  } catch {
+    throw new PgstackError("E_STACK", `The database is restored but pinning failed: run \`npm run pulumi -- config set --stack ${stack} ${PIN_KEY} ${pin}\` before the next up.`);
   }
   say(`restored from ${id}; migration chain pinned at ${pin}. Running pulumi up on '${stack}'...`);
   const code = await pulumi.run(["up", "--yes", "--stack", stack]);
@@ -230,9 +225,10 @@ async function rollbackByRevert(pulumi: Pulumi, args: RollbackArgs, settings: Se
     }
   }
   await executeRevert(settings, plan, { acceptLoss: args.acceptLoss, log });
-  const set = await pulumi.capture(["config", "set", "--stack", stack, PIN_KEY, to]);
-  if (set.code !== 0) {
-    throw new PgstackError("E_USAGE", `The migrations are reverted but pinning failed: run \`npm run pulumi -- config set --stack ${stack} ${PIN_KEY} ${to}\` before the next up.`);
+  try {
+    await setStackConfig(pulumi, stack, PIN, to);
+  } catch {
+    throw new PgstackError("E_STACK", `The migrations are reverted but pinning failed: run \`npm run pulumi -- config set --stack ${stack} ${PIN_KEY} ${to}\` before the next up.`);
   }
   say(`reverted ${plan.reverted.join(", ")}; migration chain pinned at ${to}. Running pulumi up on '${stack}'...`);
   const code = await pulumi.run(["up", "--yes", "--stack", stack]);
@@ -251,28 +247,29 @@ async function rollbackByRevert(pulumi: Pulumi, args: RollbackArgs, settings: Se
  * the original's security settings and moves the stack onto it, keeping the
  * original instance until pgstack:rds.original says otherwise.
  */
-async function rollbackRds(pulumi: Pulumi, args: RollbackArgs, config: Record<string, { value?: unknown; objectValue?: unknown }>, projectDir: string): Promise<number> {
+async function rollbackRds(pulumi: Pulumi, args: RollbackArgs, config: StackConfig, projectDir: string): Promise<number> {
   const stack = args.stack!;
-  const rds = (config["pgstack:rds"]?.objectValue ?? {}) as { restoreFromSnapshot?: string; instance?: string };
+  const rds = config.rds!;
   if (rds.restoreFromSnapshot || rds.instance === "restored") {
     throw new PgstackError(
       "E_USAGE",
       `Stack '${stack}' already runs on an instance restored from ${rds.restoreFromSnapshot ?? "a snapshot"}: a second restore would replace it, so restore that snapshot into a new stack instead (nothing was changed).`,
     );
   }
-  const outputs = await pulumiJson<Record<string, unknown>>(pulumi, ["stack", "output", "--json", "--stack", stack], `Reading the outputs of stack '${stack}'`);
-  const id = args.snapshot ?? (typeof outputs.latestSnapshot === "string" ? outputs.latestSnapshot : "");
+  // No --show-secrets: a new instance is made from the snapshot, the URL is not needed.
+  const outputs = await readStackOutputs(stack, pulumi, { showSecrets: false });
+  const id = args.snapshot ?? outputs.latestSnapshot ?? "";
   if (!id) throw new PgstackError("E_USAGE", `Stack '${stack}' has no pre-update snapshot yet: pass --snapshot <DB snapshot identifier> (nothing was changed).`);
   if (!/^[A-Za-z][A-Za-z0-9-]{0,254}$/.test(id)) {
     throw new PgstackError("E_USAGE", `'${id}' is not a DB snapshot identifier (letters, digits, hyphens): pass the id from the stack's latestSnapshot output or the RDS console (nothing was changed).`);
   }
-  const dir = path.join(projectDir, String(config["pgstack:migrationsDir"]?.value ?? "migrations"));
+  const dir = path.join(projectDir, config.migrationsDir);
   const names = (await discoverMigrations(dir)).map((m) => m.name);
   const pin = migrationOfRdsSnapshotId(id, names);
   if (!pin) {
     throw new PgstackError("E_USAGE", `Snapshot '${id}' names no migration of ${path.relative(projectDir, dir) || "."} (or none was applied when it was taken), so the chain cannot be pinned at it (nothing was changed).`);
   }
-  const applied = Array.isArray(outputs.appliedMigrations) ? (outputs.appliedMigrations as string[]) : [];
+  const applied = outputs.appliedMigrations ?? [];
   const discarded = applied.filter((m) => m > pin);
   process.stderr.write(
     [
@@ -293,14 +290,9 @@ async function rollbackRds(pulumi: Pulumi, args: RollbackArgs, config: Record<st
       return 1;
     }
   }
-  for (const [key, value, byPath] of [
-    ["pgstack:rds.restoreFromSnapshot", id, true],
-    ["pgstack:rds.instance", "restored", true],
-    [PIN_KEY, pin, false],
-  ] as const) {
-    const set = await pulumi.capture(["config", "set", ...(byPath ? ["--path"] : []), "--stack", stack, key, value]);
-    if (set.code !== 0) throw new PgstackError("E_USAGE", `Setting ${key} on stack '${stack}' failed: ${(set.stderr || set.stdout).trim().split("\n").pop()}.`);
-  }
+  await setStackConfig(pulumi, stack, "rds.restoreFromSnapshot", id, { path: true });
+  await setStackConfig(pulumi, stack, "rds.instance", "restored", { path: true });
+  await setStackConfig(pulumi, stack, PIN, pin);
   say(`stack '${stack}' set to restore ${id}; migration chain pinned at ${pin}. Running pulumi up on '${stack}'...`);
   const code = await pulumi.run(["up", "--yes", "--stack", stack]);
   if (code !== 0) {

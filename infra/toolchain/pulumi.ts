@@ -14,6 +14,9 @@ import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import { findOnPath, runProcess } from "../core/process";
+
+export { findOnPath };
 
 export type Env = Record<string, string | undefined>;
 export type Log = (line: string) => void;
@@ -75,20 +78,6 @@ export function toolchainBinDir(versions: Pick<Versions, "pulumi">, env: Env = p
   return path.join(toolchainDir(versions, env), "bin");
 }
 
-/** Like `which`: the first executable file named `name` in pathEnv. */
-export function findOnPath(name: string, pathEnv: string | undefined, exclude: string[] = []): string | undefined {
-  for (const dir of (pathEnv ?? "").split(path.delimiter)) {
-    if (!dir || exclude.includes(path.resolve(dir))) continue;
-    const candidate = path.join(dir, name);
-    try {
-      fs.accessSync(candidate, fs.constants.X_OK);
-      if (fs.statSync(candidate).isFile()) return candidate;
-    } catch {
-      // not here
-    }
-  }
-  return undefined;
-}
 
 export function pulumiHome(env: Env = process.env): string {
   return env.PULUMI_HOME || path.join(env.HOME || os.homedir(), ".pulumi");
@@ -404,15 +393,9 @@ function isAlive(pid: number): boolean {
   }
 }
 
-function capture(cmd: string, args: string[], env: Env): Promise<{ code: number; output: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(cmd, args, { env: env as NodeJS.ProcessEnv, stdio: ["ignore", "pipe", "pipe"] });
-    let output = "";
-    child.stdout.on("data", (d) => (output += d));
-    child.stderr.on("data", (d) => (output += d));
-    child.on("error", (err) => resolve({ code: 127, output: err.message }));
-    child.on("close", (code) => resolve({ code: code ?? 1, output }));
-  });
+async function capture(cmd: string, args: string[], env: Env): Promise<{ code: number; output: string }> {
+  const { code, stdout, stderr } = await runProcess(cmd, args, { env: env as NodeJS.ProcessEnv });
+  return { code, output: stdout + stderr };
 }
 
 function runLogged(

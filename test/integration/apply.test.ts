@@ -6,7 +6,7 @@ import { applyMigrations, migrationStatus } from "../../infra/core/migrations/ru
 import { resolveSettings, type Settings } from "../../infra/core/settings";
 import { memoryLogger } from "../../infra/core/logger";
 import { legacyChecksumOf } from "../../infra/core/migrations/checksum";
-import { MIGRATION_LOCK_KEY } from "../../infra/core/db/client";
+import { MIGRATION_LOCK_KEY } from "../../infra/core/db/deployers";
 import { createTestDatabase, withDb } from "../support/cluster";
 import { copyOfRepoMigrations, fingerprint, migrationsDir, writeMigrations } from "../support/fixtures";
 import { expectFailure } from "../support/sentence";

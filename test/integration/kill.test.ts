@@ -11,7 +11,7 @@
  */
 import { promises as fs } from "node:fs";
 import * as path from "node:path";
-import { MIGRATION_LOCK_KEY } from "../../infra/core/db/client";
+import { MIGRATION_LOCK_KEY } from "../../infra/core/db/deployers";
 import { pgstack, type CliResult } from "../support/cli";
 import { createTestDatabase, testCluster, withDb } from "../support/cluster";
 import { advisoryLocks, eventually } from "../support/data";

@@ -6,7 +6,7 @@
  * and deletion never touching the restored database.
  */
 import { Client } from "pg";
-import { MIGRATION_LOCK_KEY } from "../../infra/core/db/client";
+import { MIGRATION_LOCK_KEY } from "../../infra/core/db/deployers";
 import { memoryLogger } from "../../infra/core/logger";
 import { applyMigrations } from "../../infra/core/migrations/runner";
 import { resolveSettings } from "../../infra/core/settings";

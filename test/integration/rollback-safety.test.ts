@@ -333,7 +333,7 @@ describe("defect 2 through `npm run rollback`: after a failed update, the failed
     const pulumi = {
       async capture(args: string[]) {
         calls.push(args);
-        if (args[0] === "config" && args[1] === "--json") return { code: 0, stderr: "", stdout: JSON.stringify({ "pgstack:engine": { value: "external" }, "pgstack:environment": { value: "staging" } }) };
+        if (args[0] === "config" && args[1] === "--json") return { code: 0, stderr: "", stdout: JSON.stringify({ "pgstack:engine": { value: "external" }, "pgstack:environment": { value: "staging" }, "pgstack:externalUrl": { secret: true } }) };
         if (args[0] === "stack" && args[1] === "output") return { code: 0, stderr: "", stdout: JSON.stringify({ latestSnapshot: good.snapshotId, databaseUrl: url }) };
         return { code: 0, stdout: "", stderr: "" };
       },

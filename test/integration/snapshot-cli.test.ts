@@ -2,8 +2,8 @@
  * Snapshots as people and the stack take them, on real PostgreSQL:
  *
  *  - the PreUpdateSnapshot command resource's own command text
- *    (templateSnapshotCommandArgs: `node -r tsx/cjs infra/scripts/snapshot.ts
- *    create ...`, DATABASE_URL in the environment) run by /bin/sh as
+ *    (templateSnapshotCommandArgs: `node infra/bin/pgstack.js snapshot create
+ *    --json ...`, DATABASE_URL in the environment) run by /bin/sh as
  *    pulumi-command does: when it fails (name taken, no pg_dump, no
  *    permission) it exits non-zero with one sentence, so no migration command
  *    (each dependsOn it) runs, and it leaves no snapshot and the database as
@@ -119,7 +119,8 @@ describe("the stack's snapshot command, run as its command resource runs it", ()
     expectOneSentence(result.stderr, /^pgstack: pg_dump was not found on PATH: install the PostgreSQL client tools \(Debian\/Ubuntu: apt-get install postgresql-client\) or set PGSTACK_PG_DUMP to its path\.$/, [
       owner.password,
     ]);
-    expect(result.stdout).toBe("");
+    // --json: the CLI's error contract, the sentence and its code as the one JSON line.
+    expect(JSON.parse(result.stdout).error).toMatchObject({ code: "E_SNAPSHOT", message: expect.stringMatching(/^pg_dump was not found on PATH/) });
     expect(await stateOf(db, ownerUrl, project)).toEqual(before);
     await expect(fs.stat(path.join(project, ".pgstack"))).rejects.toThrow(/ENOENT/);
   });

@@ -1,5 +1,5 @@
 import { Client } from "pg";
-import { MIGRATION_LOCK_KEY } from "../../infra/core/db/client";
+import { MIGRATION_LOCK_KEY } from "../../infra/core/db/deployers";
 import { memoryLogger } from "../../infra/core/logger";
 import { applyMigrations } from "../../infra/core/migrations/runner";
 import { resolveSettings } from "../../infra/core/settings";

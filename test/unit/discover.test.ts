@@ -28,7 +28,7 @@ async function failure(dir: string): Promise<PgstackError> {
 }
 
 describe("discoverMigrations", () => {
-  it("reads folders in name order, skips loose files, and spots the no-transaction marker", async () => {
+  it("reads folders in name order, skips loose files (a down.sql is not read), and spots the no-transaction marker", async () => {
     const dir = await tree({
       "migration_lock.toml": 'provider = "postgresql"',
       "20250102000000_second/migration.sql": "-- pgstack:no-transaction\nCREATE INDEX CONCURRENTLY i ON t (a);\n",
@@ -36,10 +36,11 @@ describe("discoverMigrations", () => {
       "20250101000000_first/down.sql": "DROP TABLE t;\n",
     });
     const migrations = await discoverMigrations(dir);
-    expect(migrations.map((m) => [m.name, m.slug, m.noTransaction, Boolean(m.downPath)])).toEqual([
-      ["20250101000000_first", "first", false, true],
-      ["20250102000000_second", "second", true, false],
+    expect(migrations.map((m) => [m.name, m.slug, m.noTransaction])).toEqual([
+      ["20250101000000_first", "first", false],
+      ["20250102000000_second", "second", true],
     ]);
+    expect(migrations[0].sql).toBe("CREATE TABLE t (a int);\n");
   });
 
   it("accepts every folder name Prisma accepts, in Prisma's order (localeCompare, not byte order)", async () => {

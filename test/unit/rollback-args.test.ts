@@ -34,7 +34,17 @@ describe("rollback of an rds stack (pulumi faked: no AWS here)", () => {
   const BEFORE = "20251105150337_add_audit_events_org_created_at_idx";
   const SNAPSHOT = "pgstack-prod-20251105150337-add-audit-events-org-created-at-idx-20261120101500";
 
-  function fakePulumi(rds: Record<string, unknown> = { instanceClass: "db.m7g.large" }) {
+  /** A valid prod rds block (as in Pulumi.prod.yaml): the rollback reads the config through the stack's schema. */
+  const PROD_RDS = {
+    instanceClass: "db.m7g.large",
+    vpcId: "vpc-1",
+    subnetIds: ["subnet-a", "subnet-b"],
+    allowedSecurityGroupIds: ["sg-app"],
+    multiAz: true,
+    backupRetentionDays: 14,
+  };
+
+  function fakePulumi(rds: Record<string, unknown> = PROD_RDS) {
     const calls: string[][] = [];
     return {
       calls,
@@ -82,7 +92,7 @@ describe("rollback of an rds stack (pulumi faked: no AWS here)", () => {
   });
 
   it("refuses a stack already running on a restored instance, changing nothing", async () => {
-    const fake = fakePulumi({ instanceClass: "db.m7g.large", restoreFromSnapshot: "pgstack-prod-x-20261101000000", instance: "restored" });
+    const fake = fakePulumi({ ...PROD_RDS, restoreFromSnapshot: "pgstack-prod-x-20261101000000", instance: "restored" });
     await expect(rollback(["--stack", "prod", "--yes"], { pulumi: fake.pulumi, projectDir: REPO })).rejects.toThrow(
       /^Stack 'prod' already runs on an instance restored from pgstack-prod-x-20261101000000: .*\(nothing was changed\)\.$/,
     );

@@ -92,7 +92,7 @@ describe("Seed", () => {
   it("runs prisma/seed.ts with the URL secret, and again when the seed or the database change", async () => {
     const { seedCommandArgs } = await import("../../infra/components/seed");
     const args = seedCommandArgs({ environment: "staging", stack: "staging", databaseUrl: "postgresql://x", identity: "id", scriptChecksum: "sum" });
-    expect(args.create).toBe("node node_modules/tsx/dist/cli.mjs prisma/seed.ts");
+    expect(args.create).toBe("node infra/bin/pgstack.js seed prisma/seed.ts");
     expect(args.triggers).toEqual(["sum", "id"]);
     expect(pulumi.Output.isInstance((args.environment as any).DATABASE_URL)).toBe(true);
   });

@@ -57,8 +57,8 @@ describe("dev stack (embedded engine)", () => {
     expect(cluster.inputs).toEqual({
       // The project root relative to the program's working directory ("..", from infra/, under pulumi).
       dir: path.relative(process.cwd(), projectDir),
-      create: "node -r tsx/cjs infra/scripts/cluster.ts up --data-dir .pgstack/dev/data --port 54329 --database app",
-      delete: "node -r tsx/cjs infra/scripts/cluster.ts down --data-dir .pgstack/dev/data",
+      create: "node infra/bin/pgstack.js cluster up --data-dir .pgstack/dev/data --port 54329 --database app --json",
+      delete: "node infra/bin/pgstack.js cluster down --data-dir .pgstack/dev/data",
     });
     expect(cluster.secretInputs).toEqual([]);
   });
@@ -92,7 +92,7 @@ describe("dev stack (embedded engine)", () => {
     const copy = named(run.resources, "pre-update-copy");
     expect(copy.retainOnDelete).toBe(true);
     expect(copy.dependencies).toContain(named(run.resources, "db-cluster").urn);
-    expect(copy.inputs.create).toMatch(/^node -r tsx\/cjs infra\/scripts\/snapshot\.ts create --stack dev --key [0-9a-f]{16} --keep 5 --lock-wait 60 --migrations-dir migrations$/);
+    expect(copy.inputs.create).toMatch(/^node infra\/bin\/pgstack\.js snapshot create --json --stack dev --key [0-9a-f]{16} --keep 5 --lock-wait 60 --migrations-dir migrations$/);
     expect(copy.inputs.triggers[0]).toBe(copy.inputs.create.split(" ")[8]);
     expect(copy.secretInputs).toEqual(["environment"]);
   });
@@ -101,7 +101,7 @@ describe("dev stack (embedded engine)", () => {
     const seed = named(run.resources, "seed-run");
     const chain = chainCommands(run.resources);
     expect(seed.dependencies).toContain(chain[chain.length - 1].urn);
-    expect(seed.inputs.create).toBe("node node_modules/tsx/dist/cli.mjs prisma/seed.ts");
+    expect(seed.inputs.create).toBe("node infra/bin/pgstack.js seed prisma/seed.ts");
     expect(seed.inputs.environment.PGSTACK_STACK).toBe("dev");
     expect(seed.secretInputs).toEqual(["environment"]);
   });
@@ -239,7 +239,7 @@ describe("prod stack (rds engine)", () => {
     expect(snap.retainOnDelete).toBe(true);
     expect(stamp.retainOnDelete).toBe(true);
     expect(snap.dependencies).toEqual(expect.arrayContaining([named(run.resources, "db-instance").urn]));
-    expect(stamp.inputs.create).toBe("node -r tsx/cjs infra/scripts/snapshot.ts name --stack prod --style rds");
+    expect(stamp.inputs.create).toBe("node infra/bin/pgstack.js snapshot name --stack prod --style rds --json");
     const first = chainCommands(run.resources)[0];
     expect(first.dependencies).toEqual(expect.arrayContaining([stamp.urn, snap.urn]));
   });
@@ -315,7 +315,7 @@ describe("docker engine", () => {
       // The same snapshot command as embedded, after the server is up, before the first migration.
       const copy = named(run.resources, "pre-update-copy");
       expect(copy.parent).toBe(named(run.resources, "pre-update").urn);
-      expect(copy.inputs.create).toMatch(/^node -r tsx\/cjs infra\/scripts\/snapshot\.ts create --stack dev --key [0-9a-f]{16} --keep 5 --lock-wait 60 --migrations-dir migrations$/);
+      expect(copy.inputs.create).toMatch(/^node infra\/bin\/pgstack\.js snapshot create --json --stack dev --key [0-9a-f]{16} --keep 5 --lock-wait 60 --migrations-dir migrations$/);
       expect(copy.inputs.environment).toEqual({ DATABASE_URL: "postgresql://postgres:d0cker-Pa55@127.0.0.1:55432/app" });
       expect(copy.secretInputs).toEqual(["environment"]);
       expect(copy.retainOnDelete).toBe(true);
@@ -335,7 +335,7 @@ describe("external engine", () => {
       const url = "postgresql://app:ext-Pa55@db.example.com:5432/app";
       const run = await runStack({ stack: "staging", config: { "pgstack:engine": "external" }, secrets: { "pgstack:externalUrl": url }, projectDir });
       const probe = named(run.resources, "db-identity");
-      expect(probe.inputs.create).toBe("node -r tsx/cjs infra/scripts/identity.ts --engine external");
+      expect(probe.inputs.create).toBe("node infra/bin/pgstack.js identity --engine external --json");
       expect(probe.inputs.environment).toEqual({ DATABASE_URL: url });
       expect(probe.secretInputs).toEqual(["environment"]);
       expect(run.outputs.databaseUrl).toEqual({ value: url, secret: true, known: true });

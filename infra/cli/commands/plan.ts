@@ -1,5 +1,5 @@
 import { Command } from "commander";
-import { modeCell, plannedMigration, planMigrations, planError } from "../../core/migrations/plan";
+import { modeCell, planFromApplied, planMigrations, planError } from "../../core/migrations/plan";
 import { rehearse, type Rehearsal } from "../../core/rehearsal/rehearse";
 import { planRevert } from "../../core/revert/revert";
 import type { Logger } from "../../core/logger";
@@ -10,9 +10,9 @@ import { PgstackError, messageOf } from "../../core/errors";
 import type { Context } from "../context";
 import { settingsFrom, withDatabaseOptions, type DatabaseFlags } from "../options";
 import { table } from "../output";
-import { readStack, type StackState } from "../stack";
+import { readStack, type StackState } from "../../config/stack";
 import { resolveSettings } from "../../core/settings";
-import { compareMigrationNames, discoverMigrations, findMigration } from "../../core/migrations/discover";
+import { discoverMigrations, findMigration } from "../../core/migrations/discover";
 import { loadSqlParser } from "../../core/migrations/sql";
 import { postgresSnapshotName, rdsSnapshotId } from "../../core/snapshot/naming";
 import type { Plan } from "../../core/migrations/plan";
@@ -33,7 +33,7 @@ export function planCommand(ctx: Context): Command {
       if (flags.stack) {
         stackState = await readStack(flags.stack);
         if (stackState.databaseUrl && !flags.url) flags.url = stackState.databaseUrl;
-        if (stackState.lint === "strict") flags.strict = true;
+        if (stackState.config.lint === "strict") flags.strict = true;
       }
       const settings = stackState
         ? resolveSettings({ ...flags, url: flags.url }, process.cwd(), { requireUrl: Boolean(flags.rehearse) })
@@ -157,39 +157,17 @@ function printPlan(ctx: Context, plan: Awaited<ReturnType<typeof planMigrations>
   }
 }
 
-/**
- * A stack's plan from its state, with no database connection (CI may not reach
- * prod): what its last update applied versus the migrations folder, up to the pin.
- */
-export async function planFromStack(dir: string, state: StackState, to?: string): Promise<Plan> {
+/** A stack's plan from its outputs and config, with no database connection (see planFromApplied). */
+export async function planFromStack(dir: string, state: Pick<StackState, "appliedMigrations" | "config">, to?: string): Promise<Plan> {
   const notes: string[] = [];
   const migrations = await discoverMigrations(dir, (note) => notes.push(note));
   await loadSqlParser();
-  const applied = new Set(state.appliedMigrations ?? []);
-  const last = to ? findMigration(migrations, to, "--to").name : state.pinnedMigration;
-  const blockers: Plan["blockers"] = [];
-  const keep = (fn: () => void) => {
-    try {
-      fn();
-    } catch (err) {
-      blockers.push({ code: "E_MIGRATION_SYNTAX", message: (err as Error).message });
-    }
-  };
-  const pending = migrations
-    .filter((m) => !applied.has(m.name) && (last === undefined || compareMigrationNames(m.name, last) <= 0))
-    .map((m) => plannedMigration(m, false, undefined, keep));
-  const status = migrations.map((m) => ({
-    name: m.name,
-    checksum: m.checksum,
-    state: applied.has(m.name) ? ("applied" as const) : ("pending" as const),
-    appliedAt: null,
-    migration: m,
-  }));
-  return { pending, blockers, status, notes };
+  const last = to ? findMigration(migrations, to, "--to").name : state.config.pinnedMigration;
+  return { ...planFromApplied(migrations, state.appliedMigrations ?? [], last), notes };
 }
 
 /** The id the stack's PreUpdateSnapshot would give: stack, last applied migration, time. */
-export function predictedSnapshot(state: StackState, at = new Date()): string {
+export function predictedSnapshot(state: Pick<StackState, "stack" | "appliedMigrations" | "config">, at = new Date()): string {
   const lastMigration = state.appliedMigrations?.[state.appliedMigrations.length - 1];
-  return state.engine === "rds" ? rdsSnapshotId({ stack: state.stack, lastMigration, at }) : postgresSnapshotName({ stack: state.stack, lastMigration, at });
+  return state.config.engine === "rds" ? rdsSnapshotId({ stack: state.stack, lastMigration, at }) : postgresSnapshotName({ stack: state.stack, lastMigration, at });
 }

@@ -1,11 +1,15 @@
 import { Command, Option } from "commander";
+import { whenNoDeployer } from "../../core/db/deployers";
 import { PgstackError } from "../../core/errors";
-import { createSnapshot, listAllSnapshots, type EngineChoice, type StoreOptions } from "../../core/snapshot/store";
-import { deleteSnapshot } from "../../core/snapshot/store";
+import { willApply } from "../../core/migrations/plan";
+import { DEFAULTS, resolveSettings } from "../../core/settings";
+import { snapshotId, type SnapshotIdStyle } from "../../core/snapshot/naming";
+import { DEFAULT_SNAPSHOTS_DIR, createSnapshot, deleteSnapshot, listAllSnapshots, type EngineChoice, type StoreOptions } from "../../core/snapshot/store";
 import { planRestore, restoreSnapshot, type RestorePlan, type RestoreResult } from "../../core/snapshot/restore";
 import { pruneSnapshots } from "../../core/snapshot/retention";
-import { parseDatabaseUrl } from "../../core/db/url";
+import { lastAppliedMigration } from "../../core/snapshot/template";
 import type { Context } from "../context";
+import { databaseUrlFrom } from "../options";
 import { table } from "../output";
 
 /**
@@ -23,16 +27,13 @@ interface SnapshotFlags {
 function withSnapshotOptions(command: Command): Command {
   return command
     .addOption(new Option("--url <url>", "database URL (default: $DATABASE_URL)"))
-    .addOption(new Option("--snapshots-dir <path>", "folder of pg_dump snapshots").default(".pgstack/snapshots"))
+    .addOption(new Option("--snapshots-dir <path>", "folder of pg_dump snapshots").default(DEFAULT_SNAPSHOTS_DIR))
     .addOption(new Option("--json", "machine-readable output on stdout"))
     .addOption(new Option("-v, --verbose", "more progress on stderr"));
 }
 
 function urlOf(flags: SnapshotFlags, ctx: Context): string {
-  const url = flags.url ?? ctx.env.DATABASE_URL;
-  if (!url) throw new PgstackError("E_USAGE", "No database URL: pass --url or set DATABASE_URL.");
-  parseDatabaseUrl(url);
-  return url;
+  return databaseUrlFrom(flags, ctx.env);
 }
 
 function store(flags: SnapshotFlags, ctx: Context): StoreOptions {
@@ -112,15 +113,46 @@ export function snapshotCommand(ctx: Context): Command {
       .requiredOption("--stack <name>", "the stack the snapshot belongs to (its id carries it)")
       .addOption(new Option("--engine <engine>", "template (server-side copy), dump (pg_dump) or auto").choices(["auto", "template", "dump"]).default("auto"))
       .option("--name <id>", "an exact snapshot id (refused if taken)")
-      .option("--keep <n>", "then keep only the newest n snapshots of this stack (retention)")
-      .action(async (flags: SnapshotFlags & { engine: EngineChoice; name?: string; keep?: string }) => {
+      .option("--key <key>", "the migration set the snapshot is taken for (the PreUpdateSnapshot's key)")
+      .option("--keep <n>", "then keep only the newest n snapshots of this stack (retention; leave out to keep all)")
+      .option("--lock-wait <seconds>", `wait for another deployer of the database to finish (default ${DEFAULTS.lockWaitSeconds})`)
+      .option("--migrations-dir <path>", "take no snapshot when the migrations in this folder (up to --to) would apply nothing")
+      .option("--to <migration>", "with --migrations-dir: the migration the chain is pinned at")
+      .action(async (flags: SnapshotFlags & { engine: EngineChoice; name?: string; key?: string; keep?: string; lockWait?: string; migrationsDir?: string; to?: string }) => {
         const url = urlOf(flags, ctx);
         const log = ctx.logger(flags);
         const keep = flags.keep === undefined ? undefined : parseKeep(flags.keep);
-        const info = await createSnapshot({ url, stack: flags.stack!, name: flags.name, engine: flags.engine, log, ...store(flags, ctx) });
+        const settings = resolveSettings({ url, dir: flags.migrationsDir, lockWait: flags.lockWait });
+        if (flags.migrationsDir && !(await willApply(settings, flags.to))) {
+          // Nothing to protect (e.g. the update right after a rollback shrinks the chain): the stack's newest snapshot stands.
+          const newest = (await listAllSnapshots(url, { stack: flags.stack }, store(flags, ctx))).at(-1);
+          log.info("every migration of the chain is applied already: no snapshot needed");
+          const skipped = { snapshotId: newest?.snapshotId ?? "", lastMigration: newest?.lastMigration ?? null, taken: false };
+          return ctx.output.out(flags.json ? JSON.stringify(skipped) : "No snapshot taken: every migration of the chain is applied already.");
+        }
+        const info = await whenNoDeployer(url, { waitSeconds: settings.lockWaitSeconds, log }, () =>
+          createSnapshot({ url, stack: flags.stack!, name: flags.name, key: flags.key, engine: flags.engine, log, ...store(flags, ctx) }),
+        );
+        // Retention only once the new snapshot exists, and never the new one.
         if (keep !== undefined) await pruneSnapshots(url, { keep, stack: flags.stack, log, protect: [info.snapshotId], ...store(flags, ctx) });
         const { tables: _t, states: _s, ...plain } = info;
         ctx.output.out(flags.json ? JSON.stringify(plain) : `Snapshot ${info.snapshotId} taken (${info.engine}, last migration: ${info.lastMigration ?? "none"}).`);
+      })
+      .exitOverride(),
+  );
+
+  snapshot.addCommand(
+    new Command("name")
+      .description("the id a snapshot taken now would get (rds: the aws.rds.Snapshot's identifier), from the stack and the last migration applied")
+      .addOption(new Option("--url <url>", "database URL (default: $DATABASE_URL)"))
+      .requiredOption("--stack <name>", "the stack the snapshot belongs to")
+      .addOption(new Option("--style <style>", "rds or postgres naming rules").choices(["rds", "postgres"]).default("rds"))
+      .addOption(new Option("--json", "machine-readable output on stdout"))
+      .action(async (flags: { url?: string; stack: string; style: SnapshotIdStyle; json?: boolean }) => {
+        const lastMigration = await lastAppliedMigration(urlOf(flags, ctx));
+        const at = new Date();
+        const id = snapshotId({ stack: flags.stack, lastMigration: lastMigration ?? undefined, at }, flags.style);
+        ctx.output.out(flags.json ? JSON.stringify({ snapshotId: id, lastMigration, createdAt: at.toISOString() }) : id);
       })
       .exitOverride(),
   );

@@ -3,7 +3,7 @@ import { migrationStatus } from "../../core/migrations/runner";
 import { describeMode, pendingModes } from "../../core/migrations/mode";
 import type { Context } from "../context";
 import { settingsFrom, withDatabaseOptions, type DatabaseFlags } from "../options";
-import { readStack } from "../stack";
+import { readStack } from "../../config/stack";
 import { statusJson, table } from "../output";
 
 export function statusCommand(ctx: Context): Command {

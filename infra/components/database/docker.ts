@@ -1,11 +1,11 @@
 import * as command from "@pulumi/command";
 import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
-import { parseScriptOutput, scriptCommand } from "../command";
+import { localServerUrl } from "../../core/db/url";
+import { identityCommandText, parseScriptOutput } from "../command";
 import type { DatabaseEndpoint } from "./types";
 
 export const DOCKER_SUPERUSER = "postgres";
-export const IDENTITY_SCRIPT = "infra/scripts/identity.ts";
 
 /** PostgreSQL in a container from an official image, its data in a named volume. */
 export interface DockerArgs {
@@ -52,7 +52,7 @@ export function dockerContainerArgs(
 }
 
 export function dockerUrl(password: string, port: number, databaseName: string): string {
-  return `postgresql://${DOCKER_SUPERUSER}:${encodeURIComponent(password)}@127.0.0.1:${port}/${encodeURIComponent(databaseName)}`;
+  return localServerUrl(DOCKER_SUPERUSER, password, port, databaseName);
 }
 
 export function provisionDocker(name: string, args: DockerArgs, databaseName: string, stack: string, dir: string, parent: pulumi.Resource): DatabaseEndpoint {
@@ -68,7 +68,7 @@ export function provisionDocker(name: string, args: DockerArgs, databaseName: st
   const url = pulumi.secret(pulumi.all([args.password]).apply(([password]) => dockerUrl(password, port, databaseName)));
   const probe = new command.local.Command(
     `${name}-identity`,
-    { dir, create: scriptCommand(IDENTITY_SCRIPT, ["--engine", "docker"]), environment: { DATABASE_URL: url }, triggers: [volume.name] },
+    { dir, create: identityCommandText("docker"), environment: { DATABASE_URL: url }, triggers: [volume.name] },
     { parent, dependsOn: [container] },
   );
   const identity = pulumi.unsecret(probe.stdout.apply((out) => parseScriptOutput<{ identity: string }>(out, "The identity command").identity));

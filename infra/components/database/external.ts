@@ -1,7 +1,6 @@
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
-import { parseScriptOutput, scriptCommand } from "../command";
-import { IDENTITY_SCRIPT } from "./docker";
+import { identityCommandText, parseScriptOutput } from "../command";
 import type { DatabaseEndpoint } from "./types";
 
 /** An existing server (Supabase, Neon, a company cluster): pgstack only connects to it. */
@@ -12,7 +11,7 @@ export interface ExternalArgs {
 
 /** The identity command's inputs. Pure. */
 export function externalIdentityArgs(url: pulumi.Input<string>, dir: string): command.local.CommandArgs {
-  return { dir, create: scriptCommand(IDENTITY_SCRIPT, ["--engine", "external"]), environment: { DATABASE_URL: pulumi.secret(url) } };
+  return { dir, create: identityCommandText("external"), environment: { DATABASE_URL: pulumi.secret(url) } };
 }
 
 export function provisionExternal(name: string, args: ExternalArgs, dir: string, parent: pulumi.Resource): DatabaseEndpoint {

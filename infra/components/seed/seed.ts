@@ -1,9 +1,10 @@
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
-import { environmentOf } from "../../config/schema";
-import { childDependencies, shellWord } from "../command";
+import { DEFAULT_SEED_SCRIPT, SEED_REFUSED_ON_PROD, environmentOf } from "../../config/schema";
+import { childDependencies, pgstackCommand } from "../command";
 
-export const SEED_SCRIPT = "prisma/seed.ts";
+export const SEED_SCRIPT = DEFAULT_SEED_SCRIPT;
+export { SEED_REFUSED_ON_PROD };
 
 export interface SeedArgs {
   /** The stack's environment; `prod` is refused. */
@@ -22,13 +23,11 @@ export interface SeedArgs {
   dir?: string;
 }
 
-export const SEED_REFUSED_ON_PROD = "The seed never runs on prod: it writes dev and test data; set pgstack:seed to false for this stack.";
-
 /** The seed command. Idempotent (upserts), so re-running is harmless; no delete. Pure. */
 export function seedCommandArgs(args: SeedArgs): command.local.CommandArgs {
   return {
     dir: args.dir ?? ".",
-    create: `node node_modules/tsx/dist/cli.mjs ${shellWord(args.script ?? SEED_SCRIPT)}`,
+    create: pgstackCommand(["seed", args.script ?? SEED_SCRIPT]),
     environment: { DATABASE_URL: pulumi.secret(args.databaseUrl), PGSTACK_STACK: args.stack, PGSTACK_ENV: args.environment },
     // Not the migration set: a new migration alone does not re-seed (so a
     // preview shows just it and the snapshot); a seed that needs it changes too.

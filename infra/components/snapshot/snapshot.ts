@@ -2,9 +2,9 @@ import * as aws from "@pulumi/aws";
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import { createHash } from "node:crypto";
-import { childDependencies, parseScriptOutput, scriptCommand } from "../command";
-
-export const SNAPSHOT_SCRIPT = "infra/scripts/snapshot.ts";
+import { DEFAULT_SNAPSHOTS_KEEP } from "../../config/schema";
+import { DEFAULTS } from "../../core/settings";
+import { childDependencies, parseScriptOutput, pgstackCommand } from "../command";
 
 /**
  * How the program knows, at preview time and without connecting to the
@@ -39,19 +39,19 @@ export function migrationSetKey(migrations: { name: string; checksum: string }[]
 export type SnapshotEngine = "embedded" | "docker" | "rds" | "external";
 const SNAPSHOT_ENGINES: SnapshotEngine[] = ["embedded", "docker", "rds", "external"];
 
-/** Engines whose snapshot is taken by infra/scripts/snapshot.ts (a template copy, or pg_dump where a copy is not possible). */
+/** Engines whose snapshot is taken by `pgstack snapshot create` (a template copy, or pg_dump where a copy is not possible). */
 export function isTemplateEngine(engine: SnapshotEngine): boolean {
   return engine !== "rds";
 }
 
 /** Default number of pre-update snapshots kept per stack (pgstack:snapshots.keep). */
-export const DEFAULT_KEEP = 5;
+export const DEFAULT_KEEP = DEFAULT_SNAPSHOTS_KEEP;
 
 export interface PreUpdateSnapshotArgs {
   /**
    * `embedded`, `docker`, `external`: a server-side copy (CREATE DATABASE ...
    * TEMPLATE, or pg_dump where the role may not create databases) by
-   * `infra/scripts/snapshot.ts create`. `rds`: an `aws.rds.Snapshot` of the
+   * `pgstack snapshot create`. `rds`: an `aws.rds.Snapshot` of the
    * instance.
    */
   engine: SnapshotEngine;
@@ -69,7 +69,8 @@ export interface PreUpdateSnapshotArgs {
   dir?: string;
   /**
    * Template-copy engines: snapshots of this stack to keep; the snapshot
-   * command prunes older ones after taking its own (`--keep`). 0 keeps all.
+   * command prunes older ones after taking its own (`--keep`). 0 keeps all
+   * (no `--keep`).
    * Default 5 (`pgstack:snapshots.keep`). Ignored by rds.
    */
   keep?: number;
@@ -77,7 +78,7 @@ export interface PreUpdateSnapshotArgs {
    * Template-copy engines: how long the snapshot waits, in seconds, for
    * another deployer of the same database (a concurrent `pulumi up` of
    * another stack, a `prisma migrate deploy`) to finish before it fails with
-   * one sentence (`--lock-wait`). Default 60, like `pgstack apply`.
+   * one sentence (`--lock-wait`). Default DEFAULTS.lockWaitSeconds (60), like `pgstack apply`.
    */
   lockWaitSeconds?: number;
   /**
@@ -93,26 +94,29 @@ export interface PreUpdateSnapshotArgs {
 
 /**
  * The template-copy engines' snapshot command (embedded, docker, external).
- * Contract with infra/scripts/snapshot.ts:
- *   create --stack <stack> --key <key> --keep <n> --lock-wait <s>, DATABASE_URL in the environment;
+ * Contract with `pgstack snapshot create --json` (infra/cli/commands/snapshot.ts):
+ *   --stack <stack> --key <key> [--keep <n>] --lock-wait <s>, DATABASE_URL in the environment;
  *   prints the SnapshotInfo as one JSON line ({"snapshotId", ...}); exits non-zero with one sentence.
  * Pure.
  */
 export function templateSnapshotCommandArgs(
   args: Pick<PreUpdateSnapshotArgs, "stack" | "key" | "databaseUrl" | "identity" | "dir" | "keep" | "lockWaitSeconds" | "migrationsDir" | "pinnedMigration">,
 ): command.local.CommandArgs {
+  const keep = args.keep ?? DEFAULT_KEEP;
   return {
     dir: args.dir ?? ".",
-    create: scriptCommand(SNAPSHOT_SCRIPT, [
+    create: pgstackCommand([
+      "snapshot",
       "create",
+      "--json",
       "--stack",
       args.stack,
       "--key",
       args.key,
-      "--keep",
-      String(args.keep ?? DEFAULT_KEEP),
+      // 0 keeps all: the CLI's --keep is at least 1, so then no --keep at all.
+      ...(keep > 0 ? ["--keep", String(keep)] : []),
       "--lock-wait",
-      String(args.lockWaitSeconds ?? 60),
+      String(args.lockWaitSeconds ?? DEFAULTS.lockWaitSeconds),
       ...(args.migrationsDir ? ["--migrations-dir", args.migrationsDir] : []),
       ...(args.migrationsDir && args.pinnedMigration ? ["--to", args.pinnedMigration] : []),
     ]),
@@ -125,7 +129,7 @@ export function templateSnapshotCommandArgs(
 export function rdsSnapshotNameCommandArgs(args: Pick<PreUpdateSnapshotArgs, "stack" | "key" | "databaseUrl" | "identity" | "dir">): command.local.CommandArgs {
   return {
     dir: args.dir ?? ".",
-    create: scriptCommand(SNAPSHOT_SCRIPT, ["name", "--stack", args.stack, "--style", "rds"]),
+    create: pgstackCommand(["snapshot", "name", "--stack", args.stack, "--style", "rds", "--json"]),
     environment: { DATABASE_URL: pulumi.secret(args.databaseUrl) },
     triggers: [args.key, args.identity],
   };

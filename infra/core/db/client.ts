@@ -64,82 +64,8 @@ export async function withTransaction<T>(client: Client, fn: () => Promise<T>): 
   }
 }
 
-/**
- * Prisma Migrate's own advisory lock key: holding it keeps pgstack and
- * `prisma migrate deploy` from ever running against one database at once.
- */
-export const MIGRATION_LOCK_KEY = 72707369;
-
 /** SQLSTATE of "database ... is not currently accepting connections" (ALLOW_CONNECTIONS false). */
 export const CLOSED_FOR_CONNECTIONS = "55000";
-
-export interface LockOptions {
-  /** How long to wait for another deployer, in seconds. */
-  waitSeconds: number;
-  pollMs?: number;
-  onWait?: (holder: LockHolder | undefined) => void;
-}
-
-export interface LockHolder {
-  pid: number;
-  applicationName: string;
-}
-
-/**
- * Holds the session advisory lock while `fn` runs. Waits at most
- * `waitSeconds`, then fails naming who holds it. Released in `finally`; if the
- * process dies, PostgreSQL releases it with the session.
- */
-export async function withAdvisoryLock<T>(
-  client: Client,
-  target: ConnectionTarget,
-  options: LockOptions,
-  fn: () => Promise<T>,
-): Promise<T> {
-  const deadline = Date.now() + options.waitSeconds * 1000;
-  const pollMs = options.pollMs ?? 200;
-  let announced = false;
-  for (;;) {
-    const { rows } = await client.query<{ locked: boolean }>("SELECT pg_try_advisory_lock($1) AS locked", [
-      MIGRATION_LOCK_KEY,
-    ]);
-    if (rows[0].locked) break;
-    const holder = await lockHolder(client);
-    if (!announced) {
-      options.onWait?.(holder);
-      announced = true;
-    }
-    if (Date.now() >= deadline) {
-      const who = holder
-        ? `pid ${holder.pid}, application_name '${holder.applicationName || "(none)"}'`
-        : "a session that has since ended";
-      throw new PgstackError(
-        "E_LOCK_TIMEOUT",
-        `Another deployer holds the migration lock on database '${target.database}' (${who}); waited ${options.waitSeconds}s: let it finish, or raise --lock-wait.`,
-        { holder },
-      );
-    }
-    await sleep(Math.min(pollMs, Math.max(0, deadline - Date.now())));
-  }
-  try {
-    return await fn();
-  } finally {
-    await client.query("SELECT pg_advisory_unlock($1)", [MIGRATION_LOCK_KEY]).catch(() => undefined);
-  }
-}
-
-async function lockHolder(client: Client): Promise<LockHolder | undefined> {
-  // Advisory locks with a bigint key below 2^32 have classid 0 and objid = key.
-  const { rows } = await client.query<{ pid: number; application_name: string }>(
-    `SELECT l.pid, coalesce(a.application_name, '') AS application_name
-       FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
-      WHERE l.locktype = 'advisory' AND l.granted AND l.classid = 0 AND l.objid = $1
-        AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-      LIMIT 1`,
-    [MIGRATION_LOCK_KEY],
-  );
-  return rows[0] ? { pid: rows[0].pid, applicationName: rows[0].application_name } : undefined;
-}
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
@@ -174,6 +100,9 @@ export function connectionError(err: unknown, target: ConnectionTarget): Pgstack
         "E_DB_AUTH",
         `PostgreSQL at ${where} rejected user '${target.user}' (${e.code === "28P01" ? "wrong password" : "not allowed"}): check the credentials in the database URL.`,
       );
+    case CLOSED_FOR_CONNECTIONS:
+      // A snapshot or restore has the database closed for a moment: the sqlstate says so, for callers that wait.
+      return new PgstackError("E_DB_UNREACHABLE", `Cannot connect to PostgreSQL at ${where}: ${firstLine(messageOf(err))}.`, { sqlstate: CLOSED_FOR_CONNECTIONS });
     case "3D000":
       return new PgstackError(
         "E_DB_MISSING",

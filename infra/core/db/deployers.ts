@@ -1,7 +1,83 @@
-import { MIGRATION_LOCK_KEY, sleep, withClient } from "./client";
-import { parseDatabaseUrl } from "./url";
-import { PgstackError, messageOf } from "../errors";
+import type { Client } from "pg";
+import { CLOSED_FOR_CONNECTIONS, sleep, withClient } from "./client";
+import { parseDatabaseUrl, type ConnectionTarget } from "./url";
+import { PgstackError, isPgstackError } from "../errors";
 import type { Logger } from "../logger";
+
+/**
+ * The deployer lock: Prisma Migrate's own advisory lock key, so pgstack and
+ * `prisma migrate deploy` never run against one database at once. This module
+ * is its one home: who holds it (one query), taking it (withAdvisoryLock),
+ * waiting for other deployers (whenNoDeployer) and its typed errors.
+ */
+export const MIGRATION_LOCK_KEY = 72707369;
+
+export interface LockHolder {
+  pid: number;
+  applicationName: string;
+}
+
+/** Sessions holding the migration lock in the database named by $2 ($1: the key). Advisory locks with a bigint key below 2^32 have classid 0 and objid = key. */
+const LOCK_HOLDER_PIDS = `SELECT l.pid FROM pg_locks l
+  WHERE l.locktype = 'advisory' AND l.granted AND l.classid = 0 AND l.objid = $1
+    AND l.database = (SELECT oid FROM pg_database WHERE datname = $2)`;
+
+/** The session holding the migration lock in database `database` (default: the client's), if any. */
+export async function migrationLockHolder(client: Client, database?: string): Promise<LockHolder | undefined> {
+  const { rows } = await client.query<{ pid: number; application_name: string }>(
+    `SELECT a.pid, coalesce(a.application_name, '') AS application_name FROM pg_stat_activity a
+      WHERE a.pid IN (${LOCK_HOLDER_PIDS}) ORDER BY a.backend_start LIMIT 1`,
+    [MIGRATION_LOCK_KEY, database ?? (await client.query<{ db: string }>("SELECT current_database() AS db")).rows[0].db],
+  );
+  return rows[0] ? { pid: rows[0].pid, applicationName: rows[0].application_name } : undefined;
+}
+
+function describeHolder(who: LockHolder | undefined): string {
+  return who ? `pid ${who.pid}, application_name '${who.applicationName || "(none)"}'` : "a session that has since ended";
+}
+
+/** `what` (a snapshot, a restore) refused because a deployer holds the lock: typed, so a waiting caller knows it without reading the text. */
+export function deployerBusy(what: "snapshot" | "restore", database: string, who: LockHolder): PgstackError {
+  return new PgstackError(
+    "E_SNAPSHOT",
+    `Cannot ${what} '${database}' while a deployer holds its migration lock (${describeHolder(who)}): let it finish and run again.`,
+    { reason: "deployer-busy", holder: who },
+  );
+}
+
+export interface LockOptions {
+  /** How long to wait for another deployer, in seconds. */
+  waitSeconds: number;
+  pollMs?: number;
+  onWait?: (holder: LockHolder | undefined) => void;
+}
+
+/**
+ * Holds the session advisory lock while `fn` runs. Waits at most
+ * `waitSeconds`, then fails naming who holds it. Released in `finally`; if the
+ * process dies, PostgreSQL releases it with the session.
+ */
+export async function withAdvisoryLock<T>(client: Client, target: ConnectionTarget, options: LockOptions, fn: () => Promise<T>): Promise<T> {
+  const deadline = Date.now() + options.waitSeconds * 1000;
+  const pollMs = options.pollMs ?? 200;
+  let announced = false;
+  for (;;) {
+    const { rows } = await client.query<{ locked: boolean }>("SELECT pg_try_advisory_lock($1) AS locked", [MIGRATION_LOCK_KEY]);
+    if (rows[0].locked) break;
+    const holder = await migrationLockHolder(client, target.database);
+    if (!announced) {
+      options.onWait?.(holder);
+      announced = true;
+    }
+    if (Date.now() >= deadline) throw deployerTimeout(target.database, options.waitSeconds, holder);
+    await sleep(Math.min(pollMs, Math.max(0, deadline - Date.now())));
+  }
+  try {
+    return await fn();
+  } finally {
+    await client.query("SELECT pg_advisory_unlock($1)", [MIGRATION_LOCK_KEY]).catch(() => undefined);
+  }
+}
 
 /**
  * Snapshots and deployers of one database, taking turns. A template-copy
@@ -20,10 +96,7 @@ export interface DeployerWaitOptions {
   now?: () => number;
 }
 
-export interface Deployer {
-  pid: number;
-  applicationName: string;
-}
+export type Deployer = LockHolder;
 
 /** application_name of a pgstack migration session (withClient's default). */
 export const DEPLOYER_APPLICATION_NAME = "pgstack";
@@ -37,12 +110,9 @@ export async function activeDeployers(url: string): Promise<Deployer[]> {
         `SELECT a.pid, coalesce(a.application_name, '') AS application_name
            FROM pg_stat_activity a
           WHERE a.datname = current_database() AND a.pid <> pg_backend_pid()
-            AND (a.application_name = $2
-                 OR a.pid IN (SELECT l.pid FROM pg_locks l
-                               WHERE l.locktype = 'advisory' AND l.granted AND l.classid = 0 AND l.objid = $1
-                                 AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())))
+            AND (a.application_name = $3 OR a.pid IN (${LOCK_HOLDER_PIDS}))
           ORDER BY a.backend_start`,
-        [MIGRATION_LOCK_KEY, DEPLOYER_APPLICATION_NAME],
+        [MIGRATION_LOCK_KEY, parseDatabaseUrl(url).database, DEPLOYER_APPLICATION_NAME],
       );
       return rows.map((r) => ({ pid: r.pid, applicationName: r.application_name }));
     },
@@ -50,17 +120,16 @@ export async function activeDeployers(url: string): Promise<Deployer[]> {
   );
 }
 
-/** True for the errors a snapshot meets when it raced a deployer, which waiting resolves. */
+/** True for the errors a snapshot meets when it raced a deployer (or another snapshot closing the database), which waiting resolves. By code, never by text. */
 export function isBusyError(err: unknown): boolean {
-  const message = messageOf(err);
-  return /while a deployer holds its migration lock/.test(message) || /not currently accepting connections/.test(message);
+  return isPgstackError(err) && (err.details.reason === "deployer-busy" || err.details.sqlstate === CLOSED_FOR_CONNECTIONS);
 }
 
-export function deployerTimeout(database: string, waitSeconds: number, who?: Deployer): PgstackError {
-  const holder = who ? `pid ${who.pid}, application_name '${who.applicationName || "(none)"}'` : "a session that has since ended";
+/** The lock wait ran out: one sentence naming the holder. */
+export function deployerTimeout(database: string, waitSeconds: number, who?: LockHolder): PgstackError {
   return new PgstackError(
     "E_LOCK_TIMEOUT",
-    `Another deployer holds the migration lock on database '${database}' (${holder}); waited ${waitSeconds}s: let it finish, or raise --lock-wait.`,
+    `Another deployer holds the migration lock on database '${database}' (${describeHolder(who)}); waited ${waitSeconds}s: let it finish, or raise --lock-wait.`,
     { holder: who },
   );
 }

@@ -42,18 +42,9 @@ export function parseDatabaseUrl(url: string): ConnectionTarget {
   };
 }
 
-/** The URL with its password replaced, for anything a person may read. */
-export function redactUrl(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.password) parsed.password = "****";
-    for (const key of [...parsed.searchParams.keys()]) {
-      if (/pass|secret|token|key/i.test(key)) parsed.searchParams.set(key, "****");
-    }
-    return parsed.toString();
-  } catch {
-    return "<unparseable URL>";
-  }
+/** The URL of `database` on a server listening on 127.0.0.1:`port` (the embedded and docker engines). */
+export function localServerUrl(user: string, password: string, port: number, database: string): string {
+  return `postgresql://${encodeURIComponent(user)}:${encodeURIComponent(password)}@127.0.0.1:${port}/${encodeURIComponent(database)}`;
 }
 
 /** Same server and credentials, another database (used for copies and checks). */

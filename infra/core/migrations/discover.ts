@@ -28,8 +28,6 @@ export interface Migration {
   checksum: string;
   /** True when the first line is `-- pgstack:no-transaction`. */
   noTransaction: boolean;
-  /** Path of down.sql when the folder has one. */
-  downPath?: string;
 }
 
 /**
@@ -95,8 +93,6 @@ export async function discoverMigrations(dir: string, onNote?: (note: string) =>
     assertTextBytes(name, bytes);
     const sql = bytes.toString("utf8");
     if (sql.trim() === "") onNote?.(`Migration ${name} has an empty migration.sql; Prisma records it as applied, and so does pgstack.`);
-    const downPath = path.join(folder, "down.sql");
-    const hasDown = isFile(downPath);
     migrations.push({
       name,
       slug: /^\d+_(.+)$/.exec(name)?.[1] ?? name,
@@ -106,7 +102,6 @@ export async function discoverMigrations(dir: string, onNote?: (note: string) =>
       sql,
       checksum: checksumOf(bytes),
       noTransaction: hasNoTransactionMarker(sql),
-      downPath: hasDown ? downPath : undefined,
     });
   }
   if (missing.length > 0) {
@@ -222,14 +217,6 @@ export function findMigration(migrations: Migration[], ref: string, flag: string
 function isDirectory(file: string): boolean {
   try {
     return statSync(file).isDirectory();
-  } catch {
-    return false;
-  }
-}
-
-function isFile(file: string): boolean {
-  try {
-    return statSync(file).isFile();
   } catch {
     return false;
   }

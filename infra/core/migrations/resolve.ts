@@ -1,4 +1,5 @@
-import { withAdvisoryLock, withClient, withTransaction } from "../db/client";
+import { withClient, withTransaction } from "../db/client";
+import { withAdvisoryLock } from "../db/deployers";
 import { PgstackError } from "../errors";
 import { ensureLedger, readLedger, recordResolvedApplied, recordResolvedRolledBack } from "../ledger/ledger";
 import type { Settings } from "../settings";

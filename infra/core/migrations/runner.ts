@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { Query, type Client, type DatabaseError } from "pg";
-import { withAdvisoryLock, withClient, sleep } from "../db/client";
+import { withClient, sleep } from "../db/client";
+import { withAdvisoryLock } from "../db/deployers";
 import type { ConnectionTarget } from "../db/url";
 import { PgstackError } from "../errors";
 import { quoteIdent } from "../db/url";
@@ -20,6 +21,7 @@ import type { Logger } from "../logger";
 import type { Settings } from "../settings";
 import { compareMigrationNames, discoverMigrations, findMigration, type Migration } from "./discover";
 import { executionModeOf, isAtomic, type ExecutionMode } from "./mode";
+import { pendingFromLedger, upToPin } from "./pending";
 import { errorLine, loadSqlParser, splitStatements, type Statement } from "./sql";
 import { computeStatus, type MigrationStatus } from "./status";
 
@@ -174,11 +176,7 @@ export function selectMigrations(status: MigrationStatus[], migrations: Migratio
     }
     return [wanted];
   }
-  const last = target.to ? findMigration(migrations, target.to, "--to").name : undefined;
-  return status
-    .filter((s) => runnable(s) && (last === undefined || compareMigrationNames(s.name, last) <= 0))
-    .map((s) => s.migration!)
-    .filter(Boolean);
+  return pendingFromLedger(status, target.to ? findMigration(migrations, target.to, "--to").name : undefined);
 }
 
 function selectedApplied(status: MigrationStatus[], migrations: Migration[], target: ApplyTarget): string[] {
@@ -187,7 +185,9 @@ function selectedApplied(status: MigrationStatus[], migrations: Migration[], tar
     return status.filter((s) => s.name === wanted.name && s.state === "applied").map((s) => s.name);
   }
   const last = target.to ? findMigration(migrations, target.to, "--to").name : undefined;
-  return status.filter((s) => s.state === "applied" && (last === undefined || compareMigrationNames(s.name, last) <= 0)).map((s) => s.name);
+  return upToPin(status, last)
+    .filter((s) => s.state === "applied")
+    .map((s) => s.name);
 }
 
 async function serverVersion(client: Client): Promise<number> {

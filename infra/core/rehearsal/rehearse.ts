@@ -1,4 +1,3 @@
-import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import type { Client } from "pg";
 import { withClient } from "../db/client";
@@ -9,6 +8,7 @@ import { applyMigrations } from "../migrations/runner";
 import { ledgerExists } from "../ledger/ledger";
 import { planMigrations } from "../migrations/plan";
 import type { Settings } from "../settings";
+import { checkDumpTool, resolveTool, runToolPipe } from "../pgtools";
 
 /** Lock modes from weakest to strongest (PostgreSQL's table-level lock order). */
 export const LOCK_MODES = [
@@ -178,19 +178,15 @@ async function copyLedger(fromUrl: string, toUrl: string): Promise<void> {
   );
 }
 
-function pipeSchema(fromUrl: string, toUrl: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    // Credentials travel in libpq's environment variables, never on a command line.
-    const dump = spawn("pg_dump", ["--schema-only", "--no-owner", "--no-privileges"], { env: { ...process.env, ...libpqEnv(fromUrl) }, stdio: ["ignore", "pipe", "pipe"] });
-    const load = spawn("psql", ["-q", "-v", "ON_ERROR_STOP=1"], { env: { ...process.env, ...libpqEnv(toUrl) }, stdio: ["pipe", "ignore", "pipe"] });
-    let errors = "";
-    dump.stderr.on("data", (d) => (errors += d));
-    load.stderr.on("data", (d) => (errors += d));
-    dump.on("error", (e) => reject(new PgstackError("E_SNAPSHOT", `pg_dump is needed for a schema-only rehearsal copy and could not run (${messageOf(e)}): install PostgreSQL's client tools.`)));
-    dump.stdout.pipe(load.stdin);
-    load.on("close", (code) => {
-      if (code === 0) resolve();
-      else reject(new PgstackError("E_SNAPSHOT", `Copying the schema for the rehearsal failed: ${errors.trim().split("\n").pop()}.`));
-    });
-  });
+/** The schema of `fromUrl` into `toUrl` with pg_dump | psql, resolved and version-checked like the snapshots' (core/pgtools.ts). */
+async function pipeSchema(fromUrl: string, toUrl: string): Promise<void> {
+  const pgDump = resolveTool("pg_dump", {});
+  const psql = resolveTool("psql", {});
+  const version = await withClient(fromUrl, async (c) => Number((await c.query<{ v: string }>("SELECT current_setting('server_version_num') AS v")).rows[0].v));
+  await checkDumpTool(pgDump, version);
+  const { code, stderr } = await runToolPipe(
+    { file: pgDump, args: ["--schema-only", "--no-owner", "--no-privileges", "--no-password"], connEnv: libpqEnv(fromUrl) },
+    { file: psql, args: ["-q", "-v", "ON_ERROR_STOP=1", "--no-password"], connEnv: libpqEnv(toUrl) },
+  );
+  if (code !== 0) throw new PgstackError("E_SNAPSHOT", `Copying the schema for the rehearsal failed: ${stderr.trim().split("\n").pop()}.`);
 }

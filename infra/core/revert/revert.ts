@@ -1,9 +1,11 @@
 import { randomBytes } from "node:crypto";
-import { promises as fs } from "node:fs";
+import { existsSync, promises as fs } from "node:fs";
+import * as path from "node:path";
 import type { Client } from "pg";
 import { createClient } from "@pgkit/client";
 import { Migration as MigraMigration } from "@pgkit/migra";
-import { sleep, withAdvisoryLock, withClient } from "../db/client";
+import { sleep, withClient } from "../db/client";
+import { withAdvisoryLock } from "../db/deployers";
 import { parseDatabaseUrl, quoteIdent, withDatabase } from "../db/url";
 import { PgstackError, messageOf } from "../errors";
 import { failpoint } from "../failpoint";
@@ -181,7 +183,11 @@ export async function planRevert(settings: Settings, options: RevertOptions): Pr
       await applyMigrations({ ...settings, databaseUrl: beforeUrl, lockWaitSeconds: 0 }, { kind: "all", to: options.to }, { ...options.log, info: () => undefined });
     }
     const byName = new Map(migrations.map((m) => [m.name, m]));
-    const downs = reverted.map((n) => byName.get(n)?.downPath);
+    // Read only for the reverted migrations: discovery does not look for down.sql.
+    const downs = reverted.map((n) => {
+      const folder = byName.get(n)?.dir;
+      return folder && existsSync(path.join(folder, "down.sql")) ? path.join(folder, "down.sql") : undefined;
+    });
     let sql: string;
     let source: RevertPlan["source"];
     if (downs.every((d): d is string => d !== undefined)) {

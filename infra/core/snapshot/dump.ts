@@ -1,5 +1,4 @@
-import { spawn } from "node:child_process";
-import { existsSync, promises as fs, accessSync, constants } from "node:fs";
+import { existsSync, promises as fs } from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { withClient } from "../db/client";
@@ -7,6 +6,7 @@ import { libpqEnv, parseDatabaseUrl, quoteIdent, withDatabase } from "../db/url"
 import { PgstackError, messageOf } from "../errors";
 import { failpoint, failpointDuring } from "../failpoint";
 import type { Logger } from "../logger";
+import { checkDumpTool, resolveTool, runTool } from "../pgtools";
 import type { CreateOptions, SnapshotEngine } from "./engine";
 import { isPostgresSnapshotName, postgresSnapshotName } from "./naming";
 import { tableStatesOn, type TableStates } from "./tables";
@@ -39,66 +39,11 @@ export function serverKey(url: string): string {
   return `${t.host}:${t.port}`;
 }
 
-/** Major version from `pg_dump --version` output ("pg_dump (PostgreSQL) 15.18 (Debian ...)"). */
-export function parseToolMajor(output: string): number | undefined {
-  const m = /\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?/.exec(output);
-  return m ? Number(m[1]) : undefined;
-}
 
-/** Major version from server_version_num (150018 -> 15; 90624 -> 9). */
-export function serverMajor(versionNum: number): number {
-  return Math.floor(versionNum / 10000);
-}
 
-function findExecutable(name: string, env: NodeJS.ProcessEnv): string | undefined {
-  for (const dir of (env.PATH ?? "").split(path.delimiter)) {
-    if (!dir) continue;
-    const file = path.join(dir, name);
-    try {
-      accessSync(file, constants.X_OK);
-      return file;
-    } catch {
-      // next
-    }
-  }
-  return undefined;
-}
 
-const INSTALL_HINT = "install the PostgreSQL client tools (Debian/Ubuntu: apt-get install postgresql-client) or set PGSTACK_PG_DUMP to its path";
 
-export function resolveTool(tool: "pg_dump" | "pg_restore", options: Pick<DumpEngineOptions, "pgDump" | "env">): string {
-  const env = options.env ?? process.env;
-  const dump = options.pgDump ?? env.PGSTACK_PG_DUMP;
-  if (dump) {
-    const file = tool === "pg_dump" ? dump : path.join(path.dirname(dump), "pg_restore");
-    if (existsSync(file)) return file;
-    throw new PgstackError("E_SNAPSHOT", `${tool} was not found at ${file}: ${INSTALL_HINT}.`);
-  }
-  const found = findExecutable(tool, env);
-  if (!found) throw new PgstackError("E_SNAPSHOT", `${tool} was not found on PATH: ${INSTALL_HINT}.`);
-  return found;
-}
 
-interface RunResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs a client tool with the connection in libpq variables: no URL or password on its command line. */
-function runTool(file: string, args: string[], connEnv: Record<string, string>, env: NodeJS.ProcessEnv): Promise<RunResult> {
-  return new Promise((resolve) => {
-    const childEnv: NodeJS.ProcessEnv = { ...env, ...connEnv };
-    delete childEnv.DATABASE_URL;
-    const child = spawn(file, args, { env: childEnv, stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d) => (stdout += d));
-    child.stderr.on("data", (d) => (stderr += d));
-    child.on("error", (err) => resolve({ code: 127, stdout, stderr: stderr + messageOf(err) }));
-    child.on("close", (code) => resolve({ code: code ?? 1, stdout, stderr }));
-  });
-}
 
 /**
  * `pg_dump --schema-only` of the database of `url`, as text to compare two
@@ -138,20 +83,6 @@ function notReadable(err: unknown, url: string, source: string): PgstackError | 
   );
 }
 
-/** Refuses a pg_dump older than the server: it cannot read a newer server's catalogs correctly. */
-export async function checkDumpTool(pgDump: string, serverVersionNum: number, env: NodeJS.ProcessEnv = process.env): Promise<number> {
-  const out = await runTool(pgDump, ["--version"], {}, env);
-  const major = out.code === 0 ? parseToolMajor(out.stdout) : undefined;
-  if (major === undefined) throw new PgstackError("E_SNAPSHOT", `${pgDump} did not report a PostgreSQL version (is it pg_dump?): ${INSTALL_HINT}.`);
-  const server = serverMajor(serverVersionNum);
-  if (major < server) {
-    throw new PgstackError(
-      "E_SNAPSHOT",
-      `The pg_dump at ${pgDump} is version ${major} but the server is PostgreSQL ${server}, and an older pg_dump cannot be trusted with a newer server: install pg_dump ${server} or newer (Debian/Ubuntu: apt-get install postgresql-client-${server}) or set PGSTACK_PG_DUMP to its path; nothing was dumped.`,
-    );
-  }
-  return major;
-}
 
 /**
  * A dump being written is `<id>.dump.<host>-<pid>.partial`, renamed to

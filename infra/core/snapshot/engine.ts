@@ -1,6 +1,5 @@
 import type { Logger } from "../logger";
-import type { SnapshotInfo } from "./template";
-import type { TableStates } from "./tables";
+import type { TableCounts, TableStates } from "./tables";
 
 /**
  * One interface over the ways pgstack snapshots a database it can reach with
@@ -15,6 +14,30 @@ import type { TableStates } from "./tables";
  * `<db>_restoring`, check it against `tableStates` (content digests), then swap names.
  */
 export type SnapshotKind = "template" | "dump";
+
+/** What a snapshot is, whichever engine holds it. */
+export interface SnapshotInfo {
+  /** The snapshot database's name. */
+  snapshotId: string;
+  /** The database it is a copy of. */
+  source: string;
+  stack: string;
+  /** Last migration applied in the copy, or null when none was. */
+  lastMigration: string | null;
+  createdAt: string;
+  /** The migration-set key it was taken before, when given. */
+  key: string | null;
+  /** Which engine holds it (absent in comments written before there were two: template). */
+  engine?: SnapshotKind;
+  /** dump only, older sidecars: rows per table at the moment of the dump. */
+  tables?: TableCounts;
+  /** dump only: rows and content digest per table at the moment of the dump. */
+  states?: TableStates;
+  /** Whether every migration attempt in the ledger had finished when it was taken (absent: not recorded). */
+  clean?: boolean;
+  /** Oids of the databases restored from it (so retention keeps it while they live). */
+  restoredInto?: number[];
+}
 
 export interface CreateOptions {
   /** URL of the database to snapshot (its password is never logged). */

@@ -4,7 +4,8 @@ import { withClient } from "../db/client";
 import { parseDatabaseUrl } from "../db/url";
 import { PgstackError, messageOf } from "../errors";
 import type { Logger } from "../logger";
-import { checkDumpTool, dumpEngine, resolveTool, snapshotIdOfFile } from "./dump";
+import { checkDumpTool, resolveTool } from "../pgtools";
+import { dumpEngine, snapshotIdOfFile } from "./dump";
 import type { CreateOptions, SnapshotEngine, SnapshotKind } from "./engine";
 import { templateEngine, type SnapshotInfo } from "./template";
 

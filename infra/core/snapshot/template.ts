@@ -1,12 +1,13 @@
 import type { Client } from "pg";
-import { MIGRATION_LOCK_KEY, sleep, withClient } from "../db/client";
+import { sleep, withClient } from "../db/client";
+import { deployerBusy, migrationLockHolder } from "../db/deployers";
 import { parseDatabaseUrl, quoteIdent, quoteLiteral, withDatabase } from "../db/url";
 import { PgstackError, messageOf } from "../errors";
 import { readLedger } from "../ledger/ledger";
 import { failpoint, failpointDuring } from "../failpoint";
 import type { Logger } from "../logger";
 import { beginOperation, endOperation } from "./fence";
-import type { CreateOptions, SnapshotEngine, SnapshotKind } from "./engine";
+import type { CreateOptions, SnapshotEngine, SnapshotInfo } from "./engine";
 import { isPostgresSnapshotName, postgresSnapshotName } from "./naming";
 import { tableStates, type TableCounts, type TableStates } from "./tables";
 
@@ -27,28 +28,8 @@ import { tableStates, type TableCounts, type TableStates } from "./tables";
  * over the same data dir), and a snapshot that is not the state right before
  * the migrations would make a rollback lose data.
  */
-export interface SnapshotInfo {
-  /** The snapshot database's name. */
-  snapshotId: string;
-  /** The database it is a copy of. */
-  source: string;
-  stack: string;
-  /** Last migration applied in the copy, or null when none was. */
-  lastMigration: string | null;
-  createdAt: string;
-  /** The migration-set key it was taken before, when given. */
-  key: string | null;
-  /** Which engine holds it (absent in comments written before there were two: template). */
-  engine?: SnapshotKind;
-  /** dump only, older sidecars: rows per table at the moment of the dump. */
-  tables?: TableCounts;
-  /** dump only: rows and content digest per table at the moment of the dump. */
-  states?: TableStates;
-  /** Whether every migration attempt in the ledger had finished when it was taken (absent: not recorded). */
-  clean?: boolean;
-  /** Oids of the databases restored from it (so retention keeps it while they live). */
-  restoredInto?: number[];
-}
+// SnapshotInfo lives with the engine interface; re-exported for the callers that import it from here.
+export type { SnapshotInfo } from "./engine";
 
 export type CreateSnapshotOptions = CreateOptions;
 
@@ -244,13 +225,8 @@ async function copyDatabase(client: Client, source: string, snapshot: string, op
  * instead, naming it.
  */
 export async function endSessions(client: Client, source: string, log: Logger, attempt: number, what: "snapshot" | "restore" = "snapshot"): Promise<void> {
-  const d = await deployerOn(client, source);
-  if (d) {
-    throw new PgstackError(
-      "E_SNAPSHOT",
-      `Cannot ${what} '${source}' while a deployer holds its migration lock (pid ${d.pid}, application_name '${d.application_name || "(none)"}'): let it finish and run again.`,
-    );
-  }
+  const holder = await migrationLockHolder(client, source);
+  if (holder) throw deployerBusy(what, source, holder);
   const { rows } = await client.query<{ pid: number }>(
     `SELECT pg_terminate_backend(pid) AS ended, pid FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()`,
     [source],
@@ -260,14 +236,9 @@ export async function endSessions(client: Client, source: string, log: Logger, a
 
 /** The session holding pgstack's (Prisma's) migration lock in database `db`, if any. */
 export async function deployerOn(client: Client, db: string): Promise<{ pid: number; application_name: string } | undefined> {
-  const { rows: deployers } = await client.query<{ pid: number; application_name: string }>(
-    `SELECT a.pid, coalesce(a.application_name, '') AS application_name
-       FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-      WHERE l.locktype = 'advisory' AND l.granted AND l.classid = 0 AND l.objid = $1
-        AND l.database = (SELECT oid FROM pg_database WHERE datname = $2)`,
-    [MIGRATION_LOCK_KEY, db],
-  );
-  return deployers[0];
+  // restore.ts's shape of the one holder query (core/db/deployers.ts).
+  const holder = await migrationLockHolder(client, db);
+  return holder && { pid: holder.pid, application_name: holder.applicationName };
 }
 
 /** Drops a template snapshot database; refuses any database that is not one (no pgstack-snapshot comment). */

@@ -1,42 +1,36 @@
 /**
- * The embedded engine's commands, run by the `Database` component's command
- * resource (and by `npm run dev` to restart a stopped server):
- *
- *   node -r tsx/cjs infra/scripts/cluster.ts up   --data-dir <dir> --port <n> --database <name>
- *   node -r tsx/cjs infra/scripts/cluster.ts down --data-dir <dir> [--remove-data]
- *   node -r tsx/cjs infra/scripts/cluster.ts resume --data-dir <dir>
+ * The embedded engine's cluster, as the `Database` component's command
+ * resource drives it through `pgstack cluster up|down` (and `npm run dev`
+ * restarts it with clusterResume).
  *
  * `up` is idempotent: it creates the cluster if the data dir has none (with a
  * superuser password it generates and keeps in `<dir>.password`, mode 0600,
  * next to the data dir), starts the server (restarting it if it runs on another
- * port), creates the database if missing, and prints one JSON line on stdout:
- * {"identity": ..., "systemIdentifier": ..., "database": ..., "port": ...}.
- * Nothing secret is ever printed: the password stays in its file, which the
- * Pulumi program reads to build the (secret) connection URL.
- *
- * `down` stops the server and keeps the data, unless --remove-data is given or
- * PGSTACK_DESTROY_REMOVE_DATA=true is in the environment (`npm run destroy --
- * --remove-data`).
+ * port) and creates the database if missing. Nothing secret is returned: the
+ * password stays in its file, which the Pulumi program reads to build the
+ * (secret) connection URL.
  */
 import { randomBytes } from "node:crypto";
 import { existsSync, promises as fs, readFileSync, statSync } from "node:fs";
 import * as path from "node:path";
-import { withClient } from "../core/db/client";
-import { quoteIdent } from "../core/db/url";
-import { initCluster, isRunning, serverUser, startCluster, stopCluster } from "../core/cluster/embedded";
-import { PgstackError, errorSentence } from "../core/errors";
-import { stderrLogger } from "../core/logger";
-import { databaseIdentity } from "../core/snapshot/identity";
+import { withClient } from "../db/client";
+import { localServerUrl, quoteIdent } from "../db/url";
+import { PgstackError } from "../errors";
+import type { Logger } from "../logger";
+import { databaseIdentity } from "../snapshot/identity";
+import { initCluster, isRunning, serverUser, startCluster, stopCluster } from "./embedded";
 
-const SUPERUSER = "postgres";
+/** The embedded cluster's superuser. */
+export const EMBEDDED_SUPERUSER = "postgres";
 
+/** Where the superuser password of the cluster in `dataDir` is kept: `<dataDir>.password`. */
 export function passwordFileFor(dataDir: string): string {
   return `${dataDir.replace(/[\\/]+$/, "")}.password`;
 }
 
 /** The URL of `database` on the embedded cluster. */
 export function embeddedUrl(password: string, port: number, database: string): string {
-  return `postgresql://${SUPERUSER}:${encodeURIComponent(password)}@127.0.0.1:${port}/${encodeURIComponent(database)}`;
+  return localServerUrl(EMBEDDED_SUPERUSER, password, port, database);
 }
 
 /** The port in postmaster.pid (running server) or postmaster.opts (last start), if any. */
@@ -89,14 +83,20 @@ async function readOrCreatePassword(dataDir: string): Promise<string> {
   return password;
 }
 
-export async function up(opts: { dataDir: string; port: number; database: string }): Promise<Record<string, unknown>> {
-  const log = stderrLogger();
+export interface ClusterUpResult {
+  identity: string;
+  systemIdentifier: string | null;
+  database: string;
+  port: number;
+}
+
+export async function clusterUp(opts: { dataDir: string; port: number; database: string }, log: Logger): Promise<ClusterUpResult> {
   // pg_ctl gets absolute paths (the server runs in its data dir); messages keep the relative one.
   const dataDir = path.resolve(opts.dataDir);
   assertReachable(dataDir);
   await fs.mkdir(path.dirname(dataDir), { recursive: true, mode: 0o755 });
   const password = await readOrCreatePassword(dataDir);
-  const { created } = await initCluster({ dataDir, port: opts.port, user: SUPERUSER, password });
+  const { created } = await initCluster({ dataDir, port: opts.port, user: EMBEDDED_SUPERUSER, password });
   if (created) log.info(`created the embedded PostgreSQL cluster in ${opts.dataDir}`);
   if (await isRunning(dataDir)) {
     const running = recordedPort(dataDir, "postmaster.pid");
@@ -118,8 +118,8 @@ export async function up(opts: { dataDir: string; port: number; database: string
   return { identity: `embedded:${id.identity}`, systemIdentifier: id.systemIdentifier, database: id.database, port: opts.port };
 }
 
-export async function down(opts: { dataDir: string; removeData: boolean }): Promise<void> {
-  const log = stderrLogger();
+/** Stops the server; removes the data dir and its password file only with `removeData`. */
+export async function clusterDown(opts: { dataDir: string; removeData: boolean }, log: Logger): Promise<void> {
   const dataDir = path.resolve(opts.dataDir);
   const { stopped } = await stopCluster(dataDir);
   log.info(stopped ? `stopped the embedded PostgreSQL in ${opts.dataDir}` : `the embedded PostgreSQL in ${opts.dataDir} was not running`);
@@ -133,55 +133,10 @@ export async function down(opts: { dataDir: string; removeData: boolean }): Prom
 }
 
 /** Starts a stopped cluster on the port it last ran on; a no-op when running or absent. */
-export async function resume(opts: { dataDir: string }): Promise<{ started: boolean }> {
+export async function clusterResume(opts: { dataDir: string }): Promise<{ started: boolean }> {
   const dataDir = path.resolve(opts.dataDir);
   if (!existsSync(path.join(dataDir, "PG_VERSION")) || (await isRunning(dataDir))) return { started: false };
   const port = recordedPort(dataDir, "postmaster.opts");
   if (port === undefined) return { started: false };
   return startCluster({ dataDir, port });
-}
-
-function flag(args: string[], name: string): string | undefined {
-  const i = args.indexOf(name);
-  return i >= 0 ? args[i + 1] : undefined;
-}
-
-function required(args: string[], name: string): string {
-  const value = flag(args, name);
-  if (!value) throw new PgstackError("E_USAGE", `cluster.ts needs ${name} <value>.`);
-  return value;
-}
-
-export async function main(argv: string[]): Promise<number> {
-  const [command, ...args] = argv;
-  try {
-    const dataDir = required(args, "--data-dir");
-    switch (command) {
-      case "up": {
-        const port = Number(required(args, "--port"));
-        const result = await up({ dataDir, port, database: required(args, "--database") });
-        process.stdout.write(JSON.stringify(result) + "\n");
-        return 0;
-      }
-      case "down":
-        await down({ dataDir, removeData: args.includes("--remove-data") || process.env.PGSTACK_DESTROY_REMOVE_DATA === "true" });
-        return 0;
-      case "resume": {
-        const { started } = await resume({ dataDir });
-        if (started) stderrLogger().info(`started the stopped embedded PostgreSQL in ${dataDir}`);
-        return 0;
-      }
-      default:
-        throw new PgstackError("E_USAGE", `cluster.ts: unknown command '${command ?? ""}' (expected up, down or resume).`);
-    }
-  } catch (err) {
-    process.stderr.write(`pgstack: ${errorSentence(err)}\n`);
-    return 1;
-  }
-}
-
-if (require.main === module) {
-  main(process.argv.slice(2)).then((code) => {
-    process.exitCode = code;
-  });
 }

@@ -1,0 +1,50 @@
+import { spawn } from "node:child_process";
+import { accessSync, constants, statSync } from "node:fs";
+import * as path from "node:path";
+import { messageOf } from "./errors";
+
+/** Like `which`: the first executable file named `name` in pathEnv (dirs in `exclude` skipped). */
+export function findOnPath(name: string, pathEnv: string | undefined, exclude: string[] = []): string | undefined {
+  for (const dir of (pathEnv ?? "").split(path.delimiter)) {
+    if (!dir || exclude.includes(path.resolve(dir))) continue;
+    const candidate = path.join(dir, name);
+    try {
+      accessSync(candidate, constants.X_OK);
+      if (statSync(candidate).isFile()) return candidate;
+    } catch {
+      // not here
+    }
+  }
+  return undefined;
+}
+
+export interface ProcessResult {
+  /** Exit code; 127 when the program could not be started, 1 when killed by a signal. */
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+export interface RunOptions {
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+  /** Let the child write to this process's stdout and stderr instead of collecting them. */
+  inherit?: boolean;
+}
+
+/**
+ * Runs a program to the end and collects its output; never rejects (a program
+ * that cannot start is code 127 with the reason on stderr), so each caller
+ * turns a failure into its own sentence.
+ */
+export function runProcess(file: string, args: string[], options: RunOptions = {}): Promise<ProcessResult> {
+  return new Promise((resolve) => {
+    const child = spawn(file, args, { env: options.env ?? process.env, cwd: options.cwd, stdio: options.inherit ? ["ignore", "inherit", "inherit"] : ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout?.on("data", (d) => (stdout += d));
+    child.stderr?.on("data", (d) => (stderr += d));
+    child.on("error", (err) => resolve({ code: 127, stdout, stderr: stderr + messageOf(err) }));
+    child.on("close", (code) => resolve({ code: code ?? 1, stdout, stderr }));
+  });
+}
