@@ -7,6 +7,7 @@ import { lintCommand } from "./commands/lint";
 import { pingCommand } from "./commands/ping";
 import { planCommand } from "./commands/plan";
 import { resolveCommand } from "./commands/resolve";
+import { sessionCommand } from "./commands/session";
 import { snapshotCommand } from "./commands/snapshot";
 import { statusCommand } from "./commands/status";
 import { processContext, type Context } from "./context";
@@ -22,6 +23,7 @@ export function buildProgram(ctx: Context): Command {
   for (const command of [statusCommand(ctx), applyCommand(ctx), planCommand(ctx), lintCommand(ctx), resolveCommand(ctx), snapshotCommand(ctx), pingCommand(ctx)]) {
     program.addCommand(command.exitOverride());
   }
+  program.addCommand(sessionCommand(ctx, run).exitOverride(), { hidden: true });
   program.hook("preAction", async (_program, action) => {
     const flags = action.opts<{ url?: string; json?: boolean; verbose?: boolean }>();
     await recoverBeforeCommand(flags.url ?? ctx.env.DATABASE_URL, ctx.logger(flags));

@@ -45,6 +45,19 @@ export function pgstackCommand(args: string[]): string {
   return ["node", PGSTACK_BIN, ...args.map(shellWord)].join(" ");
 }
 
+/**
+ * The migration steps' door: a shell script that hands the step to the
+ * update's resident pgstack session through a small client (about 1 ms to
+ * start instead of Node.js's 65 ms and the CLI's load), or runs the CLI
+ * itself when it cannot; the same command text in every update.
+ */
+export const PGSTACK_STEP = "infra/bin/pgstack-step";
+
+/** `sh infra/bin/pgstack-step <args...>`, every argument quoted. */
+export function pgstackStepCommand(args: string[]): string {
+  return ["sh", PGSTACK_STEP, ...args.map(shellWord)].join(" ");
+}
+
 /** `node -r tsx/cjs <script> <args...>`, every argument quoted. */
 export function scriptCommand(script: string, args: string[] = []): string {
   return [TSX, script, ...args].map((a, i) => (i === 0 ? a : shellWord(a))).join(" ");
