@@ -24,7 +24,14 @@ const BAD = "29990104000000_e2e_bad";
 let project: E2eProject;
 let url: string;
 
-/** Processes (other than the PostgreSQL server) whose working directory or command line is in the project copy. */
+/**
+ * Processes whose working directory or command line is in the project copy,
+ * other than the PostgreSQL server (the stack's database, which outlives
+ * updates) and Pulumi's own processes: its language host, the program it runs
+ * and the command provider outlive a SIGKILLed engine by tens of seconds
+ * whatever the program does (the same with no-op commands). What is left is
+ * pgstack's: a step's shell, its client, the CLI, the deploy session.
+ */
 function projectProcesses(): { pid: number; cmd: string }[] {
   const found: { pid: number; cmd: string }[] = [];
   for (const entry of readdirSync("/proc")) {
@@ -32,8 +39,9 @@ function projectProcesses(): { pid: number; cmd: string }[] {
     if (!Number.isInteger(pid) || pid === process.pid) continue;
     try {
       const comm = readFileSync(`/proc/${pid}/comm`, "utf8").trim();
-      if (comm === "postgres") continue;
+      if (comm === "postgres" || comm.startsWith("pulumi-")) continue;
       const cmd = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").join(" ").trim();
+      if (cmd.includes("@pulumi/pulumi/cmd/run")) continue;
       let cwd = "";
       try {
         cwd = readlinkSync(`/proc/${pid}/cwd`);
@@ -51,7 +59,10 @@ function projectProcesses(): { pid: number; cmd: string }[] {
 async function waitFor<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs: number): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const value = await probe();
+    // A probe may fail while the snapshot copy has the database closed to connections: try again.
+    const value = await Promise.resolve()
+      .then(probe)
+      .catch(() => undefined);
     if (value !== undefined) return value;
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 100));
@@ -76,6 +87,12 @@ const ledger = () =>
 
 beforeAll(async () => {
   project = await createE2eProject(STACK);
+});
+
+let afterEachKill: (() => unknown) | undefined;
+afterEach(() => {
+  afterEachKill?.();
+  afterEachKill = undefined;
 });
 
 afterAll(async () => {
@@ -108,6 +125,10 @@ describe("the migration steps' deploy session", () => {
     up.stderr.on("data", (d) => (printed += d));
     const exited = new Promise<void>((resolve) => up.on("close", () => resolve()));
 
+    // Whatever happens below, this update does not outlive the test.
+    const killUp = () => up.exitCode === null && up.signalCode === null && up.kill("SIGKILL");
+    afterEachKill = killUp;
+
     // The slow migration is running inside the session (its pg_sleep is on the server), the gate is applied.
     await waitFor(
       "the slow migration to be running",
@@ -127,14 +148,17 @@ describe("the migration steps' deploy session", () => {
     const leftovers = await waitFor("every process of the killed update to end", () => (projectProcesses().length === 0 ? true : undefined), 20_000).catch(
       () => projectProcesses(),
     );
-    expect(leftovers).toBe(true);
+    if (leftovers !== true) throw new Error(`left running: ${JSON.stringify(leftovers)}\nthe killed update printed:\n${printed}`);
     await waitFor("the deployer lock to be free", async () => ((await lockHolders()) === 0 ? true : undefined), 10_000);
     expect(await query(`SELECT 1 FROM pg_stat_activity WHERE query LIKE '%pg_sleep%' AND state = 'active' AND pid <> pg_backend_pid()`)).toEqual([]);
     expect(await query(`SELECT 1 FROM pg_tables WHERE tablename IN ('e2e_slow', 'e2e_after')`)).toEqual([]);
     expect((await ledger()).map((r) => r.migration_name)).toEqual([GATE]);
 
-    // The next up: the gate stays as it was, the slow one (quick now) and the one after it run, once each.
+    // The next up (after `pulumi cancel`, which any killed update of a file:// backend needs to drop
+    // Pulumi's own stack lock): the gate stays as it was, the slow one (quick now) and the one after it
+    // run, once each.
     await query("UPDATE e2e_gate SET seconds = 0");
+    expectOk(await project.pulumi(["cancel", "--yes", "--stack", STACK]), "cancel");
     const next = expectOk(await project.pulumi(["up", "--yes", "--skip-preview", "--stack", STACK]), `up after the kill (killed update printed:\n${printed})`);
     const rows = await ledger();
     expect(rows.map((r) => r.migration_name)).toEqual([GATE, SLOW, AFTER]);
@@ -153,6 +177,7 @@ describe("the migration steps' deploy session", () => {
   });
 
   it("a failing step fails with the migration's error and line in its own output, through the session", async () => {
+    await project.pulumi(["cancel", "--yes", "--stack", STACK]); // in case the test before left Pulumi's stack lock
     await project.addMigration(BAD, "CREATE TABLE e2e_bad (id int);\nINSERT INTO e2e_nowhere VALUES (1);\n");
     const up = await project.pulumi(["up", "--yes", "--skip-preview", "--stack", STACK]);
     expect(up.code).not.toBe(0);

@@ -121,12 +121,13 @@ func main() {
 	// The binary lives in <root>/.pgstack/cache/.
 	root := filepath.Dir(filepath.Dir(filepath.Dir(exe)))
 	args := os.Args[1:]
-	code, err := viaSession(root, args)
+	code, inUpdate, err := viaSession(root, args)
 	if err == nil {
 		os.Exit(code)
 	}
-	if os.Getenv("PGSTACK_STEP_DEBUG") != "" {
-		fmt.Fprintf(os.Stderr, "pgstack-step: no session (%v); running the CLI directly\n", err)
+	// Inside an update the session was expected: say why this step runs without it.
+	if inUpdate || os.Getenv("PGSTACK_STEP_DEBUG") != "" {
+		fmt.Fprintf(os.Stderr, "pgstack-step: no deploy session (%v); running the CLI directly\n", err)
 	}
 	direct(root, args)
 }
@@ -147,8 +148,14 @@ func fail(message string) {
 }
 
 // viaSession runs args in this update's session, starting it when there is none.
-// An error means nothing was run, and the caller runs the CLI directly.
-func viaSession(root string, args []string) (int, error) {
+// An error means nothing was run, and the caller runs the CLI directly;
+// inUpdate says whether the step runs inside a pulumi update.
+func viaSession(root string, args []string) (code int, inUpdate bool, err error) {
+	code, err = stepViaSession(root, args, &inUpdate)
+	return
+}
+
+func stepViaSession(root string, args []string, inUpdate *bool) (int, error) {
 	if os.Getenv("PGSTACK_NO_SESSION") == "1" {
 		return 0, errors.New("PGSTACK_NO_SESSION=1")
 	}
@@ -160,6 +167,7 @@ func viaSession(root string, args []string) (int, error) {
 	if !ok {
 		return 0, errors.New("not run by the command provider of a pulumi update")
 	}
+	*inUpdate = true
 	wd, err := os.Getwd()
 	if err != nil {
 		return 0, err
@@ -187,17 +195,15 @@ func viaSession(root string, args []string) (int, error) {
 	if _, err := conn.Write(append(request, '\n')); err != nil {
 		return 0, err
 	}
+	// From here on the step is the session's: if the session ends before it
+	// answers (the update was killed, and the session with it), the step fails;
+	// it never runs again by itself, outliving the update.
 	reader := bufio.NewReaderSize(conn, 64*1024)
-	started := false
 	for {
 		line, err := reader.ReadBytes('\n')
 		if err != nil {
-			if !started {
-				return 0, fmt.Errorf("session closed before answering: %v", err)
-			}
-			fail("the deploy session ended before this step finished (the update was interrupted or the session process died); nothing more was run")
+			fail("the deploy session ended before this step finished (the update was interrupted, or the session process died); the database rolled back what the step had not committed")
 		}
-		started = true
 		var f frame
 		if json.Unmarshal(line, &f) != nil {
 			fail("unreadable answer from the deploy session")
