@@ -2,7 +2,7 @@
  * chain: what a migration command resource costs in `pulumi up`, against what
  * Pulumi itself charges for a step (issue #13).
  *
- *   npm run bench -- chain [--rounds 3] [--sizes 10,50,200] [--direct]
+ *   npm run bench -- chain [--rounds 3] [--sizes 10,50,200] [--direct] [--floor-inputs]
  *
  * Per round and N (plus N = 1, the base of the marginal cost), interleaved
  * with the order rotated each round, each on a fresh stack (file:// backend
@@ -13,6 +13,8 @@
  *   apply-all  node infra/bin/pgstack.js apply --all on the same N (no Pulumi)
  *   direct     (with --direct) the same chain with every step running `node infra/bin/pgstack.js apply <name>`,
  *              as before issue #13 (a 200-step chain takes about 100 s)
+ *   floor-inputs (with --floor-inputs) the floor with each migration step's inputs (secret environment,
+ *              triggers, dir), `create: "true"`: what those inputs cost Pulumi, without pgstack
  * After each floor and pgstack `up`: `pulumi preview` on that stack (nothing pending).
  *
  * Marginal cost per resource of a variant at N: (up(N) − up(1)) / (N − 1),
@@ -39,13 +41,14 @@ runtime:
 main: index.ts
 `;
 
-type Variant = "floor" | "pgstack" | "apply-all" | "direct";
+type Variant = "floor" | "pgstack" | "apply-all" | "direct" | "floor-inputs";
 const STACK_VARIANTS: Variant[] = ["floor", "pgstack", "direct"];
 
 export async function chainBench(argv: string[]): Promise<void> {
   const rounds = intArg(argv, "--rounds", 3);
   const withDirect = argv.includes("--direct");
-  const variants: Variant[] = ["floor", "pgstack", "apply-all", ...(withDirect ? (["direct"] as Variant[]) : [])];
+  const withInputs = argv.includes("--floor-inputs");
+  const variants: Variant[] = ["floor", "pgstack", "apply-all", ...(withDirect ? (["direct"] as Variant[]) : []), ...(withInputs ? (["floor-inputs"] as Variant[]) : [])];
   const sizes = (argValue(argv, "--sizes") ?? process.env.BENCH_SIZES ?? "10,50,200").split(",").map(Number).filter((n) => n > 1);
   const allSizes = [1, ...sizes];
   const maxN = Math.max(...sizes);
@@ -106,7 +109,7 @@ export async function chainBench(argv: string[]): Promise<void> {
             const vars = { BENCH_CHAIN_DIR: dirs[n], BENCH_CHAIN_URL: url, BENCH_CHAIN_VARIANT: variant };
             const result = await pulumi(["up", "--yes", "--stack", stack, "--suppress-progress"], vars);
             ms = result.ms;
-            if (variant !== "floor") {
+            if (variant !== "floor" && variant !== "floor-inputs") {
               const [{ count }] = await cluster.query<{ count: number }>(
                 `SELECT count(*)::int AS count FROM "_prisma_migrations" WHERE finished_at IS NOT NULL`,
                 [],
@@ -114,7 +117,7 @@ export async function chainBench(argv: string[]): Promise<void> {
               );
               if (count !== n) throw new Error(`${variant}: pulumi up applied ${count} of ${n} migrations\n${result.stdout}\n${result.stderr}`);
             }
-            if (variant !== "direct") {
+            if (variant === "floor" || variant === "pgstack") {
               const p = await pulumi(["preview", "--stack", stack, "--suppress-progress", "--expect-no-changes"], vars);
               (preview[`${variant}:${n}`] ??= []).push(p.ms);
             }
@@ -175,6 +178,7 @@ export async function chainBench(argv: string[]): Promise<void> {
       floorMsPerResource: perN((n) => marginal("floor", n)),
       pgstackMsPerResource: perN((n) => marginal("pgstack", n)),
       ...(withDirect ? { directMsPerResource: perN((n) => marginal("direct", n)) } : {}),
+      ...(withInputs ? { floorWithInputsMsPerResource: perN((n) => marginal("floor-inputs", n)) } : {}),
       upMedianMs: Object.fromEntries(Object.entries(up).map(([k, v]) => [k, Math.round(median(v))])),
       previewMedianMs: Object.fromEntries(Object.entries(preview).map(([k, v]) => [k, Math.round(median(v))])),
       previewRatio: Object.fromEntries(allSizes.map((n) => [n, Math.round(medianRatio(previewOf("pgstack", n), previewOf("floor", n)) * 100) / 100])),

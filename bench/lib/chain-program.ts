@@ -12,6 +12,7 @@
  *     floor:   one no-op command (`create: "true"`) per migration, each after the previous one: what Pulumi
  *              itself charges for a step; the same folder is read the same way, so previews compare like with like
  *     direct:  the same chain running `node infra/bin/pgstack.js apply <name>` in every step (before issue #13)
+ *     floor-inputs: the floor with each migration step's inputs (secret environment, triggers) but `create: "true"`
  */
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
@@ -43,7 +44,10 @@ export default async function program(): Promise<Record<string, unknown>> {
     const args: command.local.CommandArgs =
       variant === "floor"
         ? { dir: runDir, create: "true" }
-        : {
+        : variant === "floor-inputs"
+          ? // Pulumi's price for a step with a migration's inputs (secret environment, triggers) and none of its work.
+            { ...migrationCommandArgs(link.migration, { migrationsDir: dir, databaseUrl: url, dir: runDir, identity }), create: "true" }
+          : {
             ...migrationCommandArgs(link.migration, { migrationsDir: dir, databaseUrl: url, dir: runDir, identity }),
             create: pgstackCommand(["apply", link.migration.name, "--dir", dir]),
           };
