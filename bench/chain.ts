@@ -1,28 +1,29 @@
 /**
- * chain: `pulumi up` applying N migrations as command resources (the
- * project's MigrationChain component) vs `pgstack apply --all` on the same
- * set; the overhead per migration resource; `pulumi preview` on a stack whose
- * N migrations are all applied.
+ * chain: what a migration command resource costs in `pulumi up`, against what
+ * Pulumi itself charges for a step (issue #13).
  *
- *   npm run bench -- chain [--rounds 2] [--big-rounds 1] [--sizes 10,50,200] [--before <git ref>]
+ *   npm run bench -- chain [--rounds 3] [--sizes 10,50,200] [--direct] [--floor-inputs]
  *
- * Per N and round, interleaved (order rotated), each on a fresh database and a
- * fresh stack (file:// backend under bench/.work/chain); sizes of 200 and more
- * get --big-rounds rounds (default 1: one `pulumi up` of 200 resources takes minutes):
- *   apply-all  node infra/bin/pgstack.js apply --all (no Pulumi)
- *   shipped    pulumi up --yes, MigrationChain as shipped (each command: node infra/bin/pgstack.js apply <name>)
- *   before     the same chain running the CLI as it was before issue #6 (bench/lib/before.ts: tsx at every
- *              start, separate queries for BEGIN, ledger INSERT, statements, ledger UPDATE, COMMIT)
- *   single     pulumi up --yes with one command resource running apply --all (the floor with Pulumi)
- * Then, on the shipped stack: `pulumi preview` (nothing to do), and one chain
- * command run by hand on the up-to-date database (the per-resource process
- * cost: start-up, directory scan and checksums of all N, connection, lock,
- * ledger read), shipped vs before.
+ * Per round and N (plus N = 1, the base of the marginal cost), interleaved
+ * with the order rotated each round, each on a fresh stack (file:// backend
+ * under bench/.work/chain) and, where it migrates, a fresh database:
+ *   floor      pulumi up --yes of N no-op commands (`create: "true"`), each after the previous one
+ *   pgstack    pulumi up --yes of the project's MigrationChain over the first N migrations of a generated
+ *              history (each step: sh infra/bin/pgstack-step apply <name>, through the update's deploy session)
+ *   apply-all  node infra/bin/pgstack.js apply --all on the same N (no Pulumi)
+ *   direct     (with --direct) the same chain with every step running `node infra/bin/pgstack.js apply <name>`,
+ *              as before issue #13 (a 200-step chain takes about 100 s)
+ *   floor-inputs (with --floor-inputs) the floor with each migration step's inputs (secret environment,
+ *              triggers, dir), `create: "true"`: what those inputs cost Pulumi, without pgstack
+ * After each floor and pgstack `up`: `pulumi preview` on that stack (nothing pending).
+ *
+ * Marginal cost per resource of a variant at N: (up(N) − up(1)) / (N − 1),
+ * both from the same round; the medians over rounds go to
+ * bench/results/chain.json as floorMsPerResource / pgstackMsPerResource.
  */
 import { promises as fs } from "node:fs";
 import * as path from "node:path";
 import { ensureToolchain, pulumiEnv, readVersions } from "../infra/toolchain/pulumi";
-import { BEFORE_REF, ensureBefore } from "./lib/before";
 import { serverVersion, startBenchCluster } from "./lib/cluster";
 import { argValue, fmtMs, fmtRatio, intArg, log, machineInfo, markdownTable, median, medianRatio, REPO, rotate, runTimed, WORK, writeResult } from "./lib/common";
 import { generateHistory, writeHistory } from "./lib/generate";
@@ -38,19 +39,18 @@ runtime:
     typescript: false
     nodeargs: "--require=tsx/cjs"
 main: index.ts
-plugins:
-  providers:
-    - name: command
-      path: .pulumi-state/plugins/command
 `;
 
-type Variant = "apply-all" | "shipped" | "before" | "single";
-const VARIANTS: Variant[] = ["apply-all", "shipped", "before", "single"];
+type Variant = "floor" | "pgstack" | "apply-all" | "direct" | "floor-inputs";
+const STACK_VARIANTS: Variant[] = ["floor", "pgstack", "direct"];
 
 export async function chainBench(argv: string[]): Promise<void> {
-  const rounds = intArg(argv, "--rounds", 2);
-  const bigRounds = intArg(argv, "--big-rounds", 1);
-  const sizes = (argValue(argv, "--sizes") ?? process.env.BENCH_SIZES ?? "10,50,200").split(",").map(Number).filter((n) => n > 0);
+  const rounds = intArg(argv, "--rounds", 3);
+  const withDirect = argv.includes("--direct");
+  const withInputs = argv.includes("--floor-inputs");
+  const variants: Variant[] = ["floor", "pgstack", "apply-all", ...(withDirect ? (["direct"] as Variant[]) : []), ...(withInputs ? (["floor-inputs"] as Variant[]) : [])];
+  const sizes = (argValue(argv, "--sizes") ?? process.env.BENCH_SIZES ?? "10,50,200").split(",").map(Number).filter((n) => n > 1);
+  const allSizes = [1, ...sizes];
   const maxN = Math.max(...sizes);
   const work = path.join(WORK, "chain");
   const project = path.join(work, "project");
@@ -65,13 +65,13 @@ export async function chainBench(argv: string[]): Promise<void> {
   // The history's first N migrations, one folder per N (relative to the repo root, as the stack uses them).
   const history = generateHistory({ count: maxN, seed: SEED });
   const dirs: Record<number, string> = {};
-  for (const n of sizes) {
+  for (const n of allSizes) {
     const layouts = await writeHistory(path.join(work, `history-${n}`), history.slice(0, n));
     dirs[n] = path.relative(REPO, layouts.prismaDir);
   }
-  const before = await ensureBefore(argValue(argv, "--before") ?? BEFORE_REF);
-  // The shipped launcher builds its bundle on the first run after a source change: do that before timing.
+  // Build what the first run after a source change builds (the CLI bundle, the step client) before timing.
   await runTimed("node", [PGSTACK_BIN, "--help"], { memory: false });
+  await runTimed("sh", [path.join(REPO, "infra", "bin", "pgstack-step"), "--version"], { memory: false });
 
   const plan = await ensureToolchain({ log: (l) => log(l) });
   const env = pulumiEnv(project, {
@@ -88,14 +88,13 @@ export async function chainBench(argv: string[]): Promise<void> {
   const cluster = await startBenchCluster("chain");
   try {
     const pgVersion = await serverVersion(cluster);
+    /** `${variant}:${n}` → one time per round. */
     const up: Record<string, number[]> = {};
-    const preview: Record<number, number[]> = {};
-    const perCommand: Record<string, number[]> = {};
+    const preview: Record<string, number[]> = {};
     let db = 0;
     for (let round = 0; round < rounds; round++) {
-      for (const n of sizes) {
-        if (n >= 200 && round >= bigRounds) continue;
-        const order = rotate(VARIANTS, round);
+      for (const n of allSizes) {
+        const order = rotate(variants, round + n);
         log(`round ${round + 1}/${rounds}, N=${n}: ${order.join(", ")}`);
         for (const variant of order) {
           const name = `chain_${++db}`;
@@ -103,26 +102,24 @@ export async function chainBench(argv: string[]): Promise<void> {
           const url = cluster.url(name);
           let ms: number;
           if (variant === "apply-all") {
-            ms = (await runTimed("node", [PGSTACK_BIN, "apply", "--all", "--dir", dirs[n]], { env: { ...process.env, DATABASE_URL: url } })).ms;
+            ms = (await runTimed("node", [PGSTACK_BIN, "apply", "--all", "--dir", dirs[n]], { env: { ...process.env, DATABASE_URL: url }, memory: false })).ms;
           } else {
             const stack = `n${n}-${variant}-r${round}`;
             await pulumi(["stack", "init", stack]);
             const vars = { BENCH_CHAIN_DIR: dirs[n], BENCH_CHAIN_URL: url, BENCH_CHAIN_VARIANT: variant };
-            ms = (await pulumi(["up", "--yes", "--stack", stack, "--suppress-progress"], vars)).ms;
-            const [{ count }] = await cluster.query<{ count: number }>(
-              `SELECT count(*)::int AS count FROM "_prisma_migrations" WHERE finished_at IS NOT NULL`,
-              [],
-              name,
-            );
-            if (count !== n) throw new Error(`${variant}: pulumi up applied ${count} of ${n} migrations`);
-            if (variant === "shipped") {
-              (preview[n] ??= []).push((await pulumi(["preview", "--stack", stack, "--suppress-progress"], vars)).ms);
-              // One chain command, by hand, on the up-to-date database: what every resource pays before any SQL.
-              const first = history[0].name;
-              for (const [label, bin] of [["shipped", PGSTACK_BIN], ["before", before.bin]] as const) {
-                const t = await runTimed("node", [bin, "apply", first, "--dir", dirs[n]], { env: { ...process.env, DATABASE_URL: url } });
-                (perCommand[`${label}:${n}`] ??= []).push(t.ms);
-              }
+            const result = await pulumi(["up", "--yes", "--stack", stack, "--suppress-progress"], vars);
+            ms = result.ms;
+            if (variant !== "floor" && variant !== "floor-inputs") {
+              const [{ count }] = await cluster.query<{ count: number }>(
+                `SELECT count(*)::int AS count FROM "_prisma_migrations" WHERE finished_at IS NOT NULL`,
+                [],
+                name,
+              );
+              if (count !== n) throw new Error(`${variant}: pulumi up applied ${count} of ${n} migrations\n${result.stdout}\n${result.stderr}`);
+            }
+            if (variant === "floor" || variant === "pgstack") {
+              const p = await pulumi(["preview", "--stack", stack, "--suppress-progress", "--expect-no-changes"], vars);
+              (preview[`${variant}:${n}`] ??= []).push(p.ms);
             }
             await pulumi(["stack", "rm", stack, "--yes", "--force"]);
           }
@@ -134,70 +131,58 @@ export async function chainBench(argv: string[]): Promise<void> {
     }
 
     const get = (v: Variant, n: number) => up[`${v}:${n}`];
-    /** (up − apply --all) / N: everything the chain adds, Pulumi's fixed cost included, spread over N. */
-    const perResource = (v: Variant, n: number) => median(get(v, n).map((x, i) => (x - get("apply-all", n)[i]) / n));
-    /** (up − up with one resource) / (N − 1): what each extra migration resource costs. */
-    const marginal = (v: Variant, n: number) => median(get(v, n).map((x, i) => (x - get("single", n)[i]) / Math.max(1, n - 1)));
+    /** Median over rounds of (up(N) − up(1)) / (N − 1), both from the same round. */
+    const marginal = (v: Variant, n: number) => median(get(v, n).map((x, i) => (x - get(v, 1)[i]) / (n - 1)));
+    const previewOf = (v: Variant, n: number) => preview[`${v}:${n}`];
     const table = markdownTable(
       [
         "N",
+        "up, no-op floor",
+        "up, pgstack chain",
         "apply --all",
-        "pulumi up (shipped chain)",
-        "up vs apply --all",
-        "(up − apply --all) / N",
-        "marginal cost per resource",
-        "up (before #6)",
-        "shipped vs before",
-        "marginal per resource (before)",
-        "up (one resource)",
+        ...(withDirect ? ["up, direct (before #13)"] : []),
+        "floor ms/resource (marginal)",
+        "pgstack ms/resource (marginal)",
+        "pgstack / floor",
+        ...(withDirect ? ["direct ms/resource"] : []),
       ],
       sizes.map((n) => [
         n,
+        fmtMs(median(get("floor", n))),
+        fmtMs(median(get("pgstack", n))),
         fmtMs(median(get("apply-all", n))),
-        fmtMs(median(get("shipped", n))),
-        fmtRatio(medianRatio(get("shipped", n), get("apply-all", n))),
-        fmtMs(perResource("shipped", n)),
-        fmtMs(marginal("shipped", n)),
-        fmtMs(median(get("before", n))),
-        fmtRatio(medianRatio(get("shipped", n), get("before", n))),
-        fmtMs(marginal("before", n)),
-        fmtMs(median(get("single", n))),
+        ...(withDirect ? [fmtMs(median(get("direct", n)))] : []),
+        fmtMs(marginal("floor", n)),
+        fmtMs(marginal("pgstack", n)),
+        fmtRatio(marginal("pgstack", n) / marginal("floor", n)),
+        ...(withDirect ? [fmtMs(marginal("direct", n))] : []),
       ]),
     );
     const previewTable = markdownTable(
-      ["N applied", "pulumi preview", "per resource", "one chain command by hand (shipped CLI)", "same, CLI before #6", "shipped vs before"],
-      sizes.map((n) => [
-        n,
-        fmtMs(median(preview[n])),
-        fmtMs(median(preview[n]) / n),
-        fmtMs(median(perCommand[`shipped:${n}`])),
-        fmtMs(median(perCommand[`before:${n}`])),
-        fmtRatio(medianRatio(perCommand[`shipped:${n}`], perCommand[`before:${n}`])),
-      ]),
+      ["N (nothing pending)", "preview, no-op floor", "preview, pgstack chain", "pgstack / floor"],
+      allSizes.map((n) => [n, fmtMs(median(previewOf("floor", n))), fmtMs(median(previewOf("pgstack", n))), fmtRatio(medianRatio(previewOf("pgstack", n), previewOf("floor", n)))]),
     );
     const big = maxN;
     const summary =
-      `N=${big}: pulumi up ${fmtRatio(medianRatio(get("shipped", big), get("apply-all", big)))} of pgstack apply --all, ` +
-      `${fmtMs(perResource("shipped", big))} overhead per migration resource (${fmtMs(marginal("shipped", big))} marginal); shipped ` +
-      `${fmtRatio(medianRatio(get("shipped", big), get("before", big)))} of before #6 (${fmtMs(marginal("before", big))} marginal per resource before); ` +
-      `pulumi preview with ${big} applied: ${fmtMs(median(preview[big]))}`;
+      `N=${big}: pgstack ${fmtMs(marginal("pgstack", big))} per migration resource vs the no-op floor's ${fmtMs(marginal("floor", big))} ` +
+      `(${fmtRatio(marginal("pgstack", big) / marginal("floor", big))}); pulumi preview with ${big} applied ${fmtMs(median(previewOf("pgstack", big)))} vs ` +
+      `${fmtMs(median(previewOf("floor", big)))} (${fmtRatio(medianRatio(previewOf("pgstack", big), previewOf("floor", big)))}); apply --all ${fmtMs(median(get("apply-all", big)))}`;
+    const perN = (f: (n: number) => number) => Object.fromEntries(sizes.map((n) => [n, Math.round(f(n) * 10) / 10]));
     const result = {
       benchmark: "chain",
       generatedAt: new Date().toISOString(),
-      machine: machineInfo({ server: pgVersion, before: before.commit, pulumi: pulumiVersion, pulumiNodejsSdk: readVersions().pulumi, pulumiCommand: readVersions().command }),
+      machine: machineInfo({ server: pgVersion, pulumi: pulumiVersion, pulumiNodejsSdk: readVersions().pulumi, pulumiCommand: readVersions().command }),
       rounds,
       sizes,
       summary,
-      medianMs: Object.fromEntries(Object.entries(up).map(([k, v]) => [k, Math.round(median(v))])),
+      floorMsPerResource: perN((n) => marginal("floor", n)),
+      pgstackMsPerResource: perN((n) => marginal("pgstack", n)),
+      ...(withDirect ? { directMsPerResource: perN((n) => marginal("direct", n)) } : {}),
+      ...(withInputs ? { floorWithInputsMsPerResource: perN((n) => marginal("floor-inputs", n)) } : {}),
+      upMedianMs: Object.fromEntries(Object.entries(up).map(([k, v]) => [k, Math.round(median(v))])),
       previewMedianMs: Object.fromEntries(Object.entries(preview).map(([k, v]) => [k, Math.round(median(v))])),
-      perCommandMedianMs: Object.fromEntries(Object.entries(perCommand).map(([k, v]) => [k, Math.round(median(v))])),
-      overheadPerResourceMs: Object.fromEntries(
-        sizes.flatMap((n) => (["shipped", "before"] as Variant[]).map((v) => [`${v}:${n}`, Math.round(perResource(v, n))])),
-      ),
-      marginalPerResourceMs: Object.fromEntries(
-        sizes.flatMap((n) => (["shipped", "before"] as Variant[]).map((v) => [`${v}:${n}`, Math.round(marginal(v, n))])),
-      ),
-      raw: { up, preview, perCommand },
+      previewRatio: Object.fromEntries(allSizes.map((n) => [n, Math.round(medianRatio(previewOf("pgstack", n), previewOf("floor", n)) * 100) / 100])),
+      raw: { up, preview },
       tables: { up: table, preview: previewTable },
     };
     const file = await writeResult("chain", result);

@@ -11,6 +11,7 @@ import { planCommand } from "./commands/plan";
 import { resolveCommand } from "./commands/resolve";
 import { revertCommand } from "./commands/revert";
 import { seedCommand } from "./commands/seed";
+import { sessionCommand } from "./commands/session";
 import { snapshotCommand } from "./commands/snapshot";
 import { statusCommand } from "./commands/status";
 import { processContext, type Context } from "./context";
@@ -26,6 +27,7 @@ export function buildProgram(ctx: Context): Command {
   for (const command of [statusCommand(ctx), applyCommand(ctx), planCommand(ctx), lintCommand(ctx), resolveCommand(ctx), revertCommand(ctx), snapshotCommand(ctx), pingCommand(ctx), clusterCommand(ctx), identityCommand(ctx), seedCommand(ctx)]) {
     program.addCommand(command.exitOverride());
   }
+  program.addCommand(sessionCommand(ctx, run).exitOverride(), { hidden: true });
   program.hook("preAction", async (_program, action) => {
     // Only commands that take a database URL: `cluster` and `seed` must not touch whatever $DATABASE_URL names.
     if (!action.options.some((o) => o.long === "--url")) return;

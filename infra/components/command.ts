@@ -43,10 +43,22 @@ export function pgstackCommand(args: string[]): string {
   return ["node", PGSTACK_BIN, ...args.map(shellWord)].join(" ");
 }
 
-
 /** The docker and external engines' identity command ($DATABASE_URL in its environment). */
 export function identityCommandText(engine: string): string {
   return pgstackCommand(["identity", "--engine", engine, "--json"]);
+}
+
+/**
+ * The migration steps' door: a shell script that hands the step to the
+ * update's resident pgstack session through a small client (about 1 ms to
+ * start instead of Node.js's 65 ms and the CLI's load), or runs the CLI
+ * itself when it cannot; the same command text in every update.
+ */
+export const PGSTACK_STEP = "infra/bin/pgstack-step";
+
+/** `sh infra/bin/pgstack-step <args...>`, every argument quoted. */
+export function pgstackStepCommand(args: string[]): string {
+  return ["sh", PGSTACK_STEP, ...args.map(shellWord)].join(" ");
 }
 
 /**

@@ -18,7 +18,11 @@ export const silentLogger: Logger = {
  * for whatever pipes pgstack's results.
  */
 export function stderrLogger(options: { verbose?: boolean } = {}): Logger {
-  const write = (line: string) => process.stderr.write(line + "\n");
+  return lineLogger((line) => process.stderr.write(line + "\n"), options);
+}
+
+/** The same lines, to `write` (a deploy session sends them to the step that asked). */
+export function lineLogger(write: (line: string) => void, options: { verbose?: boolean } = {}): Logger {
   return {
     debug: (m) => {
       if (options.verbose) write(m);

@@ -59,7 +59,7 @@ describe("MigrationChain", () => {
     expect(commands[2].dependencies.sort()).toEqual([result.gate, commands[1].urn].sort());
     expect(commands[1].inputs).toEqual({
       dir: ".",
-      create: "node infra/bin/pgstack.js apply 20250102000000_b --dir db/migrations",
+      create: "sh infra/bin/pgstack-step apply 20250102000000_b --dir db/migrations",
       environment: { DATABASE_URL: "postgresql://u:pw@h:5432/app" },
       triggers: ["b".repeat(64), "id-1"],
     });

@@ -79,7 +79,7 @@ describe("dev stack (embedded engine)", () => {
   it("runs `pgstack apply <name>` with the URL in a secret environment variable and checksum + identity as triggers", () => {
     const first = chainCommands(run.resources)[0];
     const name = migrationNames[0];
-    expect(first.inputs.create).toBe(`node infra/bin/pgstack.js apply ${name} --dir migrations`);
+    expect(first.inputs.create).toBe(`sh infra/bin/pgstack-step apply ${name} --dir migrations`);
     expect(first.inputs.create).not.toContain(password);
     expect(first.inputs.environment).toEqual({ DATABASE_URL: `postgresql://postgres:${password}@127.0.0.1:54329/app` });
     expect(first.secretInputs).toEqual(["environment"]);
@@ -374,9 +374,9 @@ describe("each migration step's mode in the preview", () => {
     try {
       const run = await runStack({ stack: "dev", config: await stackFileConfig("dev"), projectDir });
       expect(chainCommands(run.resources).map((c) => c.inputs.create)).toEqual([
-        "node infra/bin/pgstack.js apply 20250101000000_init --dir migrations",
-        "node infra/bin/pgstack.js apply 20250102000000_idx --dir migrations --mode statements",
-        "node infra/bin/pgstack.js apply 20250103000000_own_tx --dir migrations --mode as-written",
+        "sh infra/bin/pgstack-step apply 20250101000000_init --dir migrations",
+        "sh infra/bin/pgstack-step apply 20250102000000_idx --dir migrations --mode statements",
+        "sh infra/bin/pgstack-step apply 20250103000000_own_tx --dir migrations --mode as-written",
       ]);
     } finally {
       await fs.rm(projectDir, { recursive: true, force: true });

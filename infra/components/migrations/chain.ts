@@ -1,6 +1,6 @@
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
-import { childDependencies, PGSTACK_BIN, shellWord } from "../command";
+import { childDependencies, PGSTACK_BIN, pgstackStepCommand } from "../command";
 
 export { PGSTACK_BIN };
 
@@ -84,9 +84,9 @@ export function migrationCommandArgs(
   return {
     dir: args.dir ?? ".",
     // A non-atomic step says so in the preview, and runs only in that mode.
-    create: `node ${PGSTACK_BIN} apply ${shellWord(migration.name)} --dir ${shellWord(dir)}${
-      migration.mode && migration.mode !== "transaction" ? ` --mode ${migration.mode}` : ""
-    }`,
+    // Through the update's deploy session (infra/bin/pgstack-step): the same
+    // apply, without a Node.js start per step.
+    create: pgstackStepCommand(["apply", migration.name, "--dir", dir, ...(migration.mode && migration.mode !== "transaction" ? ["--mode", migration.mode] : [])]),
     environment: { DATABASE_URL: pulumi.secret(args.databaseUrl) },
     triggers: [
       migration.checksum,

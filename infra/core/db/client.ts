@@ -18,11 +18,20 @@ export async function withClient<T>(
   options: ConnectOptions = {},
 ): Promise<T> {
   const target = parseDatabaseUrl(url);
+  const key = `${options.applicationName ?? "pgstack"}\n${target.connectionString}`;
+  const client = (await reuse(key, target)) ?? (await connect(target, options));
+  try {
+    return await fn(client, target);
+  } finally {
+    await release(key, client);
+  }
+}
+
+async function connect(target: ConnectionTarget, options: ConnectOptions): Promise<Client> {
   const timeoutMs = options.connectTimeoutMs ?? 10_000;
   const deadline = Date.now() + timeoutMs;
-  let client: Client;
   for (let attempt = 1; ; attempt++) {
-    client = new Client({
+    const client = new Client({
       connectionString: target.connectionString,
       application_name: options.applicationName ?? "pgstack",
       connectionTimeoutMillis: timeoutMs,
@@ -31,7 +40,6 @@ export async function withClient<T>(
     client.on("error", () => undefined);
     try {
       await client.connect();
-      break;
     } catch (err) {
       await client.end().catch(() => undefined);
       // A snapshot copy closes the database to new sessions for a few seconds
@@ -42,13 +50,66 @@ export async function withClient<T>(
       }
       throw connectionError(err, target);
     }
+    try {
+      await client.query(`SET search_path TO ${quoteIdent(target.schema)}`);
+      return client;
+    } catch (err) {
+      await client.end().catch(() => undefined);
+      throw err;
+    }
   }
-  try {
-    await client.query(`SET search_path TO ${quoteIdent(target.schema)}`);
-    return await fn(client, target);
-  } finally {
-    await client.end().catch(() => undefined);
+}
+
+/**
+ * Sessions kept open between commands while a deploy session serves a
+ * `pulumi up` (keepSessionsOpen): connecting costs more than a whole
+ * up-to-date migration step. Undefined otherwise: every command closes its own.
+ */
+let idleSessions: Map<string, Client[]> | undefined;
+
+/**
+ * From now on, withClient keeps each session it is done with for the next
+ * call with the same URL and application_name, after DISCARD ALL (which also
+ * releases any advisory lock, so no lock outlives the command that took it).
+ * Returns a function that closes them all.
+ */
+export function keepSessionsOpen(): () => Promise<void> {
+  const sessions = (idleSessions ??= new Map());
+  return async () => {
+    idleSessions = undefined;
+    const all = [...sessions.values()].flat();
+    sessions.clear();
+    await Promise.all(all.map((c) => c.end().catch(() => undefined)));
+  };
+}
+
+/** A kept session, checked alive (a snapshot copy may have ended it) and set up as a new one is. */
+async function reuse(key: string, target: ConnectionTarget): Promise<Client | undefined> {
+  for (let client = idleSessions?.get(key)?.pop(); client; client = idleSessions?.get(key)?.pop()) {
+    try {
+      await client.query(`SET search_path TO ${quoteIdent(target.schema)}`);
+      return client;
+    } catch {
+      await client.end().catch(() => undefined);
+    }
   }
+  return undefined;
+}
+
+async function release(key: string, client: Client): Promise<void> {
+  if (idleSessions) {
+    try {
+      // Fails inside a transaction block: such a session is closed, not kept.
+      await client.query("DISCARD ALL");
+      const list = idleSessions.get(key) ?? [];
+      list.push(client);
+      idleSessions.set(key, list);
+      return;
+    } catch {
+      // closed below
+    }
+  }
+  await client.end().catch(() => undefined);
 }
 
 /** Runs `fn` in a transaction: COMMIT when it resolves, ROLLBACK when it throws. */

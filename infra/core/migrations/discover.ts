@@ -1,4 +1,4 @@
-import { promises as fs, readFileSync, statSync } from "node:fs";
+import { promises as fs, readFileSync, statSync, watch, type FSWatcher } from "node:fs";
 import * as path from "node:path";
 import { PgstackError } from "../errors";
 import { checksumOf } from "./checksum";
@@ -52,6 +52,73 @@ export function compareMigrationNames(a: string, b: string): number {
  * byte-order mark (PostgreSQL rejects it as a syntax error, for Prisma too).
  */
 export async function discoverMigrations(dir: string, onNote?: (note: string) => void): Promise<Migration[]> {
+  const cached = discoveries?.get(dir);
+  if (cached && !cached.changed) {
+    for (const note of cached.notes) onNote?.(note);
+    return [...cached.migrations];
+  }
+  const watch = discoveries ? watchFolder(dir) : undefined;
+  const notes: string[] = [];
+  const migrations = await readMigrationsFolder(dir, (note) => {
+    notes.push(note);
+    onNote?.(note);
+  }, watch);
+  if (watch && discoveries) {
+    discoveries.get(dir)?.close();
+    if (watch.changed) watch.close();
+    else discoveries.set(dir, Object.assign(watch, { migrations, notes }));
+  }
+  return [...migrations];
+}
+
+/** Watches a migrations folder and its migration folders; `changed` once anything in them changes. */
+interface FolderWatch {
+  changed: boolean;
+  add(folder: string): void;
+  close(): void;
+}
+
+function watchFolder(dir: string): FolderWatch {
+  const watchers: FSWatcher[] = [];
+  const state: FolderWatch = {
+    changed: false,
+    add(folder) {
+      try {
+        const watcher = watch(folder, { persistent: false }, invalidate);
+        watcher.on("error", invalidate);
+        watchers.push(watcher);
+      } catch {
+        invalidate(); // cannot watch (no inotify left): read again next time
+      }
+    },
+    close() {
+      for (const w of watchers.splice(0)) w.close();
+    },
+  };
+  function invalidate() {
+    state.changed = true;
+    state.close();
+  }
+  state.add(dir);
+  return state;
+}
+
+/**
+ * What discoverMigrations found, by folder, kept while a deploy session serves
+ * one `pulumi up` (cacheDiscoveries): every step would otherwise read and hash
+ * the whole history again. Dropped as soon as the file system reports any
+ * change in the folder or one of its migration folders (inotify through
+ * fs.watch, watching from before the read): a file edited during an update
+ * is read again by the next step that starts after the kernel reported it.
+ */
+let discoveries: Map<string, FolderWatch & { migrations: Migration[]; notes: string[] }> | undefined;
+
+/** Keeps what discoverMigrations reads in this process, until it changes on disk (see `discoveries`). */
+export function cacheDiscoveries(): void {
+  discoveries ??= new Map();
+}
+
+async function readMigrationsFolder(dir: string, onNote: (note: string) => void, watch?: FolderWatch): Promise<Migration[]> {
   let entries: import("node:fs").Dirent[];
   try {
     entries = await fs.readdir(dir, { withFileTypes: true });
@@ -64,7 +131,7 @@ export async function discoverMigrations(dir: string, onNote?: (note: string) =>
   assertLockProvider(dir);
   for (const e of entries) {
     if (e.isSymbolicLink() && isDirectory(path.join(dir, e.name))) {
-      onNote?.(`'${e.name}' in ${dir} is a symbolic link to a folder; Prisma does not apply it, so pgstack skips it too: replace it with a real folder to apply it.`);
+      onNote(`'${e.name}' in ${dir} is a symbolic link to a folder; Prisma does not apply it, so pgstack skips it too: replace it with a real folder to apply it.`);
     }
   }
   const folders = entries
@@ -76,6 +143,7 @@ export async function discoverMigrations(dir: string, onNote?: (note: string) =>
   const missing: string[] = [];
   for (const name of folders) {
     const folder = path.join(dir, name);
+    watch?.add(folder);
     const sqlPath = path.join(folder, "migration.sql");
     let bytes: Buffer;
     try {
@@ -92,7 +160,7 @@ export async function discoverMigrations(dir: string, onNote?: (note: string) =>
     }
     assertTextBytes(name, bytes);
     const sql = bytes.toString("utf8");
-    if (sql.trim() === "") onNote?.(`Migration ${name} has an empty migration.sql; Prisma records it as applied, and so does pgstack.`);
+    if (sql.trim() === "") onNote(`Migration ${name} has an empty migration.sql; Prisma records it as applied, and so does pgstack.`);
     migrations.push({
       name,
       slug: /^\d+_(.+)$/.exec(name)?.[1] ?? name,

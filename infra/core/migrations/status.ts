@@ -48,7 +48,8 @@ export function computeStatus(migrations: Migration[], ledger: LedgerRow[]): Mig
       result.push({
         name: migration.name,
         checksum: migration.checksum,
-        state: checksumMatches(applied.checksum, migration.bytes) ? "applied" : "drifted",
+        // The file's own checksum first: hashing its line-ending variants is for the rare mismatch.
+        state: applied.checksum === migration.checksum || checksumMatches(applied.checksum, migration.bytes) ? "applied" : "drifted",
         appliedAt: applied.finishedAt,
         migration,
       });
