@@ -31,7 +31,7 @@ import { DEFAULT_SNAPSHOTS_DIR } from "../core/snapshot/store";
 import { renderDiscarded, renderRestorePlan } from "../cli/commands/snapshot";
 import { recoverBeforeCommand } from "../cli/main";
 import { describeTarget, rollbackTarget } from "../core/snapshot/target";
-import { PROJECT_ROOT, preparePulumi, say, type Pulumi } from "./run-pulumi";
+import { PROJECT_ROOT, pulumiForScript, say, type Pulumi } from "./run-pulumi";
 
 /** The pin, without and with its namespace. */
 const PIN = "pinnedMigration";
@@ -86,7 +86,7 @@ async function confirm(question: string): Promise<boolean> {
 export async function rollback(argv: string[], deps: { pulumi?: Pulumi; projectDir?: string } = {}): Promise<number> {
   const args = parseArgs(argv);
   const stack = args.stack!;
-  const pulumi = deps.pulumi ?? (await preparePulumi(stack));
+  const pulumi = deps.pulumi ?? (await pulumiForScript(stack));
   const projectDir = deps.projectDir ?? PROJECT_ROOT;
 
   if (args.unpin) {
