@@ -23,6 +23,10 @@ export interface ProcessResult {
   code: number;
   stdout: string;
   stderr: string;
+  /** The signal that ended it, if one did. */
+  signal?: NodeJS.Signals;
+  /** Why it could not be started (ENOENT, EACCES, ...), if it could not. */
+  startError?: NodeJS.ErrnoException;
 }
 
 export interface RunOptions {
@@ -30,6 +34,13 @@ export interface RunOptions {
   cwd?: string;
   /** Let the child write to this process's stdout and stderr instead of collecting them. */
   inherit?: boolean;
+  /** Written to its stdin, which is then closed. */
+  input?: string;
+  /** The OS user and group to run as (root only). */
+  uid?: number;
+  gid?: number;
+  /** Killed after this many ms. */
+  timeoutMs?: number;
 }
 
 /**
@@ -39,12 +50,24 @@ export interface RunOptions {
  */
 export function runProcess(file: string, args: string[], options: RunOptions = {}): Promise<ProcessResult> {
   return new Promise((resolve) => {
-    const child = spawn(file, args, { env: options.env ?? process.env, cwd: options.cwd, stdio: options.inherit ? ["ignore", "inherit", "inherit"] : ["ignore", "pipe", "pipe"] });
+    const stdin = options.input === undefined ? "ignore" : "pipe";
+    const child = spawn(file, args, {
+      env: options.env ?? process.env,
+      cwd: options.cwd,
+      uid: options.uid,
+      gid: options.gid,
+      timeout: options.timeoutMs,
+      stdio: options.inherit ? [stdin, "inherit", "inherit"] : [stdin, "pipe", "pipe"],
+    });
     let stdout = "";
     let stderr = "";
-    child.stdout?.on("data", (d) => (stdout += d));
-    child.stderr?.on("data", (d) => (stderr += d));
-    child.on("error", (err) => resolve({ code: 127, stdout, stderr: stderr + messageOf(err) }));
-    child.on("close", (code) => resolve({ code: code ?? 1, stdout, stderr }));
+    child.stdout?.setEncoding("utf8").on("data", (d: string) => (stdout += d));
+    child.stderr?.setEncoding("utf8").on("data", (d: string) => (stderr += d));
+    child.on("error", (err: NodeJS.ErrnoException) => resolve({ code: 127, stdout, stderr: stderr + messageOf(err), startError: err }));
+    child.on("close", (code, signal) => resolve({ code: code ?? 1, stdout, stderr, ...(signal ? { signal } : {}) }));
+    if (child.stdin) {
+      child.stdin.on("error", () => undefined); // it exited without reading: its exit says why
+      child.stdin.end(options.input, "utf8");
+    }
   });
 }

@@ -7,7 +7,7 @@
  * destroy --stack <name>` deliberately (prod also has deletion protection).
  */
 import { environmentOf } from "../config/schema";
-import { preparePulumi, runMain, say, takeStack } from "./run-pulumi";
+import { pulumiForScript, runMain, say, takeStack } from "./run-pulumi";
 
 async function main(): Promise<number> {
   const { stack, rest } = takeStack(process.argv.slice(2), "dev");
@@ -17,7 +17,7 @@ async function main(): Promise<number> {
     say(`refusing to destroy '${stack}' from npm run destroy: run \`npm run pulumi -- destroy --stack ${stack}\` if you really mean it.`);
     return 1;
   }
-  const pulumi = await preparePulumi(stack);
+  const pulumi = await pulumiForScript(stack);
   return pulumi.run(["destroy", "--yes", "--stack", stack, ...passthrough], removeData ? { PGSTACK_DESTROY_REMOVE_DATA: "true" } : {});
 }
 

@@ -12,12 +12,12 @@ import * as path from "node:path";
 import { readStackConfig } from "../config/stack";
 import { clusterResume } from "../core/cluster/lifecycle";
 import { errorSentence } from "../core/errors";
-import { PROJECT_ROOT, preparePulumi, runMain, say } from "./run-pulumi";
+import { PROJECT_ROOT, pulumiForScript, runMain, say } from "./run-pulumi";
 
 export const DEV_STACK = "dev";
 
 async function main(): Promise<number> {
-  const pulumi = await preparePulumi(DEV_STACK);
+  const pulumi = await pulumiForScript(DEV_STACK);
   const select = await pulumi.capture(["stack", "select", DEV_STACK, "--create", "--non-interactive"]);
   if (select.code !== 0) {
     process.stderr.write(select.stderr || select.stdout);

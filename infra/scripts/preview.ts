@@ -6,7 +6,7 @@
  * non-zero when either fails.
  */
 import { run as pgstack } from "../cli/main";
-import { preparePulumi, runMain, takeStack } from "./run-pulumi";
+import { pulumiForScript, runMain, takeStack } from "./run-pulumi";
 
 const PLAN_FLAGS = new Set(["--markdown", "--rehearse", "--strict"]);
 
@@ -15,7 +15,7 @@ async function main(): Promise<number> {
   const planFlags = rest.filter((a) => PLAN_FLAGS.has(a));
   const pulumiFlags = rest.filter((a) => !PLAN_FLAGS.has(a));
   const planned = await pgstack(["plan", "--stack", stack, ...planFlags]);
-  const pulumi = await preparePulumi(stack);
+  const pulumi = await pulumiForScript(stack);
   const previewed = await pulumi.run(["preview", "--diff", "--stack", stack, ...pulumiFlags]);
   return planned !== 0 ? planned : previewed;
 }

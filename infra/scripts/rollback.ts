@@ -40,7 +40,7 @@ import { executeRevert, planRevert, type RevertPlan } from "../core/revert/rever
 import { resolveSettings, type Settings } from "../core/settings";
 import { renderRevertPlan } from "../cli/commands/revert";
 import { sideBySide } from "../cli/output";
-import { PROJECT_ROOT, preparePulumi, say, type Pulumi } from "./run-pulumi";
+import { PROJECT_ROOT, pulumiForScript, say, type Pulumi } from "./run-pulumi";
 
 /** The pin, without and with its namespace. */
 const PIN = "pinnedMigration";
@@ -123,7 +123,7 @@ async function revertAlternative(url: string, projectDir: string, config: StackC
 export async function rollback(argv: string[], deps: { pulumi?: Pulumi; projectDir?: string } = {}): Promise<number> {
   const args = parseArgs(argv);
   const stack = args.stack!;
-  const pulumi = deps.pulumi ?? (await preparePulumi(stack));
+  const pulumi = deps.pulumi ?? (await pulumiForScript(stack));
   const projectDir = deps.projectDir ?? PROJECT_ROOT;
 
   if (args.unpin) {

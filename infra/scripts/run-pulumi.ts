@@ -12,7 +12,7 @@ export function say(line: string): void {
   process.stderr.write(`[pgstack] ${line}\n`);
 }
 
-export function preparePulumi(stack: string): Promise<Pulumi> {
+export function pulumiForScript(stack: string): Promise<Pulumi> {
   return pulumiFor(stack, { log: say });
 }
 

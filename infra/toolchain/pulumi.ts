@@ -531,15 +531,9 @@ export async function pulumiFor(stack: string | undefined, opts: EnsureOptions &
       });
       child.on("close", (code, signal) => done(code ?? (signal ? 130 : 1)));
     });
-  const capture = (args: string[]) =>
-    new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-      const child = spawn(pulumi, args, { cwd: projectDir, env: env as NodeJS.ProcessEnv, stdio: ["ignore", "pipe", "pipe"] });
-      let stdout = "";
-      let stderr = "";
-      child.stdout.on("data", (d) => (stdout += d));
-      child.stderr.on("data", (d) => (stderr += d));
-      child.on("error", (err) => resolve({ code: 1, stdout, stderr: stderr + err.message }));
-      child.on("close", (code) => resolve({ code: code ?? 1, stdout, stderr }));
-    });
+  const capture = async (args: string[]) => {
+    const { code, stdout, stderr } = await runProcess(pulumi, args, { cwd: projectDir, env: env as NodeJS.ProcessEnv });
+    return { code, stdout, stderr };
+  };
   return { run, capture };
 }

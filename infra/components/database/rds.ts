@@ -1,6 +1,7 @@
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
-import type { RdsConfig } from "../../config/schema";
+import { safeStackName, type RdsConfig } from "../../config/schema";
+import { serverUrl } from "../../core/db/url";
 import type { DatabaseEndpoint } from "./types";
 
 /**
@@ -54,8 +55,7 @@ export function rdsSecurityGroupArgs(args: RdsArgs, stack: string): aws.ec2.Secu
 
 /** The final snapshot's identifier: fixed per stack and database, so it never shows as a change. */
 export function finalSnapshotIdentifier(stack: string, databaseName: string): string {
-  const clean = (s: string) => s.toLowerCase().replace(/[^a-z0-9]+/g, "-").replace(/^-+|-+$/g, "");
-  return `pgstack-${clean(stack.split("/").pop() ?? stack)}-${clean(databaseName)}-final`;
+  return `pgstack-${safeStackName(stack)}-${safeStackName(databaseName)}-final`;
 }
 
 /** The restored instance's final snapshot identifier: its own, so it never collides with the original's. */
@@ -159,7 +159,7 @@ export function tagsFor(stack: string): Record<string, string> {
  * node-postgres read `sslmode=require` as libpq does (encrypt, no CA check).
  */
 export function rdsUrl(user: string, password: string, host: string, port: number, databaseName: string): string {
-  return `postgresql://${encodeURIComponent(user)}:${encodeURIComponent(password)}@${host}:${port}/${encodeURIComponent(databaseName)}?sslmode=require&uselibpqcompat=true`;
+  return serverUrl({ user, password, host, port, database: databaseName }, { sslmode: "require", uselibpqcompat: "true" });
 }
 
 export function provisionRds(name: string, args: RdsArgs, databaseName: string, stack: string, parent: pulumi.Resource): DatabaseEndpoint {

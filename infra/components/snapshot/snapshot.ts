@@ -2,7 +2,7 @@ import * as aws from "@pulumi/aws";
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import { createHash } from "node:crypto";
-import { DEFAULT_SNAPSHOTS_KEEP } from "../../config/schema";
+import { DEFAULT_SNAPSHOTS_KEEP, ENGINES, type Engine } from "../../config/schema";
 import { DEFAULTS } from "../../core/settings";
 import { childDependencies, parseScriptOutput, pgstackCommand } from "../command";
 
@@ -36,11 +36,10 @@ export function migrationSetKey(migrations: { name: string; checksum: string }[]
   return hash.digest("hex").slice(0, 16);
 }
 
-export type SnapshotEngine = "embedded" | "docker" | "rds" | "external";
-const SNAPSHOT_ENGINES: SnapshotEngine[] = ["embedded", "docker", "rds", "external"];
+const SNAPSHOT_ENGINES: readonly Engine[] = ENGINES;
 
 /** Engines whose snapshot is taken by `pgstack snapshot create` (a template copy, or pg_dump where a copy is not possible). */
-export function isTemplateEngine(engine: SnapshotEngine): boolean {
+export function isTemplateEngine(engine: Engine): boolean {
   return engine !== "rds";
 }
 
@@ -54,7 +53,7 @@ export interface PreUpdateSnapshotArgs {
    * `pgstack snapshot create`. `rds`: an `aws.rds.Snapshot` of the
    * instance.
    */
-  engine: SnapshotEngine;
+  engine: Engine;
   /** The stack's name; snapshot ids carry it. */
   stack: string;
   /** Key of the migration set the update applies (migrationSetKey); a new key takes a new snapshot. */

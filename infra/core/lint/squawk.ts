@@ -1,8 +1,8 @@
-import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import * as os from "node:os";
 import { PgstackError } from "../errors";
 import { SQUAWK_EXCLUDED } from "./rules";
+import { runProcess } from "../process";
 
 /** One row of `squawk --reporter json` (2.66): line is 0-based, column a 0-based byte offset in that line. */
 export interface SquawkViolation {
@@ -48,7 +48,7 @@ export interface SquawkRunOptions {
  * Lints one file's exact text (what the checksum covers and what runs),
  * passed on stdin so no path is ever read as a glob.
  */
-export function runSquawk(sql: string, options: SquawkRunOptions): Promise<SquawkViolation[]> {
+export async function runSquawk(sql: string, options: SquawkRunOptions): Promise<SquawkViolation[]> {
   if (!existsSync(options.binary)) return Promise.reject(missingSquawk(options.binary));
   const args = [
     "--reporter",
@@ -63,33 +63,17 @@ export function runSquawk(sql: string, options: SquawkRunOptions): Promise<Squaw
     "--stdin-filepath",
     options.displayPath,
   ];
-  return new Promise((resolve, reject) => {
-    // Squawk needs nothing from the environment; DATABASE_URL stays with us.
-    const child = spawn(options.binary, args, {
-      stdio: ["pipe", "pipe", "pipe"],
-      env: { PATH: process.env.PATH ?? "" },
-      timeout: 60_000,
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
-    child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
-    child.on("error", (err: NodeJS.ErrnoException) => {
-      reject(err.code === "ENOENT" || err.code === "EACCES" ? missingSquawk(options.binary) : err);
-    });
-    child.on("close", (code, signal) => {
-      // Squawk exits 1 whenever it found something, so the exit code says
-      // nothing; a JSON array on stdout is the success signal.
-      try {
-        const parsed: unknown = JSON.parse(stdout);
-        if (Array.isArray(parsed)) return resolve(parsed as SquawkViolation[]);
-      } catch {
-        // fall through
-      }
-      const why = stderr.trim().split("\n")[0] || (signal ? `killed by ${signal}` : `exit code ${code}`);
-      reject(new PgstackError("E_LINT", `Squawk failed on ${options.displayPath}: ${why}.`, { file: options.displayPath }));
-    });
-    child.stdin.on("error", () => undefined);
-    child.stdin.end(sql, "utf8");
-  });
+  // Squawk needs nothing from the environment; DATABASE_URL stays with us.
+  const { stdout, stderr, code, signal, startError } = await runProcess(options.binary, args, { input: sql, env: { PATH: process.env.PATH ?? "" }, timeoutMs: 60_000 });
+  if (startError) throw startError.code === "ENOENT" || startError.code === "EACCES" ? missingSquawk(options.binary) : startError;
+  // Squawk exits 1 whenever it found something, so the exit code says
+  // nothing; a JSON array on stdout is the success signal.
+  try {
+    const parsed: unknown = JSON.parse(stdout);
+    if (Array.isArray(parsed)) return parsed as SquawkViolation[];
+  } catch {
+    // fall through
+  }
+  const why = stderr.trim().split("\n")[0] || (signal ? `killed by ${signal}` : `exit code ${code}`);
+  throw new PgstackError("E_LINT", `Squawk failed on ${options.displayPath}: ${why}.`, { file: options.displayPath });
 }

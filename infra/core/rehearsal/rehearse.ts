@@ -91,7 +91,7 @@ export async function rehearse(settings: Settings, log: Logger, options: Rehears
   process.once("SIGINT", onSignal);
   process.once("SIGTERM", onSignal);
   try {
-    const copy = await copyDatabase(settings.databaseUrl, maintenanceUrl, source.database, copyName, log);
+    const copy = await copyForRehearsal(settings.databaseUrl, maintenanceUrl, source.database, copyName, log);
     const existing = await withClient(copyUrl, (c) => userTables(c));
     const locks = new Map<string, { table: string; mode: string }[]>();
     const results: RehearsedMigration[] = plan.pending.map((p) => ({ name: p.name, outcome: "not-run", locks: [] }));
@@ -147,7 +147,7 @@ async function userTables(client: Client): Promise<number[]> {
  * otherwise (an application is connected) a schema-only copy through pg_dump,
  * so the rehearsal never disturbs live sessions.
  */
-export async function copyDatabase(sourceUrl: string, maintenanceUrl: string, source: string, copy: string, log: Logger): Promise<Rehearsal["copy"]> {
+export async function copyForRehearsal(sourceUrl: string, maintenanceUrl: string, source: string, copy: string, log: Logger): Promise<Rehearsal["copy"]> {
   try {
     await withClient(maintenanceUrl, (c) => c.query(`CREATE DATABASE ${quoteIdent(copy)} TEMPLATE ${quoteIdent(source)}`));
     log.info(`rehearsing on ${copy}, a copy of ${source} with its data`);

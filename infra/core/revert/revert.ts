@@ -14,7 +14,7 @@ import type { Logger } from "../logger";
 import { discoverMigrations, type Migration } from "../migrations/discover";
 import { applyMigrations } from "../migrations/runner";
 import { errorLine, isTransactionControl, loadSqlParser, splitStatements } from "../migrations/sql";
-import { copyDatabase } from "../rehearsal/rehearse";
+import { copyForRehearsal } from "../rehearsal/rehearse";
 import type { Settings } from "../settings";
 import { dumpSchema } from "../snapshot/dump";
 
@@ -331,7 +331,7 @@ async function rehearseRevert(settings: Settings, plan: RevertPlan, log: Logger)
   const admin = withDatabase(url, "postgres");
   const drop = (db: string) => withClient(admin, (c) => c.query(`DROP DATABASE IF EXISTS ${quoteIdent(db)} WITH (FORCE)`), { applicationName: "pgstack revert" });
   try {
-    const copied = await copyDatabase(url, admin, source.database, copyName, log);
+    const copied = await copyForRehearsal(url, admin, source.database, copyName, log);
     const copyUrl = withDatabase(url, copyName);
     await withClient(copyUrl, (c) => runReverse(c, source.schema, settings, plan, false), { applicationName: "pgstack revert" }).catch((err) => {
       throw reverseError(err, plan, "the rehearsal copy");
