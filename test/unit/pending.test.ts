@@ -4,6 +4,7 @@ import { computeStatus } from "../../infra/core/migrations/status";
 import { buildPlan, planFromApplied } from "../../infra/core/migrations/plan";
 import { pendingFromApplied, pendingFromLedger, upToPin } from "../../infra/core/migrations/pending";
 import { migrationsToGate } from "../../infra/guards/lint";
+import { planChain } from "../../infra/components/migrations/chain";
 import { loadSqlParser } from "../../infra/core/migrations/sql";
 
 beforeAll(() => loadSqlParser());
@@ -43,5 +44,16 @@ describe("the pending set", () => {
       [c.name, "transaction", 2],
     ]);
     expect(fromOutputs.status.map((s) => s.state)).toEqual(["applied", "pending", "pending"]);
+  });
+});
+
+describe("the migration chain agrees with the runner", () => {
+  it("orders its steps and cuts at the pin in Prisma's order, not byte order", () => {
+    const names = ["Zeta_last", "add_users", "Init"];
+    const migrations = names.map((name) => ({ name, checksum: "x" }));
+    // Byte order would put Init and Zeta_last before add_users; Prisma (localeCompare) does not.
+    expect(planChain("migrations", migrations).map((l) => l.migration.name)).toEqual(["add_users", "Init", "Zeta_last"]);
+    expect(planChain("migrations", migrations, "Init").map((l) => l.migration.name)).toEqual(upToPin(["add_users", "Init", "Zeta_last"].map((name) => ({ name })), "Init").map((m) => m.name));
+    expect(planChain("migrations", migrations).map((l) => l.after)).toEqual([undefined, "migrations-add_users", "migrations-Init"]);
   });
 });

@@ -1,5 +1,7 @@
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
+import { compareMigrationNames } from "../../core/migrations/discover";
+import { upToPin } from "../../core/migrations/pending";
 import { childDependencies, PGSTACK_BIN, pgstackStepCommand } from "../command";
 
 export { PGSTACK_BIN };
@@ -53,16 +55,15 @@ export interface ChainLink {
  * for a duplicate folder or a pin that names no migration.
  */
 export function planChain(name: string, migrations: ChainMigration[], pinnedMigration?: string): ChainLink[] {
-  const sorted = [...migrations].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  // Prisma's order, the runner's: each step's `apply` refuses while an earlier migration is not applied.
+  const sorted = [...migrations].sort((a, b) => compareMigrationNames(a.name, b.name));
   for (let i = 1; i < sorted.length; i++) {
     if (sorted[i].name === sorted[i - 1].name) throw new Error(`Migration ${sorted[i].name} is listed twice.`);
   }
-  let upTo = sorted;
-  if (pinnedMigration !== undefined) {
-    const at = sorted.findIndex((m) => m.name === pinnedMigration);
-    if (at < 0) throw new Error(`pgstack:pinnedMigration '${pinnedMigration}' names no migration in the migrations folder.`);
-    upTo = sorted.slice(0, at + 1);
+  if (pinnedMigration !== undefined && !sorted.some((m) => m.name === pinnedMigration)) {
+    throw new Error(`pgstack:pinnedMigration '${pinnedMigration}' names no migration in the migrations folder.`);
   }
+  const upTo = upToPin(sorted, pinnedMigration);
   return upTo.map((migration, i) => ({
     migration,
     resourceName: `${name}-${migration.name}`,
