@@ -13,6 +13,7 @@ import { migrationStatus } from "../../infra/core/migrations/runner";
 import { resolveSettings } from "../../infra/core/settings";
 import { dumpSchema } from "../../infra/core/snapshot/dump";
 import { spawn } from "node:child_process";
+import { promises as fs } from "node:fs";
 import * as path from "node:path";
 import { withDb } from "../support/cluster";
 import { changedSteps, createE2eProject, expectOk, type E2eProject, type PulumiResult } from "../support/e2e-project";
@@ -164,5 +165,19 @@ describe("npm run rollback -- --revert on the dev stack", () => {
     expect(said[0]).toContain("--accept-loss");
     expect(await dumpSchema(url)).toBe(schema);
     expect((await status())[DROP]).toBe("applied");
+  });
+
+  it("a failing reverse leaves the database as it was and says so", async () => {
+    await fs.writeFile(path.join(project.dir, "migrations", DROP, "down.sql"), "ALTER TABLE shop_users ADD COLUMN legacy text;\nSELECT 1 / 0;\n");
+    const schema = await dumpSchema(url);
+    const kept = await withDb(url, (c) => c.query("SELECT md5(string_agg(id || email, ',' ORDER BY id)) AS d FROM shop_users"));
+    const r = await project.script("rollback", ["--stack", STACK, "--revert", "--to", DEPLOY, "--accept-loss", "--yes"]);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/pgstack: The reverse of 20990103000000_drop_legacy \(down\.sql\) failed on the rehearsal copy at line 2: division by zero; nothing was changed\./);
+    expect(await dumpSchema(url)).toBe(schema);
+    expect((await withDb(url, (c) => c.query("SELECT md5(string_agg(id || email, ',' ORDER BY id)) AS d FROM shop_users"))).rows).toEqual(kept.rows);
+    expect((await status())[DROP]).toBe("applied");
+    const out = JSON.parse(ok(await project.pulumi(["stack", "output", "--json", "--stack", STACK]), "outputs").stdout);
+    expect(out.pinnedMigration).toBe("");
   });
 });
