@@ -54,6 +54,8 @@ export interface RevertPlan {
   drops: DroppedObject[];
   /** What the reverse cannot give back, one sentence each; refused without acceptLoss. */
   losses: string[];
+  /** `pg_dump -s` of the schema at the target (the replayed throwaway database): what the rehearsal must end with. */
+  targetSchema: string;
 }
 
 export interface RevertOptions {
@@ -206,13 +208,14 @@ export async function planRevert(settings: Settings, options: RevertOptions): Pr
       sql = await computeReverse(url, beforeUrl, target.schema);
       source = "computed";
     }
-    const [now, before] = await Promise.all([
+    const [now, before, targetSchema] = await Promise.all([
       withClient(url, (c) => readCatalog(c, target.schema), { applicationName: "pgstack revert" }),
       withClient(beforeUrl, (c) => readCatalog(c, target.schema), { applicationName: "pgstack revert" }),
+      dumpSchema(beforeUrl),
     ]);
     const { drops, losses } = compareCatalogs(now, before);
     await withClient(url, (c) => countHeld(c, target.schema, drops, now), { applicationName: "pgstack revert" });
-    return { database: target.database, target: options.to, reverted, sql, source, drops, losses };
+    return { database: target.database, target: options.to, reverted, sql, source, drops, losses, targetSchema };
   } finally {
     await withClient(admin, (c) => c.query(`DROP DATABASE IF EXISTS ${quoteIdent(beforeName)} WITH (FORCE)`), { applicationName: "pgstack revert" }).catch((err) =>
       options.log.warn(`could not drop the throwaway database ${beforeName}: ${messageOf(err)}`),
@@ -327,7 +330,6 @@ async function rehearseRevert(settings: Settings, plan: RevertPlan, log: Logger)
   const url = settings.databaseUrl;
   const source = parseDatabaseUrl(url);
   const copyName = `pgstack_rehearsal_${randomBytes(5).toString("hex")}`;
-  const beforeName = `pgstack_revert_${randomBytes(5).toString("hex")}`;
   const admin = withDatabase(url, "postgres");
   const drop = (db: string) => withClient(admin, (c) => c.query(`DROP DATABASE IF EXISTS ${quoteIdent(db)} WITH (FORCE)`), { applicationName: "pgstack revert" });
   try {
@@ -336,12 +338,8 @@ async function rehearseRevert(settings: Settings, plan: RevertPlan, log: Logger)
     await withClient(copyUrl, (c) => runReverse(c, source.schema, settings, plan, false), { applicationName: "pgstack revert" }).catch((err) => {
       throw reverseError(err, plan, "the rehearsal copy");
     });
-    // The schema the migrations up to the target build, to compare the rehearsed copy with.
-    await withClient(admin, (c) => c.query(`CREATE DATABASE ${quoteIdent(beforeName)}`), { applicationName: "pgstack revert" });
-    const beforeUrl = withDatabase(url, beforeName);
-    if (plan.target !== null) await applyMigrations({ ...settings, databaseUrl: beforeUrl, lockWaitSeconds: 0 }, { kind: "all", to: plan.target }, { ...log, info: () => undefined });
-    const [rehearsed, expected] = await Promise.all([dumpSchema(copyUrl), dumpSchema(beforeUrl)]);
-    const difference = firstDifference(rehearsed, expected);
+    // Compared with the schema the plan's replay of the history up to the target built.
+    const difference = firstDifference(await dumpSchema(copyUrl), plan.targetSchema);
     if (difference) {
       throw new PgstackError(
         "E_REVERT",
@@ -351,7 +349,7 @@ async function rehearseRevert(settings: Settings, plan: RevertPlan, log: Logger)
     log.info(`rehearsed on a ${copied === "template" ? "copy with data" : "schema-only copy"}: the schema after the reverse equals ${plan.target ?? "the empty schema"}'s`);
     return copied;
   } finally {
-    for (const db of [copyName, beforeName]) await drop(db).catch((err) => log.warn(`could not drop the throwaway database ${db}: ${messageOf(err)}`));
+    await drop(copyName).catch((err) => log.warn(`could not drop the throwaway database ${copyName}: ${messageOf(err)}`));
   }
 }
 

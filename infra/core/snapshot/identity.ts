@@ -1,3 +1,4 @@
+import type { Client } from "pg";
 import { withClient, type ConnectOptions } from "../db/client";
 
 /**
@@ -19,24 +20,23 @@ export interface DatabaseIdentity {
 }
 
 export async function databaseIdentity(url: string, connect: ConnectOptions = { applicationName: "pgstack identity" }): Promise<DatabaseIdentity> {
-  return withClient(
-    url,
-    async (client) => {
-      const { rows } = await client.query<{ database: string; oid: number }>(
-        "SELECT current_database() AS database, (SELECT oid::int FROM pg_database WHERE datname = current_database()) AS oid",
-      );
-      let systemIdentifier: string | null = null;
-      try {
-        const sys = await client.query<{ id: string }>("SELECT system_identifier::text AS id FROM pg_control_system()");
-        systemIdentifier = sys.rows[0]?.id ?? null;
-      } catch {
-        systemIdentifier = null;
-      }
-      const { database, oid } = rows[0];
-      return { systemIdentifier, database, databaseOid: oid, identity: formatIdentity(systemIdentifier, database, oid) };
-    },
-    connect,
+  return withClient(url, (client) => identityOn(client), connect);
+}
+
+/** The identity of the database `client` is connected to. */
+export async function identityOn(client: Client): Promise<DatabaseIdentity> {
+  const { rows } = await client.query<{ database: string; oid: number }>(
+    "SELECT current_database() AS database, (SELECT oid::int FROM pg_database WHERE datname = current_database()) AS oid",
   );
+  let systemIdentifier: string | null = null;
+  try {
+    const sys = await client.query<{ id: string }>("SELECT system_identifier::text AS id FROM pg_control_system()");
+    systemIdentifier = sys.rows[0]?.id ?? null;
+  } catch {
+    systemIdentifier = null;
+  }
+  const { database, oid } = rows[0];
+  return { systemIdentifier, database, databaseOid: oid, identity: formatIdentity(systemIdentifier, database, oid) };
 }
 
 export function formatIdentity(systemIdentifier: string | null, database: string, oid: number): string {

@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { withClient } from "../db/client";
 import { readLedger } from "../ledger/ledger";
-import { databaseIdentity, formatIdentity } from "./identity";
+import { formatIdentity, identityOn } from "./identity";
 import { restoredFromSnapshot } from "./restore";
 import type { StoreOptions } from "./store";
 
@@ -25,8 +25,7 @@ export interface DatabaseObservation {
 
 export async function observeDatabase(url: string, options: StoreOptions & { connectTimeoutMs?: number } = {}): Promise<DatabaseObservation> {
   const connect = { applicationName: "pgstack observe", connectTimeoutMs: options.connectTimeoutMs ?? 3000 };
-  const id = await databaseIdentity(url, connect);
-  const rows = await withClient(url, (client) => readLedger(client), connect);
+  const { id, rows } = await withClient(url, async (client) => ({ id: await identityOn(client), rows: await readLedger(client) }), connect);
   const applied = new Map<string, Date>();
   for (const row of rows) {
     if (row.finishedAt !== null && row.rolledBackAt === null) applied.set(row.migrationName, new Date(row.finishedAt));
