@@ -97,8 +97,27 @@ export const observeLive: Observe = async (url, options) => {
   }
 };
 
+/** Serves the update's migration steps (see infra/cli/session.ts); tests pass their own. */
+export type ServeSteps = (options: { projectDir: string; stack: string; databaseUrl: pulumi.Output<string>; steps: string[][] }) => Promise<{ close(): void }>;
+
+export const serveSteps: ServeSteps = async (options) => {
+  // Loaded only by an update that runs steps: a preview never pays for the CLI's commands.
+  const { run } = require("./cli/main") as typeof import("./cli/main");
+  const { serveMigrationSteps } = require("./cli/session") as typeof import("./cli/session");
+  try {
+    return await serveMigrationSteps({
+      ...options,
+      databaseUrl: new Promise<string>((resolve) => options.databaseUrl.apply((url) => resolve(url))),
+      runner: run,
+    });
+  } catch (err) {
+    if (isPgstackError(err)) throw new pulumi.RunError(err.message);
+    throw err;
+  }
+};
+
 /** The pgstack program: database, pre-update snapshot, migration chain, seed. */
-export async function defineStack(loaded: LoadedStackConfig, projectDir: string, deps: { observe?: Observe } = {}): Promise<StackOutputs> {
+export async function defineStack(loaded: LoadedStackConfig, projectDir: string, deps: { observe?: Observe; serveSteps?: ServeSteps } = {}): Promise<StackOutputs> {
   const observe = deps.observe ?? observeLive;
   const config: StackConfig = loaded.config;
   const migrations = await readMigrations(projectDir, config.migrationsDir);
@@ -167,11 +186,17 @@ export async function defineStack(loaded: LoadedStackConfig, projectDir: string,
     migrations,
     migrationsDir: config.migrationsDir,
     dir,
-    databaseUrl: db.url,
+    stack: config.stack,
     identity: db.identity,
     appliedUnder: underIdentity,
     pinnedMigration: config.pinnedMigration,
   }, { dependsOn: snapshot ? [snapshot] : db.ready });
+
+  // An update (not a preview) serves its own migration steps; the session closes once the last one ran.
+  if (!pulumi.runtime.isDryRun() && chain.steps.length > 0) {
+    const session = await (deps.serveSteps ?? serveSteps)({ projectDir, stack: config.stack, databaseUrl: db.url, steps: chain.steps });
+    chain.appliedMigrations.apply(() => session.close());
+  }
 
   if (config.seed) {
     new Seed(NAMES.seed, {

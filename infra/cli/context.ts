@@ -6,6 +6,14 @@ export interface Context {
   env: NodeJS.ProcessEnv;
   output: Output;
   logger(flags: { json?: boolean; verbose?: boolean }): Logger;
+  /** Set where the caller already repaired interrupted snapshots and restores (the program of a `pulumi up`). */
+  repaired?: boolean;
+  /**
+   * A migration step of a `pulumi up`: its log line ("applied <name> (<ms>,
+   * <mode>)") is its result, not repeated on stdout (each line is stored in
+   * the stack's state, once per migration).
+   */
+  step?: boolean;
 }
 
 export const processContext: Context = {

@@ -11,7 +11,6 @@ import { planCommand } from "./commands/plan";
 import { resolveCommand } from "./commands/resolve";
 import { revertCommand } from "./commands/revert";
 import { seedCommand } from "./commands/seed";
-import { sessionCommand } from "./commands/session";
 import { snapshotCommand } from "./commands/snapshot";
 import { statusCommand } from "./commands/status";
 import { processContext, type Context } from "./context";
@@ -27,10 +26,9 @@ export function buildProgram(ctx: Context): Command {
   for (const command of [statusCommand(ctx), applyCommand(ctx), planCommand(ctx), lintCommand(ctx), resolveCommand(ctx), revertCommand(ctx), snapshotCommand(ctx), pingCommand(ctx), clusterCommand(ctx), identityCommand(ctx), seedCommand(ctx)]) {
     program.addCommand(command.exitOverride());
   }
-  program.addCommand(sessionCommand(ctx, run).exitOverride(), { hidden: true });
   program.hook("preAction", async (_program, action) => {
     // Only commands that take a database URL: `cluster` and `seed` must not touch whatever $DATABASE_URL names.
-    if (!action.options.some((o) => o.long === "--url")) return;
+    if (!action.options.some((o) => o.long === "--url") || ctx.repaired) return;
     const flags = action.opts<{ url?: string; json?: boolean; verbose?: boolean }>();
     await recoverBeforeCommand(flags.url ?? ctx.env.DATABASE_URL, ctx.logger(flags));
   });

@@ -6,7 +6,7 @@
  */
 import { promises as fs } from "node:fs";
 import * as path from "node:path";
-import { listSnapshots } from "../../infra/core/snapshot/template";
+import { listAllSnapshots } from "../../infra/core/snapshot/store";
 import { createTestDatabase, withDb } from "../support/cluster";
 import { createE2eProject, readTree, type E2eProject, type PulumiResult } from "../support/e2e-project";
 
@@ -68,8 +68,9 @@ describe("two stacks, one external database, deployed at once", () => {
       expect(attempts.rows[0].n).toBe(repoMigrations.length);
     });
 
-    const database = new URL(url).pathname.slice(1);
-    const snapshots = await listSnapshots(url, { source: database });
+    // Either engine: a stack whose snapshot ran while the other stack's deployer was connected took a pg_dump
+    // (auto never ends another session to copy), into the project's .pgstack/snapshots.
+    const snapshots = await listAllSnapshots(url, {}, { snapshotsDir: path.join(project.dir, ".pgstack", "snapshots") });
     for (const stack of STACKS) {
       const out = JSON.parse(ok(await project.pulumi(["stack", "output", "--json", "--show-secrets", "--stack", stack]), "stack output").stdout);
       expect(out.appliedMigrations).toEqual(repoMigrations);

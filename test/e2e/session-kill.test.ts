@@ -1,10 +1,11 @@
 /**
  * The migration steps' deploy session (issue #13) with the real pulumi CLI:
- * one resident pgstack process per update serves the steps; a `pulumi up`
- * killed in the middle of a migration leaves no process behind, the deployer
- * lock free and nothing of that migration applied, and the next `up` applies
- * exactly the migrations that had not run. A failing step still fails with
- * the migration's error and line in its own output.
+ * the update's own program serves its steps, which carry no database URL; a
+ * `pulumi up` killed in the middle of a migration leaves no process behind
+ * (the program included), the deployer lock free and nothing of that
+ * migration applied, and the next `up` applies exactly the migrations that
+ * had not run. A failing step still fails with the migration's error and line
+ * in its own output.
  */
 import { spawn } from "node:child_process";
 import { promises as fs, readdirSync, readFileSync, readlinkSync } from "node:fs";
@@ -27,12 +28,12 @@ let url: string;
 /**
  * Processes whose working directory or command line is in the project copy,
  * other than the PostgreSQL server (the stack's database, which outlives
- * updates) and Pulumi's own processes: its language host, the program it runs
- * and the command provider outlive a SIGKILLed engine by tens of seconds
- * whatever the program does (the same with no-op commands). What is left is
- * pgstack's: a step's shell, its client, the CLI, the deploy session.
+ * updates) and Pulumi's own binaries: its language host and the command
+ * provider outlive a SIGKILLed engine by tens of seconds (the same with no-op
+ * commands). What is left is pgstack's: the program that serves the steps
+ * (`includePrograms`), a step's shell, its client, the CLI.
  */
-function projectProcesses(): { pid: number; cmd: string }[] {
+function projectProcesses(includePrograms = false): { pid: number; cmd: string }[] {
   const found: { pid: number; cmd: string }[] = [];
   for (const entry of readdirSync("/proc")) {
     const pid = Number(entry);
@@ -41,7 +42,7 @@ function projectProcesses(): { pid: number; cmd: string }[] {
       const comm = readFileSync(`/proc/${pid}/comm`, "utf8").trim();
       if (comm === "postgres" || comm.startsWith("pulumi-")) continue;
       const cmd = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").join(" ").trim();
-      if (cmd.includes("@pulumi/pulumi/cmd/run")) continue;
+      if (!includePrograms && cmd.includes("@pulumi/pulumi/cmd/run")) continue;
       let cwd = "";
       try {
         cwd = readlinkSync(`/proc/${pid}/cwd`);
@@ -100,13 +101,24 @@ afterAll(async () => {
 });
 
 describe("the migration steps' deploy session", () => {
-  it("a first up applies the history through one session per update, which ends with the update", async () => {
+  it("a first up applies the history through the program's session; no step's state holds the database URL", async () => {
     expectOk(await project.pulumi(["up", "--yes", "--skip-preview", "--stack", STACK]), "first up");
     url = JSON.parse(expectOk(await project.pulumi(["stack", "output", "--json", "--show-secrets", "--stack", STACK]), "outputs").stdout).databaseUrl;
-    // The step client was built and used: the update started a session, which is gone with the update.
+    // The step client was built and used.
     expect((await fs.stat(path.join(project.dir, ".pgstack", "cache", "pgstack-step"))).isFile()).toBe(true);
-    await waitFor("no process of the update left", () => (projectProcesses().length === 0 ? true : undefined), 15_000);
+    await waitFor("no process of the update left", () => (projectProcesses(true).length === 0 ? true : undefined), 15_000);
     expect(await lockHolders()).toBe(0);
+    // Every migration step's state: its command, the stack's name, its triggers; no secret, no URL.
+    const state = JSON.parse(expectOk(await project.pulumi(["stack", "export", "--show-secrets", "--stack", STACK]), "export").stdout);
+    const steps = (state.deployment.resources as { type: string; urn: string; inputs: Record<string, unknown>; outputs: Record<string, unknown> }[]).filter(
+      (r) => r.type === "command:local:Command" && /::migrations-\d{14}_/.test(r.urn),
+    );
+    expect(steps.length).toBeGreaterThan(3);
+    for (const s of steps) {
+      expect(s.inputs.environment).toEqual({ PGSTACK_STACK: STACK });
+      expect(JSON.stringify(s)).not.toContain(url);
+      expect(JSON.stringify(s)).not.toContain("4dabf18193072939515e22adb298388d"); // Pulumi's secret signature
+    }
   });
 
   it("a pulumi up killed mid-migration leaves no process, the lock free and nothing of that migration; the next up applies exactly the rest", async () => {
@@ -135,8 +147,8 @@ describe("the migration steps' deploy session", () => {
       async () => ((await query(`SELECT 1 FROM pg_stat_activity WHERE query LIKE '%pg_sleep((SELECT seconds FROM e2e_gate))%' AND state = 'active' AND pid <> pg_backend_pid()`)).length > 0 ? true : undefined),
       240_000,
     );
-    const session = projectProcesses().filter((p) => /pgstack\.js session$/.test(p.cmd));
-    expect(session).toHaveLength(1);
+    // The program serves the step: no pgstack process of its own runs beside the step's client.
+    expect(projectProcesses().filter((p) => /pgstack\.js/.test(p.cmd))).toEqual([]);
     expect(await lockHolders()).toBe(1);
     const gateRow = (await ledger()).find((r) => r.migration_name === GATE)!;
     expect(gateRow.finished_at).not.toBeNull();
@@ -144,9 +156,10 @@ describe("the migration steps' deploy session", () => {
     up.kill("SIGKILL");
     await exited;
 
-    // Nothing of the update is left running, and the server has rolled the migration back and freed the lock.
-    const leftovers = await waitFor("every process of the killed update to end", () => (projectProcesses().length === 0 ? true : undefined), 20_000).catch(
-      () => projectProcesses(),
+    // Nothing of the update is left running (its program included: it serves no dead update), and the
+    // server has rolled the migration back and freed the lock.
+    const leftovers = await waitFor("every process of the killed update to end", () => (projectProcesses(true).length === 0 ? true : undefined), 20_000).catch(
+      () => projectProcesses(true),
     );
     if (leftovers !== true) throw new Error(`left running: ${JSON.stringify(leftovers)}\nthe killed update printed:\n${printed}`);
     await waitFor("the deployer lock to be free", async () => ((await lockHolders()) === 0 ? true : undefined), 10_000);
@@ -172,7 +185,7 @@ describe("the migration steps' deploy session", () => {
     ]);
     const preview = expectOk(await project.pulumi(["preview", "--json", "--stack", STACK]), "preview after");
     expect(changedSteps(preview.stdout)).toEqual([]);
-    await waitFor("no process of the update left", () => (projectProcesses().length === 0 ? true : undefined), 15_000);
+    await waitFor("no process of the update left", () => (projectProcesses(true).length === 0 ? true : undefined), 15_000);
     expect(await lockHolders()).toBe(0);
   });
 
@@ -184,7 +197,7 @@ describe("the migration steps' deploy session", () => {
     expect(up.stdout + up.stderr).toContain(`Migration ${BAD} failed at line 2 of migration.sql: relation "e2e_nowhere" does not exist`);
     expect(up.stdout + up.stderr).toMatch(new RegExp(`migrations-${BAD}[\\s\\S]*error`));
     expect(await query(`SELECT 1 FROM pg_tables WHERE tablename = 'e2e_bad'`)).toEqual([]);
-    await waitFor("no process of the update left", () => (projectProcesses().length === 0 ? true : undefined), 15_000);
+    await waitFor("no process of the update left", () => (projectProcesses(true).length === 0 ? true : undefined), 15_000);
     expect(await lockHolders()).toBe(0);
   });
 });

@@ -1,59 +1,67 @@
 /**
- * The migration steps' deploy session (issue #13) against real PostgreSQL,
- * without Pulumi: each step is `sh infra/bin/pgstack-step apply <name>` run by
- * a stand-in for the command provider (a copy of sh named
- * pulumi-resource-command, which is what the client looks for above itself),
- * as the provider runs it. One resident process serves every step of that
- * "update", applies each migration exactly as `pgstack apply` does, and ends
- * with the update; a failing step prints the migration's error and line and
- * fails; a process that is not a step of that update gets nothing from it.
+ * The deploy session (issue #13) against real PostgreSQL, without Pulumi: the
+ * program of an update serves its migration steps (infra/cli/session.ts, as
+ * infra/stack.ts starts it), and each step is `sh infra/bin/pgstack-step apply
+ * <name> --dir migrations` run in the project folder with only
+ * $PGSTACK_STACK, as the command provider runs it. No step carries the
+ * database URL. Each applies exactly as `pgstack apply` does; a failing one
+ * prints the migration's error and line and fails; anything that is not one
+ * of the update's own steps gets nothing; a cancelled step's migration is
+ * rolled back; without a session a step changes nothing and says why.
  */
-import { spawn, spawnSync } from "node:child_process";
-import { copyFileSync, promises as fs, readdirSync, readFileSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { promises as fs, statSync } from "node:fs";
 import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
-import { serveSession } from "../../infra/core/session/server";
-import { processStart } from "../../infra/core/session/identity";
+import { run } from "../../infra/cli/main";
+import { serveMigrationSteps } from "../../infra/cli/session";
+import { withClient } from "../../infra/core/db/client";
 import { MIGRATION_LOCK_KEY } from "../../infra/core/db/deployers";
+import { processStart, sessionPaths } from "../../infra/core/session/identity";
+import { serveSession, type Session } from "../../infra/core/session/server";
 import { createTestDatabase, withDb } from "../support/cluster";
 
 jest.setTimeout(120_000);
 
 const REPO = path.resolve(__dirname, "..", "..");
-let work: string;
-let provider: string;
+const STEP = path.join(REPO, "infra", "bin", "pgstack-step");
+const ONE = "20250101000000_one";
+const TWO = "20250102000000_two";
+const BAD = "20250103000000_bad";
+const SLOW = "20250104000000_slow";
+const AFTER = "20250105000000_after";
+
+let project: string;
+let stack: string;
 let url: string;
-let dir: string;
+let session: Session | undefined;
 
-/** pids of resident sessions serving this test's migrations folder. */
-function sessions(): number[] {
-  return readdirSync("/proc")
-    .filter((e) => /^\d+$/.test(e))
-    .filter((pid) => {
-      try {
-        const env = readFileSync(`/proc/${pid}/environ`, "utf8");
-        return readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("pgstack.js\0session") && env.includes(`PGSTACK_TEST_MARK=${work}`);
-      } catch {
-        return false;
-      }
-    })
-    .map(Number);
+const apply = (name: string, ...more: string[]) => ["apply", name, "--dir", "migrations", ...more];
+const STEPS = [apply(ONE), apply(TWO), apply(BAD), apply(BAD, "--lock-wait", "1"), apply(SLOW), apply(AFTER)];
+
+/** The step's environment: the test's own minus any database URL, plus the stack, as the migration command gives it. */
+function stepEnv(): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, PGSTACK_STACK: stack };
+  delete env.DATABASE_URL;
+  return env;
 }
 
-/** Runs `script` (sh) as the stand-in command provider would, in the repo root. */
-function asProvider(script: string): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(provider, ["-c", script], { cwd: REPO, env: { ...process.env, DATABASE_URL: url, PGSTACK_TEST_MARK: work }, stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d) => (stdout += d));
-    child.stderr.on("data", (d) => (stderr += d));
-    child.on("close", (code) => resolve({ code: code ?? 1, stdout, stderr }));
-  });
+function step(argv: string[], client: string[] = ["sh", STEP]): { done: Promise<{ code: number; stdout: string; stderr: string }>; kill(): void } {
+  const child = spawn(client[0], [...client.slice(1), ...argv], { cwd: project, env: stepEnv(), stdio: ["ignore", "pipe", "pipe"], detached: true });
+  let stdout = "";
+  let stderr = "";
+  child.stdout.on("data", (d) => (stdout += d));
+  child.stderr.on("data", (d) => (stderr += d));
+  return {
+    done: new Promise((resolve) => child.on("close", (code) => resolve({ code: code ?? 1, stdout, stderr }))),
+    kill: () => process.kill(-child.pid!, "SIGKILL"),
+  };
 }
 
-async function eventually<T>(probe: () => T | undefined | Promise<T | undefined>, what: string, ms = 5000): Promise<T> {
+const runStep = (argv: string[], client?: string[]) => step(argv, client).done;
+
+async function eventually<T>(probe: () => T | undefined | Promise<T | undefined>, what: string, ms = 10_000): Promise<T> {
   const deadline = Date.now() + ms;
   for (;;) {
     const v = await probe();
@@ -63,146 +71,184 @@ async function eventually<T>(probe: () => T | undefined | Promise<T | undefined>
   }
 }
 
-const ledger = () => withDb(url, async (c) => (await c.query(`SELECT migration_name, finished_at IS NOT NULL AS done FROM "_prisma_migrations" ORDER BY started_at`)).rows);
+const query = async <R extends Record<string, unknown>>(sql: string, params: unknown[] = []) => (await withDb(url, (c) => c.query(sql, params))).rows as R[];
+const ledger = () => query(`SELECT migration_name, finished_at IS NOT NULL AS done FROM "_prisma_migrations" ORDER BY started_at`);
+const lockHolders = async () =>
+  (await query<{ n: number }>(`SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND classid = 0 AND objid = $1`, [MIGRATION_LOCK_KEY]))[0].n;
+
+async function serve(env: NodeJS.ProcessEnv = process.env): Promise<Session> {
+  session = await serveMigrationSteps({ projectDir: project, stack, databaseUrl: Promise.resolve(url), steps: STEPS, runner: run, env });
+  return session;
+}
 
 beforeAll(async () => {
-  work = await fs.mkdtemp(path.join(os.tmpdir(), "pgstack-session-"));
-  provider = path.join(work, "pulumi-resource-command");
-  copyFileSync("/bin/sh", provider);
-  await fs.chmod(provider, 0o755);
-  dir = path.join(work, "migrations");
+  project = await fs.mkdtemp(path.join(os.tmpdir(), "pgstack-session-"));
+  stack = `test-${path.basename(project)}`;
   const add = async (name: string, sql: string) => {
-    await fs.mkdir(path.join(dir, name), { recursive: true });
-    await fs.writeFile(path.join(dir, name, "migration.sql"), sql);
+    await fs.mkdir(path.join(project, "migrations", name), { recursive: true });
+    await fs.writeFile(path.join(project, "migrations", name, "migration.sql"), sql);
   };
-  await add("20250101000000_one", "CREATE TABLE one (id int);\n");
-  await add("20250102000000_two", "CREATE TABLE two (id int);\nINSERT INTO two VALUES (2);\n");
-  await add("20250103000000_bad", "CREATE TABLE three (id int);\nINSERT INTO nowhere VALUES (1);\n");
+  await add(ONE, "CREATE TABLE one (id int);\n");
+  await add(TWO, "CREATE TABLE two (id int);\nINSERT INTO two VALUES (2);\n");
+  await add(BAD, "CREATE TABLE three (id int);\nINSERT INTO nowhere VALUES (1);\n");
+  await add(SLOW, "CREATE TABLE slow (id int);\nSELECT pg_sleep(60);\n");
+  await add(AFTER, "CREATE TABLE after_slow (id int);\n");
   url = await createTestDatabase("session");
 });
 
-afterAll(async () => {
-  await fs.rm(work, { recursive: true, force: true });
+afterEach(() => {
+  session?.close();
+  session = undefined;
 });
 
-describe("the deploy session", () => {
-  it("serves every step of one update from one resident process that ends with the update; a failing step fails with its line", async () => {
-    const step = (name: string) => `sh infra/bin/pgstack-step apply ${name} --dir ${dir}; echo "exit=$?"; `;
-    const seen: number[][] = [];
-    const run = asProvider(step("20250101000000_one") + step("20250102000000_two") + step("20250102000000_two") + step("20250103000000_bad") + "sleep 1");
-    // While the update runs there is exactly one session.
-    seen.push(await eventually(() => (sessions().length > 0 ? sessions() : undefined), "the session", 30_000));
-    const result = await run;
-    expect(seen[0]).toHaveLength(1);
-    expect(result.stdout).toContain("Applied 1 migration(s): 20250101000000_one.\nexit=0");
-    expect(result.stdout).toContain("Applied 1 migration(s): 20250102000000_two.\nexit=0");
-    expect(result.stdout).toContain("Migration 20250102000000_two is already applied; nothing to do.\nexit=0");
-    expect(result.stdout).toMatch(/exit=1\s*$/);
-    expect(result.stderr).toContain(`pgstack: Migration 20250103000000_bad failed at line 2 of migration.sql: relation "nowhere" does not exist`);
+afterAll(async () => {
+  await fs.rm(project, { recursive: true, force: true });
+});
+
+describe("the deploy session served by the update's program", () => {
+  it("runs each of the update's steps as `pgstack apply` would, with no URL in the step; a failing one fails with its line", async () => {
+    await serve();
+    // Until its first step the program holds no connection (the pre-update snapshot must find the database idle
+    // to take a template copy), also after reading the database as the program does.
+    await withClient(url, (c) => c.query("SELECT 1"));
+    expect(await query(`SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'pgstack' AND pid <> pg_backend_pid()`)).toEqual([]);
+    const { socket, tokenFile } = sessionPaths(await fs.realpath(project), stack);
+    // The token only this user can read, next to the socket, in a directory only this user can enter.
+    expect(statSync(tokenFile).mode & 0o777).toBe(0o600);
+    expect(statSync(path.dirname(socket)).mode & 0o777).toBe(0o700);
+
+    const one = await runStep(apply(ONE));
+    expect(one).toMatchObject({ code: 0, stdout: "" });
+    expect(one.stderr).toMatch(new RegExp(`^applied ${ONE} \\(\\d+ ms, transaction\\)\\n$`));
+    expect((await runStep(apply(TWO))).code).toBe(0);
+    const again = await runStep(apply(TWO));
+    expect(again).toMatchObject({ code: 0, stdout: `Migration ${TWO} is already applied; nothing to do.\n` });
+    const bad = await runStep(apply(BAD));
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toContain(`pgstack: Migration ${BAD} failed at line 2 of migration.sql: relation "nowhere" does not exist`);
     expect(await ledger()).toEqual([
-      { migration_name: "20250101000000_one", done: true },
-      { migration_name: "20250102000000_two", done: true },
-      { migration_name: "20250103000000_bad", done: false },
+      { migration_name: ONE, done: true },
+      { migration_name: TWO, done: true },
+      { migration_name: BAD, done: false },
     ]);
-    // The stand-in provider has exited: so does the session, and its sessions with the server.
-    await eventually(() => (sessions().length === 0 ? true : undefined), "the session to end");
-    await eventually(
-      async () => ((await withDb(url, (c) => c.query(`SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND application_name LIKE 'pgstack%'`))).rows.length === 0 ? true : undefined),
-      "the session's connections to close",
-    );
+    expect(await query(`SELECT tablename FROM pg_tables WHERE tablename IN ('one', 'two', 'three') ORDER BY 1`)).toEqual([{ tablename: "one" }, { tablename: "two" }]);
+  });
+
+  it("the Node.js client (for machines without Go) is served the same way", async () => {
+    await serve();
+    const result = await runStep(apply(TWO), ["node", path.join(REPO, "infra", "bin", "step-client.js")]);
+    expect(result).toMatchObject({ code: 0, stdout: `Migration ${TWO} is already applied; nothing to do.\n` });
+  });
+
+  it("refuses a command line that is not one of the update's steps, and a request without the token, running nothing", async () => {
+    await serve();
+    const before = await ledger();
+    const other = await runStep(["apply", "--all", "--dir", "migrations"]);
+    expect(other.code).toBe(2);
+    expect(other.stderr).toContain("pgstack: this update's deploy session runs only its own migration steps; got 'apply --all --dir migrations'.");
+
+    // A client that did not read the token: the connection is closed without an answer.
+    const { socket } = sessionPaths(await fs.realpath(project), stack);
+    const answer = await new Promise<string>((resolve) => {
+      let got = "";
+      const conn = net.connect(socket, () => conn.write(JSON.stringify({ token: "0".repeat(64), argv: apply(AFTER) }) + "\n"));
+      conn.on("data", (d) => (got += d));
+      conn.on("close", () => resolve(got));
+      conn.on("error", () => undefined);
+    });
+    expect(answer).toBe("");
+    expect(await ledger()).toEqual(before);
+    expect(await query(`SELECT 1 FROM pg_tables WHERE tablename = 'after_slow'`)).toEqual([]);
   });
 
   it("takes the deployer lock per step: while another deployer holds it, a step waits and then fails naming it", async () => {
+    await serve();
     await withDb(url, async (holder) => {
       await holder.query("SELECT pg_advisory_lock($1)", [MIGRATION_LOCK_KEY]);
-      const result = await asProvider(`sh infra/bin/pgstack-step apply 20250103000000_bad --dir ${dir} --lock-wait 1`);
+      const result = await runStep(apply(BAD, "--lock-wait", "1"));
       expect(result.code).toBe(1);
       expect(result.stderr).toMatch(/Another deployer holds the migration lock on database '[^']+' \(pid \d+/);
     });
   });
 
-  it("without the command provider above it (run by hand) the step runs the CLI itself and starts no session", async () => {
-    await fs.writeFile(path.join(dir, "20250103000000_bad", "migration.sql"), "CREATE TABLE three (id int);\n");
-    const result = spawnSync("sh", ["infra/bin/pgstack-step", "apply", "20250103000000_bad", "--dir", dir], {
-      cwd: REPO,
-      env: { ...process.env, DATABASE_URL: url, PGSTACK_TEST_MARK: work },
-      encoding: "utf8",
-    });
-    expect(result.stdout).toContain("Applied 1 migration(s): 20250103000000_bad.");
-    expect(result.status).toBe(0);
-    expect(sessions()).toEqual([]);
+  it("a step cancelled mid-migration leaves nothing of it and the lock free, and the session serves the next step", async () => {
+    await fs.writeFile(path.join(project, "migrations", BAD, "migration.sql"), "CREATE TABLE three (id int);\n");
+    await serve();
+    expect((await runStep(apply(BAD))).code).toBe(0);
+    const slow = step(apply(SLOW));
+    await eventually(async () => ((await query(`SELECT 1 FROM pg_stat_activity WHERE query LIKE '%pg_sleep(60)%' AND state = 'active' AND pid <> pg_backend_pid()`)).length > 0 ? true : undefined), "the slow migration to run");
+    expect(await lockHolders()).toBe(1);
+    slow.kill();
+    expect((await slow.done).code).not.toBe(0);
+    await eventually(async () => ((await query(`SELECT 1 FROM pg_stat_activity WHERE query LIKE '%pg_sleep(60)%' AND pid <> pg_backend_pid()`)).length === 0 ? true : undefined), "the slow migration to stop");
+    await eventually(async () => ((await lockHolders()) === 0 ? true : undefined), "the lock to be free");
+    expect(await query(`SELECT 1 FROM pg_tables WHERE tablename = 'slow'`)).toEqual([]);
+    expect((await ledger()).filter((r) => r.migration_name === SLOW)).toEqual([]);
+    // The next step is served on a new connection.
+    await fs.writeFile(path.join(project, "migrations", SLOW, "migration.sql"), "CREATE TABLE slow (id int);\n");
+    expect((await runStep(apply(SLOW))).code).toBe(0);
+    expect((await runStep(apply(AFTER))).code).toBe(0);
+    expect((await ledger()).filter((r) => r.done).map((r) => r.migration_name)).toEqual([ONE, TWO, BAD, SLOW, AFTER]);
+  });
+
+  it("without a serving program, a step changes nothing and says why", async () => {
+    await serve();
+    session!.close();
+    session = undefined;
+    const result = await runStep(apply(ONE));
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(new RegExp(`^pgstack-step: no deploy session for stack '${stack}' in .*: the migration steps run only inside \`pulumi up\`, whose program serves them\\n$`));
+    const bare = spawn("sh", [STEP, ...apply(ONE)], { cwd: project, env: { ...stepEnv(), PGSTACK_STACK: "" }, stdio: ["ignore", "ignore", "pipe"] });
+    let stderr = "";
+    bare.stderr.on("data", (d) => (stderr += d));
+    expect(await new Promise((r) => bare.on("close", r))).toBe(1);
+    expect(stderr).toContain("a migration step runs inside `pulumi up` of its stack ($PGSTACK_STACK is not set)");
+  });
+
+  it("refuses to start while another update of the same stack and folder serves its steps", async () => {
+    await serve();
+    await expect(serveMigrationSteps({ projectDir: project, stack, databaseUrl: Promise.resolve(url), steps: STEPS, runner: run })).rejects.toThrow(
+      `Another pulumi update of stack '${stack}' from ${project} is serving its migration steps`,
+    );
   });
 });
 
 describe("serveSession", () => {
   let sockDir: string;
-  beforeEach(async () => {
+  beforeAll(async () => {
     sockDir = await fs.mkdtemp(path.join(os.tmpdir(), "pgstack-sock-"));
     await fs.chmod(sockDir, 0o700);
   });
-  afterEach(() => fs.rm(sockDir, { recursive: true, force: true }));
+  afterAll(() => fs.rm(sockDir, { recursive: true, force: true }));
 
-  const anchorOf = (pid: number) => [{ pid, start: processStart(pid)! }];
-  const ask = (socket: string, request: object) =>
-    new Promise<string>((resolve) => {
-      const c = net.connect(socket, () => c.write(JSON.stringify(request) + "\n"));
-      let text = "";
-      c.on("data", (d) => (text += d));
-      c.on("close", () => resolve(text));
-      c.on("error", () => resolve(text));
-    });
-
-  it("answers a step with its output and exit code, refuses a wrong token without running anything, and ends when the update's process is gone", async () => {
-    const update = spawn("sleep", ["60"]);
-    const socket = path.join(sockDir, "s.sock");
-    const ran: string[][] = [];
-    let exited: number | undefined;
-    const server = await serveSession({
-      socketPath: socket,
-      token: "right-token",
-      anchor: anchorOf(update.pid!),
-      watchMs: 20,
-      exit: (code) => (exited = code),
-      handle: async (argv, io) => {
-        ran.push(argv);
-        io.out("to stdout");
-        io.err("to stderr");
-        return 3;
-      },
-    });
-    expect((await fs.stat(socket)).isSocket()).toBe(true);
-    expect(await ask(socket, { token: "right-token", argv: ["apply", "x"] })).toBe('{"o":"to stdout\\n"}\n{"e":"to stderr\\n"}\n{"x":3}\n');
-    expect(await ask(socket, { token: "wrong-token", argv: ["apply", "y"] })).toBe("");
-    expect(ran).toEqual([["apply", "x"]]);
-    update.kill("SIGKILL");
-    await eventually(() => exited, "the session to end");
-    expect(exited).toBe(0);
-    await expect(fs.stat(socket)).rejects.toThrow();
-    server.close();
-  });
-
-  it("ends when the step it is running goes away (a cancelled step), as the CLI would have", async () => {
-    const socket = path.join(sockDir, "s.sock");
-    let exited: number | undefined;
-    const server = await serveSession({
-      socketPath: socket,
+  it("runs onUpdateGone once a process of the update is gone, and stops listening", async () => {
+    const child = spawn("sleep", ["60"], { stdio: "ignore" });
+    await eventually(() => processStart(child.pid!), "the child to start");
+    let gone = 0;
+    const socketPath = path.join(sockDir, "u.sock");
+    const served = await serveSession({
+      socketPath,
       token: "t",
-      anchor: anchorOf(process.pid),
-      exit: (code) => (exited = code),
-      handle: () => new Promise<number>(() => undefined),
+      anchor: [{ pid: child.pid!, start: processStart(child.pid!)! }],
+      watchMs: 20,
+      handle: async () => 0,
+      onStepGone: () => undefined,
+      onUpdateGone: () => void gone++,
     });
-    const c = net.connect(socket, () => c.write(JSON.stringify({ token: "t", argv: ["apply", "x"] }) + "\n"));
     await new Promise((r) => setTimeout(r, 100));
-    c.destroy();
-    await eventually(() => exited, "the session to end");
-    expect(exited).toBe(1);
-    server.close();
+    expect(gone).toBe(0);
+    child.kill("SIGKILL");
+    await eventually(() => (gone === 1 ? true : undefined), "onUpdateGone");
+    await expect(fs.stat(socketPath)).rejects.toThrow();
+    served.close();
   });
 
   it("refuses a socket directory others can enter", async () => {
-    await fs.chmod(sockDir, 0o755);
+    const open = await fs.mkdtemp(path.join(os.tmpdir(), "pgstack-open-"));
+    await fs.chmod(open, 0o755);
     await expect(
-      serveSession({ socketPath: path.join(sockDir, "s.sock"), token: "t", anchor: anchorOf(process.pid), exit: () => undefined, handle: async () => 0 }),
-    ).rejects.toThrow(/must be a 0700 directory of this user/);
+      serveSession({ socketPath: path.join(open, "s.sock"), token: "t", handle: async () => 0, onStepGone: () => undefined, onUpdateGone: () => undefined }),
+    ).rejects.toThrow("must be a 0700 directory of this user");
+    await fs.rm(open, { recursive: true, force: true });
   });
 });

@@ -132,6 +132,8 @@ export interface RunOptions {
 export interface RunResult {
   resources: Registered[];
   outputs: Record<string, { value: unknown; secret: boolean; known: boolean }>;
+  /** The deploy sessions the program started (an update with steps starts one; a preview none), with the URL it serves them with. */
+  sessions: { projectDir: string; stack: string; steps: string[][]; databaseUrl: string; closed: boolean }[];
 }
 
 async function settle(output: pulumi.Output<unknown>): Promise<{ value: unknown; secret: boolean; known: boolean }> {
@@ -166,12 +168,21 @@ export async function runStack(options: RunOptions): Promise<RunResult> {
 
   const { loadStackConfig } = await import("../../infra/config");
   const { defineStack } = await import("../../infra/stack");
-  const outputs = await defineStack(loadStackConfig(), options.projectDir, { observe: async () => options.observation });
+  const sessions: RunResult["sessions"] = [];
+  const outputs = await defineStack(loadStackConfig(), options.projectDir, {
+    observe: async () => options.observation,
+    serveSteps: async ({ databaseUrl, ...rest }) => {
+      const session = { ...rest, databaseUrl: "", closed: false };
+      sessions.push(session);
+      databaseUrl.apply((url) => (session.databaseUrl = url));
+      return { close: () => void (session.closed = true) };
+    },
+  });
   const settled: RunResult["outputs"] = {};
   for (const [k, v] of Object.entries(outputs)) settled[k] = await settle(v as pulumi.Output<unknown>);
   // Let every pending registration reach the monitor.
   await new Promise((r) => setTimeout(r, 50));
-  return { resources: [...registered], outputs: settled };
+  return { resources: [...registered], outputs: settled, sessions };
 }
 
 /** Registers components directly (tests of one component), returning what was registered meanwhile. */

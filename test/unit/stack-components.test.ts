@@ -47,10 +47,10 @@ describe("MigrationChain", () => {
       const chain = new MigrationChain("m", {
         migrations,
         migrationsDir: "db/migrations",
-        databaseUrl: pulumi.secret("postgresql://u:pw@h:5432/app"),
+        stack: "dev",
         identity: "id-1",
       }, { dependsOn: [gate] });
-      return { names: await (chain.appliedMigrations as any).promise(), gate: await (gate.urn as any).promise() };
+      return { names: await (chain.appliedMigrations as any).promise(), gate: await (gate.urn as any).promise(), steps: chain.steps };
     });
     const commands = byType(resources, COMMAND);
     expect(commands.map((c) => c.name)).toEqual(["m-20250101000000_a", "m-20250102000000_b", "m-20250103000000_c"]);
@@ -60,10 +60,13 @@ describe("MigrationChain", () => {
     expect(commands[1].inputs).toEqual({
       dir: ".",
       create: "sh infra/bin/pgstack-step apply 20250102000000_b --dir db/migrations",
-      environment: { DATABASE_URL: "postgresql://u:pw@h:5432/app" },
+      // No database URL in any step: the update's program serves them (infra/cli/session.ts).
+      environment: { PGSTACK_STACK: "dev" },
       triggers: ["b".repeat(64), "id-1"],
     });
-    expect(commands.every((c) => c.secretInputs.join() === "environment")).toBe(true);
+    expect(commands.every((c) => c.secretInputs.length === 0)).toBe(true);
+    // What the program's session serves: exactly each command's step, in order.
+    expect(result.steps.map((argv: string[]) => `sh infra/bin/pgstack-step ${argv.join(" ")}`)).toEqual(commands.map((c) => c.inputs.create));
     expect(result.names).toEqual(["20250101000000_a", "20250102000000_b", "20250103000000_c"]);
   });
 });

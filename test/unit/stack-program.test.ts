@@ -76,16 +76,34 @@ describe("dev stack (embedded engine)", () => {
     });
   });
 
-  it("runs `pgstack apply <name>` with the URL in a secret environment variable and checksum + identity as triggers", () => {
+  it("runs `pgstack apply <name>` through the update's deploy session, with no URL in any step, and checksum + identity as triggers", () => {
     const first = chainCommands(run.resources)[0];
     const name = migrationNames[0];
     expect(first.inputs.create).toBe(`sh infra/bin/pgstack-step apply ${name} --dir migrations`);
-    expect(first.inputs.create).not.toContain(password);
-    expect(first.inputs.environment).toEqual({ DATABASE_URL: `postgresql://postgres:${password}@127.0.0.1:54329/app` });
-    expect(first.secretInputs).toEqual(["environment"]);
+    for (const step of chainCommands(run.resources)) {
+      expect(JSON.stringify(step.inputs)).not.toContain(password);
+      expect(step.inputs.environment).toEqual({ PGSTACK_STACK: "dev" });
+      expect(step.secretInputs).toEqual([]);
+    }
     expect(first.inputs.triggers).toEqual([checksums[name], "embedded:7311111111111111111/app/16384"]);
     expect(first.inputs.delete).toBeUndefined();
     expect(first.inputs.dir).toBe(path.relative(process.cwd(), projectDir));
+  });
+
+  it("serves exactly the chain's steps from the program during an update, with the stack's URL, and closes the session once the last step ran", () => {
+    expect(run.sessions).toHaveLength(1);
+    const [session] = run.sessions;
+    expect(session.stack).toBe("dev");
+    expect(session.projectDir).toBe(projectDir);
+    expect(session.steps.map((argv) => `sh infra/bin/pgstack-step ${argv.join(" ")}`)).toEqual(chainCommands(run.resources).map((c) => c.inputs.create));
+    expect(session.databaseUrl).toBe(`postgresql://postgres:${password}@127.0.0.1:54329/app`);
+    expect(session.closed).toBe(true);
+  });
+
+  it("starts no deploy session in a preview", async () => {
+    const preview = await runStack({ stack: "dev", config: await stackFileConfig("dev"), projectDir, preview: true });
+    expect(chainCommands(preview.resources).length).toBe(migrationNames.length);
+    expect(preview.sessions).toEqual([]);
   });
 
   it("takes the snapshot before any migration: a template copy keyed by the migration set, kept on delete", () => {
@@ -251,7 +269,9 @@ describe("prod stack (rds engine)", () => {
     );
     const first = chainCommands(run.resources)[0];
     expect(first.inputs.triggers[1]).toBe("rds:db-ABCDEFGHIJKL/app");
-    expect(first.secretInputs).toEqual(["environment"]);
+    // The steps carry no URL: the program serves them with the one it built from the secret.
+    expect(first.secretInputs).toEqual([]);
+    expect(run.sessions[0].databaseUrl).toBe(run.outputs.databaseUrl.value);
   });
 
   it("never seeds", () => {

@@ -19,9 +19,9 @@ export function applyCommand(ctx: Context): Command {
       const settings = settingsFrom(flags, ctx.env);
       if (flags.mode !== undefined && target.kind === "one") await expectMode(settings.migrationsDir, target.name, flags.mode);
       const log = ctx.logger(flags);
-      const result = await applyMigrations(settings, target, log);
+      const result = await applyMigrations(settings, target, log, { reportStatus: flags.json });
       if (flags.json) {
-        ctx.output.out(JSON.stringify({ applied: result.applied, alreadyApplied: result.alreadyApplied, ...statusJson(result.status) }));
+        ctx.output.out(JSON.stringify({ applied: result.applied, alreadyApplied: result.alreadyApplied, ...statusJson(result.status ?? []) }));
         return;
       }
       if (result.applied.length === 0) {
@@ -32,7 +32,7 @@ export function applyCommand(ctx: Context): Command {
         );
         return;
       }
-      ctx.output.out(`Applied ${result.applied.length} migration(s): ${result.applied.map((a) => a.name).join(", ")}.`);
+      if (!ctx.step) ctx.output.out(`Applied ${result.applied.length} migration(s): ${result.applied.map((a) => a.name).join(", ")}.`);
     });
 }
 

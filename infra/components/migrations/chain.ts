@@ -21,8 +21,12 @@ export interface MigrationChainArgs {
   migrations: ChainMigration[];
   /** The migrations folder relative to the project root, where the commands run. Default `migrations`. */
   migrationsDir?: string;
-  /** Secret URL of the database; passed to each command as $DATABASE_URL, never on its command line. */
-  databaseUrl: pulumi.Input<string>;
+  /**
+   * The stack's name: each step finds the update's deploy session by it and
+   * the project folder ($PGSTACK_STACK). The steps carry no database URL: the
+   * program that serves them has it (infra/cli/session.ts).
+   */
+  stack: string;
   /** Working directory of the commands: the project root, relative (see commandDirFor). Default ".". */
   dir?: string;
   /** Database identity; in every command's triggers, so a replaced database is migrated again. */
@@ -72,23 +76,29 @@ export function planChain(name: string, migrations: ChainMigration[], pinnedMigr
 }
 
 /**
+ * What one migration's step runs: `apply <name> --dir <dir>`, and
+ * `--mode <m>` for a non-atomic one, so it says so in the preview and runs
+ * only in that mode. Pure.
+ */
+export function stepArgs(migration: ChainMigration, migrationsDir = "migrations"): string[] {
+  return ["apply", migration.name, "--dir", migrationsDir, ...(migration.mode && migration.mode !== "transaction" ? ["--mode", migration.mode] : [])];
+}
+
+/**
  * One migration's command. `create` applies it (idempotent: an applied
- * migration is a no-op, so re-running after a URL change is harmless). No
- * `delete`: removing or replacing the resource never runs a down migration.
- * Pure.
+ * migration is a no-op, so re-running is harmless), through the update's
+ * deploy session (infra/bin/pgstack-step): the same apply, without a Node.js
+ * start per step and without the URL in the step. No `delete`: removing or
+ * replacing the resource never runs a down migration. Pure.
  */
 export function migrationCommandArgs(
   migration: ChainMigration,
-  args: Pick<MigrationChainArgs, "databaseUrl" | "identity" | "appliedUnder" | "migrationsDir" | "dir">,
+  args: Pick<MigrationChainArgs, "stack" | "identity" | "appliedUnder" | "migrationsDir" | "dir">,
 ): command.local.CommandArgs {
-  const dir = args.migrationsDir ?? "migrations";
   return {
     dir: args.dir ?? ".",
-    // A non-atomic step says so in the preview, and runs only in that mode.
-    // Through the update's deploy session (infra/bin/pgstack-step): the same
-    // apply, without a Node.js start per step.
-    create: pgstackStepCommand(["apply", migration.name, "--dir", dir, ...(migration.mode && migration.mode !== "transaction" ? ["--mode", migration.mode] : [])]),
-    environment: { DATABASE_URL: pulumi.secret(args.databaseUrl) },
+    create: pgstackStepCommand(stepArgs(migration, args.migrationsDir)),
+    environment: { PGSTACK_STACK: args.stack },
     triggers: [
       migration.checksum,
       args.appliedUnder === undefined ? args.identity : pulumi.all([args.appliedUnder, args.identity]).apply(([under, identity]) => under[migration.name] ?? identity),
@@ -110,6 +120,8 @@ export class MigrationChain extends pulumi.ComponentResource {
   public readonly appliedMigrations: pulumi.Output<string[]>;
   /** The last command, for whatever must run after every migration (the seed). */
   public readonly last?: command.local.Command;
+  /** Each command's step (stepArgs), in order: what the update's deploy session serves. */
+  public readonly steps: string[][];
 
   constructor(name: string, args: MigrationChainArgs, opts: pulumi.ComponentResourceOptions = {}) {
     super("pgstack:db:MigrationChain", name, {}, opts);
@@ -130,6 +142,7 @@ export class MigrationChain extends pulumi.ComponentResource {
     }
     this.commands = commands;
     this.last = commands[commands.length - 1];
+    this.steps = links.map((l) => stepArgs(l.migration, args.migrationsDir));
     const names = links.map((l) => l.migration.name);
     // Known once every command has run; unknown in a preview that would run some.
     this.appliedMigrations = pulumi.all(commands.map((c) => c.id)).apply(() => names);

@@ -52,6 +52,7 @@ async function connect(target: ConnectionTarget, options: ConnectOptions): Promi
     }
     try {
       await client.query(`SET search_path TO ${quoteIdent(target.schema)}`);
+      keptSessions?.add(client);
       return client;
     } catch (err) {
       await client.end().catch(() => undefined);
@@ -66,30 +67,62 @@ async function connect(target: ConnectionTarget, options: ConnectOptions): Promi
  * up-to-date migration step. Undefined otherwise: every command closes its own.
  */
 let idleSessions: Map<string, Client[]> | undefined;
+/** Every session opened while sessions are kept, idle or in use (for `abort`). */
+let keptSessions: Set<Client> | undefined;
+
+export interface KeptSessions {
+  /** Closes them all. */
+  close(): Promise<void>;
+  /**
+   * Drops every connection at once, also one running a query: the server
+   * rolls back what was not committed and frees its locks, as when the
+   * process is killed (the runner's client_connection_check_interval makes
+   * it notice within a second even mid-statement).
+   */
+  abort(): void;
+}
 
 /**
  * From now on, withClient keeps each session it is done with for the next
  * call with the same URL and application_name, after DISCARD ALL (which also
  * releases any advisory lock, so no lock outlives the command that took it).
- * Returns a function that closes them all.
+ * An idle kept session never keeps the process alive; one in use does.
  */
-export function keepSessionsOpen(): () => Promise<void> {
+export function keepSessionsOpen(): KeptSessions {
   const sessions = (idleSessions ??= new Map());
-  return async () => {
+  const all = (keptSessions ??= new Set());
+  const stop = () => {
     idleSessions = undefined;
-    const all = [...sessions.values()].flat();
+    keptSessions = undefined;
     sessions.clear();
-    await Promise.all(all.map((c) => c.end().catch(() => undefined)));
+    const open = [...all];
+    all.clear();
+    return open;
   };
+  return {
+    async close() {
+      await Promise.all(stop().map((c) => c.end().catch(() => undefined)));
+    },
+    abort() {
+      for (const c of stop()) streamOf(c)?.destroy();
+    },
+  };
+}
+
+/** The socket under a pg Client (not part of its typed surface). */
+function streamOf(client: Client): import("node:net").Socket | undefined {
+  return (client as unknown as { connection?: { stream?: import("node:net").Socket } }).connection?.stream;
 }
 
 /** A kept session, checked alive (a snapshot copy may have ended it) and set up as a new one is. */
 async function reuse(key: string, target: ConnectionTarget): Promise<Client | undefined> {
   for (let client = idleSessions?.get(key)?.pop(); client; client = idleSessions?.get(key)?.pop()) {
     try {
+      streamOf(client)?.ref();
       await client.query(`SET search_path TO ${quoteIdent(target.schema)}`);
       return client;
     } catch {
+      keptSessions?.delete(client);
       await client.end().catch(() => undefined);
     }
   }
@@ -104,11 +137,14 @@ async function release(key: string, client: Client): Promise<void> {
       const list = idleSessions.get(key) ?? [];
       list.push(client);
       idleSessions.set(key, list);
+      // An idle kept session must not hold the process open (a Pulumi program ends once its loop is empty).
+      streamOf(client)?.unref();
       return;
     } catch {
       // closed below
     }
   }
+  keptSessions?.delete(client);
   await client.end().catch(() => undefined);
 }
 

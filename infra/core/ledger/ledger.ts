@@ -59,7 +59,12 @@ export async function ledgerExists(client: Client, schema?: string): Promise<boo
 
 /** Every attempt, oldest first (a read-only view; never creates the table). */
 export async function readLedger(client: Client, schema?: string): Promise<LedgerRow[]> {
-  if (!(await ledgerExists(client, schema))) return [];
+  return (await readLedgerIfExists(client, schema)) ?? [];
+}
+
+/** Every attempt, oldest first; undefined when there is no ledger table yet. */
+export async function readLedgerIfExists(client: Client, schema?: string): Promise<LedgerRow[] | undefined> {
+  if (!(await ledgerExists(client, schema))) return undefined;
   const table = schema ? ledgerTable(schema) : quoteIdent(LEDGER_TABLE);
   const { rows } = await client.query(
     `SELECT id, checksum, migration_name, started_at, finished_at, rolled_back_at, logs, applied_steps_count

@@ -9,6 +9,7 @@ import {
   ensureLedger,
   ledgerTable,
   readLedger,
+  readLedgerIfExists,
   recordFailed,
   recordFinished,
   recordFinishedSql,
@@ -43,8 +44,8 @@ export interface ApplyResult {
   applied: AppliedMigration[];
   /** Migrations that were already applied among those asked for. */
   alreadyApplied: string[];
-  /** Every migration's state after the run. */
-  status: MigrationStatus[];
+  /** Every migration's state after the run (read only when asked for: `reportStatus`). */
+  status?: MigrationStatus[];
 }
 
 const LOCK_NOT_AVAILABLE = "55P03";
@@ -55,6 +56,8 @@ const LOCK_NOT_AVAILABLE = "55P03";
  */
 export interface ApplyObserver {
   beforeCommit?(client: Client, migration: Migration): Promise<void>;
+  /** Read the ledger again after the run for `status` (apply --json); a migration step does without. */
+  reportStatus?: boolean;
 }
 
 /**
@@ -84,12 +87,13 @@ export async function applyMigrations(
           ),
       },
       async () => {
-        const status = computeStatus(migrations, await readLedger(client, db.schema));
+        const ledger = await readLedgerIfExists(client, db.schema);
+        const status = computeStatus(migrations, ledger ?? []);
         assertNoDrift(status, settings.migrationsDir);
         const selected = selectMigrations(status, migrations, target);
         const alreadyApplied = selectedApplied(status, migrations, target);
         if (selected.length === 0) {
-          return { applied: [], alreadyApplied, status };
+          return { applied: [], alreadyApplied, ...(observer.reportStatus ? { status } : {}) };
         }
         // Parse everything first: a syntax error in the third file must not
         // leave the first two applied. (The parser is loaded only now: an
@@ -100,7 +104,7 @@ export async function applyMigrations(
           const resume = status.find((s) => s.name === m.name)?.resume;
           return { migration: m, statements, mode: executionModeOf(m, statements), resume: resume && { ledgerId: resume.ledgerId, steps: resume.steps } };
         });
-        await ensureLedger(client, db.schema);
+        if (ledger === undefined) await ensureLedger(client, db.schema);
         // From PostgreSQL 13 on, statement_timeout applies to each statement of
         // a multi-statement message, so the last statement may share its message
         // with the ledger UPDATE and COMMIT (see runBundled).
@@ -115,7 +119,7 @@ export async function applyMigrations(
           if (i > 0) await client.query(session);
           applied.push(await applyWithRetries(client, db, plan, settings, log, observer, withLast, session));
         }
-        return { applied, alreadyApplied, status: computeStatus(migrations, await readLedger(client, db.schema)) };
+        return { applied, alreadyApplied, ...(observer.reportStatus ? { status: computeStatus(migrations, await readLedger(client, db.schema)) } : {}) };
       },
     ),
   );
@@ -190,8 +194,14 @@ function selectedApplied(status: MigrationStatus[], migrations: Migration[], tar
     .map((s) => s.name);
 }
 
+/** Per connection: a deploy session's kept connection asks once, not at every step. */
+const versions = new WeakMap<Client, number>();
+
 async function serverVersion(client: Client): Promise<number> {
+  const known = versions.get(client);
+  if (known !== undefined) return known;
   const { rows } = await client.query<{ v: number }>("SELECT current_setting('server_version_num')::int AS v");
+  versions.set(client, rows[0].v);
   return rows[0].v;
 }
 

@@ -1,11 +1,12 @@
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
 
 /**
- * Which update a deploy session belongs to, and how its steps prove they are
- * steps of that update. Keep in step with infra/bin/step/main.go, the client
- * that computes the same values.
+ * Where an update's migration steps find the program that serves them, and
+ * which processes make up that update. Keep in step with
+ * infra/bin/step/main.go, the client that computes the same paths.
  */
 
 /** A process by pid and start time (clock ticks since boot), so a reused pid is never taken for it. */
@@ -14,29 +15,21 @@ export interface ProcessRef {
   start: string;
 }
 
-/** `<pid>:<start>` */
-export const formatProcessRef = (p: ProcessRef): string => `${p.pid}:${p.start}`;
-
-/** Parses `<pid>:<start>,<pid>:<start>` (engine, then command provider), as the client passes it. */
-export function parseAnchor(text: string | undefined): ProcessRef[] | undefined {
-  if (!text) return undefined;
-  const refs = text.split(",").map((part) => {
-    const match = /^(\d+):(\d+)$/.exec(part);
-    return match ? { pid: Number(match[1]), start: match[2] } : undefined;
-  });
-  return refs.length === 2 && refs.every(Boolean) ? (refs as ProcessRef[]) : undefined;
-}
-
-/** The start time of `pid` from /proc, or undefined when it no longer exists. */
-export function processStart(pid: number): string | undefined {
+/** The start time and parent of `pid` from /proc, or undefined when it no longer exists (or there is no /proc). */
+export function processStat(pid: number): { start: string; ppid: number; comm: string } | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
     // Fields after the command name, which may contain spaces and parentheses.
     const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return fields[19];
+    return { start: fields[19], ppid: Number(fields[1]), comm: stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")")) };
   } catch {
     return undefined;
   }
+}
+
+/** The start time of `pid`, or undefined when it no longer exists. */
+export function processStart(pid: number): string | undefined {
+  return processStat(pid)?.start;
 }
 
 /** True while every process of the anchor still runs (same pid, same start time). */
@@ -44,20 +37,34 @@ export function anchorAlive(anchor: ProcessRef[]): boolean {
   return anchor.every((p) => processStart(p.pid) === p.start);
 }
 
-const digest = (parts: string[]) => createHash("sha256").update(parts.join("\n")).digest("hex");
-
 /**
- * The session's socket file name and its token, from the update's engine and
- * command provider, the steps' working directory (physical path) and the
- * database URL: another update, another stack folder or another database gets
- * another session, and only a process that knows the URL can compute the token.
+ * The update this program runs in: the Pulumi language host above it and the
+ * engine above that. Undefined without /proc (the watch is then off) or when
+ * the program does not run under a language host (a test).
  */
-export function sessionIdentity(anchor: ProcessRef[], cwd: string, url: string): { socketName: string; token: string } {
-  const material = ["pgstack-session-v1", ...anchor.map(formatProcessRef), cwd, url];
-  return { socketName: `${digest(["socket", ...material]).slice(0, 32)}.sock`, token: digest(["token", ...material]) };
+export function updateAnchor(from: number = process.ppid): ProcessRef[] | undefined {
+  const host = processStat(from);
+  if (!host || !host.comm.startsWith("pulumi-language")) return undefined;
+  const engine = processStat(host.ppid);
+  if (!engine || host.ppid <= 1) return undefined;
+  return [
+    { pid: from, start: host.start },
+    { pid: host.ppid, start: engine.start },
+  ];
 }
 
-/** True when `socketPath` is the socket this session must listen on. */
-export function isSessionSocket(socketPath: string, socketName: string): boolean {
-  return path.basename(socketPath) === socketName;
+/** The per-user directory of the sessions' sockets: `$XDG_RUNTIME_DIR` or the temp dir, `pgstack-<uid>`. */
+export function sessionDir(env: NodeJS.ProcessEnv = process.env): string {
+  return path.join(env.XDG_RUNTIME_DIR || os.tmpdir(), `pgstack-${process.getuid?.() ?? 0}`);
+}
+
+/**
+ * The socket and token file of the session serving the steps of `stack` run
+ * from `projectDir` (its physical path): another stack or another checkout
+ * gets another one. Pulumi's stack lock allows one update per stack at a time.
+ */
+export function sessionPaths(projectDir: string, stack: string, env: NodeJS.ProcessEnv = process.env): { socket: string; tokenFile: string } {
+  const name = createHash("sha256").update(["pgstack-deploy-v2", projectDir, stack].join("\n")).digest("hex").slice(0, 32);
+  const dir = sessionDir(env);
+  return { socket: path.join(dir, `${name}.sock`), tokenFile: path.join(dir, `${name}.token`) };
 }

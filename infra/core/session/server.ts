@@ -6,16 +6,16 @@ import { PgstackError } from "../errors";
 import { anchorAlive, type ProcessRef } from "./identity";
 
 /**
- * The resident side of a deploy session: one process per `pulumi up` that
- * runs the steps' command lines, so each step pays a small client's start-up
- * instead of Node.js's and the CLI's.
+ * The serving side of a deploy session: the program of one `pulumi up`
+ * answers its own migration steps, so each step pays a small client's
+ * start-up instead of Node.js's and the CLI's, and carries no database URL.
  *
- * One step at a time, in arrival order. The session ends (process exit, which
- * closes its database connections, so the server rolls back an unfinished
- * migration and frees the deployer lock) when the update's engine or command
- * provider is gone (a finished or killed `pulumi up`), when the step it is
- * running disconnects (a cancelled step, as if the CLI itself were killed),
- * or after `idleMs` without a step.
+ * One step at a time, in arrival order. When the step being served goes away
+ * (a cancelled step) `onStepGone` aborts its work, as killing the CLI would;
+ * when a process of the update is gone (a killed `pulumi up`) `onUpdateGone`
+ * runs (the program then exits, so its connections close, the server rolls
+ * back an unfinished migration and frees the deployer lock). Nothing here
+ * keeps the process alive: the program ends when Pulumi is done with it.
  */
 
 /** Where a step's output goes: each call is one line or more, as the CLI prints it. */
@@ -29,15 +29,21 @@ export interface SessionOptions {
   socketPath: string;
   /** What a step must send to be served. */
   token: string;
-  /** The update's processes: the session ends when one of them is gone. */
-  anchor: ProcessRef[];
+  /** The update's processes, when known: `onUpdateGone` runs once one of them is gone. */
+  anchor?: ProcessRef[];
   /** Runs one step's command line; resolves to its exit code. */
   handle(argv: string[], io: StepIO): Promise<number>;
-  idleMs?: number;
+  /** The step being served disconnected before its answer. */
+  onStepGone(): void;
+  /** The update ended under the session (checked every `watchMs`). */
+  onUpdateGone(): void;
   /** How often the anchor is checked. */
   watchMs?: number;
-  /** Ends the process (tests pass their own). */
-  exit?: (code: number) => void;
+}
+
+export interface Session {
+  /** Stops listening and removes the socket. */
+  close(): void;
 }
 
 /** Refuses a socket directory that is not this user's own and closed to everyone else. */
@@ -49,17 +55,17 @@ export async function assertPrivateDir(dir: string): Promise<void> {
   }
 }
 
-/** Listens and serves until the session ends; resolves once it listens. */
-export async function serveSession(options: SessionOptions): Promise<net.Server> {
+/** Listens until closed or the update is gone; resolves once it listens. */
+export async function serveSession(options: SessionOptions): Promise<Session> {
   const { socketPath, anchor, handle } = options;
-  const exit = options.exit ?? ((code: number) => process.exit(code));
   await assertPrivateDir(path.dirname(socketPath));
   const expected = Buffer.from(options.token);
   let queue: Promise<void> = Promise.resolve();
-  let lastActivity = Date.now();
-  let busy = 0;
+  let closed = false;
 
-  const end = (code: number) => {
+  const close = () => {
+    if (closed) return;
+    closed = true;
     clearInterval(watch);
     server.close();
     try {
@@ -67,7 +73,6 @@ export async function serveSession(options: SessionOptions): Promise<net.Server>
     } catch {
       // already gone
     }
-    exit(code);
   };
 
   const server = net.createServer((socket) => {
@@ -96,14 +101,13 @@ export async function serveSession(options: SessionOptions): Promise<net.Server>
         socket.destroy();
         return;
       }
-      busy++;
       queue = queue.then(() => runStep(socket, argv as string[]));
     });
   });
 
   async function runStep(socket: net.Socket, argv: string[]): Promise<void> {
-    // A step that goes away mid-run was cancelled or killed: end as the CLI would have.
-    const onGone = () => end(1);
+    // A step that goes away mid-run was cancelled or killed: its work stops as the CLI's would.
+    const onGone = () => options.onStepGone();
     socket.once("close", onGone);
     const send = (frame: object) => socket.write(JSON.stringify(frame) + "\n");
     const line = (t: string) => (t.endsWith("\n") ? t : t + "\n");
@@ -116,14 +120,13 @@ export async function serveSession(options: SessionOptions): Promise<net.Server>
     }
     socket.off("close", onGone);
     socket.end(JSON.stringify({ x: code }) + "\n");
-    busy--;
-    lastActivity = Date.now();
   }
 
-  const idleMs = options.idleMs ?? 10 * 60_000;
   const watch = setInterval(() => {
-    if (!anchorAlive(anchor)) end(0);
-    else if (busy === 0 && Date.now() - lastActivity > idleMs) end(0);
+    if (anchor && !anchorAlive(anchor)) {
+      close();
+      options.onUpdateGone();
+    }
   }, options.watchMs ?? 100);
   watch.unref();
 
@@ -140,13 +143,13 @@ export async function serveSession(options: SessionOptions): Promise<net.Server>
     };
     listen(true);
   });
-  // The server keeps the process alive; the anchor watch ends it.
-  watch.ref();
-  return server;
+  // Pulumi ends the program once its own work is done; a listening socket must not keep it waiting.
+  server.unref();
+  return { close };
 }
 
 /** True when something accepts connections on `socketPath`. */
-function answers(socketPath: string): Promise<boolean> {
+export function answers(socketPath: string): Promise<boolean> {
   return new Promise((resolve) => {
     const probe = net.connect(socketPath);
     probe.once("connect", () => {

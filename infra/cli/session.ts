@@ -1,0 +1,106 @@
+import { randomBytes } from "node:crypto";
+import { promises as fs, realpathSync, rmSync } from "node:fs";
+import * as path from "node:path";
+import { keepSessionsOpen, type KeptSessions } from "../core/db/client";
+import { PgstackError } from "../core/errors";
+import { lineLogger } from "../core/logger";
+import { cacheDiscoveries } from "../core/migrations/discover";
+import { sessionPaths, updateAnchor } from "../core/session/identity";
+import { answers, serveSession, type Session } from "../core/session/server";
+import type { Context } from "./context";
+
+/** Runs one CLI command line with the given context (main.ts's `run`, passed in to keep imports one way). */
+export type CliRunner = (argv: string[], ctx: Context) => Promise<number>;
+
+export interface MigrationStepsOptions {
+  /** The project root: the steps' working directory. */
+  projectDir: string;
+  stack: string;
+  /** The database the steps migrate; known once the database resource exists. Never leaves this process. */
+  databaseUrl: Promise<string>;
+  /** Each step's command line (`apply <name> --dir <dir> [--mode m]`): the only ones served. */
+  steps: string[][];
+  runner: CliRunner;
+  env?: NodeJS.ProcessEnv;
+}
+
+/**
+ * The deploy session of one `pulumi up`, hosted by its program: every
+ * migration step (infra/bin/pgstack-step) hands its command line here over a
+ * Unix socket, and it runs exactly as `pgstack apply` would, on connections
+ * kept open between steps. The steps carry no database URL: it stays in the
+ * program, which already has it. Only this update's own step command lines
+ * are served, to a client that read the token from this user's 0700 directory.
+ * A cancelled step's work is aborted; a killed update ends the program.
+ */
+export async function serveMigrationSteps(options: MigrationStepsOptions): Promise<Session> {
+  const env = options.env ?? process.env;
+  const { socket, tokenFile } = sessionPaths(realpathSync(options.projectDir), options.stack, env);
+  const dir = path.dirname(socket);
+  await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+  if (await answers(socket)) {
+    throw new PgstackError(
+      "E_USAGE",
+      `Another pulumi update of stack '${options.stack}' from ${options.projectDir} is serving its migration steps (${socket}): let it finish, or end it, and run again.`,
+    );
+  }
+  const token = randomBytes(32).toString("hex");
+  // Written whole before anyone can read it, readable by this user only.
+  const partial = `${tokenFile}.${process.pid}`;
+  await fs.writeFile(partial, token, { mode: 0o600 });
+  await fs.rename(partial, tokenFile);
+
+  const allowed = new Set(options.steps.map((argv) => JSON.stringify(argv)));
+  // Connections are kept from the first step on, not before: an idle session of this program during the
+  // pre-update snapshot would make it take a pg_dump instead of a template copy.
+  let kept: KeptSessions | undefined;
+  // Each step reads the whole history: read each file once (again when it changes).
+  cacheDiscoveries();
+  const session = await serveSession({
+    socketPath: socket,
+    token,
+    anchor: updateAnchor(),
+    handle: async (argv, io) => {
+      if (!allowed.has(JSON.stringify(argv))) {
+        io.err(`pgstack: this update's deploy session runs only its own migration steps; got '${argv.join(" ")}'.`);
+        return 2;
+      }
+      kept ??= keepSessionsOpen();
+      const ctx: Context = {
+        env: { ...env, DATABASE_URL: await options.databaseUrl },
+        output: io,
+        logger: (flags) => lineLogger((line) => io.err(line), flags),
+        // The program repaired what an interrupted snapshot or restore left before it read the database.
+        repaired: true,
+        step: true,
+      };
+      return options.runner(withProjectDir(argv, options.projectDir), ctx);
+    },
+    onStepGone: () => kept?.abort(),
+    onUpdateGone: () => {
+      kept?.abort();
+      // The update is gone: nothing is left for this program to do, and it must not run on.
+      process.exit(1);
+    },
+  });
+  // A failed update ends without the last step: leave no socket or token behind.
+  const cleanup = () => {
+    session.close();
+    rmSync(tokenFile, { force: true });
+  };
+  process.once("exit", cleanup);
+  return {
+    close() {
+      process.removeListener("exit", cleanup);
+      cleanup();
+      void kept?.close();
+    },
+  };
+}
+
+/** The step's `--dir` is relative to the project root; the program runs elsewhere (Pulumi.yaml's main). Pure. */
+export function withProjectDir(argv: string[], projectDir: string): string[] {
+  const i = argv.indexOf("--dir");
+  if (i < 0 || i + 1 >= argv.length) return argv;
+  return [...argv.slice(0, i + 1), path.resolve(projectDir, argv[i + 1]), ...argv.slice(i + 2)];
+}
