@@ -11,7 +11,8 @@ import { timestamp } from "./naming";
 import { applyProperties, readProperties } from "./properties";
 import { findSnapshot, listAllSnapshots, type StoreOptions } from "./store";
 import { describeStateMismatch, diffTablesOn, differingTables, tableStatesOn, type TableDiff, type TableStates } from "./tables";
-import { deployerOn, endSessions, OBJECT_IN_USE, type SnapshotInfo } from "./template";
+import { endSessions, OBJECT_IN_USE } from "../db/copy";
+import { deployerOn, type SnapshotInfo } from "./template";
 
 /**
  * Restore in place, never losing the current database before its replacement
