@@ -14,6 +14,7 @@ import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import { PgstackError } from "../core/errors";
 import { findOnPath, runProcess } from "../core/process";
 
 export { findOnPath };
@@ -38,9 +39,10 @@ export const PROJECT_ROOT = path.resolve(__dirname, "..", "..");
 export const GO_MODULE_DIR = path.join(__dirname, "go");
 
 /** A failure the user can fix; its message is one sentence saying how. */
-export class ToolchainError extends Error {
+/** The pulumi CLI or a plugin could not be found or placed: a PgstackError, so every entry point prints it the same way. */
+export class ToolchainError extends PgstackError {
   constructor(message: string) {
-    super(message);
+    super("E_TOOLCHAIN", message);
     this.name = "ToolchainError";
   }
 }
