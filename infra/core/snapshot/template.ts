@@ -1,7 +1,6 @@
 import type { Client } from "pg";
 import { withClient } from "../db/client";
 import { copyDatabase } from "../db/copy";
-import { migrationLockHolder } from "../db/deployers";
 import { parseDatabaseUrl, quoteIdent, quoteLiteral, withDatabase } from "../db/url";
 import { PgstackError, isPgstackError, messageOf } from "../errors";
 import { readLedger } from "../ledger/ledger";
@@ -185,13 +184,6 @@ async function copySnapshot(client: Client, source: string, snapshot: string, op
     if (!copied) await client.query(`DROP DATABASE IF EXISTS ${quoteIdent(snapshot)}`).catch(() => undefined);
     await endOperation(client, source).catch(() => undefined);
   }
-}
-
-/** The session holding pgstack's (Prisma's) migration lock in database `db`, if any. */
-export async function deployerOn(client: Client, db: string): Promise<{ pid: number; application_name: string } | undefined> {
-  // restore.ts's shape of the one holder query (core/db/deployers.ts).
-  const holder = await migrationLockHolder(client, db);
-  return holder && { pid: holder.pid, application_name: holder.applicationName };
 }
 
 /** Drops a template snapshot database; refuses any database that is not one (no pgstack-snapshot comment). */
