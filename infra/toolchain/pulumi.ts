@@ -15,7 +15,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { PgstackError } from "../core/errors";
-import { findOnPath, runProcess } from "../core/process";
+import { findOnPath, processAlive, runProcess } from "../core/process";
 
 export { findOnPath };
 
@@ -373,7 +373,7 @@ export async function acquireLock(file: string, log: Log, timeoutMs: number): Pr
       if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
     }
     const owner = Number(fs.readFileSync(file, "utf8").trim() || "0");
-    if (owner && !isAlive(owner)) {
+    if (owner && !processAlive(owner)) {
       fs.rmSync(file, { force: true });
       continue;
     }
@@ -383,15 +383,6 @@ export async function acquireLock(file: string, log: Log, timeoutMs: number): Pr
     if (!said) log(`waiting for another process (pid ${owner}) to finish building the Pulumi toolchain...`);
     said = true;
     await new Promise((r) => setTimeout(r, 1000));
-  }
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
   }
 }
 

@@ -4,6 +4,7 @@ import { sleep } from "./client";
 import { deployerBusy, migrationLockHolder } from "./deployers";
 import { quoteIdent, quoteLiteral } from "./url";
 import { failpoint, failpointDuring } from "../failpoint";
+import { processAlive } from "../process";
 import type { Logger } from "../logger";
 
 /**
@@ -142,14 +143,7 @@ export function parseThrowaway(comment: string | null): ThrowawayRecord | undefi
 
 /** Whether the process that made a throwaway copy is gone: only knowable on its own host. */
 export function throwawayOwnerGone(record: ThrowawayRecord): boolean {
-  if (record.host !== os.hostname()) return false;
-  try {
-    process.kill(record.pid, 0);
-    return false;
-  } catch (err) {
-    // EPERM: it exists, owned by another user.
-    return (err as NodeJS.ErrnoException).code === "ESRCH";
-  }
+  return record.host === os.hostname() && !processAlive(record.pid);
 }
 
 /** Throwaway copies on the server whose process is gone, by name. */
