@@ -215,4 +215,21 @@ describe("a pgstack killed inside a rehearsal", () => {
     expect(after).toContain(live);
     await adminQuery(`DROP DATABASE "${live}" WITH (FORCE)`);
   });
+
+  it("inside `pgstack revert`: the database is untouched, and the next command drops the rehearsal's copy", async () => {
+    const revertUrl = await createTestDatabase("crash_revert");
+    await applyMigrations(resolveSettings({ url: revertUrl, dir }), { kind: "all" }, memoryLogger());
+    const data = await tableDigests(revertUrl);
+    const before = await databasesLike("pgstack_rehearsal_");
+    const killed = await pgstack(["revert", "--to", "20250101000000_items", "--yes", "--dir", dir], { DATABASE_URL: revertUrl, PGSTACK_FAILPOINT: "rehearsal:copied" });
+    expect(killed.signal).toBe("SIGKILL");
+    const left = (await databasesLike("pgstack_rehearsal_")).filter((d) => !before.includes(d));
+    expect(left).toHaveLength(1);
+    expect(await tableDigests(revertUrl)).toEqual(data);
+
+    const next = await pgstack(["status", "--dir", dir], { DATABASE_URL: revertUrl });
+    expect(next.stderr).toContain(`dropped ${left[0]}, the throwaway rehearsal copy`);
+    expect(await databasesLike("pgstack_rehearsal_")).not.toContain(left[0]);
+    expect(await tableDigests(revertUrl)).toEqual(data);
+  });
 });
