@@ -1,6 +1,6 @@
 import { Command, CommanderError } from "commander";
 import { parseDatabaseUrl } from "../core/db/url";
-import { errorSentence, isPgstackError, messageOf } from "../core/errors";
+import { errorSentence, exitCodeOf, isPgstackError, messageOf } from "../core/errors";
 import { recoverInterrupted } from "../core/snapshot/fence";
 import { applyCommand } from "./commands/apply";
 import { clusterCommand } from "./commands/cluster";
@@ -87,7 +87,7 @@ export async function run(argv: string[], baseCtx: Context = processContext): Pr
         JSON.stringify({ error: { code: isPgstackError(err) ? err.code : "E_INTERNAL", message, ...(isPgstackError(err) ? { details: err.details } : {}) } }),
       );
     }
-    return isPgstackError(err) && err.code === "E_USAGE" ? 2 : 1;
+    return exitCodeOf(err);
   }
 }
 

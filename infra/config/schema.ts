@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { stackSlug } from "../core/snapshot/naming";
 
 /**
  * The stack configuration, validated in one place. Pure: no @pulumi import, so
@@ -309,10 +310,6 @@ export const SEED_REFUSED_ON_PROD = "The seed never runs on prod: it writes dev 
 /** The seed script's default path, relative to the project root. */
 export const DEFAULT_SEED_SCRIPT = "prisma/seed.ts";
 
-/** A stack name as it may appear in paths and database names. */
-export function safeStackName(stack: string): string {
-  return (stack.split("/").pop() ?? stack).toLowerCase().replace(/[^a-z0-9]+/g, "-").replace(/^-+|-+$/g, "") || "stack";
-}
 
 function key(path: PropertyKey[], prefix?: string): string {
   const parts = [...(prefix ? [prefix] : []), ...path.map(String)];
@@ -439,7 +436,7 @@ export function parseStackConfig(raw: RawStackConfig): StackConfig {
 
   if (problems.length > 0) throw configError(raw.stack, problems);
 
-  const stackDir = safeStackName(raw.stack);
+  const stackDir = stackSlug(raw.stack);
   return {
     stack: raw.stack,
     project: raw.project,

@@ -2,8 +2,9 @@
  * A stack as the tools outside the Pulumi program see it (`pgstack plan|status
  * --stack`, `npm run rollback`, `npm run dev`): its outputs and its `pgstack:*`
  * config through the pulumi CLI, the config validated by the same schema, with
- * the same defaults, as the program's (schema.ts), and config set/rm. The only
- * place besides index.ts that reads a stack's config.
+ * the same defaults, as the program's (schema.ts), and config set/rm; and,
+ * inside the program, the stack's own last appliedMigrations (the lint gate).
+ * The only place besides index.ts that reads a stack's config or outputs.
  */
 import { readFileSync } from "node:fs";
 import * as path from "node:path";
@@ -126,4 +127,29 @@ export async function setStackConfig(pulumi: Pulumi, stack: string, key: string,
 export async function removeStackConfig(pulumi: Pulumi, stack: string, key: string): Promise<void> {
   const r = await pulumi.capture(["config", "rm", `${NAMESPACE}:${key}`, "--stack", stack]);
   if (r.code !== 0) throw new PgstackError("E_STACK", `Could not remove ${NAMESPACE}:${key} from stack '${stack}': ${lastLine(r)}.`);
+}
+
+/**
+ * Inside the Pulumi program (the lint gate): the last successful update's
+ * `appliedMigrations`, read through a reference to this very stack. The SDK is
+ * loaded here only, so the tools that use this module never load it.
+ */
+export async function previouslyAppliedMigrations(): Promise<string[] | undefined> {
+  // require, not import(): the program's own CommonJS instance of the SDK, which holds its stack context.
+  const pulumi = require("@pulumi/pulumi") as typeof import("@pulumi/pulumi");
+  const self = new pulumi.StackReference("pgstack-self", {
+    name: `organization/${pulumi.getProject()}/${pulumi.getStack()}`,
+  });
+  const details = await self.getOutputDetails("appliedMigrations");
+  return stringList(details.value ?? details.secretValue);
+}
+
+/** A list output as read back: an array, or (through some runtimes) an object keyed 0..n-1. */
+export function stringList(value: unknown): string[] | undefined {
+  if (Array.isArray(value)) return value.map(String);
+  if (value && typeof value === "object") {
+    const entries = Object.entries(value as Record<string, unknown>);
+    if (entries.every(([k], i) => k === String(i))) return entries.map(([, v]) => String(v));
+  }
+  return undefined;
 }

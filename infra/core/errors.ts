@@ -32,6 +32,7 @@ export type ErrorCode =
   | "E_REVERT"
   | "E_SEED"
   | "E_STACK"
+  | "E_TOOLCHAIN"
   | "E_USAGE";
 
 export class PgstackError extends Error {
@@ -59,4 +60,9 @@ export function messageOf(err: unknown): string {
 /** What a command prints for anything thrown: a PgstackError's sentence, else one line, never a stack. */
 export function errorSentence(err: unknown): string {
   return isPgstackError(err) ? err.message : `unexpected error: ${messageOf(err).split("\n")[0]}`;
+}
+
+/** The exit code of a failed command at every entry point (CLI and npm scripts): 2 for a malformed command line, else 1. */
+export function exitCodeOf(err: unknown): number {
+  return isPgstackError(err) && err.code === "E_USAGE" ? 2 : 1;
 }

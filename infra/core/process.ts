@@ -71,3 +71,13 @@ export function runProcess(file: string, args: string[], options: RunOptions = {
     }
   });
 }
+
+/** Whether process `pid` exists on this machine (EPERM: it does, owned by another user). */
+export function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+}

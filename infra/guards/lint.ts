@@ -31,24 +31,8 @@ export function gateMessage(stack: string, report: LintReport): string | undefin
   return [`Stack '${stack}' has lint: strict and ${failed.message.charAt(0).toLowerCase()}${failed.message.slice(1)}`, ...lines].join("\n");
 }
 
-/** The last successful update's `appliedMigrations`, read through a reference to this very stack. */
-export async function previouslyAppliedMigrations(): Promise<string[] | undefined> {
-  const self = new pulumi.StackReference("pgstack-self", {
-    name: `organization/${pulumi.getProject()}/${pulumi.getStack()}`,
-  });
-  const details = await self.getOutputDetails("appliedMigrations");
-  return stringList(details.value ?? details.secretValue);
-}
-
-/** A list output as read back: an array, or (through some runtimes) an object keyed 0..n-1. */
-export function stringList(value: unknown): string[] | undefined {
-  if (Array.isArray(value)) return value.map(String);
-  if (value && typeof value === "object") {
-    const entries = Object.entries(value as Record<string, unknown>);
-    if (entries.every(([k], i) => k === String(i))) return entries.map(([, v]) => String(v));
-  }
-  return undefined;
-}
+// The stack's own outputs are read by the one stack reader (config/stack.ts); re-exported for the program's wiring.
+export { previouslyAppliedMigrations } from "../config/stack";
 
 /** Throws a RunError (no stack trace, one message) when the gate refuses. */
 export async function enforceLintGate(options: {

@@ -11,7 +11,6 @@
 import * as path from "node:path";
 import { readStackConfig } from "../config/stack";
 import { clusterResume } from "../core/cluster/lifecycle";
-import { errorSentence } from "../core/errors";
 import { PROJECT_ROOT, pulumiForScript, runMain, say } from "./run-pulumi";
 
 export const DEV_STACK = "dev";
@@ -25,13 +24,8 @@ async function main(): Promise<number> {
     return select.code;
   }
   // The stack's own data dir (its config, defaults included); other engines have no local server to restart.
-  let config;
-  try {
-    config = await readStackConfig(DEV_STACK, pulumi);
-  } catch (err) {
-    say(errorSentence(err));
-    return 1;
-  }
+  // A config it cannot read fails through runMain: one sentence, exit 1.
+  const config = await readStackConfig(DEV_STACK, pulumi);
   if (config.embedded) {
     const { started } = await clusterResume({ dataDir: path.join(PROJECT_ROOT, config.embedded.dataDir) });
     if (started) say("restarted the stopped dev PostgreSQL");

@@ -29,7 +29,7 @@ import type { StackConfig } from "../config/schema";
 import { readStackConfig, readStackOutputs, removeStackConfig, setStackConfig } from "../config/stack";
 import { discoverMigrations } from "../core/migrations/discover";
 import { migrationOfRdsSnapshotId } from "../core/snapshot/naming";
-import { PgstackError, errorSentence } from "../core/errors";
+import { PgstackError } from "../core/errors";
 import { stderrLogger } from "../core/logger";
 import { planRestore, restoreSnapshot } from "../core/snapshot/restore";
 import { DEFAULT_SNAPSHOTS_DIR } from "../core/snapshot/store";
@@ -40,7 +40,7 @@ import { executeRevert, planRevert, type RevertPlan } from "../core/revert/rever
 import { resolveSettings, type Settings } from "../core/settings";
 import { renderRevertPlan } from "../cli/commands/revert";
 import { sideBySide } from "../cli/output";
-import { PROJECT_ROOT, pulumiForScript, say, type Pulumi } from "./run-pulumi";
+import { PROJECT_ROOT, pulumiForScript, runMain, say, type Pulumi } from "./run-pulumi";
 
 /** The pin, without and with its namespace. */
 const PIN = "pinnedMigration";
@@ -303,12 +303,4 @@ async function rollbackRds(pulumi: Pulumi, args: RollbackArgs, config: StackConf
   return 0;
 }
 
-if (require.main === module) {
-  rollback(process.argv.slice(2)).then(
-    (code) => process.exit(code),
-    (err) => {
-      process.stderr.write(`pgstack: ${errorSentence(err)}\n`);
-      process.exit(1);
-    },
-  );
-}
+if (require.main === module) runMain(() => rollback(process.argv.slice(2)));

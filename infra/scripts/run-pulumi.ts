@@ -4,7 +4,8 @@
  * backend unless the user set PULUMI_BACKEND_URL, and the dev passphrase for the dev
  * stack only unless the user set PULUMI_CONFIG_PASSPHRASE(_FILE).
  */
-import { PROJECT_ROOT, pulumiFor, ToolchainError, type Pulumi } from "../toolchain/pulumi";
+import { errorSentence, exitCodeOf } from "../core/errors";
+import { PROJECT_ROOT, pulumiFor, type Pulumi } from "../toolchain/pulumi";
 
 export { PROJECT_ROOT, type Pulumi };
 
@@ -29,14 +30,17 @@ export function takeStack(argv: string[], fallback: string): { stack: string; re
   return { stack, rest };
 }
 
-/** Runs an async main and exits with its code; a ToolchainError is one sentence. */
+/**
+ * Runs an npm script's async main and exits with its code. Failures follow the
+ * CLI's contract (cli/main.ts): `pgstack: <sentence>` on stderr, exit 2 for a
+ * malformed command line (E_USAGE), 1 otherwise.
+ */
 export function runMain(main: () => Promise<number>): void {
   main().then(
     (code) => process.exit(code),
     (err) => {
-      const message = err instanceof ToolchainError ? err.message : `unexpected error: ${String(err?.message ?? err).split("\n")[0]}`;
-      process.stderr.write(`pgstack: ${message}\n`);
-      process.exit(1);
+      process.stderr.write(`pgstack: ${errorSentence(err)}\n`);
+      process.exit(exitCodeOf(err));
     },
   );
 }

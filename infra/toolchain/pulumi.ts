@@ -14,7 +14,8 @@ import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { findOnPath, runProcess } from "../core/process";
+import { PgstackError } from "../core/errors";
+import { findOnPath, processAlive, runProcess } from "../core/process";
 
 export { findOnPath };
 
@@ -38,9 +39,10 @@ export const PROJECT_ROOT = path.resolve(__dirname, "..", "..");
 export const GO_MODULE_DIR = path.join(__dirname, "go");
 
 /** A failure the user can fix; its message is one sentence saying how. */
-export class ToolchainError extends Error {
+/** The pulumi CLI or a plugin could not be found or placed: a PgstackError, so every entry point prints it the same way. */
+export class ToolchainError extends PgstackError {
   constructor(message: string) {
-    super(message);
+    super("E_TOOLCHAIN", message);
     this.name = "ToolchainError";
   }
 }
@@ -371,7 +373,7 @@ export async function acquireLock(file: string, log: Log, timeoutMs: number): Pr
       if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
     }
     const owner = Number(fs.readFileSync(file, "utf8").trim() || "0");
-    if (owner && !isAlive(owner)) {
+    if (owner && !processAlive(owner)) {
       fs.rmSync(file, { force: true });
       continue;
     }
@@ -381,15 +383,6 @@ export async function acquireLock(file: string, log: Log, timeoutMs: number): Pr
     if (!said) log(`waiting for another process (pid ${owner}) to finish building the Pulumi toolchain...`);
     said = true;
     await new Promise((r) => setTimeout(r, 1000));
-  }
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
   }
 }
 

@@ -11,13 +11,14 @@
 import { promises as fs } from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import { recordThrowaway } from "../../infra/core/db/copy";
 import { memoryLogger } from "../../infra/core/logger";
 import { applyMigrations } from "../../infra/core/migrations/runner";
 import { resolveSettings } from "../../infra/core/settings";
 import { restoredFrom } from "../../infra/core/snapshot/restore";
 import { listSnapshots } from "../../infra/core/snapshot/template";
 import { pgstack } from "../support/cli";
-import { adminQuery, createTestDatabase, withDb } from "../support/cluster";
+import { adminQuery, createTestDatabase, urlFor, withDb } from "../support/cluster";
 import { acceptsConnections, databasesLike, tableDigests } from "../support/data";
 import { migrationsDir } from "../support/fixtures";
 
@@ -178,5 +179,57 @@ describe("a pgstack killed inside a snapshot or a restore", () => {
       expect(said).toContain(`DROP DATABASE "${kept[0]}"`);
       await adminQuery(`DROP DATABASE "${kept[0]}" WITH (FORCE)`);
     });
+  });
+});
+
+describe("a pgstack killed inside a rehearsal", () => {
+  let url: string;
+  let dir: string;
+
+  beforeAll(async () => {
+    url = await createTestDatabase("crash_rehearse");
+    dir = await migrationsDir({ "20250101000000_items": MIGRATION, "20250102000000_more": `ALTER TABLE items ADD COLUMN note text;` });
+    await applyMigrations(resolveSettings({ url, dir }), { kind: "all", to: "20250101000000_items" }, memoryLogger());
+  });
+
+  it("leaves its copy with the data; the next command drops it, saying so, and leaves a live process's copy alone", async () => {
+    const before = await databasesLike("pgstack_rehearsal_");
+    const killed = await pgstack(["plan", "--rehearse", "--json", "--dir", dir], { DATABASE_URL: url, PGSTACK_FAILPOINT: "rehearsal:copied" });
+    expect(killed.signal).toBe("SIGKILL");
+    const left = (await databasesLike("pgstack_rehearsal_")).filter((d) => !before.includes(d));
+    expect(left).toHaveLength(1);
+    // A full copy: the data is in it.
+    expect(await tableDigests(urlFor(left[0]))).toEqual(await tableDigests(url));
+
+    // A copy whose process lives (this test's): not the repair's to drop.
+    const live = `pgstack_rehearsal_live${process.pid}`;
+    await adminQuery(`CREATE DATABASE "${live}"`);
+    await withDb(url, (c) => recordThrowaway(c, live, "rehearsal"));
+
+    const next = await pgstack(["snapshot", "list", "--json"], { DATABASE_URL: url });
+    expect(next.code).toBe(0);
+    expect(next.stderr).toMatch(new RegExp(`dropped ${left[0]}, the throwaway rehearsal copy left by pgstack process \\d+ on .+, which died before dropping it`));
+    expect(next.stderr).not.toContain(live);
+    const after = await databasesLike("pgstack_rehearsal_");
+    expect(after).not.toContain(left[0]);
+    expect(after).toContain(live);
+    await adminQuery(`DROP DATABASE "${live}" WITH (FORCE)`);
+  });
+
+  it("inside `pgstack revert`: the database is untouched, and the next command drops the rehearsal's copy", async () => {
+    const revertUrl = await createTestDatabase("crash_revert");
+    await applyMigrations(resolveSettings({ url: revertUrl, dir }), { kind: "all" }, memoryLogger());
+    const data = await tableDigests(revertUrl);
+    const before = await databasesLike("pgstack_rehearsal_");
+    const killed = await pgstack(["revert", "--to", "20250101000000_items", "--yes", "--dir", dir], { DATABASE_URL: revertUrl, PGSTACK_FAILPOINT: "rehearsal:copied" });
+    expect(killed.signal).toBe("SIGKILL");
+    const left = (await databasesLike("pgstack_rehearsal_")).filter((d) => !before.includes(d));
+    expect(left).toHaveLength(1);
+    expect(await tableDigests(revertUrl)).toEqual(data);
+
+    const next = await pgstack(["status", "--dir", dir], { DATABASE_URL: revertUrl });
+    expect(next.stderr).toContain(`dropped ${left[0]}, the throwaway rehearsal copy`);
+    expect(await databasesLike("pgstack_rehearsal_")).not.toContain(left[0]);
+    expect(await tableDigests(revertUrl)).toEqual(data);
   });
 });

@@ -4,7 +4,8 @@ import { memoryLogger } from "../../infra/core/logger";
 import { applyMigrations } from "../../infra/core/migrations/runner";
 import { resolveSettings } from "../../infra/core/settings";
 import { databaseIdentity } from "../../infra/core/snapshot/identity";
-import { copyStrategy, createTemplateSnapshot, lastAppliedMigration, listSnapshots, templateEngine } from "../../infra/core/snapshot/template";
+import { copyStrategy } from "../../infra/core/db/copy";
+import { createTemplateSnapshot, lastAppliedMigration, listSnapshots, templateEngine } from "../../infra/core/snapshot/template";
 import { adminQuery, createTestDatabase, urlFor, withDb } from "../support/cluster";
 import { fingerprint, migrationsDir } from "../support/fixtures";
 

@@ -1,4 +1,5 @@
-import { isPostgresSnapshotName, postgresSnapshotName, rdsSnapshotId, timestamp } from "../../infra/core/snapshot/naming";
+import { dockerContainerName } from "../../infra/components/database/docker";
+import { isPostgresSnapshotName, postgresSnapshotName, rdsSnapshotId, stackSlug, timestamp } from "../../infra/core/snapshot/naming";
 
 const at = new Date("2025-11-22T00:30:15.123Z");
 
@@ -25,5 +26,20 @@ describe("snapshot ids", () => {
     const id = rdsSnapshotId({ stack: "Prod--EU_", lastMigration: "20250101000000__weird--name_", at });
     expect(id).toBe("pgstack-prod-eu-20250101000000-weird-name-20251122003015");
     expect(id).toMatch(/^[a-z](?!.*--)[a-z0-9-]*[a-z0-9]$/);
+  });
+});
+
+describe("stack-name rules", () => {
+  it("the one slug: last segment, lower case, runs of other characters one separator", () => {
+    expect(stackSlug("acme/My_Stack.1")).toBe("my-stack-1");
+    expect(stackSlug("acme/My_Stack.1", "_")).toBe("my_stack_1");
+    expect(stackSlug("--dev--")).toBe("dev");
+    expect(stackSlug("___")).toBe("stack");
+  });
+
+  it("the docker container keeps the stack name as it is (a changed name would replace users' containers)", () => {
+    expect(dockerContainerName("dev")).toBe("pgstack-dev-postgres");
+    expect(dockerContainerName("acme/My_Stack.1")).toBe("pgstack-My_Stack.1-postgres");
+    expect(dockerContainerName("acme/My_Stack.1")).not.toBe(`pgstack-${stackSlug("acme/My_Stack.1")}-postgres`);
   });
 });

@@ -17,6 +17,16 @@ export interface DockerArgs {
   password: pulumi.Input<string>;
 }
 
+/**
+ * The container's name: the stack name's last `/` segment as it is, not the
+ * stack slug (core/snapshot/naming.ts stackSlug), which lowercases it and
+ * turns `_` and `.` into `-`. Changing the name would make every existing
+ * stack with such a name replace its container; pinned by a unit test.
+ */
+export function dockerContainerName(stack: string): string {
+  return `pgstack-${stack.split("/").pop()}-postgres`;
+}
+
 /** The container's inputs, given the image and volume. Pure. */
 export function dockerContainerArgs(
   args: { image: pulumi.Input<string>; volumeName: pulumi.Input<string>; port: number; password: pulumi.Input<string> },
@@ -25,7 +35,7 @@ export function dockerContainerArgs(
 ): docker.ContainerArgs {
   return {
     image: args.image,
-    name: `pgstack-${stack.split("/").pop()}-postgres`,
+    name: dockerContainerName(stack),
     // The password is the container's environment: secret in the state as a whole.
     envs: pulumi.secret(
       pulumi.all([args.password]).apply(([password]) => [

@@ -1,6 +1,7 @@
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
-import { safeStackName, type RdsConfig } from "../../config/schema";
+import { type RdsConfig } from "../../config/schema";
+import { stackSlug } from "../../core/snapshot/naming";
 import { serverUrl } from "../../core/db/url";
 import type { DatabaseEndpoint } from "./types";
 
@@ -55,7 +56,7 @@ export function rdsSecurityGroupArgs(args: RdsArgs, stack: string): aws.ec2.Secu
 
 /** The final snapshot's identifier: fixed per stack and database, so it never shows as a change. */
 export function finalSnapshotIdentifier(stack: string, databaseName: string): string {
-  return `pgstack-${safeStackName(stack)}-${safeStackName(databaseName)}-final`;
+  return `pgstack-${stackSlug(stack)}-${stackSlug(databaseName)}-final`;
 }
 
 /** The restored instance's final snapshot identifier: its own, so it never collides with the original's. */

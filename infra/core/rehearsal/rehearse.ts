@@ -1,14 +1,19 @@
 import { randomBytes } from "node:crypto";
 import type { Client } from "pg";
 import { withClient } from "../db/client";
+import { copyDatabase, recordThrowaway } from "../db/copy";
 import { libpqEnv, parseDatabaseUrl, quoteIdent, withDatabase } from "../db/url";
 import { isPgstackError, PgstackError, messageOf } from "../errors";
+import { failpoint } from "../failpoint";
 import type { Logger } from "../logger";
 import { applyMigrations } from "../migrations/runner";
 import { ledgerExists } from "../ledger/ledger";
 import { planMigrations } from "../migrations/plan";
 import type { Settings } from "../settings";
 import { checkDumpTool, resolveTool, runToolPipe } from "../pgtools";
+
+/** SQLSTATE of CREATE DATABASE without CREATEDB. */
+const INSUFFICIENT_PRIVILEGE = "42501";
 
 /** Lock modes from weakest to strongest (PostgreSQL's table-level lock order). */
 export const LOCK_MODES = [
@@ -145,22 +150,36 @@ async function userTables(client: Client): Promise<number[]> {
 /**
  * A server-side copy with data when nobody else is connected to the source;
  * otherwise (an application is connected) a schema-only copy through pg_dump,
- * so the rehearsal never disturbs live sessions.
+ * so the rehearsal never disturbs live sessions. Either copy is recorded as
+ * this process's throwaway (core/db/copy.ts) as soon as it exists, so a
+ * rehearsal killed before its finally drops it is cleaned up by the next
+ * pgstack command.
  */
 export async function copyForRehearsal(sourceUrl: string, maintenanceUrl: string, source: string, copy: string, log: Logger): Promise<Rehearsal["copy"]> {
-  try {
-    await withClient(maintenanceUrl, (c) => c.query(`CREATE DATABASE ${quoteIdent(copy)} TEMPLATE ${quoteIdent(source)}`));
+  const made = await withClient(
+    maintenanceUrl,
+    async (c) => {
+      let copied: "copied" | "busy";
+      try {
+        copied = await copyDatabase(c, source, copy, { whenBusy: { mode: "refuse" }, failpoints: "rehearsal" });
+      } catch (err) {
+        if ((err as { code?: string }).code === INSUFFICIENT_PRIVILEGE) {
+          throw new PgstackError("E_SNAPSHOT", `The rehearsal needs to create a copy of '${source}', but the role may not create databases: grant it CREATEDB.`);
+        }
+        throw err;
+      }
+      if (copied === "busy") await c.query(`CREATE DATABASE ${quoteIdent(copy)}`);
+      await recordThrowaway(c, copy, "rehearsal");
+      return copied;
+    },
+    { applicationName: "pgstack rehearsal" },
+  );
+  failpoint("rehearsal:copied");
+  if (made === "copied") {
     log.info(`rehearsing on ${copy}, a copy of ${source} with its data`);
     return "template";
-  } catch (err) {
-    const code = (err as { code?: string }).code;
-    if (code === "42501") {
-      throw new PgstackError("E_SNAPSHOT", `The rehearsal needs to create a copy of '${source}', but the role may not create databases: grant it CREATEDB.`);
-    }
-    if (code !== "55006") throw err;
   }
   log.info(`${source} has other sessions, so the rehearsal copies its schema only (no data)`);
-  await withClient(maintenanceUrl, (c) => c.query(`CREATE DATABASE ${quoteIdent(copy)}`));
   await pipeSchema(sourceUrl, withDatabase(sourceUrl, copy));
   await copyLedger(sourceUrl, withDatabase(sourceUrl, copy));
   return "schema-only";

@@ -7,6 +7,7 @@ import { PgstackError, messageOf } from "../errors";
 import { failpoint, failpointDuring } from "../failpoint";
 import type { Logger } from "../logger";
 import { checkDumpTool, resolveTool, runTool } from "../pgtools";
+import { processAlive } from "../process";
 import type { CreateOptions, SnapshotEngine } from "./engine";
 import { isPostgresSnapshotName, postgresSnapshotName } from "./naming";
 import { tableStatesOn, type TableStates } from "./tables";
@@ -98,15 +99,6 @@ function partialName(dump: string): string {
 /** The snapshot id a file of the snapshots folder belongs to (a dump, its sidecar, a partial dump). Pure. */
 export function snapshotIdOfFile(file: string): string | undefined {
   return PARTIAL.exec(file)?.[1] ?? /^(.+)\.(dump|json)$/.exec(file)?.[1];
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
 }
 
 /** Removes partial dumps whose writer (on this machine) is gone; one log line each. */

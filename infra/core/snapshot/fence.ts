@@ -1,5 +1,6 @@
 import type { Client } from "pg";
 import { sleep, withClient } from "../db/client";
+import { abandonedThrowaways } from "../db/copy";
 import { parseDatabaseUrl, quoteIdent, quoteLiteral, withDatabase } from "../db/url";
 import { PgstackError, messageOf } from "../errors";
 import type { Logger } from "../logger";
@@ -21,6 +22,9 @@ import type { Logger } from "../logger";
  * a marker whose session is gone is an operation that died. It reopens the
  * database, drops the copy it was making (never a finished snapshot, never the
  * live database), puts the comment back, and says so in one log line.
+ *
+ * It also drops the throwaway copies (core/db/copy.ts: a rehearsal's) whose
+ * process is gone.
  *
  * Why the comment and not a custom setting (`ALTER DATABASE ... SET
  * pgstack.x`): PostgreSQL lets only superusers store unknown settings, and
@@ -170,7 +174,7 @@ async function alive(client: Client, marker: OperationMarker): Promise<boolean> 
 
 export interface Recovery {
   database: string;
-  op: OperationKind;
+  op: OperationKind | "throwaway";
   /** What was done, one phrase each. */
   actions: string[];
 }
@@ -222,6 +226,16 @@ async function recoverOn(client: Client, mine: string, options: RecoverOptions):
       done.push(await repair(client, row.datname, marker, options.log));
     } catch (err) {
       options.log.warn(`could not repair database '${row.datname}' after an interrupted pgstack ${marker.op}: ${messageOf(err).split("\n")[0]}`);
+    }
+  }
+  // Throwaway copies (a rehearsal's) whose process died before dropping them: a full copy of the data each.
+  for (const { database, record } of await abandonedThrowaways(client)) {
+    try {
+      await client.query(`DROP DATABASE IF EXISTS ${quoteIdent(database)} WITH (FORCE)`);
+      options.log.warn(`dropped ${database}, the throwaway ${record.purpose} copy left by pgstack process ${record.pid} on ${record.host}, which died before dropping it`);
+      done.push({ database, op: "throwaway", actions: ["dropped it"] });
+    } catch (err) {
+      options.log.warn(`could not drop ${database}, the throwaway ${record.purpose} copy left by a dead pgstack process: ${messageOf(err).split("\n")[0]}`);
     }
   }
   return done;

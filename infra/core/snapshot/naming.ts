@@ -41,11 +41,19 @@ function clean(text: string, sep: "_" | "-"): string {
     .join(sep);
 }
 
-/** The stack part: its last `/` segment, cleaned, at most 16 characters. */
+/**
+ * The one stack-name slug: the last `/` segment of a stack name, lower case,
+ * each run of other characters one `sep`, none at either end ("stack" if
+ * nothing is left). Used in paths, database, snapshot and AWS identifiers.
+ */
+export function stackSlug(stack: string, sep: "_" | "-" = "-"): string {
+  return clean(stack.split("/").pop() ?? stack, sep) || "stack";
+}
+
+/** The stack part of a snapshot name: its slug, at most 16 characters. */
 function stackPart(stack: string, sep: "_" | "-"): string {
-  const last = stack.split("/").pop() ?? stack;
-  const cut = clean(last, sep).slice(0, 16);
-  return (cut.endsWith(sep) ? cut.slice(0, -1) : cut) || "stack";
+  const cut = stackSlug(stack, sep).slice(0, 16);
+  return cut.endsWith(sep) ? cut.slice(0, -1) : cut;
 }
 
 export function postgresSnapshotName(parts: SnapshotIdParts): string {

@@ -11,7 +11,9 @@ import { timestamp } from "./naming";
 import { applyProperties, readProperties } from "./properties";
 import { findSnapshot, listAllSnapshots, type StoreOptions } from "./store";
 import { describeStateMismatch, diffTablesOn, differingTables, tableStatesOn, type TableDiff, type TableStates } from "./tables";
-import { deployerOn, endSessions, OBJECT_IN_USE, type SnapshotInfo } from "./template";
+import { endSessions, OBJECT_IN_USE } from "../db/copy";
+import { deployerBusy, migrationLockHolder } from "../db/deployers";
+import type { SnapshotInfo } from "./template";
 
 /**
  * Restore in place, never losing the current database before its replacement
@@ -158,13 +160,8 @@ export async function restoreSnapshot(url: string, plan: RestorePlan, options: R
     async (client) => {
       if (!(await exists(client, db))) throw new PgstackError("E_DB_MISSING", `Database '${db}' does not exist, so there is nothing to restore over: nothing was changed.`);
       // Fail early, before any copy, when a deploy is running.
-      const deployer = await deployerOn(client, db);
-      if (deployer) {
-        throw new PgstackError(
-          "E_SNAPSHOT",
-          `Cannot restore '${db}' while a deployer holds its migration lock (pid ${deployer.pid}, application_name '${deployer.application_name || "(none)"}'): let it finish and run again.`,
-        );
-      }
+      const deployer = await migrationLockHolder(client, db);
+      if (deployer) throw deployerBusy("restore", db, deployer);
       // Left by an interrupted restore that no marker names: never the live database, safe to drop.
       if (await exists(client, restoring)) {
         log.warn(`dropping ${restoring}, left by an interrupted restore`);
@@ -301,13 +298,8 @@ async function swap(client: Client, url: string, db: string, restoring: string, 
 /** Ends every session in `db` but `keep`, and waits until they are gone: a write in flight either committed before the count or never will. */
 async function endSessionsAndWait(client: Client, db: string, log: Logger, keep: number, deadline: number): Promise<void> {
   for (let attempt = 1; ; attempt++) {
-    const d = await deployerOn(client, db);
-    if (d) {
-      throw new PgstackError(
-        "E_SNAPSHOT",
-        `Cannot restore '${db}' while a deployer holds its migration lock (pid ${d.pid}, application_name '${d.application_name || "(none)"}'): let it finish and run again.`,
-      );
-    }
+    const d = await migrationLockHolder(client, db);
+    if (d) throw deployerBusy("restore", db, d);
     const { rows } = await client.query<{ pid: number }>(
       "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid() AND pid <> $2",
       [db, keep],

@@ -1,10 +1,10 @@
 import type { Client } from "pg";
-import { sleep, withClient } from "../db/client";
-import { deployerBusy, migrationLockHolder } from "../db/deployers";
+import { withClient } from "../db/client";
+import { copyDatabase } from "../db/copy";
 import { parseDatabaseUrl, quoteIdent, quoteLiteral, withDatabase } from "../db/url";
-import { PgstackError, messageOf } from "../errors";
+import { PgstackError, isPgstackError, messageOf } from "../errors";
 import { readLedger } from "../ledger/ledger";
-import { failpoint, failpointDuring } from "../failpoint";
+import { failpoint } from "../failpoint";
 import type { Logger } from "../logger";
 import { beginOperation, endOperation } from "./fence";
 import type { CreateOptions, SnapshotEngine, SnapshotInfo } from "./engine";
@@ -34,8 +34,6 @@ export type { SnapshotInfo } from "./engine";
 export type CreateSnapshotOptions = CreateOptions;
 
 const MARK = "pgstack-snapshot";
-export const OBJECT_IN_USE = "55006";
-const SOURCE_IN_USE = OBJECT_IN_USE;
 
 /** The comment stored on a snapshot database. */
 function commentOf(info: SnapshotInfo): string {
@@ -128,7 +126,7 @@ export async function createTemplateSnapshot(options: CreateSnapshotOptions): Pr
         ? await takenCheck(client, options.name, reserved)
         : await freeName(client, postgresSnapshotName({ stack: options.stack, lastMigration: lastMigration ?? undefined, at }), reserved);
       const info: SnapshotInfo = { snapshotId, source, stack: options.stack, lastMigration, createdAt: at.toISOString(), key: options.key ?? null, engine: "template", clean };
-      await copyDatabase(client, source, snapshotId, options, commentOf(info));
+      await copySnapshot(client, source, snapshotId, options, commentOf(info));
       options.log.info(`snapshot ${snapshotId} of ${source} taken (last migration: ${lastMigration ?? "none"})`);
       return info;
     },
@@ -157,36 +155,13 @@ async function freeName(client: Client, base: string, reserved: Set<string> = ne
   }
 }
 
-/** Databases at least this large are copied with STRATEGY = FILE_COPY (PGSTACK_FILE_COPY_MIN_MB overrides; 0 = always). */
-export const FILE_COPY_MIN_BYTES = 64 * 1024 * 1024;
-
-/**
- * The copy strategy clause for `CREATE DATABASE ... TEMPLATE <source>`.
- * PostgreSQL 15+ defaults to WAL_LOG, which writes every page twice (data and
- * WAL) through shared buffers: right for small databases, but for a 1 GiB one
- * FILE_COPY (a checkpoint, then a file-level copy) took 0.26x the time to
- * snapshot and 0.24x to restore (BENCHMARKS.md, snapshot). Before 15 every
- * copy is a file copy and there is no clause.
- */
-export async function copyStrategy(client: Client, source: string, env: NodeJS.ProcessEnv = process.env): Promise<string> {
-  const { rows } = await client.query<{ v: number; size: string }>(
-    "SELECT current_setting('server_version_num')::int AS v, pg_database_size($1)::text AS size",
-    [source],
-  );
-  if (rows[0].v < 150000) return "";
-  const fromEnv = env.PGSTACK_FILE_COPY_MIN_MB;
-  const min = fromEnv !== undefined && /^\d+$/.test(fromEnv) ? Number(fromEnv) * 1024 * 1024 : FILE_COPY_MIN_BYTES;
-  return Number(rows[0].size) >= min ? " STRATEGY = FILE_COPY" : "";
-}
-
 /** Copies `source` into `snapshot` and labels the copy with `comment` (what makes it a listed snapshot) before reopening the source. */
-async function copyDatabase(client: Client, source: string, snapshot: string, options: CreateSnapshotOptions, comment: string): Promise<void> {
-  const deadline = Date.now() + (options.drainTimeoutMs ?? 15_000);
+async function copySnapshot(client: Client, source: string, snapshot: string, options: CreateSnapshotOptions, comment: string): Promise<void> {
+  const until = Date.now() + (options.drainTimeoutMs ?? 15_000);
   const { rows } = await client.query<{ allowed: boolean }>("SELECT datallowconn AS allowed FROM pg_database WHERE datname = $1", [source]);
   if (rows.length === 0) {
     throw new PgstackError("E_DB_MISSING", `Database '${source}' does not exist, so there is nothing to snapshot.`);
   }
-  const strategy = await copyStrategy(client, source);
   // Closed and marked in one transaction, so a process killed from here on is
   // repaired by the next pgstack command (fence.ts); the finally only covers a
   // process that lives.
@@ -194,22 +169,14 @@ async function copyDatabase(client: Client, source: string, snapshot: string, op
   let copied = false;
   try {
     failpoint("snapshot:closed");
-    for (let attempt = 1; ; attempt++) {
-      // Closed to new sessions now; end the ones still in it (PostgreSQL would
-      // otherwise wait 5 s for them and give up).
-      await endSessions(client, source, options.log, attempt);
-      failpoint("snapshot:sessions-ended");
-      try {
-        await failpointDuring("snapshot:copying", () => client.query(`CREATE DATABASE ${quoteIdent(snapshot)} TEMPLATE ${quoteIdent(source)}${strategy}`));
-        copied = true;
-        break;
-      } catch (err) {
-        if ((err as { code?: string }).code !== SOURCE_IN_USE || Date.now() > deadline) {
-          throw new PgstackError("E_SNAPSHOT", `Could not copy database '${source}' to snapshot '${snapshot}': ${messageOf(err).split("\n")[0]}.`);
-        }
-      }
-      await sleep(Math.min(200 * attempt, 1000));
+    try {
+      // Closed to new sessions now; the copy ends the ones still in it.
+      await copyDatabase(client, source, snapshot, { whenBusy: { mode: "end-sessions", log: options.log, until, purpose: "snapshot" }, failpoints: "snapshot" });
+    } catch (err) {
+      if (isPgstackError(err)) throw err;
+      throw new PgstackError("E_SNAPSHOT", `Could not copy database '${source}' to snapshot '${snapshot}': ${messageOf(err).split("\n")[0]}.`);
     }
+    copied = true;
     failpoint("snapshot:copied");
     await client.query(`COMMENT ON DATABASE ${quoteIdent(snapshot)} IS ${quoteLiteral(comment)}`);
     failpoint("snapshot:labelled");
@@ -217,28 +184,6 @@ async function copyDatabase(client: Client, source: string, snapshot: string, op
     if (!copied) await client.query(`DROP DATABASE IF EXISTS ${quoteIdent(snapshot)}`).catch(() => undefined);
     await endOperation(client, source).catch(() => undefined);
   }
-}
-
-/**
- * Ends the sessions left in `source` (an application or psql left open), but
- * never a deployer that holds the migration lock: that one fails the snapshot
- * instead, naming it.
- */
-export async function endSessions(client: Client, source: string, log: Logger, attempt: number, what: "snapshot" | "restore" = "snapshot"): Promise<void> {
-  const holder = await migrationLockHolder(client, source);
-  if (holder) throw deployerBusy(what, source, holder);
-  const { rows } = await client.query<{ pid: number }>(
-    `SELECT pg_terminate_backend(pid) AS ended, pid FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()`,
-    [source],
-  );
-  if (rows.length > 0 && attempt === 1) log.warn(`ended ${rows.length} session(s) still connected to ${source} so it could be ${what === "snapshot" ? "copied" : "replaced"}`);
-}
-
-/** The session holding pgstack's (Prisma's) migration lock in database `db`, if any. */
-export async function deployerOn(client: Client, db: string): Promise<{ pid: number; application_name: string } | undefined> {
-  // restore.ts's shape of the one holder query (core/db/deployers.ts).
-  const holder = await migrationLockHolder(client, db);
-  return holder && { pid: holder.pid, application_name: holder.applicationName };
 }
 
 /** Drops a template snapshot database; refuses any database that is not one (no pgstack-snapshot comment). */
@@ -272,10 +217,8 @@ export const templateEngine: SnapshotEngine = {
     await withClient(
       withDatabase(url, "postgres"),
       async (client) => {
-        // Nobody should be in a snapshot, but a psql left open would make the copy fail.
-        await client.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()", [snapshot.snapshotId]);
-        const strategy = await copyStrategy(client, snapshot.snapshotId);
-        await client.query(`CREATE DATABASE ${quoteIdent(target)} TEMPLATE ${quoteIdent(snapshot.snapshotId)}${strategy}`);
+        // Nobody should be in a snapshot, but a psql left open would make the copy fail: ended, without retrying.
+        await copyDatabase(client, snapshot.snapshotId, target, { whenBusy: { mode: "end-sessions", log, until: 0, purpose: "restore" } });
       },
       { applicationName: "pgstack restore" },
     );
