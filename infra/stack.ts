@@ -16,7 +16,8 @@ import { appliedUnder, chainIdentity, observeDatabase, stackIdentity, type Datab
 import { DEFAULT_SNAPSHOTS_DIR } from "./core/snapshot/store";
 import { discoverMigrations } from "./core/migrations/discover";
 import { modesOf } from "./core/migrations/mode";
-import { enforceLintGate, previouslyAppliedMigrations } from "./guards/lint";
+import { previouslyAppliedMigrations } from "./config/stack";
+import { enforceLintGate } from "./guards/lint";
 
 /** Every stack's outputs. */
 export interface StackOutputs {

@@ -9,9 +9,10 @@ export interface Context {
   /** Set where the caller already repaired interrupted snapshots and restores (the program of a `pulumi up`). */
   repaired?: boolean;
   /**
-   * A migration step of a `pulumi up`: its log line ("applied <name> (<ms>,
-   * <mode>)") is its result, not repeated on stdout (each line is stored in
-   * the stack's state, once per migration).
+   * A migration step of a `pulumi up`: it prints nothing when it applies its
+   * migration at the first attempt (Pulumi shows the step and its duration,
+   * and each printed line is stored in the stack's state, once per
+   * migration); waits, retries, warnings and failures are printed as ever.
    */
   step?: boolean;
 }

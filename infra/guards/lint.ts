@@ -31,9 +31,6 @@ export function gateMessage(stack: string, report: LintReport): string | undefin
   return [`Stack '${stack}' has lint: strict and ${failed.message.charAt(0).toLowerCase()}${failed.message.slice(1)}`, ...lines].join("\n");
 }
 
-// The stack's own outputs are read by the one stack reader (config/stack.ts); re-exported for the program's wiring.
-export { previouslyAppliedMigrations } from "../config/stack";
-
 /** Throws a RunError (no stack trace, one message) when the gate refuses. */
 export async function enforceLintGate(options: {
   stack: string;

@@ -117,9 +117,9 @@ describe("the deploy session served by the update's program", () => {
     expect(statSync(tokenFile).mode & 0o777).toBe(0o600);
     expect(statSync(path.dirname(socket)).mode & 0o777).toBe(0o700);
 
+    // Applied at the first attempt: nothing to add to what Pulumi shows (the step, its duration).
     const one = await runStep(apply(ONE));
-    expect(one).toMatchObject({ code: 0, stdout: "" });
-    expect(one.stderr).toMatch(new RegExp(`^applied ${ONE} \\(\\d+ ms, transaction\\)\\n$`));
+    expect(one).toEqual({ code: 0, stdout: "", stderr: "" });
     expect((await runStep(apply(TWO))).code).toBe(0);
     const again = await runStep(apply(TWO));
     expect(again).toMatchObject({ code: 0, stdout: `Migration ${TWO} is already applied; nothing to do.\n` });

@@ -146,11 +146,17 @@ export function throwawayOwnerGone(record: ThrowawayRecord): boolean {
   return record.host === os.hostname() && !processAlive(record.pid);
 }
 
-/** Throwaway copies on the server whose process is gone, by name. */
+/**
+ * Throwaway copies on the server whose process is gone, by name. Nobody may
+ * be connected to one either: a live rehearsal works on its copy through its
+ * own sessions, so a pid reused on another machine of the same name never
+ * gets a working copy dropped under it.
+ */
 export async function abandonedThrowaways(client: Client): Promise<{ database: string; record: ThrowawayRecord }[]> {
   const { rows } = await client.query<{ datname: string; comment: string }>(
-    `SELECT datname, shobj_description(oid, 'pg_database') AS comment FROM pg_database
-      WHERE shobj_description(oid, 'pg_database') LIKE $1`,
+    `SELECT datname, shobj_description(oid, 'pg_database') AS comment FROM pg_database d
+      WHERE shobj_description(oid, 'pg_database') LIKE $1
+        AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.datname = d.datname)`,
     [`%"${THROWAWAY_MARK}"%`],
   );
   const out: { database: string; record: ThrowawayRecord }[] = [];

@@ -58,6 +58,12 @@ export interface ApplyObserver {
   beforeCommit?(client: Client, migration: Migration): Promise<void>;
   /** Read the ledger again after the run for `status` (apply --json); a migration step does without. */
   reportStatus?: boolean;
+  /**
+   * Log "applied <name> (<ms>, <mode>)" for each migration (default). A
+   * migration step of `pulumi up` does not: Pulumi shows the step's name and
+   * duration, and every line a step prints is kept in the stack's state.
+   */
+  logApplied?: boolean;
 }
 
 /**
@@ -242,7 +248,9 @@ async function applyWithRetries(
       : await runStatementByStatement(client, db.schema, migration, statements, resume, log);
     if (outcome.ok) {
       const durationMs = Number(process.hrtime.bigint() - started) / 1e6;
-      log.info(`applied ${migration.name} (${durationMs.toFixed(0)} ms, ${mode}${attempt > 1 ? `, attempt ${attempt}` : ""})`);
+      if (observer.logApplied !== false || attempt > 1) {
+        log.info(`applied ${migration.name} (${durationMs.toFixed(0)} ms, ${mode}${attempt > 1 ? `, attempt ${attempt}` : ""})`);
+      }
       return {
         name: migration.name,
         checksum: migration.checksum,
