@@ -42,7 +42,6 @@ main: index.ts
 `;
 
 type Variant = "floor" | "pgstack" | "apply-all" | "direct" | "floor-inputs";
-const STACK_VARIANTS: Variant[] = ["floor", "pgstack", "direct"];
 
 export async function chainBench(argv: string[]): Promise<void> {
   const rounds = intArg(argv, "--rounds", 3);

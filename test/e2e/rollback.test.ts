@@ -5,7 +5,6 @@
  * --yes`, and every table back exactly as at the snapshot; the next up does
  * not re-apply the rolled-back migration until `--unpin`.
  */
-import { promises as fs } from "node:fs";
 import * as path from "node:path";
 import { migrationStatus } from "../../infra/core/migrations/runner";
 import { resolveSettings } from "../../infra/core/settings";

@@ -70,7 +70,7 @@ describe("template-copy snapshots (embedded engine)", () => {
     await bystander.connect();
     try {
       const log = memoryLogger();
-      const info = await createTemplateSnapshot({ url, stack: "dev", key: "bbbbbbbbbbbbbbbb", log });
+      await createTemplateSnapshot({ url, stack: "dev", key: "bbbbbbbbbbbbbbbb", log });
       expect(log.lines).toContain(`warn: ended 1 session(s) still connected to ${database} so it could be copied`);
       await expect(straggler.query("SELECT 1")).rejects.toThrow();
       await expect(bystander.query("SELECT 1 AS ok")).resolves.toMatchObject({ rows: [{ ok: 1 }] });

@@ -9,7 +9,7 @@ import type { Logger } from "../logger";
 import { beginOperation, endOperation } from "./fence";
 import type { CreateOptions, SnapshotEngine, SnapshotInfo } from "./engine";
 import { isPostgresSnapshotName, postgresSnapshotName } from "./naming";
-import { tableStates, type TableCounts, type TableStates } from "./tables";
+import { tableStates } from "./tables";
 
 /**
  * Server-side snapshots: `CREATE DATABASE <snapshot> TEMPLATE <db>`, a
