@@ -1,3 +1,4 @@
+import type { DeployerSession } from "../core/db/deployers";
 import { stderrLogger, type Logger } from "../core/logger";
 import { processOutput, type Output } from "./output";
 
@@ -13,8 +14,10 @@ export interface Context {
    * migration at the first attempt (Pulumi shows the step and its duration,
    * and each printed line is stored in the stack's state, once per
    * migration); waits, retries, warnings and failures are printed as ever.
+   * It runs on the deploy session's deployer, which holds the connection and
+   * the migration lock from one step to the next.
    */
-  step?: boolean;
+  step?: { deployer: DeployerSession };
 }
 
 export const processContext: Context = {

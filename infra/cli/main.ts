@@ -23,7 +23,11 @@ export function buildProgram(ctx: Context): Command {
     .showSuggestionAfterError()
     .exitOverride()
     .configureOutput({ writeOut: (s) => ctx.output.out(s.trimEnd()), writeErr: (s) => ctx.output.err(s.trimEnd()) });
-  for (const command of [statusCommand(ctx), applyCommand(ctx), planCommand(ctx), lintCommand(ctx), resolveCommand(ctx), revertCommand(ctx), snapshotCommand(ctx), pingCommand(ctx), clusterCommand(ctx), identityCommand(ctx), seedCommand(ctx)]) {
+  // A migration step runs `apply` and nothing else: building the other commands would be most of its own cost.
+  const commands = ctx.step
+    ? [applyCommand(ctx)]
+    : [statusCommand(ctx), applyCommand(ctx), planCommand(ctx), lintCommand(ctx), resolveCommand(ctx), revertCommand(ctx), snapshotCommand(ctx), pingCommand(ctx), clusterCommand(ctx), identityCommand(ctx), seedCommand(ctx)];
+  for (const command of commands) {
     program.addCommand(command.exitOverride());
   }
   program.hook("preAction", async (_program, action) => {

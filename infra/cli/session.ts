@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { promises as fs, realpathSync, rmSync } from "node:fs";
 import * as path from "node:path";
-import { keepSessionsOpen, type KeptSessions } from "../core/db/client";
+import { deployerSession, type DeployerSession } from "../core/db/deployers";
 import { PgstackError } from "../core/errors";
 import { lineLogger } from "../core/logger";
 import { cacheDiscoveries } from "../core/migrations/discover";
@@ -51,9 +51,11 @@ export async function serveMigrationSteps(options: MigrationStepsOptions): Promi
   await fs.rename(partial, tokenFile);
 
   const allowed = new Set(options.steps.map((argv) => JSON.stringify(argv)));
-  // Connections are kept from the first step on, not before: an idle session of this program during the
-  // pre-update snapshot would make it take a pg_dump instead of a template copy.
-  let kept: KeptSessions | undefined;
+  const last = JSON.stringify(options.steps[options.steps.length - 1]);
+  // One deployer for the whole chain, as one `apply --all`: its connection and the migration lock are taken at
+  // the first step, not before (an idle session of this program during the pre-update snapshot would make it
+  // take a pg_dump instead of a template copy), and kept until the chain's last step or a failed one.
+  let deployer: DeployerSession | undefined;
   // Each step reads the whole history: read each file once (again when it changes).
   cacheDiscoveries();
   const session = await serveSession({
@@ -61,24 +63,28 @@ export async function serveMigrationSteps(options: MigrationStepsOptions): Promi
     token,
     anchor: updateAnchor(),
     handle: async (argv, io) => {
-      if (!allowed.has(JSON.stringify(argv))) {
+      const step = JSON.stringify(argv);
+      if (!allowed.has(step)) {
         io.err(`pgstack: this update's deploy session runs only its own migration steps; got '${argv.join(" ")}'.`);
         return 2;
       }
-      kept ??= keepSessionsOpen();
+      deployer ??= deployerSession();
       const ctx: Context = {
         env: { ...env, DATABASE_URL: await options.databaseUrl },
         output: io,
         logger: (flags) => lineLogger((line) => io.err(line), flags),
         // The program repaired what an interrupted snapshot or restore left before it read the database.
         repaired: true,
-        step: true,
+        step: { deployer },
       };
-      return options.runner(withProjectDir(argv, options.projectDir), ctx);
+      const code = await options.runner(withProjectDir(argv, options.projectDir), ctx);
+      // The chain stops at a failed step; after its last one the lock is for whoever deploys next (the seed, another update).
+      if (code !== 0 || step === last) await deployer.close();
+      return code;
     },
-    onStepGone: () => kept?.abort(),
+    onStepGone: () => deployer?.abort(),
     onUpdateGone: () => {
-      kept?.abort();
+      deployer?.abort();
       // The update is gone: nothing is left for this program to do, and it must not run on.
       process.exit(1);
     },
@@ -93,7 +99,7 @@ export async function serveMigrationSteps(options: MigrationStepsOptions): Promi
     close() {
       process.removeListener("exit", cleanup);
       cleanup();
-      void kept?.close();
+      void deployer?.close();
     },
   };
 }

@@ -105,7 +105,7 @@ describe("the migration steps' deploy session", () => {
     expectOk(await project.pulumi(["up", "--yes", "--skip-preview", "--stack", STACK]), "first up");
     url = JSON.parse(expectOk(await project.pulumi(["stack", "output", "--json", "--show-secrets", "--stack", STACK]), "outputs").stdout).databaseUrl;
     // The step client was built and used.
-    expect((await fs.stat(path.join(project.dir, ".pgstack", "cache", "pgstack-step"))).isFile()).toBe(true);
+    expect((await fs.stat(path.join(project.dir, ".pgstack", "cache", "pgstack-step-v3"))).isFile()).toBe(true);
     await waitFor("no process of the update left", () => (projectProcesses(true).length === 0 ? true : undefined), 15_000);
     expect(await lockHolders()).toBe(0);
     // Every migration step's state: its command, the stack's name, its triggers; no secret, no URL.

@@ -134,7 +134,7 @@ describe("the deploy session served by the update's program", () => {
     expect(await query(`SELECT tablename FROM pg_tables WHERE tablename IN ('one', 'two', 'three') ORDER BY 1`)).toEqual([{ tablename: "one" }, { tablename: "two" }]);
   });
 
-  it("the Node.js client (for machines without Go) is served the same way", async () => {
+  it("the Node.js client (for machines without a C compiler) is served the same way", async () => {
     await serve();
     const result = await runStep(apply(TWO), ["node", path.join(REPO, "infra", "bin", "step-client.js")]);
     expect(result).toMatchObject({ code: 0, stdout: `Migration ${TWO} is already applied; nothing to do.\n` });
@@ -146,6 +146,16 @@ describe("the deploy session served by the update's program", () => {
     const other = await runStep(["apply", "--all", "--dir", "migrations"]);
     expect(other.code).toBe(2);
     expect(other.stderr).toContain("pgstack: this update's deploy session runs only its own migration steps; got 'apply --all --dir migrations'.");
+
+    // Whatever the argument's characters, each client hands it over and relays the answer byte for byte.
+    const odd = ["apply", `we"ird\\ \n\tnamé €`, "--dir", "migrations"];
+    for (const client of [undefined, ["node", path.join(REPO, "infra", "bin", "step-client.js")]]) {
+      expect(await runStep(odd, client)).toEqual({
+        code: 2,
+        stdout: "",
+        stderr: `pgstack: this update's deploy session runs only its own migration steps; got '${odd.join(" ")}'.\n`,
+      });
+    }
 
     // A client that did not read the token: the connection is closed without an answer.
     const { socket } = sessionPaths(await fs.realpath(project), stack);
@@ -161,7 +171,7 @@ describe("the deploy session served by the update's program", () => {
     expect(await query(`SELECT 1 FROM pg_tables WHERE tablename = 'after_slow'`)).toEqual([]);
   });
 
-  it("takes the deployer lock per step: while another deployer holds it, a step waits and then fails naming it", async () => {
+  it("takes the deployer lock at its first step: while another deployer holds it, the step waits and then fails naming it", async () => {
     await serve();
     await withDb(url, async (holder) => {
       await holder.query("SELECT pg_advisory_lock($1)", [MIGRATION_LOCK_KEY]);
@@ -210,6 +220,73 @@ describe("the deploy session served by the update's program", () => {
     await expect(serveMigrationSteps({ projectDir: project, stack, databaseUrl: Promise.resolve(url), steps: STEPS, runner: run })).rejects.toThrow(
       `Another pulumi update of stack '${stack}' from ${project} is serving its migration steps`,
     );
+  });
+});
+
+describe("one deployer for the whole chain, as one `apply --all`", () => {
+  const chainStep = (name: string) => ["apply", name, "--dir", "chain"];
+  let chainUrl: string;
+  const holders = async () =>
+    (
+      await withDb(chainUrl, (c) =>
+        c.query<{ pid: number; app: string }>(
+          `SELECT a.pid, a.application_name AS app FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+            WHERE l.locktype = 'advisory' AND l.classid = 0 AND l.objid = $1 AND l.granted`,
+          [MIGRATION_LOCK_KEY],
+        ),
+      )
+    ).rows;
+  const pgstackSessions = async () =>
+    (await withDb(chainUrl, (c) => c.query(`SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'pgstack'`))).rows.length;
+
+  beforeAll(async () => {
+    for (const [name, sql] of [
+      ["20250201000000_c1", "CREATE TABLE c1 (id int);\n"],
+      ["20250202000000_c2", "CREATE TABLE c2 (id int);\n"],
+      ["20250203000000_c3", "CREATE TABLE c3 (id int);\n"],
+      ["20250204000000_bad", "CREATE TABLE c4 (id int);\nINSERT INTO nowhere VALUES (1);\n"],
+    ]) {
+      await fs.mkdir(path.join(project, "chain", name), { recursive: true });
+      await fs.writeFile(path.join(project, "chain", name, "migration.sql"), sql);
+    }
+    chainUrl = await createTestDatabase("session_chain");
+  });
+
+  it("holds its connection and the lock from the first step to the chain's last one, then frees both", async () => {
+    const steps = ["20250201000000_c1", "20250202000000_c2", "20250203000000_c3"].map(chainStep);
+    session = await serveMigrationSteps({ projectDir: project, stack, databaseUrl: Promise.resolve(chainUrl), steps, runner: run });
+    expect(await runStep(steps[0])).toEqual({ code: 0, stdout: "", stderr: "" });
+    const [holder] = await holders();
+    expect(holder.app).toBe("pgstack");
+    // Between steps no other deployer gets in: a `pgstack apply` waits for the lock, then fails naming the session.
+    const lines: string[] = [];
+    const other = await run(["apply", "--all", "--dir", path.join(project, "chain"), "--lock-wait", "1"], {
+      env: { ...process.env, DATABASE_URL: chainUrl },
+      output: { out: (l) => lines.push(l), err: (l) => lines.push(l) },
+      logger: () => ({ info: () => undefined, warn: () => undefined, error: () => undefined }) as never,
+    });
+    expect(other).toBe(1);
+    expect(lines.join("\n")).toContain(`Another deployer holds the migration lock on database`);
+    expect(lines.join("\n")).toContain(`(pid ${holder.pid}, application_name 'pgstack')`);
+    expect((await runStep(steps[1])).code).toBe(0);
+    expect(await holders()).toEqual([holder]);
+    expect((await runStep(steps[2])).code).toBe(0);
+    // After the last step: no lock, no connection of the program left.
+    await eventually(async () => ((await holders()).length === 0 && (await pgstackSessions()) === 0 ? true : undefined), "the session to let go");
+    expect((await withDb(chainUrl, (c) => c.query(`SELECT migration_name FROM "_prisma_migrations" WHERE finished_at IS NOT NULL ORDER BY 1`))).rows.map((r) => r.migration_name)).toEqual(
+      steps.map((s) => s[1]),
+    );
+  });
+
+  it("frees the lock and its connection at a failed step, where the chain stops", async () => {
+    const steps = ["20250203000000_c3", "20250204000000_bad"].map(chainStep);
+    session = await serveMigrationSteps({ projectDir: project, stack, databaseUrl: Promise.resolve(chainUrl), steps: [...steps, chainStep("20250205000000_never")], runner: run });
+    expect((await runStep(steps[0])).code).toBe(0);
+    expect(await holders()).toHaveLength(1);
+    const failed = await runStep(steps[1]);
+    expect(failed.code).toBe(1);
+    expect(failed.stderr).toContain("Migration 20250204000000_bad failed at line 2 of migration.sql");
+    await eventually(async () => ((await holders()).length === 0 && (await pgstackSessions()) === 0 ? true : undefined), "the session to let go");
   });
 });
 

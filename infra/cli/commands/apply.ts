@@ -19,7 +19,7 @@ export function applyCommand(ctx: Context): Command {
       const settings = settingsFrom(flags, ctx.env);
       if (flags.mode !== undefined && target.kind === "one") await expectMode(settings.migrationsDir, target.name, flags.mode);
       const log = ctx.logger(flags);
-      const result = await applyMigrations(settings, target, log, { reportStatus: flags.json, logApplied: !ctx.step });
+      const result = await applyMigrations(settings, target, log, { reportStatus: flags.json, logApplied: !ctx.step, deployer: ctx.step?.deployer });
       if (flags.json) {
         ctx.output.out(JSON.stringify({ applied: result.applied, alreadyApplied: result.alreadyApplied, ...statusJson(result.status ?? []) }));
         return;

@@ -17,14 +17,22 @@ export async function withClient<T>(
   fn: (client: Client, target: ConnectionTarget) => Promise<T>,
   options: ConnectOptions = {},
 ): Promise<T> {
-  const target = parseDatabaseUrl(url);
-  const key = `${options.applicationName ?? "pgstack"}\n${target.connectionString}`;
-  const client = (await reuse(key, target)) ?? (await connect(target, options));
+  const { client, target } = await openSession(url, options);
   try {
     return await fn(client, target);
   } finally {
-    await release(key, client);
+    await client.end().catch(() => undefined);
   }
+}
+
+/**
+ * Opens a session as withClient does (search_path set to the Prisma schema),
+ * for a caller that keeps it past one call (a deploy session's deployer
+ * connection) and closes it itself.
+ */
+export async function openSession(url: string, options: ConnectOptions = {}): Promise<{ client: Client; target: ConnectionTarget }> {
+  const target = parseDatabaseUrl(url);
+  return { client: await connect(target, options), target };
 }
 
 async function connect(target: ConnectionTarget, options: ConnectOptions): Promise<Client> {
@@ -52,7 +60,6 @@ async function connect(target: ConnectionTarget, options: ConnectOptions): Promi
     }
     try {
       await client.query(`SET search_path TO ${quoteIdent(target.schema)}`);
-      keptSessions?.add(client);
       return client;
     } catch (err) {
       await client.end().catch(() => undefined);
@@ -61,92 +68,31 @@ async function connect(target: ConnectionTarget, options: ConnectOptions): Promi
   }
 }
 
-/**
- * Sessions kept open between commands while a deploy session serves a
- * `pulumi up` (keepSessionsOpen): connecting costs more than a whole
- * up-to-date migration step. Undefined otherwise: every command closes its own.
- */
-let idleSessions: Map<string, Client[]> | undefined;
-/** Every session opened while sessions are kept, idle or in use (for `abort`). */
-let keptSessions: Set<Client> | undefined;
-
-export interface KeptSessions {
-  /** Closes them all. */
-  close(): Promise<void>;
-  /**
-   * Drops every connection at once, also one running a query: the server
-   * rolls back what was not committed and frees its locks, as when the
-   * process is killed (the runner's client_connection_check_interval makes
-   * it notice within a second even mid-statement).
-   */
-  abort(): void;
-}
-
-/**
- * From now on, withClient keeps each session it is done with for the next
- * call with the same URL and application_name, after DISCARD ALL (which also
- * releases any advisory lock, so no lock outlives the command that took it).
- * An idle kept session never keeps the process alive; one in use does.
- */
-export function keepSessionsOpen(): KeptSessions {
-  const sessions = (idleSessions ??= new Map());
-  const all = (keptSessions ??= new Set());
-  const stop = () => {
-    idleSessions = undefined;
-    keptSessions = undefined;
-    sessions.clear();
-    const open = [...all];
-    all.clear();
-    return open;
-  };
-  return {
-    async close() {
-      await Promise.all(stop().map((c) => c.end().catch(() => undefined)));
-    },
-    abort() {
-      for (const c of stop()) streamOf(c)?.destroy();
-    },
-  };
-}
-
-/** The socket under a pg Client (not part of its typed surface). */
-function streamOf(client: Client): import("node:net").Socket | undefined {
+/** The socket under a pg Client (not part of its typed surface): to let an idle session not hold the process open, or to drop it at once. */
+export function socketOf(client: Client): import("node:net").Socket | undefined {
   return (client as unknown as { connection?: { stream?: import("node:net").Socket } }).connection?.stream;
 }
 
-/** A kept session, checked alive (a snapshot copy may have ended it) and set up as a new one is. */
-async function reuse(key: string, target: ConnectionTarget): Promise<Client | undefined> {
-  for (let client = idleSessions?.get(key)?.pop(); client; client = idleSessions?.get(key)?.pop()) {
-    try {
-      streamOf(client)?.ref();
-      await client.query(`SET search_path TO ${quoteIdent(target.schema)}`);
-      return client;
-    } catch {
-      keptSessions?.delete(client);
-      await client.end().catch(() => undefined);
-    }
+/**
+ * The server's transaction status after the last completed query ('I' idle,
+ * 'T' in a transaction, 'E' in a failed one), from its ReadyForQuery message:
+ * what the SQL's BEGIN/COMMIT/ROLLBACK actually did, not what pgstack guesses.
+ * Watches from the first call on (call it before the queries it judges).
+ */
+export function transactionStatus(client: Client): () => string {
+  let status = transactionStatuses.get(client);
+  if (!status) {
+    const box = { value: "I" };
+    const connection = (client as unknown as { connection: import("node:events").EventEmitter }).connection;
+    connection.on("readyForQuery", (msg: { status?: string }) => {
+      if (msg.status) box.value = msg.status;
+    });
+    status = () => box.value;
+    transactionStatuses.set(client, status);
   }
-  return undefined;
+  return status;
 }
-
-async function release(key: string, client: Client): Promise<void> {
-  if (idleSessions) {
-    try {
-      // Fails inside a transaction block: such a session is closed, not kept.
-      await client.query("DISCARD ALL");
-      const list = idleSessions.get(key) ?? [];
-      list.push(client);
-      idleSessions.set(key, list);
-      // An idle kept session must not hold the process open (a Pulumi program ends once its loop is empty).
-      streamOf(client)?.unref();
-      return;
-    } catch {
-      // closed below
-    }
-  }
-  keptSessions?.delete(client);
-  await client.end().catch(() => undefined);
-}
+const transactionStatuses = new WeakMap<Client, () => string>();
 
 /** Runs `fn` in a transaction: COMMIT when it resolves, ROLLBACK when it throws. */
 export async function withTransaction<T>(client: Client, fn: () => Promise<T>): Promise<T> {

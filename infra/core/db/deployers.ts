@@ -1,5 +1,5 @@
 import type { Client } from "pg";
-import { CLOSED_FOR_CONNECTIONS, sleep, withClient } from "./client";
+import { CLOSED_FOR_CONNECTIONS, openSession, sleep, socketOf, transactionStatus, withClient } from "./client";
 import { parseDatabaseUrl, type ConnectionTarget } from "./url";
 import { PgstackError, isPgstackError } from "../errors";
 import type { Logger } from "../logger";
@@ -8,7 +8,8 @@ import type { Logger } from "../logger";
  * The deployer lock: Prisma Migrate's own advisory lock key, so pgstack and
  * `prisma migrate deploy` never run against one database at once. This module
  * is its one home: who holds it (one query), taking it (withAdvisoryLock),
- * waiting for other deployers (whenNoDeployer) and its typed errors.
+ * holding it across a deploy session's steps (deployerSession), waiting for
+ * other deployers (whenNoDeployer) and its typed errors.
  */
 export const MIGRATION_LOCK_KEY = 72707369;
 
@@ -58,12 +59,22 @@ export interface LockOptions {
  * process dies, PostgreSQL releases it with the session.
  */
 export async function withAdvisoryLock<T>(client: Client, target: ConnectionTarget, options: LockOptions, fn: () => Promise<T>): Promise<T> {
+  await acquireLock(client, target, options);
+  try {
+    return await fn();
+  } finally {
+    await client.query("SELECT pg_advisory_unlock($1)", [MIGRATION_LOCK_KEY]).catch(() => undefined);
+  }
+}
+
+/** Takes the lock on `client`'s session, waiting at most `options.waitSeconds` for another deployer. */
+async function acquireLock(client: Client, target: ConnectionTarget, options: LockOptions): Promise<void> {
   const deadline = Date.now() + options.waitSeconds * 1000;
   const pollMs = options.pollMs ?? 200;
   let announced = false;
   for (;;) {
     const { rows } = await client.query<{ locked: boolean }>("SELECT pg_try_advisory_lock($1) AS locked", [MIGRATION_LOCK_KEY]);
-    if (rows[0].locked) break;
+    if (rows[0].locked) return;
     const holder = await migrationLockHolder(client, target.database);
     if (!announced) {
       options.onWait?.(holder);
@@ -72,11 +83,76 @@ export async function withAdvisoryLock<T>(client: Client, target: ConnectionTarg
     if (Date.now() >= deadline) throw deployerTimeout(target.database, options.waitSeconds, holder);
     await sleep(Math.min(pollMs, Math.max(0, deadline - Date.now())));
   }
-  try {
-    return await fn();
-  } finally {
-    await client.query("SELECT pg_advisory_unlock($1)", [MIGRATION_LOCK_KEY]).catch(() => undefined);
-  }
+}
+
+/**
+ * One deployer across several commands: the connection of a `pulumi up`'s
+ * deploy session, which takes the migration lock at its first command and
+ * keeps both between commands, as one `apply --all` keeps them between
+ * migrations (each migration still starts from RESET ALL and pgstack's
+ * settings). It lets go of them (closes the connection, so the server frees
+ * the lock and rolls back anything open) when a command fails, when a command
+ * leaves a transaction open, when the server ends the connection (the next
+ * command connects and waits for the lock again), and at `close`.
+ */
+export interface DeployerSession {
+  /** Runs `fn` on the session's connection, holding the lock; connects and takes it first when needed. */
+  run<T>(url: string, options: LockOptions, fn: (client: Client, target: ConnectionTarget) => Promise<T>): Promise<T>;
+  /** Closes the connection: the lock is free once this resolves. */
+  close(): Promise<void>;
+  /**
+   * Drops the connection at once, also in the middle of a query: the server
+   * rolls back what was not committed and frees the lock, as when the process
+   * is killed (the runner's client_connection_check_interval makes it notice
+   * within a second even mid-statement).
+   */
+  abort(): void;
+}
+
+export function deployerSession(): DeployerSession {
+  let held: { url: string; client: Client; target: ConnectionTarget; ended: boolean } | undefined;
+  const letGo = async () => {
+    const current = held;
+    held = undefined;
+    await current?.client.end().catch(() => undefined);
+  };
+  return {
+    async run(url, options, fn) {
+      if (held && (held.ended || held.url !== url)) await letGo();
+      if (!held) {
+        const { client, target } = await openSession(url);
+        const session = { url, client, target, ended: false };
+        client.once("end", () => (session.ended = true));
+        try {
+          await acquireLock(client, target, options);
+        } catch (err) {
+          await client.end().catch(() => undefined);
+          throw err;
+        }
+        held = session;
+      }
+      const { client, target } = held;
+      const idle = transactionStatus(client);
+      socketOf(client)?.ref();
+      try {
+        const result = await fn(client, target);
+        if (idle() !== "I") await letGo();
+        return result;
+      } catch (err) {
+        await letGo();
+        throw err;
+      } finally {
+        // Between commands the held connection must not keep the process alive (a Pulumi program ends once its loop is empty).
+        if (held?.client === client) socketOf(client)?.unref();
+      }
+    },
+    close: letGo,
+    abort() {
+      const current = held;
+      held = undefined;
+      if (current) socketOf(current.client)?.destroy();
+    },
+  };
 }
 
 /**

@@ -46,6 +46,7 @@ export interface LedgerRow {
 export async function ensureLedger(client: Client, schema: string): Promise<void> {
   await client.query(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(schema)}`);
   await client.query(createLedgerSql(schema));
+  remembered.get(client)?.seen.add(schema);
 }
 
 /** Whether the ledger exists in `schema` (default: the session's current schema). */
@@ -57,20 +58,71 @@ export async function ledgerExists(client: Client, schema?: string): Promise<boo
   return rows[0].found;
 }
 
+/**
+ * What a long-lived session (a deploy session's deployer, which reads the
+ * ledger at every step) remembers of its reads: the schemas whose ledger it
+ * has seen, and each row it read with the row's version (xmin). Its next read
+ * fetches only the rows added or changed since, and returns exactly what a
+ * full read would, in the same order. Only reads outside a transaction are
+ * remembered by this session (its deployer lets go of a connection left in one).
+ */
+interface Remembered {
+  seen: Set<string>;
+  rows: Map<string, Map<string, { version: string; row: LedgerRow }>>;
+}
+const remembered = new WeakMap<Client, Remembered>();
+
+/** From now on `client` remembers its ledger reads (see Remembered). */
+export function rememberLedgerReads(client: Client): void {
+  if (!remembered.has(client)) remembered.set(client, { seen: new Set(), rows: new Map() });
+}
+
 /** Every attempt, oldest first (a read-only view; never creates the table). */
 export async function readLedger(client: Client, schema?: string): Promise<LedgerRow[]> {
   return (await readLedgerIfExists(client, schema)) ?? [];
 }
 
+const LEDGER_COLUMNS = "id, checksum, migration_name, started_at, finished_at, rolled_back_at, logs, applied_steps_count, xmin::text AS version";
+
 /** Every attempt, oldest first; undefined when there is no ledger table yet. */
 export async function readLedgerIfExists(client: Client, schema?: string): Promise<LedgerRow[] | undefined> {
-  if (!(await ledgerExists(client, schema))) return undefined;
+  const memory = schema === undefined ? undefined : remembered.get(client);
+  if (!memory?.seen.has(schema!)) {
+    if (!(await ledgerExists(client, schema))) return undefined;
+    memory?.seen.add(schema!);
+  }
   const table = schema ? ledgerTable(schema) : quoteIdent(LEDGER_TABLE);
-  const { rows } = await client.query(
-    `SELECT id, checksum, migration_name, started_at, finished_at, rolled_back_at, logs, applied_steps_count
-       FROM ${table} ORDER BY started_at, migration_name`,
-  );
-  return rows.map((r) => ({
+  const known = memory?.rows.get(table);
+  if (known) {
+    const { rows: versions } = await client.query<{ id: string; version: string }>(`SELECT id, xmin::text AS version FROM ${table} ORDER BY started_at, migration_name`);
+    const stale = versions.filter((v) => known.get(v.id)?.version !== v.version).map((v) => v.id);
+    const fresh = new Map<string, { version: string; row: LedgerRow }>();
+    if (stale.length > 0) {
+      const { rows } = await client.query(`SELECT ${LEDGER_COLUMNS} FROM ${table} WHERE id = ANY($1)`, [stale]);
+      for (const r of rows) fresh.set(r.id, { version: r.version, row: ledgerRow(r) });
+    }
+    const next = new Map<string, { version: string; row: LedgerRow }>();
+    for (const v of versions) {
+      const entry = fresh.get(v.id) ?? known.get(v.id);
+      // Changed again between the two reads (a writer that does not take the lock): read it all.
+      if (!entry || entry.version !== v.version) return fullRead(client, table, memory);
+      next.set(v.id, entry);
+    }
+    memory!.rows.set(table, next);
+    return [...next.values()].map((e) => e.row);
+  }
+  return fullRead(client, table, memory);
+}
+
+async function fullRead(client: Client, table: string, memory: Remembered | undefined): Promise<LedgerRow[]> {
+  const { rows } = await client.query(`SELECT ${LEDGER_COLUMNS} FROM ${table} ORDER BY started_at, migration_name`);
+  const read = rows.map((r) => ({ version: r.version as string, row: ledgerRow(r) }));
+  memory?.rows.set(table, new Map(read.map((e) => [e.row.id, e])));
+  return read.map((e) => e.row);
+}
+
+function ledgerRow(r: Record<string, any>): LedgerRow {
+  return {
     id: r.id,
     checksum: r.checksum,
     migrationName: r.migration_name,
@@ -79,7 +131,7 @@ export async function readLedgerIfExists(client: Client, schema?: string): Promi
     rolledBackAt: r.rolled_back_at,
     logs: r.logs,
     appliedStepsCount: r.applied_steps_count,
-  }));
+  };
 }
 
 /** Opens an attempt, as Prisma does before running a script. Returns its id. */

@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { Query, type Client, type DatabaseError } from "pg";
-import { withClient, sleep } from "../db/client";
-import { withAdvisoryLock } from "../db/deployers";
+import { sleep, transactionStatus, withClient } from "../db/client";
+import { withAdvisoryLock, type DeployerSession, type LockOptions } from "../db/deployers";
 import type { ConnectionTarget } from "../db/url";
 import { PgstackError } from "../errors";
 import { quoteIdent } from "../db/url";
@@ -16,6 +16,7 @@ import {
   recordProgress,
   recordStarted,
   recordStartedSql,
+  rememberLedgerReads,
   supersedeFailedSql,
 } from "../ledger/ledger";
 import type { Logger } from "../logger";
@@ -64,6 +65,12 @@ export interface ApplyObserver {
    * duration, and every line a step prints is kept in the stack's state.
    */
   logApplied?: boolean;
+  /**
+   * Run on this deployer's connection, which holds the migration lock from
+   * one command to the next (a `pulumi up`'s deploy session), instead of a
+   * connection and a lock of this run's own.
+   */
+  deployer?: DeployerSession;
 }
 
 /**
@@ -81,54 +88,52 @@ export async function applyMigrations(
   if (target.kind === "all" && target.to) findMigration(migrations, target.to, "--to");
   if (target.kind === "one") findMigration(migrations, target.name, "Migration");
 
-  return withClient(settings.databaseUrl, (client, db) =>
-    withAdvisoryLock(
-      client,
-      db,
-      {
-        waitSeconds: settings.lockWaitSeconds,
-        onWait: (holder) =>
-          log.info(
-            `waiting up to ${settings.lockWaitSeconds}s for another deployer${holder ? ` (pid ${holder.pid}, ${holder.applicationName || "no application_name"})` : ""}`,
-          ),
-      },
-      async () => {
-        const ledger = await readLedgerIfExists(client, db.schema);
-        const status = computeStatus(migrations, ledger ?? []);
-        assertNoDrift(status, settings.migrationsDir);
-        const selected = selectMigrations(status, migrations, target);
-        const alreadyApplied = selectedApplied(status, migrations, target);
-        if (selected.length === 0) {
-          return { applied: [], alreadyApplied, ...(observer.reportStatus ? { status } : {}) };
-        }
-        // Parse everything first: a syntax error in the third file must not
-        // leave the first two applied. (The parser is loaded only now: an
-        // up-to-date database, every chain command but one, never needs it.)
-        await loadSqlParser();
-        const plans: RunPlan[] = selected.map((m) => {
-          const statements = splitStatements(m.sql, m.name);
-          const resume = status.find((s) => s.name === m.name)?.resume;
-          return { migration: m, statements, mode: executionModeOf(m, statements), resume: resume && { ledgerId: resume.ledgerId, steps: resume.steps } };
-        });
-        if (ledger === undefined) await ensureLedger(client, db.schema);
-        // From PostgreSQL 13 on, statement_timeout applies to each statement of
-        // a multi-statement message, so the last statement may share its message
-        // with the ledger UPDATE and COMMIT (see runBundled).
-        const version = await serverVersion(client);
-        const session = sessionSettingsSql(db.schema, settings, version);
-        await client.query(session);
-        const withLast = version >= 130000;
-        const applied: AppliedMigration[] = [];
-        for (const [i, plan] of plans.entries()) {
-          // Every migration starts from pgstack's settings: a SET in the
-          // previous file (lock_timeout = 0, search_path = '') must not leak.
-          if (i > 0) await client.query(session);
-          applied.push(await applyWithRetries(client, db, plan, settings, log, observer, withLast, session));
-        }
-        return { applied, alreadyApplied, ...(observer.reportStatus ? { status: computeStatus(migrations, await readLedger(client, db.schema)) } : {}) };
-      },
-    ),
-  );
+  const lock: LockOptions = {
+    waitSeconds: settings.lockWaitSeconds,
+    onWait: (holder) =>
+      log.info(`waiting up to ${settings.lockWaitSeconds}s for another deployer${holder ? ` (pid ${holder.pid}, ${holder.applicationName || "no application_name"})` : ""}`),
+  };
+  const underLock = (run: (client: Client, db: ConnectionTarget) => Promise<ApplyResult>) =>
+    observer.deployer
+      ? observer.deployer.run(settings.databaseUrl, lock, run)
+      : withClient(settings.databaseUrl, (client, db) => withAdvisoryLock(client, db, lock, () => run(client, db)));
+  return underLock(async (client, db) => {
+    // A deployer reads the ledger at each of its steps: only what changed since its last read.
+    if (observer.deployer) rememberLedgerReads(client);
+    const ledger = await readLedgerIfExists(client, db.schema);
+    const status = computeStatus(migrations, ledger ?? []);
+    assertNoDrift(status, settings.migrationsDir);
+    const selected = selectMigrations(status, migrations, target);
+    const alreadyApplied = selectedApplied(status, migrations, target);
+    if (selected.length === 0) {
+      return { applied: [], alreadyApplied, ...(observer.reportStatus ? { status } : {}) };
+    }
+    // Parse everything first: a syntax error in the third file must not
+    // leave the first two applied. (The parser is loaded only now: an
+    // up-to-date database, every chain command but one, never needs it.)
+    await loadSqlParser();
+    const plans: RunPlan[] = selected.map((m) => {
+      const statements = splitStatements(m.sql, m.name);
+      const resume = status.find((s) => s.name === m.name)?.resume;
+      return { migration: m, statements, mode: executionModeOf(m, statements), resume: resume && { ledgerId: resume.ledgerId, steps: resume.steps } };
+    });
+    if (ledger === undefined) await ensureLedger(client, db.schema);
+    // From PostgreSQL 13 on, statement_timeout applies to each statement of
+    // a multi-statement message, so the last statement may share its message
+    // with the ledger UPDATE and COMMIT (see runBundled).
+    const version = await serverVersion(client);
+    const session = sessionSettingsSql(db.schema, settings, version);
+    await client.query(session);
+    const withLast = version >= 130000;
+    const applied: AppliedMigration[] = [];
+    for (const [i, plan] of plans.entries()) {
+      // Every migration starts from pgstack's settings: a SET in the
+      // previous file (lock_timeout = 0, search_path = '') must not leak.
+      if (i > 0) await client.query(session);
+      applied.push(await applyWithRetries(client, db, plan, settings, log, observer, withLast, session));
+    }
+    return { applied, alreadyApplied, ...(observer.reportStatus ? { status: computeStatus(migrations, await readLedger(client, db.schema)) } : {}) };
+  });
 }
 
 /** One migration about to run: its statements, its mode and, for a partly applied one, where to pick up. */
@@ -200,7 +205,7 @@ function selectedApplied(status: MigrationStatus[], migrations: Migration[], tar
     .map((s) => s.name);
 }
 
-/** Per connection: a deploy session's kept connection asks once, not at every step. */
+/** Per connection: a deploy session's deployer connection asks once, not at every step. */
 const versions = new WeakMap<Client, number>();
 
 async function serverVersion(client: Client): Promise<number> {
@@ -511,26 +516,6 @@ async function runStatementByStatement(
   await recordFinished(client, schema, id, statements.length);
   return { ok: true };
 }
-
-/**
- * The server's transaction status after the last completed query ('I' idle,
- * 'T' in a transaction, 'E' in a failed one), from its ReadyForQuery message:
- * what the file's BEGIN/COMMIT/ROLLBACK actually did, not what pgstack guesses.
- */
-function transactionStatus(client: Client): () => string {
-  let status = transactionStatuses.get(client);
-  if (!status) {
-    const box = { value: "I" };
-    const connection = (client as unknown as { connection: import("node:events").EventEmitter }).connection;
-    connection.on("readyForQuery", (msg: { status?: string }) => {
-      if (msg.status) box.value = msg.status;
-    });
-    status = () => box.value;
-    transactionStatuses.set(client, status);
-  }
-  return status;
-}
-const transactionStatuses = new WeakMap<Client, () => string>();
 
 /**
  * Test hook: PGSTACK_FAILPOINT=<point>:<n> kills the process (SIGKILL, no

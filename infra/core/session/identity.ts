@@ -1,4 +1,3 @@
-import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -6,7 +5,8 @@ import * as path from "node:path";
 /**
  * Where an update's migration steps find the program that serves them, and
  * which processes make up that update. Keep in step with
- * infra/bin/step/main.go, the client that computes the same paths.
+ * infra/bin/step/pgstack-step.c and infra/bin/step-client.js, the clients
+ * that compute the same paths.
  */
 
 /** A process by pid and start time (clock ticks since boot), so a reused pid is never taken for it. */
@@ -64,7 +64,16 @@ export function sessionDir(env: NodeJS.ProcessEnv = process.env): string {
  * gets another one. Pulumi's stack lock allows one update per stack at a time.
  */
 export function sessionPaths(projectDir: string, stack: string, env: NodeJS.ProcessEnv = process.env): { socket: string; tokenFile: string } {
-  const name = createHash("sha256").update(["pgstack-deploy-v2", projectDir, stack].join("\n")).digest("hex").slice(0, 32);
+  const name = sessionName(projectDir, stack);
   const dir = sessionDir(env);
   return { socket: path.join(dir, `${name}.sock`), tokenFile: path.join(dir, `${name}.token`) };
+}
+
+/** FNV-1a (64 bits, hex) of the folder and the stack: what the C client computes in a few instructions. Pure. */
+export function sessionName(projectDir: string, stack: string): string {
+  let hash = 0xcbf29ce484222325n;
+  for (const byte of Buffer.from(["pgstack-deploy-v3", projectDir, stack].join("\n"), "utf8")) {
+    hash = ((hash ^ BigInt(byte)) * 0x100000001b3n) & 0xffffffffffffffffn;
+  }
+  return hash.toString(16).padStart(16, "0");
 }

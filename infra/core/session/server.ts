@@ -109,17 +109,16 @@ export async function serveSession(options: SessionOptions): Promise<Session> {
     // A step that goes away mid-run was cancelled or killed: its work stops as the CLI's would.
     const onGone = () => options.onStepGone();
     socket.once("close", onGone);
-    const send = (frame: object) => socket.write(JSON.stringify(frame) + "\n");
     const line = (t: string) => (t.endsWith("\n") ? t : t + "\n");
     let code: number;
     try {
-      code = await handle(argv, { out: (t) => send({ o: line(t) }), err: (t) => send({ e: line(t) }) });
+      code = await handle(argv, { out: (t) => socket.write(frame("o", line(t))), err: (t) => socket.write(frame("e", line(t))) });
     } catch (err) {
-      send({ e: line(`pgstack: ${(err as Error)?.message ?? String(err)}`) });
+      socket.write(frame("e", line(`pgstack: ${(err as Error)?.message ?? String(err)}`)));
       code = 1;
     }
     socket.off("close", onGone);
-    socket.end(JSON.stringify({ x: code }) + "\n");
+    socket.end(frame("x", String(code)));
   }
 
   const watch = setInterval(() => {
@@ -146,6 +145,16 @@ export async function serveSession(options: SessionOptions): Promise<Session> {
   // Pulumi ends the program once its own work is done; a listening socket must not keep it waiting.
   server.unref();
   return { close };
+}
+
+/**
+ * One frame of a step's answer: <kind><length in bytes>:<bytes>, kind o
+ * (stdout), e (stderr) or x (the exit code, last). Trivial to read in the
+ * C client (infra/bin/step/pgstack-step.c) and in infra/bin/step-client.js.
+ */
+export function frame(kind: "o" | "e" | "x", text: string): Buffer {
+  const body = Buffer.from(text, "utf8");
+  return Buffer.concat([Buffer.from(`${kind}${body.length}:`), body]);
 }
 
 /** True when something accepts connections on `socketPath`. */
