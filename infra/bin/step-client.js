@@ -40,7 +40,9 @@ try {
 } catch {
   fail(`no deploy session for stack '${stack}' in ${wd}: the migration steps run only inside \`pulumi up\`, whose program serves them`);
 }
-const conn = net.connect(path.join(dir, `${name}.sock`));
+const socketPath = path.join(dir, `${name}.sock`);
+if (Buffer.byteLength(socketPath) > 103) fail(`the deploy session's socket path is too long (${socketPath}): set XDG_RUNTIME_DIR or TMPDIR to a shorter directory`);
+const conn = net.connect(socketPath);
 let buffered = Buffer.alloc(0);
 let answered = false;
 conn.on("error", (err) => fail(`no deploy session for stack '${stack}' in ${wd} (${err.message}): the update's program is gone; run \`pulumi up\` again`));

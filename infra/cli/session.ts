@@ -88,6 +88,10 @@ export async function serveMigrationSteps(options: MigrationStepsOptions): Promi
       // The update is gone: nothing is left for this program to do, and it must not run on.
       process.exit(1);
     },
+  }).catch((err) => {
+    // Not serving: no token left behind for a session that never listened.
+    rmSync(tokenFile, { force: true });
+    throw err;
   });
   // A failed update ends without the last step: leave no socket or token behind.
   const cleanup = () => {

@@ -215,6 +215,32 @@ describe("the deploy session served by the update's program", () => {
     expect(stderr).toContain("a migration step runs inside `pulumi up` of its stack ($PGSTACK_STACK is not set)");
   });
 
+  it("refuses a socket path too long for the platform, in the program and in both clients, leaving no token behind", async () => {
+    const long = path.join(os.tmpdir(), `pgstack-long-${"x".repeat(90)}`);
+    const env = { ...process.env, XDG_RUNTIME_DIR: long };
+    const { socket, tokenFile } = sessionPaths(await fs.realpath(project), stack, env);
+    const sentence = `the deploy session's socket path is too long (${socket}): set XDG_RUNTIME_DIR or TMPDIR to a shorter directory`;
+    try {
+      await expect(serveMigrationSteps({ projectDir: project, stack, databaseUrl: Promise.resolve(url), steps: STEPS, runner: run, env })).rejects.toThrow(
+        `The deploy session's socket path is too long (${socket}): set XDG_RUNTIME_DIR or TMPDIR to a shorter directory.`,
+      );
+      await expect(fs.stat(tokenFile)).rejects.toThrow();
+      // A client that finds a token there says the same, and changes nothing.
+      await fs.writeFile(tokenFile, "t", { mode: 0o600 });
+      const before = await ledger();
+      for (const client of [["sh", STEP], ["node", path.join(REPO, "infra", "bin", "step-client.js")]]) {
+        const child = spawn(client[0], [...client.slice(1), ...apply(AFTER)], { cwd: project, env: { ...stepEnv(), XDG_RUNTIME_DIR: long }, stdio: ["ignore", "pipe", "pipe"] });
+        let stderr = "";
+        child.stderr.on("data", (d) => (stderr += d));
+        expect(await new Promise((r) => child.on("close", r))).toBe(1);
+        expect(stderr).toBe(`pgstack-step: ${sentence}\n`);
+      }
+      expect(await ledger()).toEqual(before);
+    } finally {
+      await fs.rm(long, { recursive: true, force: true });
+    }
+  });
+
   it("refuses to start while another update of the same stack and folder serves its steps", async () => {
     await serve();
     await expect(serveMigrationSteps({ projectDir: project, stack, databaseUrl: Promise.resolve(url), steps: STEPS, runner: run })).rejects.toThrow(

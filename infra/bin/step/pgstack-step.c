@@ -175,7 +175,8 @@ int main(int argc, char **argv) {
   token[token_len] = '\0';
 
   struct sockaddr_un address = {.sun_family = AF_UNIX};
-  if (strlen(socket_path) >= sizeof address.sun_path) {
+  /* 103: the longest the serving program accepts (macOS's sun_path holds 104 bytes with the NUL). */
+  if (strlen(socket_path) > 103 || strlen(socket_path) >= sizeof address.sun_path) {
     fail("the deploy session's socket path is too long (", socket_path, "): set XDG_RUNTIME_DIR or TMPDIR to a shorter directory", NULL);
   }
   strcpy(address.sun_path, socket_path);

@@ -46,6 +46,13 @@ export interface Session {
   close(): void;
 }
 
+/** The longest socket path every platform's sockaddr_un takes (macOS: 104 bytes with the terminating NUL). */
+export const MAX_SOCKET_PATH = 103;
+
+export function socketPathTooLong(socketPath: string): PgstackError {
+  return new PgstackError("E_USAGE", `The deploy session's socket path is too long (${socketPath}): set XDG_RUNTIME_DIR or TMPDIR to a shorter directory.`);
+}
+
 /** Refuses a socket directory that is not this user's own and closed to everyone else. */
 export async function assertPrivateDir(dir: string): Promise<void> {
   const info = await fs.lstat(dir);
@@ -58,6 +65,8 @@ export async function assertPrivateDir(dir: string): Promise<void> {
 /** Listens until closed or the update is gone; resolves once it listens. */
 export async function serveSession(options: SessionOptions): Promise<Session> {
   const { socketPath, anchor, handle } = options;
+  // Node.js would listen on a silently truncated path that no step finds (sun_path: 108 bytes on Linux, 104 on macOS).
+  if (Buffer.byteLength(socketPath) > MAX_SOCKET_PATH) throw socketPathTooLong(socketPath);
   await assertPrivateDir(path.dirname(socketPath));
   const expected = Buffer.from(options.token);
   let queue: Promise<void> = Promise.resolve();
