@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { promises as fs, realpathSync, rmSync } from "node:fs";
 import * as path from "node:path";
-import { deployerSession, type DeployerSession } from "../core/db/deployers";
+import { deployerSession } from "../core/db/deployers";
 import { PgstackError } from "../core/errors";
 import { lineLogger } from "../core/logger";
 import { cacheDiscoveries } from "../core/migrations/discover";
@@ -55,7 +55,7 @@ export async function serveMigrationSteps(options: MigrationStepsOptions): Promi
   // One deployer for the whole chain, as one `apply --all`: its connection and the migration lock are taken at
   // the first step, not before (an idle session of this program during the pre-update snapshot would make it
   // take a pg_dump instead of a template copy), and kept until the chain's last step or a failed one.
-  let deployer: DeployerSession | undefined;
+  const deployer = deployerSession();
   // Each step reads the whole history: read each file once (again when it changes).
   cacheDiscoveries();
   const session = await serveSession({
@@ -68,7 +68,6 @@ export async function serveMigrationSteps(options: MigrationStepsOptions): Promi
         io.err(`pgstack: this update's deploy session runs only its own migration steps; got '${argv.join(" ")}'.`);
         return 2;
       }
-      deployer ??= deployerSession();
       const ctx: Context = {
         env: { ...env, DATABASE_URL: await options.databaseUrl },
         output: io,
@@ -82,9 +81,9 @@ export async function serveMigrationSteps(options: MigrationStepsOptions): Promi
       if (code !== 0 || step === last) await deployer.close();
       return code;
     },
-    onStepGone: () => deployer?.abort(),
+    onStepGone: () => deployer.abort(),
     onUpdateGone: () => {
-      deployer?.abort();
+      deployer.abort();
       // The update is gone: nothing is left for this program to do, and it must not run on.
       process.exit(1);
     },
@@ -103,7 +102,7 @@ export async function serveMigrationSteps(options: MigrationStepsOptions): Promi
     close() {
       process.removeListener("exit", cleanup);
       cleanup();
-      void deployer?.close();
+      void deployer.close();
     },
   };
 }
