@@ -1,12 +1,13 @@
 import { randomBytes } from "node:crypto";
-import { promises as fs, realpathSync, rmSync } from "node:fs";
+import { promises as fs, realpathSync } from "node:fs";
 import * as path from "node:path";
 import { deployerSession } from "../core/db/deployers";
 import { PgstackError } from "../core/errors";
 import { lineLogger } from "../core/logger";
 import { cacheDiscoveries } from "../core/migrations/discover";
 import { sessionPaths, updateAnchor } from "../core/session/identity";
-import { answers, serveSession, type Session } from "../core/session/server";
+import { createExclusive, preparePrivateDir, removeIfOurs } from "../core/session/folder";
+import { answers, MAX_SOCKET_PATH, serveSession, socketPathTooLong, type Session } from "../core/session/server";
 import type { Context } from "./context";
 
 /** Runs one CLI command line with the given context (main.ts's `run`, passed in to keep imports one way). */
@@ -36,8 +37,9 @@ export interface MigrationStepsOptions {
 export async function serveMigrationSteps(options: MigrationStepsOptions): Promise<Session> {
   const env = options.env ?? process.env;
   const { socket, tokenFile } = sessionPaths(realpathSync(options.projectDir), options.stack, env);
-  const dir = path.dirname(socket);
-  await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+  // Everything is checked before the first byte is written (a folder or symlinks planted by another user: issue 22).
+  if (Buffer.byteLength(socket) > MAX_SOCKET_PATH) throw socketPathTooLong(socket);
+  await preparePrivateDir(path.dirname(socket));
   if (await answers(socket)) {
     throw new PgstackError(
       "E_USAGE",
@@ -45,10 +47,13 @@ export async function serveMigrationSteps(options: MigrationStepsOptions): Promi
     );
   }
   const token = randomBytes(32).toString("hex");
-  // Written whole before anyone can read it, readable by this user only.
-  const partial = `${tokenFile}.${process.pid}`;
-  await fs.writeFile(partial, token, { mode: 0o600 });
-  await fs.rename(partial, tokenFile);
+  // Written whole before a client can read it, readable by this user only, never through a link (O_EXCL|O_NOFOLLOW).
+  const partial = await createExclusive(`${tokenFile}.${randomBytes(6).toString("hex")}`, token);
+  await fs.rename(partial.path, tokenFile).catch((err) => {
+    removeIfOurs(partial);
+    throw err;
+  });
+  const written = { ...partial, path: tokenFile };
 
   const allowed = new Set(options.steps.map((argv) => JSON.stringify(argv)));
   const last = JSON.stringify(options.steps[options.steps.length - 1]);
@@ -89,13 +94,13 @@ export async function serveMigrationSteps(options: MigrationStepsOptions): Promi
     },
   }).catch((err) => {
     // Not serving: no token left behind for a session that never listened.
-    rmSync(tokenFile, { force: true });
+    removeIfOurs(written);
     throw err;
   });
   // A failed update ends without the last step: leave no socket or token behind.
   const cleanup = () => {
     session.close();
-    rmSync(tokenFile, { force: true });
+    removeIfOurs(written);
   };
   process.once("exit", cleanup);
   return {

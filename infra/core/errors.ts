@@ -32,6 +32,7 @@ export type ErrorCode =
   | "E_REVERT"
   | "E_SEED"
   | "E_STACK"
+  | "E_SESSION_DIR"
   | "E_TOOLCHAIN"
   | "E_USAGE";
 

@@ -224,8 +224,10 @@ describe("the deploy session served by the update's program", () => {
       await expect(serveMigrationSteps({ projectDir: project, stack, databaseUrl: Promise.resolve(url), steps: STEPS, runner: run, env })).rejects.toThrow(
         `The deploy session's socket path is too long (${socket}): set XDG_RUNTIME_DIR or TMPDIR to a shorter directory.`,
       );
-      await expect(fs.stat(tokenFile)).rejects.toThrow();
+      // Refused before anything was written: not even the folder.
+      await expect(fs.stat(path.dirname(tokenFile))).rejects.toThrow();
       // A client that finds a token there says the same, and changes nothing.
+      await fs.mkdir(path.dirname(tokenFile), { recursive: true, mode: 0o700 });
       await fs.writeFile(tokenFile, "t", { mode: 0o600 });
       const before = await ledger();
       for (const client of [["sh", STEP], ["node", path.join(REPO, "infra", "bin", "step-client.js")]]) {
@@ -351,7 +353,7 @@ describe("serveSession", () => {
     await fs.chmod(open, 0o755);
     await expect(
       serveSession({ socketPath: path.join(open, "s.sock"), token: "t", handle: async () => 0, onStepGone: () => undefined, onUpdateGone: () => undefined }),
-    ).rejects.toThrow("must be a 0700 directory of this user");
+    ).rejects.toMatchObject({ code: "E_SESSION_DIR", message: expect.stringContaining(`The deploy session's folder ${open} has mode 755, not 700: remove it`) });
     await fs.rm(open, { recursive: true, force: true });
   });
 });

@@ -9,7 +9,8 @@
  *
  * The socket and its token are found by the stack ($PGSTACK_STACK) and the
  * project folder (the step's working directory, physical path), in this
- * user's 0700 directory; keep in step with sessionPaths in
+ * user's 0700 directory, read only after the same checks the serving program
+ * makes before writing there (infra/core/session/folder.ts); keep in step with sessionPaths in
  * infra/core/session/identity.ts, the frames in infra/core/session/server.ts,
  * and infra/bin/step-client.js (the same client for machines without a C
  * compiler).
@@ -18,6 +19,7 @@
  * Answer: frames <kind><length>:<bytes>, kind o (stdout), e (stderr) or
  * x (the exit code, last).
  */
+#define _GNU_SOURCE /* struct ucred (SO_PEERCRED) */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -136,6 +138,61 @@ static uint64_t fnv1a64(const char *parts[], size_t count) {
   return hash;
 }
 
+static const char *session_dir;
+
+/* The session folder cannot be trusted: says why and what to do, and exits 1. */
+static void refuse(const char *why, const char *more, const char *rest) {
+  fail("the deploy session's folder ", session_dir, " ", why, more ? more : "", rest ? rest : "",
+       ": remove it, or set XDG_RUNTIME_DIR to a folder only you can change, and run again", NULL);
+}
+
+/* A folder on the way to the session folder: root's or this user's, and no one else can rename its entries. */
+static void visit(const char *folder) {
+  struct stat info;
+  if (lstat(folder, &info) != 0) fail("no deploy session: ", folder, " cannot be read (", strerror(errno), ")", NULL);
+  if (info.st_uid != 0 && info.st_uid != getuid()) {
+    char owner[64];
+    snprintf(owner, sizeof owner, ", which belongs to another user (uid %u)", (unsigned)info.st_uid);
+    refuse("is inside ", folder, owner);
+  }
+  if ((info.st_mode & 022) != 0 && (info.st_mode & S_ISVTX) == 0) refuse("is inside ", folder, ", which other users can write to and which lacks the sticky bit");
+}
+
+/*
+ * Resolves rel from the physical folder at (in place) as the kernel does,
+ * visiting every folder an entry is looked up in (keep in step with
+ * assertSafeBase in infra/core/session/folder.ts).
+ */
+static void walk(char at[PATH_MAX], const char *rel, int *hops) {
+  char copy[PATH_MAX], *save = NULL;
+  snprintf(copy, sizeof copy, "%s", rel);
+  for (char *part = strtok_r(copy, "/", &save); part != NULL; part = strtok_r(NULL, "/", &save)) {
+    if (strcmp(part, ".") == 0) continue;
+    if (strcmp(part, "..") == 0) {
+      char *slash = strrchr(at, '/');
+      if (slash == at) at[1] = '\0';
+      else if (slash != NULL) *slash = '\0';
+      continue;
+    }
+    visit(at);
+    char next[PATH_MAX];
+    if (snprintf(next, sizeof next, "%s%s%s", at, strcmp(at, "/") == 0 ? "" : "/", part) >= (int)sizeof next) fail("path too long: ", at, NULL);
+    struct stat info;
+    if (lstat(next, &info) != 0) fail("no deploy session: ", next, " cannot be read (", strerror(errno), ")", NULL);
+    if (S_ISLNK(info.st_mode)) {
+      if (++*hops > 40) refuse("is behind too many symlinks", NULL, NULL);
+      char target[PATH_MAX];
+      ssize_t n = readlink(next, target, sizeof target - 1);
+      if (n < 0) fail("no deploy session: ", next, " cannot be read (", strerror(errno), ")", NULL);
+      target[n] = '\0';
+      if (target[0] == '/') strcpy(at, "/");
+      walk(at, target, hops);
+    } else {
+      strcpy(at, next);
+    }
+  }
+}
+
 int main(int argc, char **argv) {
   if (argc == 2 && strcmp(argv[1], "--version") == 0) {
     write_all(1, "pgstack-step\n", 13);
@@ -152,25 +209,57 @@ int main(int argc, char **argv) {
   char dir[PATH_MAX], uid[32];
   snprintf(uid, sizeof uid, "%u", (unsigned)getuid());
   snprintf(dir, sizeof dir, "%s/pgstack-%s", base, uid);
+  session_dir = dir;
   struct stat info;
-  if (lstat(dir, &info) != 0 || !S_ISDIR(info.st_mode) || (info.st_mode & 0777) != 0700 || info.st_uid != getuid()) {
-    fail("no deploy session for stack '", stack, "': ", dir, " is not a 0700 directory of this user", NULL);
+  if (lstat(dir, &info) != 0) {
+    fail("no deploy session for stack '", stack, "': ", dir, " does not exist; the migration steps run only inside `pulumi up`, whose program serves them", NULL);
   }
+  /* The same rules as the serving program (infra/core/session/folder.ts). */
+  char physical[PATH_MAX] = "/", start[PATH_MAX];
+  int hops = 0;
+  if (base[0] != '/' && getcwd(start, sizeof start) != NULL) walk(physical, start, &hops);
+  walk(physical, base, &hops);
+  visit(physical);
+  if (S_ISLNK(info.st_mode)) refuse("is a symlink", NULL, NULL);
+  if (!S_ISDIR(info.st_mode)) refuse("is not a folder", NULL, NULL);
+  char detail[64];
+  if (info.st_uid != getuid()) {
+    snprintf(detail, sizeof detail, "%u)", (unsigned)info.st_uid);
+    refuse("belongs to another user (uid ", detail, NULL);
+  }
+  if ((info.st_mode & 07777) != 0700) {
+    snprintf(detail, sizeof detail, "%o", (unsigned)(info.st_mode & 07777));
+    refuse("has mode ", detail, ", not 700");
+  }
+  /* Read through descriptors from here on: what was checked is what is read, whatever happens to the path. */
+  int dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+  struct stat opened;
+  if (dir_fd < 0 || fstat(dir_fd, &opened) != 0 || opened.st_dev != info.st_dev || opened.st_ino != info.st_ino) refuse("changed while it was checked", NULL, NULL);
 
   const char *parts[] = {"pgstack-deploy-v3", wd, stack};
   char name[17];
   snprintf(name, sizeof name, "%016llx", (unsigned long long)fnv1a64(parts, 3));
-  char token_path[PATH_MAX + 64], socket_path[PATH_MAX + 64];
-  snprintf(token_path, sizeof token_path, "%s/%s.token", dir, name);
+  char token_name[32], token_path[PATH_MAX + 64], socket_path[PATH_MAX + 64];
+  snprintf(token_name, sizeof token_name, "%s.token", name);
+  snprintf(token_path, sizeof token_path, "%s/%s", dir, token_name);
   snprintf(socket_path, sizeof socket_path, "%s/%s.sock", dir, name);
 
   char token[256];
-  int token_fd = open(token_path, O_RDONLY);
-  ssize_t token_len = token_fd < 0 ? -1 : read(token_fd, token, sizeof token - 1);
+  /* Never through a link, and only a file of this user's that no one else can read. */
+  int token_fd = openat(dir_fd, token_name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
+  if (token_fd < 0) {
+    fail("no deploy session for stack '", stack, "' in ", wd, ": the migration steps run only inside `pulumi up`, whose program serves them", NULL);
+  }
+  struct stat token_info;
+  if (fstat(token_fd, &token_info) != 0 || !S_ISREG(token_info.st_mode) || token_info.st_uid != getuid() || (token_info.st_mode & 077) != 0) {
+    fail("the deploy session's token ", token_path, " is not a private file of this user: remove it and run `pulumi up` again", NULL);
+  }
+  ssize_t token_len = read(token_fd, token, sizeof token - 1);
   if (token_len <= 0) {
     fail("no deploy session for stack '", stack, "' in ", wd, ": the migration steps run only inside `pulumi up`, whose program serves them", NULL);
   }
   close(token_fd);
+  close(dir_fd);
   while (token_len > 0 && (token[token_len - 1] == '\n' || token[token_len - 1] == ' ' || token[token_len - 1] == '\r')) token_len--;
   token[token_len] = '\0';
 
@@ -183,6 +272,19 @@ int main(int argc, char **argv) {
   int conn = socket(AF_UNIX, SOCK_STREAM, 0);
   if (conn < 0 || connect(conn, (struct sockaddr *)&address, sizeof address) != 0) {
     fail("no deploy session for stack '", stack, "' in ", wd, " (", strerror(errno), "): the update's program is gone; run `pulumi up` again", NULL);
+  }
+  /* The token goes only to a program of this user's (the socket's path is not held like the folder's descriptor). */
+  uid_t peer_uid = (uid_t)-1;
+#ifdef SO_PEERCRED
+  struct ucred peer;
+  socklen_t peer_len = sizeof peer;
+  if (getsockopt(conn, SOL_SOCKET, SO_PEERCRED, &peer, &peer_len) == 0) peer_uid = peer.uid;
+#else
+  gid_t peer_gid;
+  if (getpeereid(conn, &peer_uid, &peer_gid) != 0) peer_uid = (uid_t)-1;
+#endif
+  if (peer_uid != getuid()) {
+    fail("the deploy session's socket ", socket_path, " is not served by this user: remove it and run `pulumi up` again", NULL);
   }
 
   buffer request = {0};

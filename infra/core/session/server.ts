@@ -1,9 +1,12 @@
 import { timingSafeEqual } from "node:crypto";
-import { promises as fs, unlinkSync } from "node:fs";
+import { lstatSync, promises as fs } from "node:fs";
 import * as net from "node:net";
 import * as path from "node:path";
 import { PgstackError } from "../errors";
+import { assertPrivateDir, removeIfOurs, type FileRef } from "./folder";
 import { anchorAlive, type ProcessRef } from "./identity";
+
+export { assertPrivateDir };
 
 /**
  * The serving side of a deploy session: the program of one `pulumi up`
@@ -53,15 +56,6 @@ export function socketPathTooLong(socketPath: string): PgstackError {
   return new PgstackError("E_USAGE", `The deploy session's socket path is too long (${socketPath}): set XDG_RUNTIME_DIR or TMPDIR to a shorter directory.`);
 }
 
-/** Refuses a socket directory that is not this user's own and closed to everyone else. */
-export async function assertPrivateDir(dir: string): Promise<void> {
-  const info = await fs.lstat(dir);
-  const uid = process.getuid?.();
-  if (!info.isDirectory() || (info.mode & 0o777) !== 0o700 || (uid !== undefined && info.uid !== uid)) {
-    throw new PgstackError("E_USAGE", `The deploy session's directory ${dir} must be a 0700 directory of this user: remove it and run again.`);
-  }
-}
-
 /** Listens until closed or the update is gone; resolves once it listens. */
 export async function serveSession(options: SessionOptions): Promise<Session> {
   const { socketPath, anchor, handle } = options;
@@ -71,17 +65,15 @@ export async function serveSession(options: SessionOptions): Promise<Session> {
   const expected = Buffer.from(options.token);
   let queue: Promise<void> = Promise.resolve();
   let closed = false;
+  // The socket this session bound (bind fails on any existing name, a symlink too): the only one it removes.
+  let bound: FileRef | undefined;
 
   const close = () => {
     if (closed) return;
     closed = true;
     clearInterval(watch);
     server.close();
-    try {
-      unlinkSync(socketPath);
-    } catch {
-      // already gone
-    }
+    removeIfOurs(bound);
   };
 
   const server = net.createServer((socket) => {
@@ -141,9 +133,9 @@ export async function serveSession(options: SessionOptions): Promise<Session> {
   await new Promise<void>((resolve, reject) => {
     const listen = (retry: boolean) => {
       server.once("error", async (err: NodeJS.ErrnoException) => {
-        if (retry && err.code === "EADDRINUSE" && !(await answers(socketPath))) {
-          // A socket left by a session that was killed: take its place.
-          await fs.rm(socketPath, { force: true });
+        if (retry && err.code === "EADDRINUSE" && (await fs.lstat(socketPath).then((i) => i.isSocket(), () => false)) && !(await answers(socketPath))) {
+          // A socket left by a session that was killed (in this user's private folder): take its place.
+          await fs.unlink(socketPath);
           listen(false);
         } else reject(err);
       });
@@ -151,6 +143,8 @@ export async function serveSession(options: SessionOptions): Promise<Session> {
     };
     listen(true);
   });
+  const { dev, ino } = lstatSync(socketPath);
+  bound = { path: socketPath, dev, ino };
   // Pulumi ends the program once its own work is done; a listening socket must not keep it waiting.
   server.unref();
   return { close };
