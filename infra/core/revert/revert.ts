@@ -285,7 +285,15 @@ export async function planRevert(settings: Settings, options: RevertOptions): Pr
   const replayName = `pgstack_revert_${randomBytes(5).toString("hex")}`;
   const replayUrl = withDatabase(url, replayName);
   const admin = withDatabase(url, "postgres");
-  await withClient(admin, (c) => c.query(`CREATE DATABASE ${quoteIdent(replayName)}`), { applicationName: "pgstack revert" });
+  // Nothing in the throwaway database needs to survive a crash: its commits need not wait for the disk.
+  await withClient(
+    admin,
+    async (c) => {
+      await c.query(`CREATE DATABASE ${quoteIdent(replayName)}`);
+      await c.query(`ALTER DATABASE ${quoteIdent(replayName)} SET synchronous_commit = off`);
+    },
+    { applicationName: "pgstack revert" },
+  );
   phase("plan: throwaway database created");
   const dropReplay = () =>
     withClient(admin, (c) => c.query(`DROP DATABASE IF EXISTS ${quoteIdent(replayName)} WITH (FORCE)`), { applicationName: "pgstack revert" }).then(
