@@ -277,6 +277,9 @@ export async function planRevert(settings: Settings, options: RevertOptions): Pr
   const phase = timer(options.onPhase);
   const url = settings.databaseUrl;
   const target = parseDatabaseUrl(url);
+  // The database is inspected meanwhile, from the start (read only).
+  const liveCapture = capture(url, target.schema, false);
+  liveCapture.catch(() => undefined);
   const migrations = await discoverMigrations(settings.migrationsDir, (note) => options.log.warn(note));
   const reverted = await appliedAfter(url, migrations, options.to);
   if (reverted.length === 0) {
@@ -304,9 +307,6 @@ export async function planRevert(settings: Settings, options: RevertOptions): Pr
   try {
     const replay = { ...settings, databaseUrl: replayUrl, lockWaitSeconds: 0 };
     const quiet = { ...options.log, info: () => undefined };
-    // The database is inspected meanwhile (read only).
-    const liveCapture = capture(url, target.schema, false);
-    liveCapture.catch(() => undefined);
     // The ledger is in both captures, so the reverse leaves it alone (the run marks its rows).
     if (options.to !== null) await applyMigrations(replay, { kind: "all", to: options.to }, quiet);
     else await withClient(replayUrl, (c) => ensureLedger(c, target.schema), { applicationName: "pgstack revert" });
