@@ -8,6 +8,8 @@
  * the application is lost. An object the reverse must change that differs in
  * the database from what the history builds is refused, naming it.
  */
+import { promises as fs } from "node:fs";
+import * as path from "node:path";
 import { memoryLogger } from "../../infra/core/logger";
 import { applyMigrations, migrationStatus } from "../../infra/core/migrations/runner";
 import { resolveSettings } from "../../infra/core/settings";
@@ -92,6 +94,17 @@ describe("a revert leaves what the migration history did not make alone", () => 
     expect(await others()).toEqual(before);
     expect(Object.fromEntries((await migrationStatus(resolveSettings({ url, dir }))).map((m) => [m.name, m.state]))).toEqual({ [BASE]: "applied", [GOOD]: "pending" });
     expect(await databasesLike("pgstack_re")).toEqual([]);
+  });
+
+  it("a down.sql that drops a hand-made table too fails its rehearsal, naming the table, and changes nothing", async () => {
+    await fs.writeFile(path.join(dir, GOOD, "down.sql"), "DROP TABLE good_t;\nDROP TABLE probe_w;\n");
+    const schemaBefore = await dumpSchema(url);
+    const digests = await tableDigests(url);
+    const r = await cli(["revert", "--to", BASE, "--yes"]);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain(`pgstack: Rehearsed on a copy, the reverse of ${GOOD} does not give back the schema of ${BASE} (pg_dump -s differs: 'CREATE TABLE public.probe_w (' is missing`);
+    expect(await dumpSchema(url)).toBe(schemaBefore);
+    expect(await tableDigests(url)).toEqual(digests);
   });
 
   it("refuses, naming the object, when an object the reverse must change is not what the history made", async () => {
