@@ -26,7 +26,7 @@ import { dumpSchema } from "../snapshot/dump";
  * and at the newest reverted migration (the head), and migra's difference
  * head -> target is the reverse (unless every reverted migration has a
  * hand-written `down.sql`). Objects the history never made (a hand-made
- * table, another service's, an extension's) are not in either capture, so
+ * table, another service's, a view or index added by hand) are in neither capture, so
  * the reverse never touches them: they are reported as drift. An object the
  * reverse must change that differs in the database from the replayed head is
  * refused, naming it.
