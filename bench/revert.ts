@@ -14,6 +14,7 @@
  */
 import { promises as fs } from "node:fs";
 import * as path from "node:path";
+import { Client } from "pg";
 import { silentLogger } from "../infra/core/logger";
 import { applyMigrations } from "../infra/core/migrations/runner";
 import { executeRevert, planRevert } from "../infra/core/revert/revert";
@@ -21,7 +22,7 @@ import { resolveSettings } from "../infra/core/settings";
 import { planRestore, restoreSnapshot } from "../infra/core/snapshot/restore";
 import { createTemplateSnapshot } from "../infra/core/snapshot/template";
 import { startBenchCluster } from "./lib/cluster";
-import { argValue, fmtMs, fmtRatio, intArg, log, machineInfo, markdownTable, median, medianRatio, requireTools, rotate, timeIt, WORK, writeResult } from "./lib/common";
+import { argValue, fmtMs, fmtRatio, intArg, log, machineInfo, markdownTable, median, medianRatio, REPO, requireTools, rotate, timeIt, WORK, writeResult } from "./lib/common";
 import { BENCH_SCHEMA_SQL, fillBenchData } from "./snapshot";
 
 const DB = "app";
@@ -91,6 +92,95 @@ export async function revertBench(argv: string[]): Promise<void> {
     const file = await writeResult("revert", { machine: machineInfo(), rounds, scale, databaseBytes: Number(size), times });
     log(`wrote ${file}`);
   } finally {
+    await cluster.destroy();
+  }
+}
+
+/**
+ * revert-dev: the issue 22 case, a dev-sized database (the project's own
+ * migrations, a few hundred rows, a hand-made table an application inserts
+ * into every 20 ms throughout), whose last update applied one migration,
+ * `CREATE TABLE good_t (id int);`. Each round undoes that update once each
+ * way, order rotated, timing only the undo: the revert (plan + rehearsal +
+ * run, each phase timed) and the restore of the snapshot taken right before
+ * the update (plan + restore). Both leave the database at the same migration.
+ *
+ *   npm run bench -- revert-dev [--rounds 5]
+ */
+export async function revertDevBench(argv: string[]): Promise<void> {
+  requireTools(["pg_dump", "psql"]);
+  const rounds = intArg(argv, "--rounds", 5);
+  const work = path.join(WORK, "revert-dev");
+  await fs.rm(work, { recursive: true, force: true });
+  const dir = path.join(work, "migrations");
+  await fs.cp(path.join(REPO, "migrations"), dir, { recursive: true });
+  const target = (await fs.readdir(dir)).filter((d) => /^\d/.test(d)).sort().pop()!;
+  await fs.mkdir(path.join(dir, "29990101000000_good_t"));
+  await fs.writeFile(path.join(dir, "29990101000000_good_t", "migration.sql"), "CREATE TABLE good_t (id int);\n");
+  const cluster = await startBenchCluster("revert-dev");
+  let writing = true;
+  let writer: Promise<void> | undefined;
+  try {
+    await cluster.query(`CREATE DATABASE ${DB}`);
+    const settings = resolveSettings({ url: cluster.url(DB), dir });
+    await applyMigrations(settings, { kind: "all", to: target }, silentLogger);
+    await cluster.query("CREATE TABLE lw (id serial PRIMARY KEY, tag text NOT NULL)", [], DB);
+    // The application: one session, reconnecting after a restore ends it.
+    writer = (async () => {
+      let client: Client | undefined;
+      for (let n = 0; writing; n++) {
+        try {
+          if (!client) {
+            client = new Client({ connectionString: cluster.url(DB), connectionTimeoutMillis: 2000 });
+            client.on("error", () => undefined);
+            await client.connect();
+          }
+          await client.query("INSERT INTO lw (tag) VALUES ($1)", [`w${n}`]);
+        } catch {
+          await client?.end().catch(() => undefined);
+          client = undefined;
+        }
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      await client?.end().catch(() => undefined);
+    })();
+    const times: Record<string, number[]> = { revert: [], restore: [] };
+    const phases: Record<string, number>[] = [];
+    for (let round = 1; round <= rounds; round++) {
+      for (const how of rotate(["revert", "restore"], round)) {
+        const snapshot = how === "restore" ? await createTemplateSnapshot({ url: settings.databaseUrl, stack: "bench", key: "0000000000000000", log: silentLogger }) : undefined;
+        await applyMigrations(settings, { kind: "all" }, silentLogger);
+        const phase: Record<string, number> = {};
+        const onPhase = (name: string, ms: number) => (phase[name] = (phase[name] ?? 0) + ms);
+        const t = await timeIt(async () => {
+          if (how === "revert") await executeRevert(settings, await planRevert(settings, { to: target, log: silentLogger, onPhase }), { acceptLoss: false, log: silentLogger, onPhase });
+          else await restoreSnapshot(settings.databaseUrl, await planRestore(settings.databaseUrl, snapshot!.snapshotId), { log: silentLogger });
+        });
+        if (snapshot) await cluster.query(`DROP DATABASE ${snapshot.snapshotId} WITH (FORCE)`);
+        times[how].push(t.ms);
+        if (how === "revert") phases.push(phase);
+        log(`round ${round}/${rounds}: ${how} ${fmtMs(t.ms)}`);
+      }
+    }
+    const ratio = medianRatio(times.revert, times.restore);
+    const table = markdownTable(
+      ["undo of the one-table update", "median", "ratio to restore"],
+      [
+        ["revert (keeps every write)", fmtMs(median(times.revert)), fmtRatio(ratio)],
+        ["restore of the pre-update snapshot", fmtMs(median(times.restore)), "1.00x"],
+      ],
+    );
+    const names = Object.keys(phases[0] ?? {});
+    const phaseTable = markdownTable(
+      ["revert phase", "median"],
+      names.map((n) => [n, fmtMs(median(phases.map((p) => p[n] ?? 0)))]),
+    );
+    process.stdout.write(`\n## revert-dev (${rounds} rounds)\n\n${table}\n\n${phaseTable}\n`);
+    const file = await writeResult("revert-dev", { machine: machineInfo(), rounds, times, ratio, phases });
+    log(`wrote ${file}`);
+  } finally {
+    writing = false;
+    await writer;
     await cluster.destroy();
   }
 }

@@ -8,6 +8,7 @@
  *   npm run bench -- window     application errors and the closed window of a snapshot/restore under continuous writes
  *   npm run bench -- bigfile    a 60,000-statement migration and the 300-migration history, now vs before issue 10
  *   npm run bench -- revert     undoing a deploy on the 1 GiB database: its reverse (keeps writes) vs a snapshot restore
+ *   npm run bench -- revert-dev undoing a one-table update on a dev-sized database with an application writing: revert vs restore
  *
  * Each prints a markdown table and writes bench/results/<name>.json. Every
  * figure is a ratio of contenders interleaved in the same run (other jobs
@@ -18,7 +19,7 @@ import { bigfileBench } from "./bigfile";
 import { BenchSetupError } from "./lib/common";
 import { chainBench } from "./chain";
 import { lockBench } from "./lock";
-import { revertBench } from "./revert";
+import { revertBench, revertDevBench } from "./revert";
 import { snapshotBench } from "./snapshot";
 import { windowBench } from "./window";
 
@@ -30,6 +31,7 @@ const benches: Record<string, (argv: string[]) => Promise<void>> = {
   chain: chainBench,
   window: windowBench,
   revert: revertBench,
+  "revert-dev": revertDevBench,
 };
 
 async function main(): Promise<number> {

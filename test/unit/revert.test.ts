@@ -1,5 +1,5 @@
 import { sideBySide } from "../../infra/cli/output";
-import { comparableSchema, compareCatalogs, firstDifference } from "../../infra/core/revert/revert";
+import { comparableSchema, compareCatalogs, firstDifference, rehearsalDifference } from "../../infra/core/revert/revert";
 
 const catalog = (columns: Record<string, string>, enumValues: string[] = [], constraints: Record<string, string> = {}) => ({
   tables: new Set(Object.keys(columns).map((c) => c.split(".")[0])),
@@ -36,6 +36,29 @@ describe("what a reverse drops and what it cannot give back", () => {
     expect(comparableSchema(a)).toEqual(comparableSchema(b));
     expect(firstDifference(a, b)).toBeUndefined();
     expect(firstDifference(a, "CREATE TABLE public.t (\n    id integer\n);\n")).toBe("'b text' where 'id integer' was expected");
+  });
+});
+
+describe("the rehearsal's end state with objects outside the history", () => {
+  const users = "CREATE TABLE public.users (\n    id integer\n);";
+  const good = "CREATE TABLE public.good_t (\n    id integer\n);";
+  const lw = "CREATE TABLE public.lw (\n    tag text\n);";
+  const dump = (...statements: string[]) => statements.join("\n\n") + "\n";
+  const schemas = { head: dump(users, good), target: dump(users), before: dump(users, good, lw) };
+
+  it("expects the target's schema plus what the copy held outside the history", () => {
+    expect(rehearsalDifference({ ...schemas, after: dump(users, lw) })).toBeUndefined();
+    expect(rehearsalDifference({ ...schemas, after: dump(lw, users) })).toBeUndefined();
+  });
+
+  it("names an object outside the history the reverse dropped, and one it failed to drop", () => {
+    expect(rehearsalDifference({ ...schemas, after: dump(users) })).toBe("'CREATE TABLE public.lw (' is missing, which the target or the copy outside the history has");
+    expect(rehearsalDifference({ ...schemas, after: dump(users, good, lw) })).toBe("'CREATE TABLE public.good_t (' is there, but neither the target nor the copy outside the history has it");
+  });
+
+  it("compares line by line when the copy held nothing outside the history", () => {
+    expect(rehearsalDifference({ ...schemas, before: schemas.head, after: dump(users) })).toBeUndefined();
+    expect(rehearsalDifference({ ...schemas, before: schemas.head, after: dump(users, lw) })).toBe("'CREATE TABLE public.lw (' where '(end)' was expected");
   });
 });
 

@@ -29,12 +29,16 @@ export function renderRevertPlan(plan: RevertPlan): string {
     lines.push("  It cannot give back (refused without --accept-loss):");
     for (const loss of plan.losses) lines.push(`    - ${loss}`);
   }
+  if (plan.drift.length > 0) {
+    lines.push("  Left exactly as they are (drift: the migration history does not make them so):");
+    for (const d of plan.drift) lines.push(`    - ${d}`);
+  }
   lines.push("  Every other row stays as it is now.");
   return lines.join("\n");
 }
 
 export function revertJson(plan: RevertPlan) {
-  return { database: plan.database, target: plan.target, reverted: plan.reverted, source: plan.source, drops: plan.drops, losses: plan.losses, sql: plan.sql };
+  return { database: plan.database, target: plan.target, reverted: plan.reverted, source: plan.source, drops: plan.drops, losses: plan.losses, drift: plan.drift, sql: plan.sql };
 }
 
 export function revertCommand(ctx: Context): Command {

@@ -161,7 +161,9 @@ export async function copyForRehearsal(sourceUrl: string, maintenanceUrl: string
     async (c) => {
       let copied: "copied" | "busy";
       try {
-        copied = await copyDatabase(c, source, copy, { whenBusy: { mode: "refuse" }, failpoints: "rehearsal" });
+        // With other sessions in it, CREATE DATABASE ... TEMPLATE waits 5 s before it gives up: go schema-only at once.
+        const others = await c.query(`SELECT 1 FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid() LIMIT 1`, [source]);
+        copied = others.rows.length > 0 ? "busy" : await copyDatabase(c, source, copy, { whenBusy: { mode: "refuse" }, failpoints: "rehearsal" });
       } catch (err) {
         if ((err as { code?: string }).code === INSUFFICIENT_PRIVILEGE) {
           throw new PgstackError("E_SNAPSHOT", `The rehearsal needs to create a copy of '${source}', but the role may not create databases: grant it CREATEDB.`);

@@ -3,13 +3,13 @@ import { existsSync, promises as fs } from "node:fs";
 import * as path from "node:path";
 import type { Client } from "pg";
 import { createClient } from "@pgkit/client";
-import { Migration as MigraMigration } from "@pgkit/migra";
+import { Migration as MigraMigration, PostgreSQL as Inspected } from "@pgkit/migra";
 import { sleep, withClient } from "../db/client";
 import { withAdvisoryLock } from "../db/deployers";
 import { parseDatabaseUrl, quoteIdent, withDatabase } from "../db/url";
 import { PgstackError, messageOf } from "../errors";
 import { failpoint } from "../failpoint";
-import { ledgerExists, ledgerTable, readLedger } from "../ledger/ledger";
+import { ensureLedger, ledgerExists, ledgerTable, readLedger } from "../ledger/ledger";
 import type { Logger } from "../logger";
 import { discoverMigrations, type Migration } from "../migrations/discover";
 import { applyMigrations } from "../migrations/runner";
@@ -21,17 +21,24 @@ import { dumpSchema } from "../snapshot/dump";
 /**
  * A data-keeping rollback: instead of restoring a snapshot (and discarding
  * every write since), run the reverse of the migrations applied after
- * `target`, computed as the difference from the schema now to the schema the
- * migrations up to `target` build (a throwaway database they are replayed
- * into), unless every reverted migration has a hand-written `down.sql`.
+ * `target`, computed from the history's own schemas: the migrations are
+ * replayed once into a throwaway database, its schema captured at `target`
+ * and at the newest reverted migration (the head), and migra's difference
+ * head -> target is the reverse (unless every reverted migration has a
+ * hand-written `down.sql`). Objects the history never made (a hand-made
+ * table, another service's, a view or index added by hand) are in neither capture, so
+ * the reverse never touches them: they are reported as drift. An object the
+ * reverse must change that differs in the database from the replayed head is
+ * refused, naming it.
  *
  * Before anything runs the plan names what the reverse drops (with the rows
  * or values it holds now) and what it cannot give back (data of tables and
  * columns the reverted migrations dropped, values a type change rewrote);
  * the latter needs `acceptLoss`. The reverse is rehearsed on a throwaway copy
- * first and must leave it with the target's schema (`pg_dump -s` equal); then
- * it runs on the database in one transaction with the ledger rows marked
- * rolled back, under the deployer lock.
+ * first and must leave it with the target's schema plus whatever the copy had
+ * outside the history (`pg_dump -s` compared); then it runs on the database
+ * in one transaction with the ledger rows marked rolled back, under the
+ * deployer lock.
  */
 export interface DroppedObject {
   kind: "table" | "column" | "enum value" | "constraint";
@@ -54,14 +61,20 @@ export interface RevertPlan {
   drops: DroppedObject[];
   /** What the reverse cannot give back, one sentence each; refused without acceptLoss. */
   losses: string[];
-  /** `pg_dump -s` of the schema at the target (the replayed throwaway database): what the rehearsal must end with. */
+  /** Objects of the database the history does not make as they are (made by hand, by another service, changed since): left as they are. */
+  drift: string[];
+  /** `pg_dump -s` of the history replayed up to the target: what the rehearsal must end with (plus the drift). */
   targetSchema: string;
+  /** `pg_dump -s` of the history replayed up to the newest reverted migration. */
+  headSchema: string;
 }
 
 export interface RevertOptions {
   /** Keep migrations up to and including this one; revert the applied ones after it. */
   to: string | null;
   log: Logger;
+  /** Called with each phase's duration (the benchmark's breakdown). */
+  onPhase?: (phase: string, ms: number) => void;
 }
 
 interface Catalog {
@@ -164,26 +177,158 @@ async function appliedAfter(url: string, migrations: Migration[], to: string | n
     .reverse();
 }
 
+/** Kinds of schema object migra inspects, with the word the reports use. */
+const OBJECT_KINDS = [
+  ["tables", "table"],
+  ["views", "view"],
+  ["materialized_views", "materialized view"],
+  ["functions", "function"],
+  ["sequences", "sequence"],
+  ["constraints", "constraint"],
+  ["indexes", "index"],
+  ["enums", "enum"],
+  ["domains", "domain"],
+  ["composite_types", "type"],
+  ["extensions", "extension"],
+  ["collations", "collation"],
+  ["triggers", "trigger"],
+  ["rlspolicies", "policy"],
+] as const;
+
+interface SchemaObject {
+  schema?: string;
+  equals(other: unknown): boolean;
+}
+
+/** An inspected schema's objects by "kind name" (the name unquoted), of `schema` only. */
+function objectsOf(inspected: Inspected, schema: string): Map<string, SchemaObject> {
+  const out = new Map<string, SchemaObject>();
+  for (const [prop, kind] of OBJECT_KINDS) {
+    const objects = ((inspected as unknown as Record<string, Record<string, SchemaObject> | undefined>)[prop] ?? {}) as Record<string, SchemaObject>;
+    for (const [key, o] of Object.entries(objects)) {
+      // Extensions are named without a schema; the rest belong to one.
+      if (prop !== "extensions" && o.schema !== undefined && o.schema !== schema) continue;
+      out.set(`${kind} ${key.replace(/"/g, "")}`, o);
+    }
+  }
+  return out;
+}
+
+export interface ObjectComparison {
+  /** Objects the reverse changes: made, changed or removed between the target and the head. */
+  touched: string[];
+  /** Touched objects the database does not hold as the head has them, with why. */
+  conflicts: string[];
+  /** Objects of the database that the head does not have as they are, with why; the reverse leaves them alone. */
+  drift: string[];
+}
+
+/** Which objects the reverse changes, which of them the database holds otherwise, and its drift. Pure over the three schemas. */
+export function compareObjects(target: Map<string, SchemaObject>, head: Map<string, SchemaObject>, live: Map<string, SchemaObject>): ObjectComparison {
+  const touched = [...new Set([...target.keys(), ...head.keys()])].filter((k) => {
+    const [t, h] = [target.get(k), head.get(k)];
+    return !t || !h || !t.equals(h);
+  });
+  const touchedSet = new Set(touched);
+  const conflicts: string[] = [];
+  const drift: string[] = [];
+  for (const k of [...new Set([...head.keys(), ...live.keys()])].sort()) {
+    const [h, l] = [head.get(k), live.get(k)];
+    const why = !l ? "missing from the database" : !h ? "not made by the migration history" : l.equals(h) ? undefined : "changed outside the migrations";
+    if (!why) continue;
+    if (touchedSet.has(k)) conflicts.push(`${k} (${why})`);
+    else drift.push(`${k} (${why})`);
+  }
+  return { touched: touched.sort(), conflicts, drift };
+}
+
+interface Capture {
+  inspected: Inspected;
+  catalog: Catalog;
+  dump?: string;
+}
+
+/** migra's inspection, the catalog, and (unless live) `pg_dump -s` of one database, concurrently. */
+async function capture(url: string, schema: string, dump: boolean): Promise<Capture> {
+  const inspect = async () => {
+    const client = createClient(url);
+    try {
+      const inspected = await Inspected.create(client);
+      inspected.one_schema(schema);
+      return inspected;
+    } finally {
+      await client.end().catch(() => undefined);
+    }
+  };
+  const [inspected, catalog, text] = await Promise.all([
+    inspect(),
+    withClient(url, (c) => readCatalog(c, schema), { applicationName: "pgstack revert" }),
+    dump ? dumpSchema(url) : Promise.resolve(undefined),
+  ]);
+  return { inspected, catalog, dump: text };
+}
+
 /**
  * Builds the plan: reads only the database; makes and drops one throwaway
- * database (the schema at `to`).
+ * database, into which the history is replayed once, captured at the target
+ * and at the head.
  */
 export async function planRevert(settings: Settings, options: RevertOptions): Promise<RevertPlan> {
+  const phase = timer(options.onPhase);
   const url = settings.databaseUrl;
   const target = parseDatabaseUrl(url);
+  // The database is inspected meanwhile, from the start (read only).
+  const liveCapture = capture(url, target.schema, false);
+  liveCapture.catch(() => undefined);
   const migrations = await discoverMigrations(settings.migrationsDir, (note) => options.log.warn(note));
   const reverted = await appliedAfter(url, migrations, options.to);
   if (reverted.length === 0) {
     throw new PgstackError("E_USAGE", `No migration is applied after ${options.to ?? "the start"}: there is nothing to revert; nothing was changed.`);
   }
-  const beforeName = `pgstack_revert_${randomBytes(5).toString("hex")}`;
-  const beforeUrl = withDatabase(url, beforeName);
+  const replayName = `pgstack_revert_${randomBytes(5).toString("hex")}`;
+  const replayUrl = withDatabase(url, replayName);
   const admin = withDatabase(url, "postgres");
-  await withClient(admin, (c) => c.query(`CREATE DATABASE ${quoteIdent(beforeName)}`), { applicationName: "pgstack revert" });
+  // Nothing in the throwaway database needs to survive a crash: its commits need not wait for the disk.
+  await withClient(
+    admin,
+    async (c) => {
+      await c.query(`CREATE DATABASE ${quoteIdent(replayName)}`);
+      await c.query(`ALTER DATABASE ${quoteIdent(replayName)} SET synchronous_commit = off`);
+    },
+    { applicationName: "pgstack revert" },
+  );
+  phase("plan: throwaway database created");
+  const dropReplay = () =>
+    withClient(admin, (c) => c.query(`DROP DATABASE IF EXISTS ${quoteIdent(replayName)} WITH (FORCE)`), { applicationName: "pgstack revert" }).then(
+      () => undefined,
+      (err) => options.log.warn(`could not drop the throwaway database ${replayName}: ${messageOf(err)}`),
+    );
+  let dropping: Promise<void> | undefined;
   try {
-    if (options.to !== null) {
-      await applyMigrations({ ...settings, databaseUrl: beforeUrl, lockWaitSeconds: 0 }, { kind: "all", to: options.to }, { ...options.log, info: () => undefined });
+    const replay = { ...settings, databaseUrl: replayUrl, lockWaitSeconds: 0 };
+    const quiet = { ...options.log, info: () => undefined };
+    // The ledger is in both captures, so the reverse leaves it alone (the run marks its rows).
+    if (options.to !== null) await applyMigrations(replay, { kind: "all", to: options.to }, quiet);
+    else await withClient(replayUrl, (c) => ensureLedger(c, target.schema), { applicationName: "pgstack revert" });
+    phase("plan: history replayed up to the target");
+    const atTarget = await capture(replayUrl, target.schema, true);
+    phase("plan: schema captured at the target");
+    await applyMigrations(replay, { kind: "all", to: reverted[0] }, quiet);
+    phase("plan: history replayed on up to the head");
+    const [atHead, live] = await Promise.all([capture(replayUrl, target.schema, true), liveCapture]);
+    phase("plan: schema captured at the head (and the database's)");
+    // Everything is captured: the throwaway database goes meanwhile.
+    dropping = dropReplay();
+
+    const objects = compareObjects(objectsOf(atTarget.inspected, target.schema), objectsOf(atHead.inspected, target.schema), objectsOf(live.inspected, target.schema));
+    if (objects.conflicts.length > 0) {
+      throw new PgstackError(
+        "E_REVERT",
+        `Reverting ${reverted.join(", ")} must change ${objects.conflicts.join(", ")}, which database '${target.database}' does not hold as the migration history builds it, so the reverse cannot be trusted there: bring it back to what the migrations made or restore the pre-update snapshot (npm run rollback); nothing was changed.`,
+        { objects: objects.conflicts },
+      );
     }
+
     const byName = new Map(migrations.map((m) => [m.name, m]));
     // Read only for the reverted migrations: discovery does not look for down.sql.
     const downs = reverted.map((n) => {
@@ -205,36 +350,47 @@ export async function planRevert(settings: Settings, options: RevertOptions): Pr
       source = "down.sql";
     } else {
       if (downs.some((d) => d !== undefined)) options.log.warn("some reverted migrations have a down.sql and some do not: the reverse is computed for all of them");
-      sql = await computeReverse(url, beforeUrl, target.schema);
+      sql = await reverseOf(atHead.inspected, atTarget.inspected, target.schema);
       source = "computed";
     }
-    const [now, before, targetSchema] = await Promise.all([
-      withClient(url, (c) => readCatalog(c, target.schema), { applicationName: "pgstack revert" }),
-      withClient(beforeUrl, (c) => readCatalog(c, target.schema), { applicationName: "pgstack revert" }),
-      dumpSchema(beforeUrl),
-    ]);
-    const { drops, losses } = compareCatalogs(now, before);
-    await withClient(url, (c) => countHeld(c, target.schema, drops, now), { applicationName: "pgstack revert" });
-    return { database: target.database, target: options.to, reverted, sql, source, drops, losses, targetSchema };
+    // What the reverted migrations made and removed, from the history's schemas; what it holds, from the database.
+    const { drops, losses } = compareCatalogs(atHead.catalog, atTarget.catalog);
+    await withClient(url, (c) => countHeld(c, target.schema, drops, live.catalog), { applicationName: "pgstack revert" });
+    phase("plan: reverse computed, what it drops counted");
+    return {
+      database: target.database,
+      target: options.to,
+      reverted,
+      sql,
+      source,
+      drops,
+      losses,
+      drift: objects.drift,
+      targetSchema: atTarget.dump!,
+      headSchema: atHead.dump!,
+    };
   } finally {
-    await withClient(admin, (c) => c.query(`DROP DATABASE IF EXISTS ${quoteIdent(beforeName)} WITH (FORCE)`), { applicationName: "pgstack revert" }).catch((err) =>
-      options.log.warn(`could not drop the throwaway database ${beforeName}: ${messageOf(err)}`),
-    );
+    await (dropping ?? dropReplay());
+    phase("plan: throwaway database dropped");
   }
 }
 
-/** migra's difference from the schema at `fromUrl` to the one at `toUrl`, destructive statements included. */
-async function computeReverse(fromUrl: string, toUrl: string, schema: string): Promise<string> {
-  const from = createClient(fromUrl);
-  const to = createClient(toUrl);
-  try {
-    const m = await MigraMigration.create(from, to, { schema });
-    m.set_safety(false);
-    m.add_all_changes();
-    return m.sql;
-  } finally {
-    await Promise.all([from.end().catch(() => undefined), to.end().catch(() => undefined)]);
-  }
+/** migra's difference from the head's schema to the target's, destructive statements included. */
+async function reverseOf(head: Inspected, target: Inspected, schema: string): Promise<string> {
+  const m = await MigraMigration.create(head, target, { schema });
+  m.set_safety(false);
+  m.add_all_changes();
+  return m.sql;
+}
+
+/** Reports the time since the previous call under a phase's name. */
+function timer(onPhase: RevertOptions["onPhase"]): (name: string) => void {
+  let last = Date.now();
+  return (name) => {
+    const now = Date.now();
+    onPhase?.(name, now - last);
+    last = now;
+  };
 }
 
 export interface RevertResult {
@@ -251,7 +407,7 @@ const LOCK_NOT_AVAILABLE = "55P03";
  * schema), then runs it on the database in one transaction with the ledger
  * rows marked rolled back. Any failure leaves the database as it was.
  */
-export async function executeRevert(settings: Settings, plan: RevertPlan, options: { acceptLoss: boolean; log: Logger }): Promise<RevertResult> {
+export async function executeRevert(settings: Settings, plan: RevertPlan, options: { acceptLoss: boolean; log: Logger; onPhase?: RevertOptions["onPhase"] }): Promise<RevertResult> {
   if (plan.losses.length > 0 && !options.acceptLoss) {
     throw new PgstackError(
       "E_REVERT",
@@ -262,7 +418,8 @@ export async function executeRevert(settings: Settings, plan: RevertPlan, option
   const url = settings.databaseUrl;
   const target = parseDatabaseUrl(url);
   const started = Date.now();
-  const rehearsedOn = await rehearseRevert(settings, plan, options.log);
+  const phase = timer(options.onPhase);
+  const rehearsedOn = await rehearseRevert(settings, plan, options.log, phase);
   failpoint("revert:rehearsed");
   await withClient(
     url,
@@ -285,6 +442,7 @@ export async function executeRevert(settings: Settings, plan: RevertPlan, option
       }),
     { applicationName: "pgstack revert" },
   );
+  phase("run: reverse committed on the database");
   options.log.info(`reverted ${plan.reverted.join(", ")} on ${plan.database}; the ledger marks them rolled back`);
   return { plan, rehearsedOn, durationMs: Date.now() - started };
 }
@@ -326,7 +484,7 @@ function reverseError(err: unknown, plan: RevertPlan, where: string): PgstackErr
   );
 }
 
-async function rehearseRevert(settings: Settings, plan: RevertPlan, log: Logger): Promise<RevertResult["rehearsedOn"]> {
+async function rehearseRevert(settings: Settings, plan: RevertPlan, log: Logger, phase: (name: string) => void): Promise<RevertResult["rehearsedOn"]> {
   const url = settings.databaseUrl;
   const source = parseDatabaseUrl(url);
   const copyName = `pgstack_rehearsal_${randomBytes(5).toString("hex")}`;
@@ -334,19 +492,25 @@ async function rehearseRevert(settings: Settings, plan: RevertPlan, log: Logger)
   const drop = (db: string) => withClient(admin, (c) => c.query(`DROP DATABASE IF EXISTS ${quoteIdent(db)} WITH (FORCE)`), { applicationName: "pgstack revert" });
   try {
     const copied = await copyForRehearsal(url, admin, source.database, copyName, log);
+    phase("rehearsal: copy made");
     const copyUrl = withDatabase(url, copyName);
+    const before = await dumpSchema(copyUrl);
+    phase("rehearsal: copy's schema dumped");
     await withClient(copyUrl, (c) => runReverse(c, source.schema, settings, plan, false), { applicationName: "pgstack revert" }).catch((err) => {
       throw reverseError(err, plan, "the rehearsal copy");
     });
-    // Compared with the schema the plan's replay of the history up to the target built.
-    const difference = firstDifference(await dumpSchema(copyUrl), plan.targetSchema);
+    phase("rehearsal: reverse run on the copy");
+    const difference = rehearsalDifference({ after: await dumpSchema(copyUrl), before, head: plan.headSchema, target: plan.targetSchema });
+    phase("rehearsal: schemas compared");
     if (difference) {
       throw new PgstackError(
         "E_REVERT",
         `Rehearsed on a copy, the reverse of ${plan.reverted.join(", ")} does not give back the schema of ${plan.target ?? "an empty database"} (pg_dump -s differs: ${difference}); nothing was changed on '${plan.database}'.`,
       );
     }
-    log.info(`rehearsed on a ${copied === "template" ? "copy with data" : "schema-only copy"}: the schema after the reverse equals ${plan.target ?? "the empty schema"}'s`);
+    log.info(
+      `rehearsed on a ${copied === "template" ? "copy with data" : "schema-only copy"}: the schema after the reverse equals ${plan.target ?? "the empty schema"}'s${plan.drift.length > 0 ? ", with what the history did not make left as it was" : ""}`,
+    );
     return copied;
   } finally {
     await drop(copyName).catch((err) => log.warn(`could not drop the throwaway database ${copyName}: ${messageOf(err)}`));
@@ -375,6 +539,48 @@ export function comparableSchema(dump: string): string[] {
     if (/^CREATE (UNLOGGED )?TABLE .*\($/.test(line)) columns = [];
   }
   return out;
+}
+
+/** A schema dump as statements (comparableSchema's lines, grouped up to each line that ends one). Pure. */
+export function schemaStatements(dump: string): string[] {
+  const out: string[] = [];
+  let current: string[] = [];
+  for (const line of comparableSchema(dump)) {
+    current.push(line);
+    if (/;\s*$/.test(line)) {
+      out.push(current.join("\n"));
+      current = [];
+    }
+  }
+  if (current.length > 0) out.push(current.join("\n"));
+  return out;
+}
+
+/**
+ * What is wrong with the rehearsal copy's schema after the reverse, or
+ * undefined. The copy must hold the target's schema plus exactly what it
+ * held outside the history before (drift the reverse must leave alone):
+ * when the copy before equals the head, the dumps are compared line by line
+ * as they are; otherwise statement by statement, after + head = target +
+ * before. Pure.
+ */
+export function rehearsalDifference(d: { after: string; before: string; head: string; target: string }): string | undefined {
+  if (firstDifference(d.before, d.head) === undefined) return firstDifference(d.after, d.target);
+  const count = new Map<string, number>();
+  const add = (dump: string, by: number) => {
+    for (const s of schemaStatements(dump)) count.set(s, (count.get(s) ?? 0) + by);
+  };
+  add(d.after, 1);
+  add(d.head, 1);
+  add(d.target, -1);
+  add(d.before, -1);
+  const first = (sign: number) => [...count].find(([, n]) => Math.sign(n) === sign)?.[0];
+  const line = (s: string) => s.split("\n")[0].trim();
+  const extra = first(1);
+  if (extra !== undefined) return `'${line(extra)}' is there, but neither the target nor the copy outside the history has it`;
+  const missing = first(-1);
+  if (missing !== undefined) return `'${line(missing)}' is missing, which the target or the copy outside the history has`;
+  return undefined;
 }
 
 /** The first line where two schema dumps differ, as "got ... where ... was expected"; undefined when equal. Pure. */
