@@ -155,7 +155,7 @@ export async function restoreSnapshot(url: string, plan: RestorePlan, options: R
   const restoring = derivedName(db, "_restoring");
   const stamp = timestamp((options.now ?? (() => new Date()))());
   const expected = await engine.tableStates(url, snapshot);
-  // Digests recorded when the snapshot was taken (a dump's sidecar counts without them are as old: not recorded).
+  // Digests recorded when the snapshot was taken (absent: taken by an older pgstack, or a dump sidecar with counts only).
   const recorded = snapshot.states !== undefined;
 
   // The guardian reopens the database if this process dies while it is closed (guardian.ts).
