@@ -5,6 +5,7 @@
  * table identical, compared row by row), delete; and the refusals: a restore
  * by that role itself, a taken name, a pg_dump older than the server.
  */
+import { createHash } from "node:crypto";
 import { promises as fs } from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -104,6 +105,8 @@ describe("pg_dump snapshots for a role that owns its database but may not create
         "public.empty_one": { rows: 0, digest: "d41d8cd98f00b204e9800998ecf8427e" },
         "public.events": { rows: 3000, digest: expect.stringMatching(/^[0-9a-f]{32}$/) },
       },
+      // The dump file's own SHA-256, checked before a restore.
+      fileDigest: createHash("sha256").update(await fs.readFile(path.join(snapshotsDir, `${SNAP_ID}.dump`))).digest("hex"),
     });
     expect(await filesIn(snapshotsDir)).toEqual([`${SNAP_ID}.dump`, `${SNAP_ID}.json`]);
     // A real custom-format archive, not an empty placeholder.
@@ -132,7 +135,7 @@ describe("pg_dump snapshots for a role that owns its database but may not create
 
   it("lists the dump with what it records, for this database only", async () => {
     const listed = await listAllSnapshots(url, {}, { snapshotsDir });
-    expect(listed.map(({ states: _t, ...s }) => s)).toEqual([
+    expect(listed.map(({ states: _t, fileDigest: _f, ...s }) => s)).toEqual([
       { snapshotId: SNAP_ID, source: db, stack: "dev", lastMigration: M1, createdAt: AT.toISOString(), key: "aaaaaaaaaaaaaaaa", engine: "dump", clean: true },
     ]);
     expect(await listAllSnapshots(url, { stack: "prod" }, { snapshotsDir })).toEqual([]);

@@ -96,7 +96,7 @@ describe("defect 5: the report counts inserts, updates and deletes, and the copy
     const before = await tableDigests(url);
     const plan = await planRestore(url, snap.snapshotId, { snapshotsDir });
     await expect(restoreSnapshot(url, plan, { log: log() })).rejects.toThrow(
-      `The copy of snapshot '${snap.snapshotId}' does not match it (public.accounts has the expected 200 rows but different contents): nothing was changed.`,
+      `Snapshot '${snap.snapshotId}' no longer matches the content digests recorded when it was taken (public.accounts has the expected 200 rows but different contents): it was changed since, so it is not restored; nothing was changed.`,
     );
     expect(await tableDigests(url)).toEqual(before);
     expect(await databasesLike(`${dbOf(url)}_`)).toEqual([]);

@@ -28,6 +28,7 @@ import { fingerprint, migrationsDir } from "../support/fixtures";
 import { createDatabaseOwnedBy, createTestRole, type TestRole } from "../support/roles";
 import { pathWithOnlyNode, runCommandText, scratchProject } from "../support/script";
 import { expectOneSentence } from "../support/sentence";
+import { withSnapshotOpened } from "../support/snapshots";
 
 jest.setTimeout(180_000);
 
@@ -213,7 +214,7 @@ describe("pgstack snapshot create with a name that is taken", () => {
     expect(await fs.readFile(path.join(snapshotsDir, `${dumped.snapshotId}.dump`))).toEqual(dumpBytes);
     expect(await acceptsConnections(db)).toBe(true);
     // The template copy still holds the data of when it was taken.
-    const inCopy = await withDb(urlFor(template.snapshotId), (c) => c.query("SELECT count(*)::int AS n FROM widgets"));
+    const inCopy = await withSnapshotOpened(template.snapshotId, () => withDb(urlFor(template.snapshotId), (c) => c.query("SELECT count(*)::int AS n FROM widgets")));
     expect(inCopy.rows[0].n).toBe(500);
     await adminQuery(`DROP DATABASE "${template.snapshotId}"`);
   });

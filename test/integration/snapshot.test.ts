@@ -8,6 +8,8 @@ import { copyStrategy } from "../../infra/core/db/copy";
 import { createTemplateSnapshot, lastAppliedMigration, listSnapshots, templateEngine } from "../../infra/core/snapshot/template";
 import { adminQuery, createTestDatabase, urlFor, withDb } from "../support/cluster";
 import { fingerprint, migrationsDir } from "../support/fixtures";
+import { withSnapshotOpened } from "../support/snapshots";
+import { tableStates } from "../../infra/core/snapshot/tables";
 
 describe("template-copy snapshots (embedded engine)", () => {
   let url: string;
@@ -33,8 +35,11 @@ describe("template-copy snapshots (embedded engine)", () => {
       lastMigration: "20250102000000_seed_widgets",
       key: "aaaaaaaaaaaaaaaa",
     });
-    expect(await fingerprint(urlFor(info.snapshotId))).toBe(await fingerprint(url));
-    const rows = await withDb(urlFor(info.snapshotId), (c) => c.query("SELECT id, name FROM widgets ORDER BY id"));
+    // Closed to everyone, and its digests recorded.
+    expect((await adminQuery("SELECT datallowconn FROM pg_database WHERE datname = $1", [info.snapshotId])).rows[0].datallowconn).toBe(false);
+    expect(info.states).toEqual(await tableStates(url));
+    expect(await withSnapshotOpened(info.snapshotId, () => fingerprint(urlFor(info.snapshotId)))).toBe(await fingerprint(url));
+    const rows = await withSnapshotOpened(info.snapshotId, () => withDb(urlFor(info.snapshotId), (c) => c.query("SELECT id, name FROM widgets ORDER BY id")));
     expect(rows.rows).toEqual([
       { id: 1, name: "one" },
       { id: 2, name: "two" },
@@ -58,6 +63,7 @@ describe("template-copy snapshots (embedded engine)", () => {
       key: "aaaaaaaaaaaaaaaa",
       engine: "template",
       clean: true,
+      states: await tableStates(url),
     });
   });
 
@@ -116,7 +122,7 @@ describe("template-copy snapshots (embedded engine)", () => {
     try {
       const log = memoryLogger();
       const info = await createTemplateSnapshot({ url, stack: "fc", key: "cccccccccccccccc", log });
-      expect(await fingerprint(urlFor(info.snapshotId))).toEqual(await fingerprint(url));
+      expect(await withSnapshotOpened(info.snapshotId, () => fingerprint(urlFor(info.snapshotId)))).toEqual(await fingerprint(url));
       const target = `${database}_fc_restored`;
       await templateEngine.materialize(url, info, target, log);
       const rows = (u: string) => withDb(u, (c) => c.query("SELECT * FROM widgets ORDER BY id").then((r) => r.rows));

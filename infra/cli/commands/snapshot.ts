@@ -100,7 +100,7 @@ export function snapshotCommand(ctx: Context): Command {
       .option("--stack <name>", "only this stack's snapshots")
       .action(async (flags: SnapshotFlags) => {
         const list = await listAllSnapshots(urlOf(flags, ctx), { stack: flags.stack }, store(flags, ctx));
-        if (flags.json) return ctx.output.out(JSON.stringify({ snapshots: list.map(({ tables: _t, states: _s, ...s }) => s) }));
+        if (flags.json) return ctx.output.out(JSON.stringify({ snapshots: list.map(({ tables: _t, states: _s, fileDigest: _f, ...s }) => s) }));
         if (list.length === 0) return ctx.output.out("No snapshots.");
         ctx.output.out(table(["SNAPSHOT", "ENGINE", "STACK", "LAST MIGRATION", "TAKEN AT"], list.map((s) => [s.snapshotId, s.engine ?? "template", s.stack, s.lastMigration ?? "-", s.createdAt])));
       })
@@ -135,7 +135,7 @@ export function snapshotCommand(ctx: Context): Command {
         );
         // Retention only once the new snapshot exists, and never the new one.
         if (keep !== undefined) await pruneSnapshots(url, { keep, stack: flags.stack, log, protect: [info.snapshotId], ...store(flags, ctx) });
-        const { tables: _t, states: _s, ...plain } = info;
+        const { tables: _t, states: _s, fileDigest: _f, ...plain } = info;
         ctx.output.out(flags.json ? JSON.stringify(plain) : `Snapshot ${info.snapshotId} taken (${info.engine}, last migration: ${info.lastMigration ?? "none"}).`);
       })
       .exitOverride(),

@@ -56,6 +56,8 @@ export interface CopyOptions {
   whenBusy: WhenSourceBusy;
   /** Prefix of the fail-points inside the copy (`<prefix>:sessions-ended`, `<prefix>:copying`). */
   failpoints?: string;
+  /** Create the copy closed to connections (a snapshot: nobody may change it, not even between the copy and closing it). */
+  closed?: boolean;
 }
 
 /**
@@ -74,7 +76,7 @@ export async function copyDatabase(client: Client, source: string, target: strin
       if (options.failpoints) failpoint(`${options.failpoints}:sessions-ended`);
     }
     try {
-      const create = () => client.query(`CREATE DATABASE ${quoteIdent(target)} TEMPLATE ${quoteIdent(source)}${strategy}`);
+      const create = () => client.query(`CREATE DATABASE ${quoteIdent(target)} TEMPLATE ${quoteIdent(source)}${strategy}${options.closed ? " ALLOW_CONNECTIONS false" : ""}`);
       await (options.failpoints ? failpointDuring(`${options.failpoints}:copying`, create) : create());
       return "copied";
     } catch (err) {

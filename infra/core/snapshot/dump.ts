@@ -1,4 +1,5 @@
-import { existsSync, promises as fs } from "node:fs";
+import { createHash } from "node:crypto";
+import { createReadStream, existsSync, promises as fs } from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { withClient } from "../db/client";
@@ -20,7 +21,8 @@ import { ledgerState, type SnapshotInfo } from "./template";
  *
  * The counts are taken in the very transaction snapshot pg_dump dumps
  * (pg_export_snapshot + `pg_dump --snapshot`), so they are exactly the dump's
- * and a restore can be verified against them.
+ * and a restore can be verified against them. The sidecar also records the
+ * dump file's SHA-256: a restore refuses a dump file changed since.
  */
 export interface DumpEngineOptions {
   /** Folder of the dump files; created on first use. */
@@ -84,6 +86,13 @@ function notReadable(err: unknown, url: string, source: string): PgstackError | 
   );
 }
 
+
+/** SHA-256 of a file, hex, read as a stream (a dump may be large). */
+async function fileDigest(file: string): Promise<string> {
+  const hash = createHash("sha256");
+  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
+  return hash.digest("hex");
+}
 
 /**
  * A dump being written is `<id>.dump.<host>-<pid>.partial`, renamed to
@@ -209,6 +218,7 @@ export function dumpEngine(options: DumpEngineOptions): SnapshotEngine {
         server: serverKey(o.url),
       };
       failpoint("dump:dumped");
+      info.fileDigest = await fileDigest(partial);
       // Data first, then the sidecar: a listed snapshot always has a complete dump.
       await fs.chmod(partial, 0o600);
       await fs.rename(partial, dump);
@@ -241,13 +251,23 @@ export function dumpEngine(options: DumpEngineOptions): SnapshotEngine {
 
     async materialize(url, snapshot, target, log) {
       const pgRestore = resolveTool("pg_restore", { ...options, env });
+      const file = files(snapshot.snapshotId).dump;
+      if (snapshot.fileDigest === undefined) {
+        log.warn(`snapshot ${snapshot.snapshotId} was dumped by an older pgstack that recorded no digest of its dump file: restored as the file is now`);
+      } else if ((await fileDigest(file)) !== snapshot.fileDigest) {
+        throw new PgstackError(
+          "E_SNAPSHOT",
+          `Snapshot '${snapshot.snapshotId}' no longer matches the digest of its dump file recorded when it was taken (${file} was changed since), so it is not restored; nothing was changed.`,
+          { snapshotId: snapshot.snapshotId, reason: "changed-since-taken" },
+        );
+      }
       await withClient(withDatabase(url, "postgres"), (c) => c.query(`CREATE DATABASE ${quoteIdent(target)} TEMPLATE template0`), { applicationName: "pgstack restore" }).catch(
         (err) => {
           if (err instanceof PgstackError) throw err;
           throw new PgstackError("E_SNAPSHOT", `Could not create database '${target}' to restore into: ${messageOf(err).split("\n")[0]} (restoring a dump needs a role that may create databases, such as the server's admin role); nothing was changed.`);
         },
       );
-      const result = await runTool(pgRestore, ["--exit-on-error", "--no-password", `--dbname=${target}`, files(snapshot.snapshotId).dump], { ...libpqEnv(withDatabase(url, target)) }, env);
+      const result = await runTool(pgRestore, ["--exit-on-error", "--no-password", `--dbname=${target}`, file], { ...libpqEnv(withDatabase(url, target)) }, env);
       if (result.code !== 0) {
         throw new PgstackError("E_SNAPSHOT", `pg_restore could not restore snapshot '${snapshot.snapshotId}' into '${target}': ${toolError(result.stderr)}.`);
       }

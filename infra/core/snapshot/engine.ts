@@ -31,8 +31,10 @@ export interface SnapshotInfo {
   engine?: SnapshotKind;
   /** dump only, older sidecars: rows per table at the moment of the dump. */
   tables?: TableCounts;
-  /** dump only: rows and content digest per table at the moment of the dump. */
+  /** Rows and content digest per table when it was taken (absent: taken by an older pgstack, or a dump sidecar with counts only). */
   states?: TableStates;
+  /** dump only: SHA-256 of the dump file when it was written (absent: an older pgstack). */
+  fileDigest?: string;
   /** Whether every migration attempt in the ledger had finished when it was taken (absent: not recorded). */
   clean?: boolean;
   /** Oids of the databases restored from it (so retention keeps it while they live). */

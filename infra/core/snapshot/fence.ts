@@ -48,6 +48,8 @@ export interface OperationMarker {
 }
 
 const MARK = "pgstack-operation";
+/** First key of the advisory lock a repair of one database holds (the second is the name's hash). */
+const REPAIR_LOCK = 0x70677374;
 
 interface StoredComment {
   [MARK]: OperationMarker;
@@ -160,6 +162,15 @@ export async function operationOn(client: Client, db: string): Promise<Operation
   return parseMarker(await commentOn(client, db))?.[MARK];
 }
 
+/** Markers of operations about `database` (by its name when they started), wherever they are now (a restore's moves to the replaced database). */
+export async function operationsAbout(client: Client, database: string): Promise<OperationMarker[]> {
+  const { rows } = await client.query<{ comment: string }>(
+    "SELECT shobj_description(oid, 'pg_database') AS comment FROM pg_database WHERE shobj_description(oid, 'pg_database') LIKE $1",
+    [`%"${MARK}"%`],
+  );
+  return rows.map((r) => parseMarker(r.comment)?.[MARK]).filter((m): m is OperationMarker => m !== undefined && m.database === database);
+}
+
 /** The comment `db` has outside any operation (the one kept in the marker while one runs). */
 export async function ownComment(client: Client, db: string): Promise<string | null> {
   const current = await commentOn(client, db);
@@ -222,10 +233,16 @@ async function recoverOn(client: Client, mine: string, options: RecoverOptions):
     const deadline = Date.now() + (marker.database === mine ? (options.waitMs ?? 30_000) : 0);
     while ((await alive(client, marker)) && Date.now() < deadline) await sleep(200);
     if (await alive(client, marker)) continue; // a live operation: not ours to touch
+    // A guardian (guardian.ts) and the next command may repair at the same
+    // time: one at a time per database, and only what is still there then.
+    await client.query("SELECT pg_advisory_lock($1, hashtext($2))", [REPAIR_LOCK, row.datname]);
     try {
-      done.push(await repair(client, row.datname, marker, options.log));
+      const still = await operationOn(client, row.datname);
+      if (still && still.pid === marker.pid && still.backendStart === marker.backendStart) done.push(await repair(client, row.datname, still, options.log));
     } catch (err) {
       options.log.warn(`could not repair database '${row.datname}' after an interrupted pgstack ${marker.op}: ${messageOf(err).split("\n")[0]}`);
+    } finally {
+      await client.query("SELECT pg_advisory_unlock($1, hashtext($2))", [REPAIR_LOCK, row.datname]).catch(() => undefined);
     }
   }
   // Throwaway copies (a rehearsal's) whose process died before dropping them: a full copy of the data each.

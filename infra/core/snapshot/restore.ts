@@ -13,7 +13,8 @@ import { findSnapshot, listAllSnapshots, type StoreOptions } from "./store";
 import { describeStateMismatch, diffTablesOn, differingTables, tableStatesOn, type TableDiff, type TableStates } from "./tables";
 import { endSessions, OBJECT_IN_USE } from "../db/copy";
 import { deployerBusy, migrationLockHolder } from "../db/deployers";
-import type { SnapshotInfo } from "./template";
+import { withGuardian } from "./guardian";
+import { withSnapshotSession, type SnapshotInfo } from "./template";
 
 /**
  * Restore in place, never losing the current database before its replacement
@@ -126,7 +127,7 @@ export async function planRestore(url: string, id: string, options: StoreOptions
         // are counted when its copy exists, during the restore.)
         exact:
           engine.kind === "template"
-            ? await withClient(withDatabase(url, snapshot.snapshotId), (then) => diffTablesOn(client, then), { applicationName: "pgstack restore" })
+            ? await withClient(withDatabase(url, "postgres"), (admin) => withSnapshotSession(admin, url, snapshot.snapshotId, (then) => diffTablesOn(client, then)), { applicationName: "pgstack restore" })
             : undefined,
       };
     },
@@ -154,8 +155,11 @@ export async function restoreSnapshot(url: string, plan: RestorePlan, options: R
   const restoring = derivedName(db, "_restoring");
   const stamp = timestamp((options.now ?? (() => new Date()))());
   const expected = await engine.tableStates(url, snapshot);
+  // Digests recorded when the snapshot was taken (absent: taken by an older pgstack, or a dump sidecar with counts only).
+  const recorded = snapshot.states !== undefined;
 
-  return withClient(
+  // The guardian reopens the database if this process dies while it is closed (guardian.ts).
+  return withGuardian(url, log, () => withClient(
     admin,
     async (client) => {
       if (!(await exists(client, db))) throw new PgstackError("E_DB_MISSING", `Database '${db}' does not exist, so there is nothing to restore over: nothing was changed.`);
@@ -188,9 +192,22 @@ export async function restoreSnapshot(url: string, plan: RestorePlan, options: R
             await endSessionsAndWait(client, restoring, log, me[0].pid, Date.now() + 5000);
             const copy = await tableStatesOn(copySession);
             if (differingTables(copy, expected).length > 0) {
-              throw new PgstackError("E_SNAPSHOT", `The copy of snapshot '${snapshot.snapshotId}' does not match it (${describeStateMismatch(copy, expected)}): nothing was changed.`);
+              throw recorded
+                ? new PgstackError(
+                    "E_SNAPSHOT",
+                    `Snapshot '${snapshot.snapshotId}' no longer matches the content digests recorded when it was taken (${describeStateMismatch(copy, expected)}): it was changed since, so it is not restored; nothing was changed.`,
+                    { snapshotId: snapshot.snapshotId, reason: "changed-since-taken" },
+                  )
+                : new PgstackError("E_SNAPSHOT", `The copy of snapshot '${snapshot.snapshotId}' does not match it (${describeStateMismatch(copy, expected)}): nothing was changed.`, {
+                    snapshotId: snapshot.snapshotId,
+                    reason: "copy-differs",
+                  });
             }
-            log.info(`${restoring} verified: ${Object.keys(expected).length} table(s) match the snapshot's content digests`);
+            log.info(
+              recorded
+                ? `${restoring} verified: ${Object.keys(expected).length} table(s) match the content digests recorded when snapshot ${snapshot.snapshotId} was taken`
+                : `${restoring} matches snapshot ${snapshot.snapshotId} as it is now (${Object.keys(expected).length} table(s)); it was taken by an older pgstack that recorded no content digest, so a change made to it since it was taken cannot be detected`,
+            );
             failpoint("restore:verified");
             await carryOver(client, db, restoring, log);
             // Recorded before the swap (a rename keeps the oid): a restore killed right after
@@ -221,7 +238,7 @@ export async function restoreSnapshot(url: string, plan: RestorePlan, options: R
       return { database: db, snapshotId: snapshot.snapshotId, keptAs: options.keepOld ? before : undefined, discarded, tables: plan.tables };
     },
     { applicationName: "pgstack restore" },
-  );
+  ));
 }
 
 /** The replaced database's owner, ACL, connection limit, settings and comment, onto the copy. */

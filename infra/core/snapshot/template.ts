@@ -1,15 +1,16 @@
 import type { Client } from "pg";
-import { withClient } from "../db/client";
+import { openSession, withClient } from "../db/client";
 import { copyDatabase } from "../db/copy";
 import { parseDatabaseUrl, quoteIdent, quoteLiteral, withDatabase } from "../db/url";
 import { PgstackError, isPgstackError, messageOf } from "../errors";
 import { readLedger } from "../ledger/ledger";
 import { failpoint } from "../failpoint";
 import type { Logger } from "../logger";
-import { beginOperation, endOperation } from "./fence";
+import { beginOperation, endOperation, reopenKeepingMarker } from "./fence";
 import type { CreateOptions, SnapshotEngine, SnapshotInfo } from "./engine";
 import { isPostgresSnapshotName, postgresSnapshotName } from "./naming";
-import { tableStates } from "./tables";
+import { withGuardian } from "./guardian";
+import { tableStatesOn, type TableStates } from "./tables";
 
 /**
  * Server-side snapshots: `CREATE DATABASE <snapshot> TEMPLATE <db>`, a
@@ -21,7 +22,17 @@ import { tableStates } from "./tables";
  * the next pgstack command; fail-points (failpoint.ts) let tests kill it.
  *
  * Each snapshot database carries a JSON comment (who made it, of what, when,
- * before which migration set), which is how snapshots are listed.
+ * before which migration set, and every table's content digest as taken),
+ * which is how snapshots are listed. A snapshot is created closed to
+ * connections and stays closed, with CONNECT revoked from PUBLIC: nobody can
+ * change it, and a restore checks its copy against the digests recorded when
+ * it was taken, so a snapshot changed anyway (by a superuser) is refused. A
+ * copy (CREATE DATABASE ... TEMPLATE) needs no connection to it; pgstack's
+ * own reads open it only until their session is established
+ * (withSnapshotSession).
+ *
+ * While the source is closed, a guardian process (guardian.ts) reopens it if
+ * this process dies, within seconds and without anyone running pgstack.
  *
  * Every call takes a new copy, even for a key that already has one: the
  * database may have changed since (a stack destroyed and brought up again
@@ -55,6 +66,7 @@ function parseComment(name: string, comment: string | null): SnapshotInfo | unde
       engine: "template",
       ...(typeof data.clean === "boolean" ? { clean: data.clean } : {}),
       ...(Array.isArray(data.restoredInto) ? { restoredInto: data.restoredInto.filter((o): o is number => typeof o === "number") } : {}),
+      ...(data.states && typeof data.states === "object" ? { states: data.states as TableStates } : {}),
     };
   } catch {
     return undefined;
@@ -126,9 +138,9 @@ export async function createTemplateSnapshot(options: CreateSnapshotOptions): Pr
         ? await takenCheck(client, options.name, reserved)
         : await freeName(client, postgresSnapshotName({ stack: options.stack, lastMigration: lastMigration ?? undefined, at }), reserved);
       const info: SnapshotInfo = { snapshotId, source, stack: options.stack, lastMigration, createdAt: at.toISOString(), key: options.key ?? null, engine: "template", clean };
-      await copySnapshot(client, source, snapshotId, options, commentOf(info));
-      options.log.info(`snapshot ${snapshotId} of ${source} taken (last migration: ${lastMigration ?? "none"})`);
-      return info;
+      const states = await withGuardian(options.url, options.log, () => copySnapshot(client, source, snapshotId, options, info));
+      options.log.info(`snapshot ${snapshotId} of ${source} taken (last migration: ${lastMigration ?? "none"}; ${Object.keys(states).length} table digest(s) recorded)`);
+      return { ...info, states };
     },
     { applicationName: "pgstack snapshot" },
   );
@@ -155,34 +167,68 @@ async function freeName(client: Client, base: string, reserved: Set<string> = ne
   }
 }
 
-/** Copies `source` into `snapshot` and labels the copy with `comment` (what makes it a listed snapshot) before reopening the source. */
-async function copySnapshot(client: Client, source: string, snapshot: string, options: CreateSnapshotOptions, comment: string): Promise<void> {
+/**
+ * Copies `source` into `snapshot` (closed from its creation), reopens the
+ * source, records the copy's content digests and labels it with them (what
+ * makes it a listed snapshot). The marker stays on the source until the
+ * label is written, so a process killed before it leaves no unlabelled copy.
+ */
+async function copySnapshot(client: Client, source: string, snapshot: string, options: CreateSnapshotOptions, info: SnapshotInfo): Promise<TableStates> {
   const until = Date.now() + (options.drainTimeoutMs ?? 15_000);
   const { rows } = await client.query<{ allowed: boolean }>("SELECT datallowconn AS allowed FROM pg_database WHERE datname = $1", [source]);
   if (rows.length === 0) {
     throw new PgstackError("E_DB_MISSING", `Database '${source}' does not exist, so there is nothing to snapshot.`);
   }
   // Closed and marked in one transaction, so a process killed from here on is
-  // repaired by the next pgstack command (fence.ts); the finally only covers a
-  // process that lives.
+  // reopened by its guardian (or the next pgstack command: fence.ts); the
+  // finally only covers a process that lives.
   await beginOperation(client, source, { op: "snapshot", copy: snapshot }, { close: rows[0].allowed });
-  let copied = false;
+  let labelled = false;
   try {
     failpoint("snapshot:closed");
     try {
       // Closed to new sessions now; the copy ends the ones still in it.
-      await copyDatabase(client, source, snapshot, { whenBusy: { mode: "end-sessions", log: options.log, until, purpose: "snapshot" }, failpoints: "snapshot" });
+      await copyDatabase(client, source, snapshot, { whenBusy: { mode: "end-sessions", log: options.log, until, purpose: "snapshot" }, failpoints: "snapshot", closed: true });
     } catch (err) {
       if (isPgstackError(err)) throw err;
       throw new PgstackError("E_SNAPSHOT", `Could not copy database '${source}' to snapshot '${snapshot}': ${messageOf(err).split("\n")[0]}.`);
     }
-    copied = true;
     failpoint("snapshot:copied");
-    await client.query(`COMMENT ON DATABASE ${quoteIdent(snapshot)} IS ${quoteLiteral(comment)}`);
+    // The owner and superusers only, should it ever be opened.
+    await client.query(`REVOKE CONNECT, TEMPORARY ON DATABASE ${quoteIdent(snapshot)} FROM PUBLIC`);
+    // The application may come back now; the digests are read from the copy, which nobody else can enter.
+    if (rows[0].allowed) await reopenKeepingMarker(client, source);
+    const states = await withSnapshotSession(client, options.url, snapshot, tableStatesOn);
+    await client.query(`COMMENT ON DATABASE ${quoteIdent(snapshot)} IS ${quoteLiteral(commentOf({ ...info, states }))}`);
+    labelled = true;
     failpoint("snapshot:labelled");
+    return states;
   } finally {
-    if (!copied) await client.query(`DROP DATABASE IF EXISTS ${quoteIdent(snapshot)}`).catch(() => undefined);
+    if (!labelled) await client.query(`DROP DATABASE IF EXISTS ${quoteIdent(snapshot)} WITH (FORCE)`).catch(() => undefined);
     await endOperation(client, source).catch(() => undefined);
+  }
+}
+
+/**
+ * Runs `fn` in a session of snapshot database `snapshot`, which is closed to
+ * connections: opened (by `admin`, a session of the server's `postgres`
+ * database) only until this session is established, then closed again. A
+ * snapshot taken by an older pgstack, open, is left as it is.
+ */
+export async function withSnapshotSession<T>(admin: Client, url: string, snapshot: string, fn: (session: Client) => Promise<T>): Promise<T> {
+  const { rows } = await admin.query<{ allowed: boolean }>("SELECT datallowconn AS allowed FROM pg_database WHERE datname = $1", [snapshot]);
+  const closed = rows[0] !== undefined && !rows[0].allowed;
+  if (closed) await admin.query(`ALTER DATABASE ${quoteIdent(snapshot)} ALLOW_CONNECTIONS true`);
+  let session: Client;
+  try {
+    session = (await openSession(withDatabase(url, snapshot), { applicationName: "pgstack snapshot" })).client;
+  } finally {
+    if (closed) await admin.query(`ALTER DATABASE ${quoteIdent(snapshot)} ALLOW_CONNECTIONS false`);
+  }
+  try {
+    return await fn(session);
+  } finally {
+    await session.end().catch(() => undefined);
   }
 }
 
@@ -206,7 +252,9 @@ export const templateEngine: SnapshotEngine = {
   kind: "template",
   create: (options) => createTemplateSnapshot(options),
   list: (url, filter) => listSnapshots(url, filter),
-  tableStates: (url, snapshot) => tableStates(withDatabase(url, snapshot.snapshotId)),
+  // As recorded when it was taken; a snapshot of an older pgstack has none: read as it is now.
+  tableStates: async (url, snapshot) =>
+    snapshot.states ?? withClient(withDatabase(url, "postgres"), (admin) => withSnapshotSession(admin, url, snapshot.snapshotId, tableStatesOn), { applicationName: "pgstack snapshot" }),
   async markRestored(url, snapshot, oid) {
     const info: SnapshotInfo = { ...snapshot, restoredInto: [...new Set([...(snapshot.restoredInto ?? []), oid])] };
     await withClient(withDatabase(url, "postgres"), (c) => c.query(`COMMENT ON DATABASE ${quoteIdent(snapshot.snapshotId)} IS ${quoteLiteral(commentOf(info))}`), {

@@ -1,0 +1,107 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import * as path from "node:path";
+import { parseDatabaseUrl } from "../db/url";
+import { messageOf } from "../errors";
+import type { Logger } from "../logger";
+
+/**
+ * A guardian for an operation that closes a database to connections (a
+ * template snapshot, a restore): a small process started before the database
+ * is closed, which reopens it when the operation's process dies without
+ * reopening it (SIGKILL, an OOM kill, a CI runner's whole process tree
+ * killed). Without it the database stayed closed until the next pgstack
+ * command, which in an unattended deploy may never come.
+ *
+ * guardian-process.js double-forks into its own session, so killing the
+ * owner's process group or walking its children does not reach it. It gets
+ * the URL over a pipe (never argv or environment, which other processes may
+ * read); the owner keeps the pipe open for as long as the operation runs, so
+ * the guardian learns of the owner's death at once, from the end of the pipe,
+ * without polling. It repairs only through fence.ts's recoverInterrupted, the
+ * same repair as the next command's (which stays the second line of
+ * defence): an operation whose session is alive is never touched. If the
+ * guardian dies first, nothing happens: the owner's "done" goes nowhere.
+ */
+export interface Guardian {
+  /** The guardian's pid (stage 2), for tests. */
+  pid: number;
+  /** Milliseconds from spawning to the guardian's "ready". */
+  startupMs: number;
+}
+
+const SCRIPT = path.join(__dirname, "guardian-process.js");
+const READY_TIMEOUT_MS = 5_000;
+
+/** PG* variables the connection may depend on (node-postgres reads them as defaults); sent over the pipe with the URL. */
+function connectionEnv(env: NodeJS.ProcessEnv): Record<string, string> {
+  return Object.fromEntries(Object.entries(env).filter((e): e is [string, string] => /^PG[A-Z]+$/.test(e[0]) && e[1] !== undefined));
+}
+
+/** Starts a guardian for the database of `url`; undefined (with a warning) when it cannot start: the next command's repair still holds. */
+export async function startGuardian(url: string, log: Logger): Promise<{ guardian: Guardian; release: () => void } | undefined> {
+  const started = Date.now();
+  const database = parseDatabaseUrl(url).database;
+  let child: ChildProcess;
+  try {
+    // Only the temp dir (where the repair's compiler caches): no secret.
+    const env: NodeJS.ProcessEnv = process.env.TMPDIR ? { TMPDIR: process.env.TMPDIR } : {};
+    child = spawn(process.execPath, [SCRIPT], { detached: true, stdio: ["ignore", "pipe", "inherit", "pipe"], env });
+  } catch (err) {
+    log.warn(`no guardian for database '${database}' (${messageOf(err)}): if this process dies while the database is closed, the next pgstack command reopens it`);
+    return undefined;
+  }
+  // fd 3, not stdin: Node closes a child's stdin as soon as the child exits, and stage 1 exits at once.
+  const control = child.stdio[3] as import("node:net").Socket;
+  const stdout = child.stdout!;
+  control.on("error", () => undefined); // a guardian that died first: harmless
+  child.on("error", () => undefined);
+  let pid = 0;
+  const ready = await new Promise<number | undefined>((resolve) => {
+    let text = "";
+    const timer = setTimeout(() => resolve(undefined), READY_TIMEOUT_MS);
+    stdout.setEncoding("utf8");
+    stdout.on("data", (d: string) => {
+      text += d;
+      const m = /ready (\d+)\n/.exec(text);
+      if (m) {
+        pid = Number(m[1]);
+        clearTimeout(timer);
+        resolve(Date.now() - started);
+      }
+    });
+    stdout.on("close", () => {
+      clearTimeout(timer);
+      resolve(undefined);
+    });
+    control.write(JSON.stringify({ url, database, env: connectionEnv(process.env) }) + "\n");
+  });
+  stdout.destroy();
+  child.unref();
+  if (ready === undefined) {
+    control.destroy();
+    log.warn(`no guardian for database '${database}' (it did not start within ${READY_TIMEOUT_MS / 1000} s): if this process dies while the database is closed, the next pgstack command reopens it`);
+    return undefined;
+  }
+  // The pipe must not keep this process alive; it ends with it (which is the guardian's signal).
+  (control as unknown as { unref?: () => void }).unref?.();
+  log.debug(`guardian for database '${database}' ready in ${ready} ms`);
+  let released = false;
+  return {
+    guardian: { pid, startupMs: ready },
+    release: () => {
+      if (released) return;
+      released = true;
+      control.end("done\n");
+    },
+  };
+}
+
+/** Runs `fn` with a guardian watching (see the module comment); the guardian is told "done" however `fn` ends. */
+export async function withGuardian<T>(url: string, log: Logger, fn: () => Promise<T>): Promise<T> {
+  const g = await startGuardian(url, log);
+  try {
+    return await fn();
+  } finally {
+    g?.release();
+  }
+}
