@@ -12,6 +12,7 @@ import { migrationSetKey, PreUpdateSnapshot } from "./components/snapshot";
 import { isPgstackError } from "./core/errors";
 import type { Logger } from "./core/logger";
 import { recoverInterrupted } from "./core/snapshot/fence";
+import { unfinishedRollbackMessage } from "./core/snapshot/intent";
 import { appliedUnder, chainIdentity, observeDatabase, stackIdentity, type DatabaseObservation } from "./core/snapshot/observe";
 import { DEFAULT_SNAPSHOTS_DIR } from "./core/snapshot/store";
 import { discoverMigrations } from "./core/migrations/discover";
@@ -152,6 +153,10 @@ export async function defineStack(loaded: LoadedStackConfig, projectDir: string,
     pulumi.all([db.url, db.identity]).apply(async ([url, recorded]) => {
       if (config.engine === "rds" || names.length === 0) return appliedUnder(names, undefined, recorded, undefined);
       const observation = await observe(url, { repair: !pulumi.runtime.isDryRun(), snapshotsDir: path.join(projectDir, DEFAULT_SNAPSHOTS_DIR) });
+      // A rollback killed (or a `pgstack revert` run by hand) past its point of no return, before the pin:
+      // applying what it removed would undo it, so nothing runs until it is finished.
+      const intent = observation?.unfinishedRollback;
+      if (intent && intent.pin !== config.pinnedMigration) throw new pulumi.RunError(unfinishedRollbackMessage(config.stack, intent));
       const live = observation ? stackIdentity(config.engine, observation.identity) : undefined;
       const under = appliedUnder(names, observation, recorded, live);
       const missing = observation && live !== recorded ? names.filter((n) => !observation.applied.has(n)) : [];
