@@ -295,7 +295,7 @@ async function finishRollback(pulumi: Pulumi, stack: string, url: string, intent
     say(`pulumi up failed (see above); the database is rolled back and the chain pinned. Fix and run \`pulumi up\` on '${stack}' again.`);
     return code;
   }
-  say(`rolled back to ${intent.pin}. Run the rollback again to undo one more update; lift the pin once the migrations are fixed: npm run rollback -- --stack ${stack} --unpin`);
+  say(`rolled back to ${intent.pin}. Lift the pin once the migrations are fixed: npm run rollback -- --stack ${stack} --unpin`);
   return 0;
 }
 

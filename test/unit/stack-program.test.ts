@@ -202,6 +202,43 @@ describe("the stack follows the database, not its own record (issue 11, defect 6
   });
 });
 
+describe("after a rollback that passed its point of no return and never pinned the stack (issue 22, item 2)", () => {
+  const RECORDED = "7311111111111111111/app/16384";
+  let projectDir: string;
+  beforeAll(async () => {
+    projectDir = await fakeProject({ password: "pw" });
+  });
+  afterAll(() => fs.rm(projectDir, { recursive: true, force: true }));
+
+  const rolledBack = () => {
+    const last = migrationNames[migrationNames.length - 1];
+    const pin = migrationNames[migrationNames.length - 2];
+    return {
+      last,
+      pin,
+      observation: {
+        identity: RECORDED,
+        applied: new Map(migrationNames.slice(0, -1).map((n) => [n, new Date("2025-12-31T00:00:00Z")])),
+        unfinishedRollback: { op: "revert" as const, pin, removed: [last], at: "2026-01-01T00:00:00.000Z" },
+      },
+    };
+  };
+
+  it("refuses the update, naming what it would apply again and the command that finishes the rollback", async () => {
+    const { last, pin, observation } = rolledBack();
+    await expect(runStack({ stack: "dev", config: await stackFileConfig("dev"), projectDir, observation })).rejects.toThrow(
+      `The database of stack 'dev' was rolled back to ${pin} (a revert of ${last}) but the stack's migration chain is not pinned there, so this update would apply ${last} again: ` +
+        `finish that rollback with \`npm run rollback -- --stack dev --yes\` (it pins the chain at ${pin} and undoes nothing more); nothing was changed.`,
+    );
+  });
+
+  it("goes ahead once the chain is pinned where the rollback left the database", async () => {
+    const { pin, observation } = rolledBack();
+    const run = await runStack({ stack: "dev", config: { ...(await stackFileConfig("dev")), "pgstack:pinnedMigration": pin }, projectDir, observation });
+    expect(run.outputs.appliedMigrations.value).toEqual(migrationNames.slice(0, -1));
+  });
+});
+
 describe("prod stack (rds engine)", () => {
   let run: RunResult;
   let projectDir: string;
