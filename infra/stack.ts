@@ -146,6 +146,10 @@ export async function defineStack(loaded: LoadedStackConfig, projectDir: string,
   const dir = commandDirFor(projectDir);
   const db = new Database(NAMES.database, { ...databaseArgs(loaded, dir), reachabilityKey: key });
 
+  // An update refused after an unfinished rollback serves no steps: its session ends at once.
+  let refused = false;
+  let closeSession = () => undefined as void;
+
   // What the database holds now, not what the last update left: after a restore only the
   // migrations it removed run again. rds is never restored in place (a restore is a new instance).
   const names = chainSet.map((m) => m.name);
@@ -156,7 +160,13 @@ export async function defineStack(loaded: LoadedStackConfig, projectDir: string,
       // A rollback killed (or a `pgstack revert` run by hand) past its point of no return, before the pin:
       // applying what it removed would undo it, so nothing runs until it is finished.
       const intent = observation?.unfinishedRollback;
-      if (intent && intent.pin !== config.pinnedMigration) throw new pulumi.RunError(unfinishedRollbackMessage(config.stack, intent));
+      if (intent && intent.pin !== config.pinnedMigration) {
+        // Said once, plainly: the error thrown here reaches Pulumi wrapped once per resource that waits on it.
+        pulumi.log.error(unfinishedRollbackMessage(config.stack, intent));
+        refused = true;
+        closeSession();
+        throw new pulumi.RunError(`this update is refused until the interrupted rollback of stack '${config.stack}' is finished (see the error above)`);
+      }
       const live = observation ? stackIdentity(config.engine, observation.identity) : undefined;
       const under = appliedUnder(names, observation, recorded, live);
       const missing = observation && live !== recorded ? names.filter((n) => !observation.applied.has(n)) : [];
@@ -202,6 +212,8 @@ export async function defineStack(loaded: LoadedStackConfig, projectDir: string,
   if (!pulumi.runtime.isDryRun() && chain.steps.length > 0) {
     const session = await (deps.serveSteps ?? serveSteps)({ projectDir, stack: config.stack, databaseUrl: db.url, steps: chain.steps });
     chain.appliedMigrations.apply(() => session.close());
+    closeSession = () => session.close();
+    if (refused) session.close();
   }
 
   if (config.seed) {
