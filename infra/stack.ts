@@ -12,6 +12,7 @@ import { migrationSetKey, PreUpdateSnapshot } from "./components/snapshot";
 import { isPgstackError } from "./core/errors";
 import type { Logger } from "./core/logger";
 import { recoverInterrupted } from "./core/snapshot/fence";
+import { unfinishedRollbackMessage } from "./core/snapshot/intent";
 import { appliedUnder, chainIdentity, observeDatabase, stackIdentity, type DatabaseObservation } from "./core/snapshot/observe";
 import { DEFAULT_SNAPSHOTS_DIR } from "./core/snapshot/store";
 import { discoverMigrations } from "./core/migrations/discover";
@@ -145,6 +146,10 @@ export async function defineStack(loaded: LoadedStackConfig, projectDir: string,
   const dir = commandDirFor(projectDir);
   const db = new Database(NAMES.database, { ...databaseArgs(loaded, dir), reachabilityKey: key });
 
+  // An update refused after an unfinished rollback serves no steps: its session ends at once.
+  let refused = false;
+  let closeSession = () => undefined as void;
+
   // What the database holds now, not what the last update left: after a restore only the
   // migrations it removed run again. rds is never restored in place (a restore is a new instance).
   const names = chainSet.map((m) => m.name);
@@ -152,6 +157,16 @@ export async function defineStack(loaded: LoadedStackConfig, projectDir: string,
     pulumi.all([db.url, db.identity]).apply(async ([url, recorded]) => {
       if (config.engine === "rds" || names.length === 0) return appliedUnder(names, undefined, recorded, undefined);
       const observation = await observe(url, { repair: !pulumi.runtime.isDryRun(), snapshotsDir: path.join(projectDir, DEFAULT_SNAPSHOTS_DIR) });
+      // A rollback killed (or a `pgstack revert` run by hand) past its point of no return, before the pin:
+      // applying what it removed would undo it, so nothing runs until it is finished.
+      const intent = observation?.unfinishedRollback;
+      if (intent && intent.pin !== config.pinnedMigration) {
+        // Said once, plainly: the error thrown here reaches Pulumi wrapped once per resource that waits on it.
+        pulumi.log.error(unfinishedRollbackMessage(config.stack, intent));
+        refused = true;
+        closeSession();
+        throw new pulumi.RunError(`this update is refused until the interrupted rollback of stack '${config.stack}' is finished (see the error above)`);
+      }
       const live = observation ? stackIdentity(config.engine, observation.identity) : undefined;
       const under = appliedUnder(names, observation, recorded, live);
       const missing = observation && live !== recorded ? names.filter((n) => !observation.applied.has(n)) : [];
@@ -197,6 +212,8 @@ export async function defineStack(loaded: LoadedStackConfig, projectDir: string,
   if (!pulumi.runtime.isDryRun() && chain.steps.length > 0) {
     const session = await (deps.serveSteps ?? serveSteps)({ projectDir, stack: config.stack, databaseUrl: db.url, steps: chain.steps });
     chain.appliedMigrations.apply(() => session.close());
+    closeSession = () => session.close();
+    if (refused) session.close();
   }
 
   if (config.seed) {

@@ -17,6 +17,12 @@
  * rolled back, and runs `pulumi up --yes` so the outputs show the restored
  * state. `--unpin` lifts the pin: the next `up` applies the later migrations.
  *
+ * A rollback records its pin in the database at its point of no return (the
+ * restore's swap, the revert's commit: core/snapshot/intent.ts) and clears it
+ * once the stack is pinned. A rollback that finds one left (killed in between,
+ * or a `pgstack revert` run by hand) finishes it: it pins the chain there and
+ * undoes nothing more. `--unpin` refuses while one is unfinished.
+ *
  * The database URL comes from the stack's secret `databaseUrl` output and is
  * never printed or put on a command line.
  *
@@ -28,8 +34,13 @@ import * as readline from "node:readline/promises";
 import type { StackConfig } from "../config/schema";
 import { readStackConfig, readStackOutputs, removeStackConfig, setStackConfig } from "../config/stack";
 import { discoverMigrations } from "../core/migrations/discover";
+import { withClient } from "../core/db/client";
+import { deployerBusy, migrationLockHolder } from "../core/db/deployers";
+import { parseDatabaseUrl } from "../core/db/url";
+import { clearRollbackIntent, describeIntent, rollbackIntentOn, type RollbackIntent } from "../core/snapshot/intent";
 import { migrationOfRdsSnapshotId } from "../core/snapshot/naming";
 import { PgstackError } from "../core/errors";
+import { failpoint } from "../core/failpoint";
 import { stderrLogger } from "../core/logger";
 import { planRestore, restoreSnapshot } from "../core/snapshot/restore";
 import { DEFAULT_SNAPSHOTS_DIR } from "../core/snapshot/store";
@@ -127,6 +138,13 @@ export async function rollback(argv: string[], deps: { pulumi?: Pulumi; projectD
   const projectDir = deps.projectDir ?? PROJECT_ROOT;
 
   if (args.unpin) {
+    const unfinished = await unfinishedRollbackOfStack(pulumi, stack);
+    if (unfinished) {
+      throw new PgstackError(
+        "E_USAGE",
+        `The database of stack '${stack}' was rolled back to ${unfinished.pin} (${describeIntent(unfinished)}) and the chain was never pinned there: finish that rollback first with \`npm run rollback -- --stack ${stack} --yes\`, then lift the pin (nothing was changed).`,
+      );
+    }
     await removeStackConfig(pulumi, stack, PIN);
     say(`pin lifted on stack '${stack}': the next \`pulumi up\` (npm run dev on dev) applies every migration in the folder.`);
     return 0;
@@ -140,11 +158,17 @@ export async function rollback(argv: string[], deps: { pulumi?: Pulumi; projectD
   if (!url) throw new PgstackError("E_USAGE", `Stack '${stack}' has no databaseUrl output: run \`pulumi up\` on it first.`);
   const store = { snapshotsDir: path.join(projectDir, DEFAULT_SNAPSHOTS_DIR) };
   await recoverBeforeCommand(url, stderrLogger());
+  // Before choosing a target: with a rollback already past its point of no return, the last update is undone already.
+  const unfinished = await unfinishedRollback(url);
+  if (unfinished) return finishRollback(pulumi, stack, url, unfinished);
   if (args.revert) return rollbackByRevert(pulumi, args, resolveSettings({ url, dir: migrationsDirOf(projectDir, config) }), store);
   // Not the latestSnapshot output: Pulumi writes outputs only when an update succeeds.
   const target = args.snapshot ? undefined : await rollbackTarget(url, stack, store);
   const id = args.snapshot ?? target?.snapshot.snapshotId ?? "";
   if (!id) throw new PgstackError("E_USAGE", `Stack '${stack}' has no pre-update snapshot yet: pass --snapshot <id> (see \`pgstack snapshot list\`).`);
+  // A restore refuses while a deployer holds the lock: say so before a plan it would not carry out.
+  const deployer = await withClient(url, (c) => migrationLockHolder(c), { applicationName: "pgstack rollback" });
+  if (deployer) throw deployerBusy("restore", parseDatabaseUrl(url).database, deployer);
   if (target) process.stderr.write(`This rollback undoes ${describeTarget(target)}.\n`);
 
   const plan = await planRestore(url, id, store);
@@ -177,14 +201,10 @@ export async function rollback(argv: string[], deps: { pulumi?: Pulumi; projectD
     }
   }
 
-  const result = await restoreSnapshot(url, plan, { log: stderrLogger(), keepOld: args.keepOld });
+  const result = await restoreSnapshot(url, plan, { log: stderrLogger(), keepOld: args.keepOld, intent: { pin } });
   process.stderr.write(renderDiscarded(result) + "\n");
   if (result.keptAs) say(`the database as it was before the rollback is kept as ${result.keptAs}; remove it with: DROP DATABASE "${result.keptAs}";`);
-  try {
-    await setStackConfig(pulumi, stack, PIN, pin);
-  } catch {
-    throw new PgstackError("E_STACK", `The database is restored but pinning failed: run \`npm run pulumi -- config set --stack ${stack} ${PIN_KEY} ${pin}\` before the next up.`);
-  }
+  await pinStack(pulumi, stack, url, pin, "restored");
   say(`restored from ${id}; migration chain pinned at ${pin}. Running pulumi up on '${stack}'...`);
   const code = await pulumi.run(["up", "--yes", "--stack", stack]);
   if (code !== 0) {
@@ -225,11 +245,7 @@ async function rollbackByRevert(pulumi: Pulumi, args: RollbackArgs, settings: Se
     }
   }
   await executeRevert(settings, plan, { acceptLoss: args.acceptLoss, log });
-  try {
-    await setStackConfig(pulumi, stack, PIN, to);
-  } catch {
-    throw new PgstackError("E_STACK", `The migrations are reverted but pinning failed: run \`npm run pulumi -- config set --stack ${stack} ${PIN_KEY} ${to}\` before the next up.`);
-  }
+  await pinStack(pulumi, stack, settings.databaseUrl, to, "reverted");
   say(`reverted ${plan.reverted.join(", ")}; migration chain pinned at ${to}. Running pulumi up on '${stack}'...`);
   const code = await pulumi.run(["up", "--yes", "--stack", stack]);
   if (code !== 0) {
@@ -237,6 +253,49 @@ async function rollbackByRevert(pulumi: Pulumi, args: RollbackArgs, settings: Se
     return code;
   }
   say(`reverted to ${to}, keeping the data. Lift the pin once the migrations are fixed: npm run rollback -- --stack ${stack} --unpin`);
+  return 0;
+}
+
+/** The rollback recorded in the database of `url` and not finished (intent.ts), if any. */
+async function unfinishedRollback(url: string, connectTimeoutMs?: number): Promise<RollbackIntent | undefined> {
+  return withClient(url, (c, target) => rollbackIntentOn(c, target.database), { applicationName: "pgstack rollback", connectTimeoutMs });
+}
+
+/** The same for a stack, from its outputs; undefined when it has no database URL or the database does not answer. */
+async function unfinishedRollbackOfStack(pulumi: Pulumi, stack: string): Promise<RollbackIntent | undefined> {
+  const url = (await readStackOutputs(stack, pulumi, { showSecrets: true }).catch(() => undefined))?.databaseUrl;
+  return url ? unfinishedRollback(url, 5000).catch(() => undefined) : undefined;
+}
+
+/** Pins the chain at `pin`, then clears the database's record of the rollback: a kill in between is finished by a retry. */
+async function pinStack(pulumi: Pulumi, stack: string, url: string, pin: string, done: "restored" | "reverted"): Promise<void> {
+  try {
+    await setStackConfig(pulumi, stack, PIN, pin);
+  } catch {
+    throw new PgstackError(
+      "E_STACK",
+      `The database is ${done} but pinning failed: run \`npm run rollback -- --stack ${stack} --yes\` again before the next up (it pins the chain at ${pin} and undoes nothing more).`,
+    );
+  }
+  failpoint("rollback:pinned");
+  await withClient(url, (c, target) => clearRollbackIntent(c, target.database), { applicationName: "pgstack rollback" });
+}
+
+/**
+ * A rollback (or a `pgstack revert` by hand) passed its point of no return
+ * and the stack was never pinned: pin it where that rollback left the
+ * database and run `pulumi up`, undoing nothing more.
+ */
+async function finishRollback(pulumi: Pulumi, stack: string, url: string, intent: RollbackIntent): Promise<number> {
+  say(`the database was already rolled back to ${intent.pin} (${describeIntent(intent)}, at ${intent.at}) and the stack never pinned there: finishing that rollback, which undoes nothing more.`);
+  await pinStack(pulumi, stack, url, intent.pin, intent.op === "restore" ? "restored" : "reverted");
+  say(`migration chain pinned at ${intent.pin}. Running pulumi up on '${stack}'...`);
+  const code = await pulumi.run(["up", "--yes", "--stack", stack]);
+  if (code !== 0) {
+    say(`pulumi up failed (see above); the database is rolled back and the chain pinned. Fix and run \`pulumi up\` on '${stack}' again.`);
+    return code;
+  }
+  say(`rolled back to ${intent.pin}. Lift the pin once the migrations are fixed: npm run rollback -- --stack ${stack} --unpin`);
   return 0;
 }
 

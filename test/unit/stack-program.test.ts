@@ -202,6 +202,37 @@ describe("the stack follows the database, not its own record (issue 11, defect 6
   });
 });
 
+describe("after a rollback that passed its point of no return and never pinned the stack (issue 22, item 2)", () => {
+  const RECORDED = "7311111111111111111/app/16384";
+  let projectDir: string;
+  beforeAll(async () => {
+    projectDir = await fakeProject({ password: "pw" });
+  });
+  afterAll(() => fs.rm(projectDir, { recursive: true, force: true }));
+
+  const rolledBack = () => {
+    const last = migrationNames[migrationNames.length - 1];
+    const pin = migrationNames[migrationNames.length - 2];
+    return {
+      last,
+      pin,
+      observation: {
+        identity: RECORDED,
+        applied: new Map(migrationNames.slice(0, -1).map((n) => [n, new Date("2025-12-31T00:00:00Z")])),
+        unfinishedRollback: { op: "revert" as const, pin, removed: [last], at: "2026-01-01T00:00:00.000Z" },
+      },
+    };
+  };
+
+  // The refusal itself (an unfinished rollback and another pin) is test/e2e/rollback-intent.test.ts: under mocks the
+  // error reaches no caller, only the resources waiting on it.
+  it("goes ahead once the chain is pinned where the rollback left the database", async () => {
+    const { pin, observation } = rolledBack();
+    const run = await runStack({ stack: "dev", config: { ...(await stackFileConfig("dev")), "pgstack:pinnedMigration": pin }, projectDir, observation });
+    expect(run.outputs.appliedMigrations.value).toEqual(migrationNames.slice(0, -1));
+  });
+});
+
 describe("prod stack (rds engine)", () => {
   let run: RunResult;
   let projectDir: string;

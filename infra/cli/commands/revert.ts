@@ -62,7 +62,8 @@ export function revertCommand(ctx: Context): Command {
       ctx.output.out(
         flags.json
           ? JSON.stringify({ reverted: true, plan: revertJson(plan), rehearsedOn: result.rehearsedOn, durationMs: result.durationMs })
-          : `Reverted ${plan.reverted.join(", ")} on '${plan.database}'; the ledger marks them rolled back, so \`pgstack apply\` would run them again.`,
+          : `Reverted ${plan.reverted.join(", ")} on '${plan.database}'; the ledger marks them rolled back, so \`pgstack apply\` would run them again. ` +
+              `If a stack deploys this database, pin its chain at ${plan.target} with \`npm run rollback -- --stack <name> --yes\` before its next \`pulumi up\` (it undoes nothing more).`,
       );
     });
 }

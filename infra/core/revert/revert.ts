@@ -17,6 +17,7 @@ import { errorLine, isTransactionControl, loadSqlParser, splitStatements } from 
 import { copyForRehearsal } from "../rehearsal/rehearse";
 import type { Settings } from "../settings";
 import { dumpSchema } from "../snapshot/dump";
+import { recordRollbackIntent } from "../snapshot/intent";
 
 /**
  * A data-keeping rollback: instead of restoring a snapshot (and discarding
@@ -466,9 +467,15 @@ async function runReverse(client: Client, schema: string, settings: Settings, pl
         [plan.reverted],
       );
     }
+    // The point of no return: what the stack is to be pinned at commits with the reverse (snapshot/intent.ts),
+    // so a revert killed after it, or run by hand, is finished by `npm run rollback` and not undone by the next up.
+    if (markLedger && plan.target !== null) {
+      await recordRollbackIntent(client, plan.database, { op: "revert", pin: plan.target, removed: [...plan.reverted].sort(), at: new Date().toISOString() });
+    }
     // Only in the real run: a kill here must leave the database as it was.
     if (markLedger) failpoint("revert:before-commit");
     await client.query("COMMIT");
+    if (markLedger) failpoint("revert:committed");
   } catch (err) {
     await client.query("ROLLBACK").catch(() => undefined);
     throw err;

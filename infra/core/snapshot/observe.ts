@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import { withClient } from "../db/client";
 import { readLedger } from "../ledger/ledger";
 import { formatIdentity, identityOn } from "./identity";
+import { rollbackIntentOn, type RollbackIntent } from "./intent";
 import { restoredFromSnapshot } from "./restore";
 import type { StoreOptions } from "./store";
 
@@ -21,11 +22,20 @@ export interface DatabaseObservation {
   restoredSnapshotTakenAt?: Date;
   /** Id of that snapshot. */
   restoredFrom?: string;
+  /** A rollback that passed its point of no return and has not pinned the stack yet (intent.ts). */
+  unfinishedRollback?: RollbackIntent;
 }
 
 export async function observeDatabase(url: string, options: StoreOptions & { connectTimeoutMs?: number } = {}): Promise<DatabaseObservation> {
   const connect = { applicationName: "pgstack observe", connectTimeoutMs: options.connectTimeoutMs ?? 3000 };
-  const { id, rows } = await withClient(url, async (client) => ({ id: await identityOn(client), rows: await readLedger(client) }), connect);
+  const { id, rows, intent } = await withClient(
+    url,
+    async (client) => {
+      const id = await identityOn(client);
+      return { id, rows: await readLedger(client), intent: await rollbackIntentOn(client, id.database) };
+    },
+    connect,
+  );
   const applied = new Map<string, Date>();
   for (const row of rows) {
     if (row.finishedAt !== null && row.rolledBackAt === null) applied.set(row.migrationName, new Date(row.finishedAt));
@@ -35,6 +45,7 @@ export async function observeDatabase(url: string, options: StoreOptions & { con
     identity: formatIdentity(id.systemIdentifier, id.database, id.databaseOid),
     applied,
     ...(snapshot ? { restoredFrom: snapshot.snapshotId, restoredSnapshotTakenAt: new Date(snapshot.createdAt) } : {}),
+    ...(intent ? { unfinishedRollback: intent } : {}),
   };
 }
 

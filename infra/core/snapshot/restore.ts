@@ -7,6 +7,7 @@ import { readLedger } from "../ledger/ledger";
 import type { Logger } from "../logger";
 import type { SnapshotEngine } from "./engine";
 import { beginOperation, endOperation, reopenKeepingMarker, rewriteOperation } from "./fence";
+import { recordRollbackIntent, type RollbackIntent } from "./intent";
 import { timestamp } from "./naming";
 import { applyProperties, readProperties } from "./properties";
 import { findSnapshot, listAllSnapshots, type StoreOptions } from "./store";
@@ -68,6 +69,11 @@ export interface RestoreOptions {
   now?: () => Date;
   /** How long to keep trying while sessions linger, ms. Default 15000. */
   drainTimeoutMs?: number;
+  /**
+   * Record, in the swap's transaction, the rollback this restore is part of
+   * (intent.ts): the chain is to be pinned at `pin` (`npm run rollback`).
+   */
+  intent?: { pin: string };
 }
 
 export interface RestoreResult {
@@ -214,7 +220,10 @@ export async function restoreSnapshot(url: string, plan: RestorePlan, options: R
             // the swap is still known as one, so the next update re-applies only what it removed.
             const { rows: copyOid } = await client.query<{ oid: number }>("SELECT oid::int AS oid FROM pg_database WHERE datname = $1", [restoring]);
             await engine.markRestored(url, snapshot, copyOid[0].oid).catch((err) => log.warn(`could not record the restore in snapshot ${snapshot.snapshotId}: ${messageOf(err)}`));
-            return swap(client, url, db, restoring, before, log, options.drainTimeoutMs ?? 15_000, copySession, copy);
+            const intent: RollbackIntent | undefined = options.intent
+              ? { op: "restore", pin: options.intent.pin, snapshot: snapshot.snapshotId, removed: plan.discardedMigrations, at: new Date().toISOString() }
+              : undefined;
+            return swap(client, url, db, restoring, before, log, options.drainTimeoutMs ?? 15_000, copySession, copy, intent);
           },
           { applicationName: "pgstack restore" },
         );
@@ -264,7 +273,18 @@ export function describeDiff(d: TableDiff): string {
  * the swap discards (no write can land in between), then swaps both names in
  * one transaction: `<db>` always names a complete database.
  */
-async function swap(client: Client, url: string, db: string, restoring: string, before: string, log: Logger, drainMs: number, copySession: Client, copyStates: TableStates): Promise<TableDiff[]> {
+async function swap(
+  client: Client,
+  url: string,
+  db: string,
+  restoring: string,
+  before: string,
+  log: Logger,
+  drainMs: number,
+  copySession: Client,
+  copyStates: TableStates,
+  intent: RollbackIntent | undefined,
+): Promise<TableDiff[]> {
   const deadline = Date.now() + drainMs;
   // The counting session enters `db` before it closes: nobody else can after.
   return withClient(
@@ -299,6 +319,8 @@ async function swap(client: Client, url: string, db: string, restoring: string, 
         // The marker goes with the old database: a crash from here keeps it, reopened, and says so.
         await client.query(`ALTER DATABASE ${quoteIdent(db)} ALLOW_CONNECTIONS true`);
         await rewriteOperation(client, before, { op: "replaced", copy: undefined });
+        // The point of no return: the rollback's pin commits with the swap, so a kill from here is finished by a retry.
+        if (intent) await recordRollbackIntent(client, db, intent);
         await failpointDuring("restore:swapping", () => client.query("COMMIT"), 0);
         return discarded;
       } catch (err) {
