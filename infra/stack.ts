@@ -11,6 +11,7 @@ import { SEED_SCRIPT, Seed } from "./components/seed";
 import { migrationSetKey, PreUpdateSnapshot } from "./components/snapshot";
 import { isPgstackError } from "./core/errors";
 import type { Logger } from "./core/logger";
+import { removeAbandonedPartials } from "./core/snapshot/dump";
 import { recoverInterrupted } from "./core/snapshot/fence";
 import { appliedUnder, chainIdentity, observeDatabase, stackIdentity, type DatabaseObservation } from "./core/snapshot/observe";
 import { DEFAULT_SNAPSHOTS_DIR } from "./core/snapshot/store";
@@ -91,7 +92,10 @@ const pulumiLogger: Logger = {
 
 export const observeLive: Observe = async (url, options) => {
   try {
-    if (options.repair) await recoverInterrupted(url, { log: pulumiLogger, waitMs: 5000 });
+    if (options.repair) {
+      await removeAbandonedPartials(options.snapshotsDir, pulumiLogger);
+      await recoverInterrupted(url, { log: pulumiLogger, waitMs: 5000 });
+    }
     return await observeDatabase(url, { snapshotsDir: options.snapshotsDir });
   } catch {
     return undefined;
