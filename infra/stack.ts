@@ -13,7 +13,7 @@ import { isPgstackError } from "./core/errors";
 import type { Logger } from "./core/logger";
 import { removeAbandonedPartials } from "./core/snapshot/dump";
 import { recoverInterrupted } from "./core/snapshot/fence";
-import { appliedUnder, chainIdentity, observeDatabase, stackIdentity, type DatabaseObservation } from "./core/snapshot/observe";
+import { appliedUnder, chainIdentity, missingMigrationsNote, observeDatabase, stackIdentity, type DatabaseObservation } from "./core/snapshot/observe";
 import { DEFAULT_SNAPSHOTS_DIR } from "./core/snapshot/store";
 import { discoverMigrations } from "./core/migrations/discover";
 import { modesOf } from "./core/migrations/mode";
@@ -158,13 +158,8 @@ export async function defineStack(loaded: LoadedStackConfig, projectDir: string,
       const observation = await observe(url, { repair: !pulumi.runtime.isDryRun(), snapshotsDir: path.join(projectDir, DEFAULT_SNAPSHOTS_DIR) });
       const live = observation ? stackIdentity(config.engine, observation.identity) : undefined;
       const under = appliedUnder(names, observation, recorded, live);
-      const missing = observation && live !== recorded ? names.filter((n) => !observation.applied.has(n)) : [];
-      if (missing.length > 0) {
-        pulumi.log.info(
-          `the database is not the one this stack last migrated (${observation!.restoredFrom ? `a restore of snapshot ${observation!.restoredFrom}` : "replaced"}): ` +
-            `its ledger lacks ${missing.join(", ")}, so the update applies them again after a snapshot.`,
-        );
-      }
+      const note = missingMigrationsNote(names, observation, recorded, live);
+      if (note) pulumi.log.info(note);
       return under;
     }),
   );
