@@ -4,6 +4,7 @@
  * applied by pgstack now and by pgstack before issue 10, in the same run.
  *
  *   npm run bench -- bigfile [--statements 60000] [--rounds 3] [--before <git ref>] [--before-cap <seconds>]
+ *   npm run bench -- bigfile --preview [--statements 60000] [--rounds 2] [--before <git ref> | --now-only]
  *
  * - split: splitStatements alone, in this process, on files of 7,500 to
  *   60,000 statements, current code versus the code at --before (quadratic:
@@ -12,6 +13,9 @@
  * - apply: `pgstack apply --all` on a fresh database (plus psql -1 -f as the
  *   floor); the before CLI on the 60,000-statement file is stopped at
  *   --before-cap seconds and reported as "more than" that.
+ * - --preview (issue 22): `pgstack lint` and `pgstack plan` on the big file
+ *   against `apply --all` of it, interleaved in each round (time and peak
+ *   RSS), by the current code and by the code at --before.
  */
 import { spawn } from "node:child_process";
 import { promises as fs } from "node:fs";
@@ -41,6 +45,7 @@ async function timeSplit(split: Split, sql: string): Promise<number> {
 }
 
 export async function bigfileBench(argv: string[]): Promise<void> {
+  if (argv.includes("--preview")) return previewBench(argv);
   const statements = intArg(argv, "--statements", 60_000);
   const rounds = intArg(argv, "--rounds", 3);
   const capMs = intArg(argv, "--before-cap", 240) * 1000;
@@ -151,5 +156,55 @@ export async function bigfileBench(argv: string[]): Promise<void> {
   const table2 = markdownTable(["workload", "contender", `median of ${rounds}`], applyRows);
   process.stdout.write(`\n${table1}\n\n${table2}\n`);
   const file = await writeResult("bigfile", { machine: machineInfo(), before: before.commit, statements, rounds, split, apply: results });
+  log(`wrote ${path.relative(REPO, file)}`);
+}
+
+/** Issue 22: lint and plan of the big file against apply of it, same rounds, now and at --before. */
+async function previewBench(argv: string[]): Promise<void> {
+  const statements = intArg(argv, "--statements", 60_000);
+  const rounds = intArg(argv, "--rounds", 2);
+  const before = await ensureBefore(argValue(argv, "--before") ?? "HEAD~1");
+  const root = path.join(WORK, "bigfile-preview");
+  await fs.rm(root, { recursive: true, force: true });
+  const dir = path.join(root, "big");
+  await fs.mkdir(path.join(dir, "20250101000000_events"), { recursive: true });
+  await fs.writeFile(path.join(dir, "20250101000000_events", "migration.sql"), bigMigration(statements));
+  const cluster = await startBenchCluster("bigfile-preview");
+  const samples: Record<string, { ms: number[]; rssMb: number[] }> = {};
+  try {
+    let n = 0;
+    const freshDb = async () => {
+      const name = `p${n++}`;
+      await cluster.query(`CREATE DATABASE ${name}`);
+      return name;
+    };
+    const bins: Record<string, string> = { now: path.join(REPO, "infra", "bin", "pgstack.js"), ...(argv.includes("--now-only") ? {} : { before: before.bin }) };
+    for (let round = 0; round < rounds; round++) {
+      for (const [who, bin] of Object.entries(bins)) {
+        for (const command of ["lint", "plan", "apply"] as const) {
+          const db = await freshDb();
+          const args = command === "apply" ? ["apply", "--all", "--dir", dir] : command === "plan" ? ["plan", "--dir", dir] : ["lint", "--dir", dir];
+          const r = await runTimed(process.execPath, [bin, ...args], { env: { ...process.env, DATABASE_URL: cluster.url(db) }, check: command !== "lint" });
+          const key = `${command} ${who}`;
+          (samples[key] ??= { ms: [], rssMb: [] }).ms.push(r.ms);
+          if (r.maxRssKb !== null) samples[key].rssMb.push(Math.round(r.maxRssKb / 1024));
+          log(`round ${round + 1}: ${key} ${fmtMs(r.ms)}${r.maxRssKb !== null ? `, ${Math.round(r.maxRssKb / 1024)} MB` : ""}`);
+        }
+      }
+    }
+  } finally {
+    await cluster.destroy().catch(() => undefined);
+  }
+  const rows: (string | number)[][] = [];
+  for (const who of Object.keys(samples).some((k) => k.endsWith(" before")) ? ["now", "before"] : ["now"]) {
+    const apply = median(samples[`apply ${who}`].ms);
+    for (const command of ["lint", "plan", "apply"]) {
+      const s = samples[`${command} ${who}`];
+      rows.push([command, who === "now" ? "now" : `before (${before.commit.slice(0, 7)})`, fmtMs(median(s.ms)), `${(median(s.ms) / apply).toFixed(2)}x`, s.rssMb.length ? `${median(s.rssMb)} MB` : "-"]);
+    }
+  }
+  const table = markdownTable(["command", "code", `median of ${rounds}`, "ratio to apply (same code)", "peak RSS"], rows);
+  process.stdout.write(`\n${table}\n`);
+  const file = await writeResult(`bigfile-preview-${statements}`, { machine: machineInfo(), before: before.commit, statements, rounds, samples });
   log(`wrote ${path.relative(REPO, file)}`);
 }

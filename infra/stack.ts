@@ -11,9 +11,10 @@ import { SEED_SCRIPT, Seed } from "./components/seed";
 import { migrationSetKey, PreUpdateSnapshot } from "./components/snapshot";
 import { isPgstackError } from "./core/errors";
 import type { Logger } from "./core/logger";
+import { removeAbandonedPartials } from "./core/snapshot/dump";
 import { recoverInterrupted } from "./core/snapshot/fence";
 import { unfinishedRollbackMessage } from "./core/snapshot/intent";
-import { appliedUnder, chainIdentity, observeDatabase, stackIdentity, type DatabaseObservation } from "./core/snapshot/observe";
+import { appliedUnder, chainIdentity, missingMigrationsNote, observeDatabase, stackIdentity, type DatabaseObservation } from "./core/snapshot/observe";
 import { DEFAULT_SNAPSHOTS_DIR } from "./core/snapshot/store";
 import { discoverMigrations } from "./core/migrations/discover";
 import { modesOf } from "./core/migrations/mode";
@@ -92,7 +93,10 @@ const pulumiLogger: Logger = {
 
 export const observeLive: Observe = async (url, options) => {
   try {
-    if (options.repair) await recoverInterrupted(url, { log: pulumiLogger, waitMs: 5000 });
+    if (options.repair) {
+      await removeAbandonedPartials(options.snapshotsDir, pulumiLogger);
+      await recoverInterrupted(url, { log: pulumiLogger, waitMs: 5000 });
+    }
     return await observeDatabase(url, { snapshotsDir: options.snapshotsDir });
   } catch {
     return undefined;
@@ -169,13 +173,8 @@ export async function defineStack(loaded: LoadedStackConfig, projectDir: string,
       }
       const live = observation ? stackIdentity(config.engine, observation.identity) : undefined;
       const under = appliedUnder(names, observation, recorded, live);
-      const missing = observation && live !== recorded ? names.filter((n) => !observation.applied.has(n)) : [];
-      if (missing.length > 0) {
-        pulumi.log.info(
-          `the database is not the one this stack last migrated (${observation!.restoredFrom ? `a restore of snapshot ${observation!.restoredFrom}` : "replaced"}): ` +
-            `its ledger lacks ${missing.join(", ")}, so the update applies them again after a snapshot.`,
-        );
-      }
+      const note = missingMigrationsNote(names, observation, recorded, live);
+      if (note) pulumi.log.info(note);
       return under;
     }),
   );

@@ -1,7 +1,10 @@
 import { Command, CommanderError } from "commander";
 import { parseDatabaseUrl } from "../core/db/url";
 import { errorSentence, exitCodeOf, isPgstackError, messageOf } from "../core/errors";
+import * as path from "node:path";
+import { removeAbandonedPartials } from "../core/snapshot/dump";
 import { recoverInterrupted } from "../core/snapshot/fence";
+import { DEFAULT_SNAPSHOTS_DIR } from "../core/snapshot/store";
 import { applyCommand } from "./commands/apply";
 import { clusterCommand } from "./commands/cluster";
 import { identityCommand } from "./commands/identity";
@@ -34,7 +37,7 @@ export function buildProgram(ctx: Context): Command {
     // Only commands that take a database URL: `cluster` and `seed` must not touch whatever $DATABASE_URL names.
     if (!action.options.some((o) => o.long === "--url") || ctx.repaired) return;
     const flags = action.opts<{ url?: string; json?: boolean; verbose?: boolean }>();
-    await recoverBeforeCommand(flags.url ?? ctx.env.DATABASE_URL, ctx.logger(flags));
+    await recoverBeforeCommand(flags.url ?? ctx.env.DATABASE_URL, ctx.logger(flags), (flags as { snapshotsDir?: string }).snapshotsDir);
   });
   return program;
 }
@@ -48,16 +51,18 @@ function packageVersion(): string {
 /**
  * Every command with a database first repairs what an interrupted snapshot or
  * restore left (a database closed to connections, an unfinished copy; see
- * core/snapshot/fence.ts), with one log line per repair. A server it cannot
- * reach is the command's own error to report, not this step's.
+ * core/snapshot/fence.ts; an unfinished pg_dump file in the snapshots folder),
+ * with one log line per repair. A server it cannot reach is the command's own
+ * error to report, not this step's.
  */
-export async function recoverBeforeCommand(url: string | undefined, log: Logger): Promise<void> {
+export async function recoverBeforeCommand(url: string | undefined, log: Logger, snapshotsDir = DEFAULT_SNAPSHOTS_DIR): Promise<void> {
   if (!url) return;
   try {
     parseDatabaseUrl(url);
   } catch {
     return; // the command reports a malformed URL in its own words
   }
+  await removeAbandonedPartials(path.resolve(snapshotsDir), log).catch((err) => log.warn(`could not check for unfinished pg_dump files: ${messageOf(err).split("\n")[0]}`));
   try {
     await recoverInterrupted(url, { log });
   } catch (err) {

@@ -346,7 +346,15 @@ function parsePart<T>(schema: z.ZodType<T>, value: unknown, prefix: string | und
 export function parseStackConfig(raw: RawStackConfig): StackConfig {
   const problems: string[] = [];
   for (const k of raw.keys) {
-    if (!(KNOWN_KEYS as readonly string[]).includes(k)) problems.push(`${NAMESPACE}:${k} is not a setting pgstack knows`);
+    if ((KNOWN_KEYS as readonly string[]).includes(k)) continue;
+    // `pulumi config set pgstack:snapshots.keep 10` (no --path) stores one key with a dot in its name, not keep inside snapshots.
+    const [block, ...rest] = k.split(".");
+    if (rest.length > 0 && OBJECT_KEYS.has(block)) {
+      problems.push(
+        `${NAMESPACE}:${k} was set as one key named '${k}' (without --path), not as ${rest.join(".")} inside ${NAMESPACE}:${block}: ` +
+          `run \`pulumi config rm ${NAMESPACE}:${k}\` and set it again with \`pulumi config set --path ${NAMESPACE}:${k} <value>\``,
+      );
+    } else problems.push(`${NAMESPACE}:${k} is not a setting pgstack knows`);
   }
   const top = parsePart(topSchema, raw.values, undefined, problems);
   if (!top) throw configError(raw.stack, problems);

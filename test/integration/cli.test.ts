@@ -225,3 +225,20 @@ describe("a deploy killed in the middle of a long migration", () => {
     expect(resumed.stdout).toContain("20250102000000_slow");
   });
 });
+
+describe("a symlinked migration folder (issue 22)", () => {
+  it("is skipped with its warning printed once per command, also by plan --rehearse (plan, its rehearsal's apply and its revert report each read the folder)", async () => {
+    const url = await createTestDatabase("cli_symlink");
+    const dir = await migrationsDir({ "20250101000000_a": "CREATE TABLE a (id bigint);\n" });
+    const elsewhere = await migrationsDir({ "linked": "SELECT 1;\n" });
+    await fs.symlink(path.join(elsewhere, "linked"), path.join(dir, "20250102000000_linked"));
+    const count = (r: { stdout: string; stderr: string }) => (r.stdout + r.stderr).split("'20250102000000_linked' in ").length - 1;
+    for (const args of [["plan", "--rehearse"], ["status"], ["apply", "--all"], ["apply", "--all"]]) {
+      const r = await pgstack([...args, "--dir", dir], { DATABASE_URL: url });
+      expect({ args, code: r.code }).toEqual({ args, code: 0 });
+      expect({ args, printed: count(r) }).toEqual({ args, printed: 1 });
+    }
+    const ledger = await withDb(url, (c) => c.query(`SELECT migration_name FROM "_prisma_migrations"`));
+    expect(ledger.rows).toEqual([{ migration_name: "20250101000000_a" }]);
+  });
+});

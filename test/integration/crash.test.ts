@@ -86,7 +86,7 @@ describe("a pgstack killed inside a snapshot or a restore", () => {
   );
 
   it.each(["dump:dumping", "dump:dumped"])(
-    "killed at %s (pg_dump engine): the database stays open and unchanged, and the next snapshot removes the unfinished dump",
+    "killed at %s (pg_dump engine): the database stays open and unchanged, and the next pgstack command (a snapshot list) removes the unfinished dump and says so",
     async (point) => {
       const dir = await fs.mkdtemp(path.join(os.tmpdir(), "pgstack-crash-dump-"));
       try {
@@ -98,13 +98,16 @@ describe("a pgstack killed inside a snapshot or a restore", () => {
         const left = await fs.readdir(dir);
         expect(left.filter((f) => f.endsWith(".partial"))).toHaveLength(1);
         expect(left.filter((f) => !f.endsWith(".partial"))).toEqual([]);
-        // Not a snapshot: nothing lists it.
+        // Not a snapshot: nothing lists it, and the listing command is the next one, which removes it.
         const listed = await cli(["snapshot", "list", "--snapshots-dir", dir, "--json"]);
+        expect(listed.code).toBe(0);
         expect(JSON.parse(listed.stdout).snapshots.filter((s: { engine?: string }) => s.engine === "dump")).toEqual([]);
+        expect(listed.stderr).toMatch(/removed .*\.partial: the unfinished dump of a snapshot whose process died/);
+        expect(await fs.readdir(dir)).toEqual([]);
 
         const next = await cli(["snapshot", "create", "--stack", "crash", "--engine", "dump", "--snapshots-dir", dir, "--json"]);
         expect(next.code).toBe(0);
-        expect(next.stderr).toMatch(/removed .*\.partial: the unfinished dump of a snapshot whose process died/);
+        expect(next.stderr).not.toMatch(/removed/);
         const files = (await fs.readdir(dir)).sort();
         const id = JSON.parse(next.stdout).snapshotId as string;
         expect(files).toEqual([`${id}.dump`, `${id}.json`]);

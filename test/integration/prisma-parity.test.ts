@@ -8,6 +8,7 @@ import { createHash } from "node:crypto";
 import { promises as fs } from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import { deployerSession } from "../../infra/core/db/deployers";
 import { applyMigrations } from "../../infra/core/migrations/runner";
 import { resolveSettings, type Settings } from "../../infra/core/settings";
 import { memoryLogger } from "../../infra/core/logger";
@@ -119,6 +120,50 @@ describe("every migration starts from pgstack's session settings", () => {
     });
     const result = await applyMigrations(settings(url, dir, { lockTimeoutMs: 5000 }), { kind: "all" }, memoryLogger());
     expect(result.applied.map((a) => a.name)).toEqual(["20250101000000_t", "20250102000000_check"]);
+  });
+});
+
+describe("every migration starts from a clean session, the deployer lock held throughout", () => {
+  // What one migration leaves in its session: prepared statement, temporary table, cursor WITH HOLD, LISTEN,
+  // and session advisory locks of every kind (bigint and int pair, negative keys, shared, taken twice).
+  const leaves = (tag: string) =>
+    `PREPARE q1 AS SELECT 1;\nCREATE TEMP TABLE "scratch" ("a" INTEGER);\nLISTEN ch_${tag};\n` +
+    `SELECT pg_advisory_lock(4242), pg_advisory_lock(4242), pg_advisory_lock(-5), pg_advisory_lock(-1, 7), pg_advisory_lock_shared(99), pg_advisory_lock_shared(3, -3);\n` +
+    `DECLARE c CURSOR WITH HOLD FOR SELECT 1;\n`;
+  // Fails on anything the previous migration left, and unless the deployer lock is still this session's.
+  const checks =
+    `DO $$ BEGIN\n` +
+    `  IF EXISTS (SELECT 1 FROM pg_prepared_statements) THEN RAISE EXCEPTION 'prepared statement leaked'; END IF;\n` +
+    `  IF EXISTS (SELECT 1 FROM pg_cursors) THEN RAISE EXCEPTION 'cursor leaked'; END IF;\n` +
+    `  IF EXISTS (SELECT 1 FROM pg_listening_channels()) THEN RAISE EXCEPTION 'LISTEN leaked'; END IF;\n` +
+    `  IF EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND NOT (classid = 0 AND objid = 72707369)) THEN RAISE EXCEPTION 'advisory lock leaked'; END IF;\n` +
+    `  IF NOT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND classid = 0 AND objid = 72707369 AND granted) THEN RAISE EXCEPTION 'deployer lock lost'; END IF;\n` +
+    `END $$;\n`;
+
+  it("PREPARE q1 and CREATE TEMP TABLE in two migrations of one run both succeed; locks, cursors and LISTENs of one do not reach the next", async () => {
+    const url = await createTestDatabase("parity_clean");
+    const dir = await migrationsDir({
+      "20250101000000_a": leaves("a"),
+      "20250102000000_b": checks + leaves("b"),
+      "20250103000000_c": checks,
+    });
+    const result = await applyMigrations(settings(url, dir), { kind: "all" }, memoryLogger());
+    expect(result.applied.map((a) => a.name)).toEqual(["20250101000000_a", "20250102000000_b", "20250103000000_c"]);
+  });
+
+  it("across the steps of one deploy session: each step starts clean and the deployer lock is never let go", async () => {
+    const url = await createTestDatabase("parity_clean_session");
+    const dir = await migrationsDir({ "20250101000000_a": leaves("a"), "20250102000000_b": checks + leaves("b") });
+    const deployer = deployerSession();
+    const lockFree = () => withDb(url, (c) => c.query(`SELECT pg_try_advisory_lock(72707369) AS free, pg_advisory_unlock_all()`).then((r) => r.rows[0].free));
+    try {
+      await applyMigrations(settings(url, dir), { kind: "one", name: "20250101000000_a" }, memoryLogger(), { deployer });
+      expect(await lockFree()).toBe(false);
+      await applyMigrations(settings(url, dir), { kind: "one", name: "20250102000000_b" }, memoryLogger(), { deployer });
+      expect(await lockFree()).toBe(false);
+    } finally {
+      await deployer.close();
+    }
   });
 });
 

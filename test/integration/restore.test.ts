@@ -174,14 +174,19 @@ describe("planPrune (pure)", () => {
     expect(() => planPrune(list, { keep: 0 })).toThrow("Retention must keep at least 1 snapshot (got 0).");
   });
 
-  it("never prunes the rollback target nor a pre-update snapshot taken since the last successful update (issue 11, defect 3)", () => {
+  it("never prunes the rollback target nor the last good state; of failed attempts it keeps only the newest (issue 11, defect 3; issue 22)", () => {
     const p = (id: string, at: string, clean: boolean): SnapshotInfo => ({ ...s(id, at, `k${id}`), clean });
-    // ok1, ok2: before successful updates; then six failed attempts (taken with a failed migration in the ledger).
+    // ok1, ok2: before successful updates; f3 before the first of six failed attempts (clean ledger), f4..f8 after failures.
     const failed = [3, 4, 5, 6, 7, 8].map((n) => p(`f${n}`, `2025-01-0${n}`, n === 3));
     const list = [p("ok1", "2025-01-01", true), p("ok2", "2025-01-02", true), ...failed];
-    const plan = planPrune(list, { keep: 1, rollbackTarget: "ok2" });
-    expect(plan.remove.map((x) => x.snapshotId)).toEqual(["ok1"]);
-    expect(plan.keep.find((k) => k.snapshot.snapshotId === "ok2")?.why).toBe("the rollback target");
-    expect(plan.keep.find((k) => k.snapshot.snapshotId === "f4")?.why).toBe("taken since the last successful update");
+    const plan = planPrune(list, { keep: 5, rollbackTarget: "ok2" });
+    expect(plan.keep.map((k) => [k.snapshot.snapshotId, k.why])).toEqual([
+      ["f8", "the newest pre-update snapshot"],
+      ["f3", "the first taken since the last successful update"],
+      ["ok2", "the rollback target"],
+    ]);
+    expect(plan.remove.map((x) => x.snapshotId)).toEqual(["f7", "f6", "f5", "f4", "ok1"]);
+    // A superseded attempt that is the rollback target (it applied part of a migration) stays.
+    expect(planPrune(list, { keep: 1, rollbackTarget: "f5" }).keep.find((k) => k.snapshot.snapshotId === "f5")?.why).toBe("the rollback target");
   });
 });

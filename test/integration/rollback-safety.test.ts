@@ -24,7 +24,7 @@ import { memoryLogger } from "../../infra/core/logger";
 import { applyMigrations } from "../../infra/core/migrations/runner";
 import { resolveSettings } from "../../infra/core/settings";
 import { planRestore, restoreSnapshot } from "../../infra/core/snapshot/restore";
-import { planPrune } from "../../infra/core/snapshot/retention";
+import { pruneSnapshots } from "../../infra/core/snapshot/retention";
 import { createSnapshot, listAllSnapshots } from "../../infra/core/snapshot/store";
 import { rollbackTarget } from "../../infra/core/snapshot/target";
 import { createTemplateSnapshot, type SnapshotInfo } from "../../infra/core/snapshot/template";
@@ -279,7 +279,7 @@ describe("defect 2: the rollback target after failed updates, and retention that
     expect(beforePartial.clean).toBe(false);
   });
 
-  it("six failed attempts with keep 1 prune neither the target nor anything since the last successful update", async () => {
+  it("six failed attempts with keep 1 prune neither the target nor the last good state, and keep only the newest attempt's", async () => {
     for (let i = 0; i < 6; i++) {
       await writeMigrations(dir, { [M3]: `SELECT 1/0; -- attempt ${i}\n` });
       await snapshot(`${i}`.repeat(16).slice(0, 16).replace(/\d/g, (d) => "abcdef0123"[Number(d)]));
@@ -287,16 +287,17 @@ describe("defect 2: the rollback target after failed updates, and retention that
     }
     const all = await listAllSnapshots(url, { stack: "target" });
     const target = await rollbackTarget(url, "target");
-    const plan = planPrune(all, { keep: 1, rollbackTarget: target?.snapshot.snapshotId });
-    const kept = plan.keep.map((k) => k.snapshot.snapshotId);
-    expect(kept).toContain(target!.snapshot.snapshotId);
-    // The first snapshot taken after the last success (clean ledger) and every later one are kept.
+    const plan = await pruneSnapshots(url, { keep: 1, stack: "target", log: log() });
+    // The first snapshot taken after the last success (clean ledger), the target and the newest stay; nothing else.
     const anchor = [...all].reverse().find((s) => s.clean === true)!;
-    for (const s of all.filter((x) => x.createdAt >= anchor.createdAt)) expect(kept).toContain(s.snapshotId);
-    // Only older ones go: the first, and the one before the successful update (not the target: a later update applied something).
-    expect(plan.remove.map((s) => s.snapshotId).sort()).toEqual(all.filter((s) => s.createdAt < anchor.createdAt && s.snapshotId !== target!.snapshot.snapshotId).map((s) => s.snapshotId).sort());
-    expect(plan.remove.length).toBe(2);
+    const expected = new Set([anchor.snapshotId, target!.snapshot.snapshotId, all.at(-1)!.snapshotId]);
+    expect(plan.keep.map((k) => k.snapshot.snapshotId).sort()).toEqual([...expected].sort());
+    expect((await listAllSnapshots(url, { stack: "target" })).map((s) => s.snapshotId).sort()).toEqual([...expected].sort());
+    expect(all.length - expected.size).toBeGreaterThanOrEqual(7);
+    // The target is unchanged by the pruning.
+    expect((await rollbackTarget(url, "target"))?.snapshot.snapshotId).toBe(target!.snapshot.snapshotId);
   });
+
 });
 
 describe("defect 2 through `npm run rollback`: after a failed update, the failed update's snapshot (pulumi faked, database real)", () => {

@@ -24,7 +24,7 @@ import type { SnapshotInfo } from "../../infra/core/snapshot/template";
 import { pgstack } from "../support/cli";
 import { adminQuery, createTestDatabase, testCluster, urlFor, withDb } from "../support/cluster";
 import { acceptsConnections, databasesLike, tableDigests } from "../support/data";
-import { fingerprint, migrationsDir } from "../support/fixtures";
+import { fingerprint, migrationsDir, writeMigrations } from "../support/fixtures";
 import { createDatabaseOwnedBy, createTestRole, type TestRole } from "../support/roles";
 import { pathWithOnlyNode, runCommandText, scratchProject } from "../support/script";
 import { expectOneSentence } from "../support/sentence";
@@ -176,6 +176,33 @@ describe("the stack's snapshot command, run as its command resource runs it", ()
     } finally {
       await deployer.end();
     }
+  });
+});
+
+describe("failed update attempts and retention (issue 22)", () => {
+  it("seven failing attempts, each taking its pre-update snapshot with --keep 5, leave three copies: the rollback target, the last good state and the newest attempt's", async () => {
+    const url = await createTestDatabase("attempts");
+    const first = "20250101000000_widgets";
+    const dir = await migrationsDir({ [first]: MIGRATIONS[first] });
+    const env = { DATABASE_URL: url };
+    const create = async () => {
+      const r = await pgstack(["snapshot", "create", "--json", "--stack", "att", "--key", "0123456789abcdef", "--keep", "5", "--migrations-dir", dir], env);
+      expect(r.code).toBe(0);
+      return JSON.parse(r.stdout).snapshotId as string;
+    };
+    const target = await create(); // before the one successful update
+    expect((await pgstack(["apply", "--all", "--dir", dir], env)).code).toBe(0);
+    await writeMigrations(dir, { "20250102000000_bad": "SELECT 1/0;\n" });
+    const attempts: string[] = [];
+    for (let i = 0; i < 7; i++) {
+      attempts.push(await create());
+      expect((await pgstack(["apply", "--all", "--dir", dir], env)).code).toBe(1);
+    }
+    expect(new Set(attempts).size).toBe(7);
+    const left = (await listAllSnapshots(url, { stack: "att" })).map((s) => s.snapshotId);
+    // attempts[0] was taken right after the successful update (clean ledger): the last good state.
+    expect(left).toEqual([target, attempts[0], attempts[6]]);
+    expect(await databasesLike("snap_att")).toHaveLength(3);
   });
 });
 

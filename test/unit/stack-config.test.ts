@@ -142,6 +142,15 @@ describe("stack config", () => {
     );
   });
 
+  it("a nested key set without --path (pgstack:snapshots.keep as one key) is refused with the --path command that sets it", () => {
+    expect(() => parseStackConfig(raw("dev", { "pgstack:snapshots.keep": "10" }))).toThrow(
+      "Stack 'dev' config is invalid: pgstack:snapshots.keep was set as one key named 'snapshots.keep' (without --path), not as keep inside pgstack:snapshots: " +
+        "run `pulumi config rm pgstack:snapshots.keep` and set it again with `pulumi config set --path pgstack:snapshots.keep <value>`.",
+    );
+    expect(() => parseStackConfig(raw("dev", { "pgstack:embedded.port": "55432" }))).toThrow(/pgstack:embedded\.port was set as one key .*`pulumi config set --path pgstack:embedded\.port <value>`/);
+    expect(parseStackConfig(raw("dev", { "pgstack:snapshots": { keep: "10" } })).snapshots).toEqual({ keep: 10 });
+  });
+
   it("takes numbers and booleans as strings too (pulumi config set --path)", () => {
     const c = parseStackConfig(raw("dev", { "pgstack:seed": "false", "pgstack:embedded": { port: "55432", removeDataOnDestroy: "true" } }));
     expect(c.seed).toBe(false);

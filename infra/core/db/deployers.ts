@@ -89,8 +89,8 @@ async function acquireLock(client: Client, target: ConnectionTarget, options: Lo
  * One deployer across several commands: the connection of a `pulumi up`'s
  * deploy session, which takes the migration lock at its first command and
  * keeps both between commands, as one `apply --all` keeps them between
- * migrations (each migration still starts from RESET ALL and pgstack's
- * settings). It lets go of them (closes the connection, so the server frees
+ * migrations (each migration still starts from a clean session, the lock
+ * aside, and pgstack's settings). It lets go of them (closes the connection, so the server frees
  * the lock and rolls back anything open) when a command fails, when a command
  * leaves a transaction open, when the server ends the connection (the next
  * command connects and waits for the lock again), and at `close`.

@@ -141,16 +141,28 @@ type RawStatement = { stmt?: Node; stmt_location?: number; stmt_len?: number };
 
 function statementsOf(raw: RawStatement[], tokens: Token[], length: number): ParsedStatement[] {
   const created: ObjectName[] = [];
+  let createdSoFar: ObjectName[] = [];
   const result: ParsedStatement[] = [];
+  // Statements come in file order, so one cursor walks the tokens once for the
+  // whole file (a search from the start per statement was quadratic).
+  let next = 0;
   for (const s of raw) {
     if (!s.stmt) continue;
     const location = s.stmt_location ?? 0;
     const end = s.stmt_len ? location + s.stmt_len : length;
     // stmt_location may point at comments before the statement; its first
     // real token is where people (and Squawk) say it starts.
-    const first = tokens.find((t) => !t.comment && t.start >= location && t.start < end);
-    created.push(...createdBy(s.stmt));
-    result.push({ node: s.stmt, start: first?.start ?? location, end, targets: targetsOf(s.stmt), createdSoFar: [...created] });
+    while (next < tokens.length && tokens[next].start < location) next++;
+    let t = next;
+    while (t < tokens.length && tokens[t].start < end && tokens[t].comment) t++;
+    const first = t < tokens.length && tokens[t].start < end && !tokens[t].comment ? tokens[t] : undefined;
+    const made = createdBy(s.stmt);
+    // Shared until a statement creates something: copying it per statement was quadratic too.
+    if (made.length > 0) {
+      created.push(...made);
+      createdSoFar = [...created];
+    }
+    result.push({ node: s.stmt, start: first?.start ?? location, end, targets: targetsOf(s.stmt), createdSoFar });
   }
   return result;
 }

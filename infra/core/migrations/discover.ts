@@ -43,7 +43,7 @@ export function compareMigrationNames(a: string, b: string): number {
 /**
  * Reads the migrations folder exactly as `prisma migrate deploy` does: every
  * directory entry (a symbolic link is not one: Prisma skips it, and pgstack
- * skips it too but says so through `onNote`) is a migration whatever its name,
+ * skips it too but says so through `onNote`, once per process) is a migration whatever its name,
  * in Prisma's order; loose files are ignored; a migration_lock.toml naming
  * another provider is refused, as Prisma refuses it. A folder without
  * migration.sql is an error (Prisma cannot read it either). Bytes PostgreSQL
@@ -52,16 +52,22 @@ export function compareMigrationNames(a: string, b: string): number {
  * byte-order mark (PostgreSQL rejects it as a syntax error, for Prisma too).
  */
 export async function discoverMigrations(dir: string, onNote?: (note: string) => void): Promise<Migration[]> {
+  const report = (note: string) => {
+    const key = `${dir}\0${note}`;
+    if (!onNote || reportedNotes.has(key)) return;
+    reportedNotes.add(key);
+    onNote(note);
+  };
   const cached = discoveries?.get(dir);
   if (cached && !cached.changed) {
-    for (const note of cached.notes) onNote?.(note);
+    for (const note of cached.notes) report(note);
     return [...cached.migrations];
   }
   const watch = discoveries ? watchFolder(dir) : undefined;
   const notes: string[] = [];
   const migrations = await readMigrationsFolder(dir, (note) => {
     notes.push(note);
-    onNote?.(note);
+    report(note);
   }, watch);
   if (watch && discoveries) {
     discoveries.get(dir)?.close();
@@ -70,6 +76,13 @@ export async function discoverMigrations(dir: string, onNote?: (note: string) =>
   }
   return [...migrations];
 }
+
+/**
+ * The notes this process has told someone, by folder: a command reads the
+ * folder several times (plan, then its rehearsal's apply, then the revert
+ * report; a `pulumi up`'s program at every step), and says each thing once.
+ */
+const reportedNotes = new Set<string>();
 
 /** Watches a migrations folder and its migration folders; `changed` once anything in them changes. */
 interface FolderWatch {

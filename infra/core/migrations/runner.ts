@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { Query, type Client, type DatabaseError } from "pg";
 import { sleep, transactionStatus, withClient } from "../db/client";
-import { withAdvisoryLock, type DeployerSession, type LockOptions } from "../db/deployers";
+import { MIGRATION_LOCK_KEY, withAdvisoryLock, type DeployerSession, type LockOptions } from "../db/deployers";
 import type { ConnectionTarget } from "../db/url";
 import { PgstackError } from "../errors";
 import { quoteIdent } from "../db/url";
@@ -127,8 +127,8 @@ export async function applyMigrations(
     const withLast = version >= 130000;
     const applied: AppliedMigration[] = [];
     for (const [i, plan] of plans.entries()) {
-      // Every migration starts from pgstack's settings: a SET in the
-      // previous file (lock_timeout = 0, search_path = '') must not leak.
+      // Every migration starts from a clean session: a SET, PREPARE, temporary
+      // table or advisory lock of the previous file must not leak into it.
       if (i > 0) await client.query(session);
       applied.push(await applyWithRetries(client, db, plan, settings, log, observer, withLast, session));
     }
@@ -217,15 +217,49 @@ async function serverVersion(client: Client): Promise<number> {
 }
 
 /**
- * The session every migration starts from, as one message: RESET ALL drops
- * whatever the previous migration SET, then the Prisma schema and pgstack's
- * timeouts. If pgstack is killed mid-statement, client_connection_check_interval
+ * Releases the session advisory locks a migration took (shared or not, however
+ * often), except the deployer lock this connection holds for the whole run or
+ * deploy session: pg_advisory_unlock_all (what DISCARD ALL runs) would let
+ * another deployer in between two migrations. A migration that took the
+ * deployer key again keeps that extra hold until the session ends.
+ */
+const UNLOCK_OTHER_ADVISORY_LOCKS = `DO $pgstack$ DECLARE l record; BEGIN
+  FOR l IN SELECT classid::bigint AS hi, objid::bigint AS lo, objsubid, mode FROM pg_catalog.pg_locks
+    WHERE locktype = 'advisory' AND pid = pg_catalog.pg_backend_pid() AND granted
+      AND NOT (classid = 0 AND objid = ${MIGRATION_LOCK_KEY} AND objsubid = 1)
+  LOOP
+    IF l.objsubid = 1 AND l.mode = 'ExclusiveLock' THEN
+      WHILE pg_catalog.pg_advisory_unlock((l.hi << 32) | l.lo) LOOP END LOOP;
+    ELSIF l.objsubid = 1 THEN
+      WHILE pg_catalog.pg_advisory_unlock_shared((l.hi << 32) | l.lo) LOOP END LOOP;
+    ELSIF l.mode = 'ExclusiveLock' THEN
+      WHILE pg_catalog.pg_advisory_unlock(l.hi::bit(32)::int4, l.lo::bit(32)::int4) LOOP END LOOP;
+    ELSE
+      WHILE pg_catalog.pg_advisory_unlock_shared(l.hi::bit(32)::int4, l.lo::bit(32)::int4) LOOP END LOOP;
+    END IF;
+  END LOOP;
+END $pgstack$`;
+
+/**
+ * The session every migration starts from, as one message: what DISCARD ALL
+ * clears (cursors, the session's role, settings, prepared statements,
+ * LISTENs, cached plans, temporary tables, sequence state, advisory locks)
+ * but the deployer lock, then the Prisma schema and pgstack's timeouts.
+ * If pgstack is killed mid-statement, client_connection_check_interval
  * (PostgreSQL 14+) makes the server notice within a second and roll back,
  * releasing the deployer lock, instead of finishing the work.
  */
 export function sessionSettingsSql(schema: string, settings: Settings, version: number): string {
   return [
+    "CLOSE ALL",
+    "SET SESSION AUTHORIZATION DEFAULT",
     "RESET ALL",
+    "DEALLOCATE ALL",
+    "UNLISTEN *",
+    UNLOCK_OTHER_ADVISORY_LOCKS,
+    "DISCARD PLANS",
+    "DISCARD TEMP",
+    "DISCARD SEQUENCES",
     `SET search_path TO ${quoteIdent(schema)}`,
     `SET lock_timeout = ${Math.trunc(settings.lockTimeoutMs)}`,
     `SET statement_timeout = ${Math.trunc(settings.statementTimeoutMs)}`,

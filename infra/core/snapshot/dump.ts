@@ -97,7 +97,8 @@ async function fileDigest(file: string): Promise<string> {
 /**
  * A dump being written is `<id>.dump.<host>-<pid>.partial`, renamed to
  * `<id>.dump` only when pg_dump succeeded: a process killed mid-dump leaves
- * one behind, which the next dump snapshot removes once its owner is gone.
+ * one behind, which the next pgstack command (and the next `pulumi up`)
+ * removes once its owner is gone.
  */
 const PARTIAL = /^(.+?)\.dump\.(.+)-(\d+)\.partial$/;
 
@@ -111,7 +112,7 @@ export function snapshotIdOfFile(file: string): string | undefined {
 }
 
 /** Removes partial dumps whose writer (on this machine) is gone; one log line each. */
-async function removeAbandonedPartials(dir: string, log: Logger): Promise<void> {
+export async function removeAbandonedPartials(dir: string, log: Logger): Promise<void> {
   for (const file of await fs.readdir(dir).catch(() => [] as string[])) {
     const m = PARTIAL.exec(file);
     if (!m || m[2] !== os.hostname() || processAlive(Number(m[3]))) continue;

@@ -80,6 +80,29 @@ export function appliedUnder(names: string[], observation: DatabaseObservation |
   return out;
 }
 
+/**
+ * What the update says about the chain's migrations the database's ledger
+ * lacks once the database is not the one the stack recorded, or nothing. Pure.
+ * A restore is named as their cause only while no migration was applied to
+ * the restored database since (the first update after it): later, a
+ * migration it lacks is new or one an earlier update did not finish (a
+ * failed or interrupted step), which is no news. A database replaced
+ * otherwise (its identity changed, no restore recorded) is said to be one.
+ */
+export function missingMigrationsNote(names: string[], observation: DatabaseObservation | undefined, recorded: string, live: string | undefined): string | undefined {
+  if (!observation || live === undefined || live === recorded) return undefined;
+  const missing = names.filter((n) => !observation.applied.has(n));
+  if (missing.length === 0) return undefined;
+  const lacks = `its ledger lacks ${missing.join(", ")}: the update applies ${missing.length > 1 ? "them" : "it"} after a snapshot of this database`;
+  if (observation.restoredFrom !== undefined) {
+    const takenAt = observation.restoredSnapshotTakenAt;
+    const appliedSince = takenAt !== undefined && [...observation.applied.values()].some((finished) => finished > takenAt);
+    if (appliedSince) return undefined;
+    return `the database is a restore of snapshot ${observation.restoredFrom}${takenAt ? ` (taken at ${takenAt.toISOString()})` : ""} and ${lacks}.`;
+  }
+  return `the database is not the one this stack created (its identity changed, and no pgstack restore made it) and ${lacks}.`;
+}
+
 /** The engine-prefixed identity the stack records (`embedded:`, `docker:`, `external:`). Pure. */
 export function stackIdentity(engine: string, identity: string): string {
   return `${engine}:${identity}`;

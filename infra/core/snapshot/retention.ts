@@ -13,10 +13,14 @@ import type { SnapshotInfo } from "./template";
  *   - the newest pre-update snapshot;
  *   - the rollback target (target.ts: the snapshot before the last update that
  *     applied anything, successful or not);
- *   - every snapshot since the last successful update: from the newest
- *     pre-update snapshot taken with a clean ledger (the update before it had
- *     succeeded) on, so failed attempts never prune the last good state;
+ *   - the first pre-update snapshot since the last successful update (taken
+ *     with a clean ledger: the update before it had succeeded), so failed
+ *     attempts never prune the last good state;
  *   - any id in `protect` (e.g. the stack's latestSnapshot output).
+ * A failed attempt's pre-update snapshot that a later attempt's superseded
+ * (taken after that first one, neither the newest nor any of the above) is
+ * deleted whatever `keep` says: failed attempts keep at most that first
+ * snapshot, the rollback target and the newest attempt's, not one full copy each.
  * Deleting a snapshot never touches a database restored from it: a restore is
  * a copy, not a reference.
  */
@@ -40,26 +44,28 @@ export function planPrune(snapshots: SnapshotInfo[], rules: PruneRules): PrunePl
   }
   const newestFirst = [...snapshots].sort((a, b) => b.createdAt.localeCompare(a.createdAt) || b.snapshotId.localeCompare(a.snapshotId));
   const newestPreUpdate = newestFirst.find((s) => s.key !== null);
-  // The first pre-update snapshot taken after the last successful update
-  // (clean ledger), and every later one (taken after failed attempts).
-  const anchor = newestFirst.find((s) => s.key !== null && s.clean === true);
-  const sinceLastSuccess = (s: SnapshotInfo) => s.key !== null && (anchor ? s.createdAt >= anchor.createdAt : s.clean === false);
+  // The first pre-update snapshot taken after the last successful update (the
+  // newest one with a clean ledger; without one, the oldest taken after a failure).
+  const anchor = newestFirst.find((s) => s.key !== null && s.clean === true) ?? [...newestFirst].reverse().find((s) => s.key !== null && s.clean === false);
+  const superseded = (s: SnapshotInfo) => s.key !== null && s.clean === false && anchor !== undefined && s !== anchor && s.createdAt >= anchor.createdAt;
   const plan: PrunePlan = { keep: [], remove: [] };
   newestFirst.forEach((s, i) => {
     const why =
-      i < rules.keep
-        ? `one of the newest ${rules.keep}`
-        : s.snapshotId === rules.restoredFrom
-          ? "the database was restored from it"
-          : s === newestPreUpdate
-            ? "the newest pre-update snapshot"
-            : s.snapshotId === rules.rollbackTarget
-              ? "the rollback target"
-              : sinceLastSuccess(s)
-                ? "taken since the last successful update"
-                : rules.protect?.includes(s.snapshotId)
-                  ? "protected"
-                  : undefined;
+      s.snapshotId === rules.restoredFrom
+        ? "the database was restored from it"
+        : s === newestPreUpdate
+          ? "the newest pre-update snapshot"
+          : s.snapshotId === rules.rollbackTarget
+            ? "the rollback target"
+            : s === anchor
+              ? "the first taken since the last successful update"
+              : rules.protect?.includes(s.snapshotId)
+                ? "protected"
+                : superseded(s)
+                  ? undefined
+                  : i < rules.keep
+                    ? `one of the newest ${rules.keep}`
+                    : undefined;
     if (why) plan.keep.push({ snapshot: s, why });
     else plan.remove.push(s);
   });
