@@ -132,10 +132,20 @@ describe("the dev stack with the real pulumi CLI", () => {
     expect(out.latestSnapshot).toMatch(new RegExp(`^snap_dev_${repoMigrations[repoMigrations.length - 1].slice(0, 14)}_`));
     const snaps = (await listSnapshots(url, { source: "app" })).map((s) => s.snapshotId);
     expect(snaps).toEqual(expect.arrayContaining([before, out.latestSnapshot]));
-    await withDb(url.replace(/\/app$/, `/${out.latestSnapshot}`), async (c) => {
-      const { rows } = await c.query("SELECT to_regclass('public.e2e_widgets') AS t");
-      expect(rows[0].t).toBeNull();
-    });
+    // Sealed: nobody connects to a snapshot, so what it holds is what was taken.
+    const snapshotUrl = url.replace(/\/app$/, `/${out.latestSnapshot}`);
+    await expect(withDb(snapshotUrl, (c) => c.query("SELECT 1"))).rejects.toMatchObject({ code: "55000" });
+    // Opened for a moment by the superuser (as only a superuser or its owner could) to read it.
+    const allow = (on: boolean) => withDb(url, (c) => c.query(`ALTER DATABASE "${out.latestSnapshot}" ALLOW_CONNECTIONS ${on}`));
+    await allow(true);
+    try {
+      await withDb(snapshotUrl, async (c) => {
+        const { rows } = await c.query("SELECT to_regclass('public.e2e_widgets') AS t");
+        expect(rows[0].t).toBeNull();
+      });
+    } finally {
+      await allow(false);
+    }
   });
 
   it("a migration with a SQL error fails the update there: the ones after it do not run and the database is unchanged by it", async () => {
