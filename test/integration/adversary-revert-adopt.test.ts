@@ -1,0 +1,54 @@
+/**
+ * Adversarial (issue 22 follow-up, test only). A reverted migration that
+ * adopts objects which already existed outside the history
+ * (`CREATE TABLE IF NOT EXISTS`, `CREATE OR REPLACE FUNCTION`,
+ * `CREATE INDEX IF NOT EXISTS`) did not create them, yet the reverse, being
+ * computed from the history replayed into an empty database, drops them with
+ * everything they hold: no --accept-loss asked, and the report says the
+ * reverted migrations "created" the table. The README promises that the
+ * reverse changes only what the reverted migrations changed.
+ */
+import { memoryLogger } from "../../infra/core/logger";
+import { applyMigrations } from "../../infra/core/migrations/runner";
+import { resolveSettings } from "../../infra/core/settings";
+import { pgstack } from "../support/cli";
+import { createTestDatabase, withDb } from "../support/cluster";
+import { migrationsDir } from "../support/fixtures";
+
+jest.setTimeout(300_000);
+
+const BASE = "20250101000000_base";
+const ADOPT = "20250102000000_adopt";
+
+it("a revert of a migration that adopted pre-existing objects with IF NOT EXISTS / OR REPLACE leaves them and their rows", async () => {
+  const url = await createTestDatabase("revert_adopt");
+  const dir = await migrationsDir({
+    [BASE]: "CREATE TABLE users (id int PRIMARY KEY, email text);\n",
+    [ADOPT]:
+      "CREATE TABLE IF NOT EXISTS audit (id int PRIMARY KEY, what text);\n" +
+      "CREATE OR REPLACE FUNCTION hand_fn() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$;\n" +
+      "CREATE INDEX IF NOT EXISTS users_email_idx ON users (email);\n",
+  });
+  await applyMigrations(resolveSettings({ url, dir }), { kind: "all", to: BASE }, memoryLogger());
+  // Made by hand (or another service) before the adopting migration ran.
+  await withDb(url, (c) =>
+    c.query(`CREATE TABLE audit (id int PRIMARY KEY, what text);
+             INSERT INTO audit SELECT g, 'precious ' || g FROM generate_series(1, 500) g;
+             CREATE FUNCTION hand_fn() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$;
+             CREATE INDEX users_email_idx ON users (email);`),
+  );
+  await applyMigrations(resolveSettings({ url, dir }), { kind: "all" }, memoryLogger());
+
+  const r = await pgstack(["revert", "--to", BASE, "--yes", "--dir", dir], { DATABASE_URL: url });
+  const left = await withDb(url, async (c) =>
+    (
+      await c.query(
+        "SELECT to_regclass('audit') IS NOT NULL AS audit, to_regprocedure('hand_fn()') IS NOT NULL AS hand_fn, to_regclass('users_email_idx') IS NOT NULL AS idx",
+      )
+    ).rows[0],
+  );
+  // Either refused (nothing changed) or reverted leaving what the migration did not create.
+  expect({ code: r.code, left }).toEqual({ code: r.code, left: { audit: true, hand_fn: true, idx: true } });
+  if (r.code === 0) expect(await withDb(url, async (c) => (await c.query("SELECT count(*)::int AS n FROM audit")).rows[0].n)).toBe(500);
+  expect(r.stdout + r.stderr).not.toMatch(/drops what the reverted migrations created[\s\S]*audit\s+500 rows/);
+});
