@@ -52,3 +52,27 @@ it("a revert of a migration that adopted pre-existing objects with IF NOT EXISTS
   if (r.code === 0) expect(await withDb(url, async (c) => (await c.query("SELECT count(*)::int AS n FROM audit")).rows[0].n)).toBe(500);
   expect(r.stdout + r.stderr).not.toMatch(/drops what the reverted migrations created[\s\S]*audit\s+500 rows/);
 });
+
+/**
+ * A hand-made trigger on a table the reverse changes (the reverted migration
+ * added users.nick) writes that column: PostgreSQL records no dependency of a
+ * PL/pgSQL body on a column, so the rehearsal's schema comparison passes,
+ * the reverse drops the column, and every INSERT into users fails afterwards.
+ * An object outside the history on a table the reverse must change should be
+ * refused (naming it), as a column added by hand there is.
+ */
+it("a revert refuses, naming it, a hand-made trigger on a table the reverse changes, rather than leave every insert failing", async () => {
+  const NICK = "20250103000000_nick";
+  const url = await createTestDatabase("revert_trigger");
+  const dir = await migrationsDir({ [BASE]: "CREATE TABLE users (id int PRIMARY KEY, email text);\n", [NICK]: "ALTER TABLE users ADD COLUMN nick text;\n" });
+  await applyMigrations(resolveSettings({ url, dir }), { kind: "all" }, memoryLogger());
+  await withDb(url, (c) =>
+    c.query(`CREATE FUNCTION users_nick() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.nick := lower(NEW.email); RETURN NEW; END $$;
+             CREATE TRIGGER users_nick BEFORE INSERT ON users FOR EACH ROW EXECUTE FUNCTION users_nick();
+             INSERT INTO users (id, email) VALUES (1, 'A@x');`),
+  );
+  const r = await pgstack(["revert", "--to", BASE, "--yes", "--dir", dir], { DATABASE_URL: url });
+  const insert = await withDb(url, (c) => c.query("INSERT INTO users (id, email) VALUES (2, 'B@x')")).then(() => "ok", (e: Error) => e.message);
+  expect({ insertAfter: insert }).toEqual({ insertAfter: "ok" });
+  if (r.code !== 0) expect(r.stderr).toContain("users_nick");
+});
