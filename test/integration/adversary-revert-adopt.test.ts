@@ -8,6 +8,7 @@
  * reverted migrations "created" the table. The README promises that the
  * reverse changes only what the reverted migrations changed.
  */
+import { Client } from "pg";
 import { memoryLogger } from "../../infra/core/logger";
 import { applyMigrations } from "../../infra/core/migrations/runner";
 import { resolveSettings } from "../../infra/core/settings";
@@ -75,4 +76,44 @@ it("a revert refuses, naming it, a hand-made trigger on a table the reverse chan
   const insert = await withDb(url, (c) => c.query("INSERT INTO users (id, email) VALUES (2, 'B@x')")).then(() => "ok", (e: Error) => e.message);
   expect({ insertAfter: insert }).toEqual({ insertAfter: "ok" });
   if (r.code !== 0) expect(r.stderr).toContain("users_nick");
+});
+
+/**
+ * The revert's report counts what it drops when the plan is made ("with what
+ * it holds now") and never again: an application still writing into the
+ * table the reverted migration created keeps writing until the reverse's
+ * commit, and those acknowledged writes are dropped without being counted
+ * anywhere (a restore counts with the database closed and prints the count
+ * with its result). The dropped rows printed must be the rows dropped.
+ */
+it("the revert's printed count of a dropped table's rows is the number it dropped, with an application writing into it", async () => {
+  const GOOD = "20250103000000_good";
+  const url = await createTestDatabase("revert_count");
+  const dir = await migrationsDir({ [BASE]: "CREATE TABLE users (id int PRIMARY KEY, email text);\n", [GOOD]: "CREATE TABLE good_t (id serial PRIMARY KEY, v text);\n" });
+  await applyMigrations(resolveSettings({ url, dir }), { kind: "all" }, memoryLogger());
+  let acknowledged = 0;
+  let stop = false;
+  const app = new Client({ connectionString: url });
+  await app.connect();
+  app.on("error", () => undefined);
+  const writing = (async () => {
+    while (!stop) {
+      try {
+        await app.query("INSERT INTO good_t (v) VALUES ('w')");
+        acknowledged++;
+      } catch {
+        break;
+      }
+      await new Promise((r) => setTimeout(r, 3));
+    }
+  })();
+  await new Promise((r) => setTimeout(r, 500));
+  const r = await pgstack(["revert", "--to", BASE, "--yes", "--dir", dir], { DATABASE_URL: url });
+  stop = true;
+  await writing;
+  await app.end().catch(() => undefined);
+  expect(r.code).toBe(0);
+  const printed = [...(r.stdout + r.stderr).matchAll(/good_t\s+(\d+) rows/g)].map((m) => Number(m[1]));
+  // The last count printed for good_t is what the revert dropped: every acknowledged write.
+  expect({ printedLast: printed[printed.length - 1] }).toEqual({ printedLast: acknowledged });
 });
