@@ -117,3 +117,27 @@ it("the revert's printed count of a dropped table's rows is the number it droppe
   // The last count printed for good_t is what the revert dropped: every acknowledged write.
   expect({ printedLast: printed[printed.length - 1] }).toEqual({ printedLast: acknowledged });
 });
+
+/**
+ * A reverted migration that changes data only (UPDATE, DELETE) has an empty
+ * computed reverse: the revert says "20250104000000_data is undone" and
+ * `plan --rehearse` says "revertible without loss", though the deleted row and
+ * the rewritten values are not given back. What the reverse cannot give back
+ * should be said (and refused without --accept-loss), not reported undone.
+ */
+it("a data-only migration is not reported 'revertible without loss' nor reverted as 'undone' without --accept-loss", async () => {
+  const DATA = "20250104000000_data";
+  const url = await createTestDatabase("revert_data");
+  const dir = await migrationsDir({
+    [BASE]: "CREATE TABLE users (id int PRIMARY KEY, email text);\nINSERT INTO users VALUES (1, 'Alice@X'), (2, 'Bob@Y');\n",
+    [DATA]: "UPDATE users SET email = lower(email);\nDELETE FROM users WHERE id = 2;\n",
+  });
+  await applyMigrations(resolveSettings({ url, dir }), { kind: "all", to: BASE }, memoryLogger());
+  const plan = await pgstack(["plan", "--rehearse", "--dir", dir], { DATABASE_URL: url });
+  expect(plan.stdout + plan.stderr).not.toContain(`${DATA}: revertible without loss`);
+  await applyMigrations(resolveSettings({ url, dir }), { kind: "all" }, memoryLogger());
+  const r = await pgstack(["revert", "--to", BASE, "--yes", "--dir", dir], { DATABASE_URL: url });
+  const rows = await withDb(url, async (c) => (await c.query("SELECT id, email FROM users ORDER BY id")).rows);
+  // Either the rows are back as they were, or the revert refused without --accept-loss.
+  expect(r.code === 0 ? rows : "refused").toEqual(r.code === 0 ? [{ id: 1, email: "Alice@X" }, { id: 2, email: "Bob@Y" }] : "refused");
+});
