@@ -11,6 +11,11 @@ function armed(name: string, env: NodeJS.ProcessEnv): boolean {
   return list !== undefined && list.split(",").includes(name);
 }
 
+/** Whether `name` is armed: for a fault that is not a kill (a helper process that cannot start). */
+export function failpointArmed(name: string, env: NodeJS.ProcessEnv = process.env): boolean {
+  return armed(name, env);
+}
+
 /** Dies here when `name` is armed. */
 export function failpoint(name: string, env: NodeJS.ProcessEnv = process.env): void {
   if (armed(name, env)) process.kill(process.pid, "SIGKILL");

@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import * as path from "node:path";
 import { parseDatabaseUrl } from "../db/url";
 import { messageOf } from "../errors";
+import { failpointArmed } from "../failpoint";
 import type { Logger } from "../logger";
 
 /**
@@ -43,6 +44,8 @@ export async function startGuardian(url: string, log: Logger): Promise<{ guardia
   const database = parseDatabaseUrl(url).database;
   let child: ChildProcess;
   try {
+    // The crash tests' stand-in for a guardian lost with its machine: the next command's repair must hold alone.
+    if (failpointArmed("guardian:unavailable")) throw new Error("fail-point guardian:unavailable");
     // Only the temp dir (where the repair's compiler caches): no secret.
     const env: NodeJS.ProcessEnv = process.env.TMPDIR ? { TMPDIR: process.env.TMPDIR } : {};
     child = spawn(process.execPath, [SCRIPT], { detached: true, stdio: ["ignore", "pipe", "inherit", "pipe"], env });
