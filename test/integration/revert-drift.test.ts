@@ -118,3 +118,19 @@ describe("a revert leaves what the migration history did not make alone", () => 
     expect(await tableDigests(url)).toEqual(digests);
   });
 });
+
+it("refuses, naming them, a hand-made view and index on a column the reverse drops, and leaves one on a kept column", async () => {
+  const NICK = "20250103000000_nick";
+  const url = await createTestDatabase("revert_dependents");
+  const dir = await migrationsDir({ [BASE]: "CREATE TABLE users (id int PRIMARY KEY, email text);\n", [NICK]: "ALTER TABLE users ADD COLUMN nick text;\n" });
+  await applyMigrations(resolveSettings({ url, dir }), { kind: "all" }, memoryLogger());
+  await withDb(url, (c) =>
+    c.query("CREATE VIEW nicks AS SELECT nick FROM users; CREATE INDEX users_nick_idx ON users (nick); CREATE INDEX users_email_idx ON users (email)"),
+  );
+  const schemaBefore = await dumpSchema(url);
+  const r = await pgstack(["revert", "--to", BASE, "--yes", "--dir", dir], { DATABASE_URL: url });
+  expect(r.code).not.toBe(0);
+  expectOneSentence(r.stderr, /changes what index users_nick_idx \(made outside the migration history; depends on column users\.nick, which the reverse changes\), view nicks \(.*\) in database .* rely on.*nothing was changed\.$/);
+  expect(r.stderr).not.toContain("users_email_idx (made outside");
+  expect(await dumpSchema(url)).toBe(schemaBefore);
+});

@@ -1,5 +1,5 @@
 import { sideBySide } from "../../infra/cli/output";
-import { comparableSchema, compareCatalogs, firstDifference, rehearsalDifference } from "../../infra/core/revert/revert";
+import { comparableSchema, compareCatalogs, dependentConflicts, firstDifference, rehearsalDifference, touchedBy, type Dependent } from "../../infra/core/revert/revert";
 
 const catalog = (columns: Record<string, string>, enumValues: string[] = [], constraints: Record<string, string> = {}) => ({
   tables: new Set(Object.keys(columns).map((c) => c.split(".")[0])),
@@ -65,5 +65,41 @@ describe("the rehearsal's end state with objects outside the history", () => {
 describe("sideBySide", () => {
   it("pads the left column to its widest line", () => {
     expect(sideBySide(["ab", "a"], ["x", "y", "z"])).toBe("ab  |  x\na   |  y\n    |  z");
+  });
+});
+
+describe("objects outside the history that rely on what the reverse changes", () => {
+  const catalog = (tables: string[], columns: Record<string, string>) => ({ tables: new Set(tables), columns: new Map(Object.entries(columns)), enumValues: new Set<string>(), constraints: new Map<string, string>() });
+  // The reverse drops users.nick (added by the reverted migration) and the table good_t.
+  const head = catalog(["users", "good_t"], { "users.id": "integer", "users.email": "text", "users.nick": "text", "good_t.id": "integer" });
+  const target = catalog(["users"], { "users.id": "integer", "users.email": "text" });
+  const touched = touchedBy(["table public.users", "table public.good_t"], "public", head, target);
+  const history = [{ what: "default value for column id of table good_t", table: "good_t", column: "id" }];
+  const conflicts = (live: Dependent[]) => dependentConflicts({ live: [...history, ...live], head: history, touchedTables: touched.tables, touchedColumns: touched.columns });
+
+  it("refuses a hand-made trigger on a changed table, a view on a dropped column, anything on a dropped table", () => {
+    expect(
+      conflicts([
+        { what: "trigger users_nick on table users", table: "users", column: null },
+        { what: "view nicks", table: "users", column: "nick" },
+        { what: "index good_t_idx", table: "good_t", column: "id" },
+        { what: "function public.f()", table: "good_t", column: null },
+      ]),
+    ).toEqual([
+      "function public.f() (made outside the migration history; depends on table good_t, which the reverse changes)",
+      "index good_t_idx (made outside the migration history; depends on column good_t.id, which the reverse changes)",
+      "trigger users_nick on table users (made outside the migration history; depends on table users, which the reverse changes)",
+      "view nicks (made outside the migration history; depends on column users.nick, which the reverse changes)",
+    ]);
+  });
+
+  it("leaves what relies only on columns the reverse keeps, on untouched tables, or is the history's own", () => {
+    expect(
+      conflicts([
+        { what: "index users_email_idx", table: "users", column: "email" },
+        { what: "view emails", table: "users", column: "email" },
+        { what: "trigger lw_t on table lw", table: "lw", column: null },
+      ]),
+    ).toEqual([]);
   });
 });

@@ -1,6 +1,6 @@
 import { Command } from "commander";
 import { PgstackError } from "../../core/errors";
-import { executeRevert, planRevert, type RevertPlan } from "../../core/revert/revert";
+import { executeRevert, planRevert, type DroppedObject, type RevertPlan } from "../../core/revert/revert";
 import type { Context } from "../context";
 import { settingsFrom, withDatabaseOptions, type DatabaseFlags } from "../options";
 import { table } from "../output";
@@ -8,22 +8,30 @@ import { table } from "../output";
 type RevertFlags = DatabaseFlags & { to?: string; yes?: boolean; acceptLoss?: boolean };
 
 /** What a revert does, for people: what it reverts, what it drops with what that holds, what it cannot give back. */
+function dropsTable(drops: DroppedObject[]): string {
+  return table(
+    ["KIND", "NAME", "HOLDS"],
+    drops.map((d) => [d.kind, d.name, d.holds === undefined ? "-" : `${d.holds} ${d.kind === "column" ? "non-null values" : "rows"}`]),
+  )
+    .split("\n")
+    .map((l) => `    ${l}`)
+    .join("\n");
+}
+
+/** What the reverse dropped, counted under its locks in its transaction: the final numbers. */
+export function renderRevertResult(dropped: DroppedObject[]): string {
+  if (dropped.length === 0) return "  The reverse dropped nothing that held data.";
+  return ["  The reverse dropped, counted under its locks just before (final):", dropsTable(dropped)].join("\n");
+}
+
 export function renderRevertPlan(plan: RevertPlan): string {
   const lines = [
     `Revert on '${plan.database}' (keeps the data): ${plan.reverted.join(", ")} ${plan.reverted.length === 1 ? "is" : "are"} undone by ${plan.source === "down.sql" ? "their down.sql" : "a reverse computed from the schema"}, back to ${plan.target ?? "no migration"}.`,
   ];
   if (plan.drops.length === 0) lines.push("  The reverse drops nothing that holds data.");
   else {
-    lines.push("  The reverse drops what the reverted migrations created, with what it holds now:");
-    lines.push(
-      table(
-        ["KIND", "NAME", "HOLDS"],
-        plan.drops.map((d) => [d.kind, d.name, d.holds === undefined ? "-" : `${d.holds} ${d.kind === "column" ? "non-null values" : "rows"}`]),
-      )
-        .split("\n")
-        .map((l) => `    ${l}`)
-        .join("\n"),
-    );
+    lines.push("  The reverse drops what the reverted migrations created, with what it holds now (an estimate: the revert counts again under its locks):");
+    lines.push(dropsTable(plan.drops));
   }
   if (plan.losses.length > 0) {
     lines.push("  It cannot give back (refused without --accept-loss):");
@@ -59,10 +67,13 @@ export function revertCommand(ctx: Context): Command {
         return;
       }
       const result = await executeRevert(settings, plan, { acceptLoss: Boolean(flags.acceptLoss), log });
+      // After the plan's estimate, on the same stream: the numbers dropped.
+      if (!flags.json) ctx.output.err(renderRevertResult(result.dropped));
+      const counted = result.dropped.filter((d) => d.holds !== undefined).map((d) => `${d.kind} ${d.name} with ${d.holds} ${d.kind === "column" ? "non-null values" : "rows"}`);
       ctx.output.out(
         flags.json
-          ? JSON.stringify({ reverted: true, plan: revertJson(plan), rehearsedOn: result.rehearsedOn, durationMs: result.durationMs })
-          : `Reverted ${plan.reverted.join(", ")} on '${plan.database}'; the ledger marks them rolled back, so \`pgstack apply\` would run them again. ` +
+          ? JSON.stringify({ reverted: true, plan: revertJson(plan), dropped: result.dropped, rehearsedOn: result.rehearsedOn, durationMs: result.durationMs })
+          : `Reverted ${plan.reverted.join(", ")} on '${plan.database}'${counted.length > 0 ? `, dropping ${counted.join(", ")}` : ""}; the ledger marks them rolled back, so \`pgstack apply\` would run them again. ` +
               `If a stack deploys this database, pin its chain at ${plan.target} with \`npm run rollback -- --stack <name> --yes\` before its next \`pulumi up\` (it undoes nothing more).`,
       );
     });

@@ -246,7 +246,91 @@ export function compareObjects(target: Map<string, SchemaObject>, head: Map<stri
 interface Capture {
   inspected: Inspected;
   catalog: Catalog;
+  dependents: Dependent[];
   dump?: string;
+}
+
+/** An object that PostgreSQL records as depending on a table of the schema (or one of its columns). */
+export interface Dependent {
+  /** pg_describe_object's words ("trigger users_nick on table users"), a view named for its rule. */
+  what: string;
+  table: string;
+  /** The column depended on; null when on the whole table. */
+  column: string | null;
+}
+
+async function readDependents(client: Client, schema: string): Promise<Dependent[]> {
+  // Normal and automatic dependencies (a trigger, index, constraint, policy, view's rule, default, an
+  // SQL-standard function body) on the schema's tables; internal ones (row type, toast) are the table itself.
+  const { rows } = await client.query<Dependent>(
+    `SELECT DISTINCT
+            coalesce(CASE WHEN d.classid = 'pg_rewrite'::regclass
+                 THEN (SELECT CASE v.relkind WHEN 'm' THEN 'materialized view ' ELSE 'view ' END || v.relname
+                         FROM pg_rewrite r JOIN pg_class v ON v.oid = r.ev_class WHERE r.oid = d.objid AND v.relkind IN ('v', 'm')) END,
+                 pg_describe_object(d.classid, d.objid, d.objsubid)) AS what,
+            cl.relname AS table, a.attname AS column
+       FROM pg_depend d
+       JOIN pg_class cl ON d.refclassid = 'pg_class'::regclass AND cl.oid = d.refobjid
+       JOIN pg_namespace n ON n.oid = cl.relnamespace
+       LEFT JOIN pg_attribute a ON d.refobjsubid > 0 AND a.attrelid = cl.oid AND a.attnum = d.refobjsubid
+      WHERE n.nspname = $1 AND cl.relkind IN ('r', 'p') AND d.deptype IN ('n', 'a')`,
+    [schema],
+  );
+  // PostgreSQL records nothing of a PL/pgSQL (or quoted SQL) body: a function whose body names a table as a word counts as depending on it.
+  const tables = [...new Set((await client.query<{ t: string }>(
+    `SELECT cl.relname AS t FROM pg_class cl JOIN pg_namespace n ON n.oid = cl.relnamespace WHERE n.nspname = $1 AND cl.relkind IN ('r', 'p')`,
+    [schema],
+  )).rows.map((r) => r.t))];
+  const functions = await client.query<{ what: string; body: string }>(
+    `SELECT 'function ' || p.oid::regprocedure::text AS what, p.prosrc AS body FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+      WHERE n.nspname = $1 AND p.prosrc IS NOT NULL AND NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = 'pg_proc'::regclass AND e.objid = p.oid AND e.deptype = 'e')`,
+    [schema],
+  );
+  for (const f of functions.rows) {
+    for (const t of tables) {
+      if (new RegExp(`(^|[^\\w$])"?${t.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}"?($|[^\\w$])`, "i").test(f.body)) rows.push({ what: f.what, table: t, column: null });
+    }
+  }
+  return rows;
+}
+
+/**
+ * Objects outside the history (the database has them, the replayed head does not) that depend on a
+ * table or column the reverse changes: the rehearsal's schema comparison cannot see them break (a
+ * trigger writing a column the reverse drops fails every insert afterwards), so they are refused. Pure.
+ */
+export function dependentConflicts(d: { live: Dependent[]; head: Dependent[]; touchedTables: Set<string>; touchedColumns: Set<string> }): string[] {
+  const key = (x: Dependent) => `${x.what}\u0000${x.table}\u0000${x.column ?? ""}`;
+  const history = new Set(d.head.map(key));
+  const out = new Map<string, string[]>();
+  for (const x of d.live) {
+    if (history.has(key(x)) || !d.touchedTables.has(x.table)) continue;
+    // On a column: only if the reverse changes that column (or makes or drops the whole table); on the table: if it changes the table at all.
+    if (x.column !== null && !d.touchedColumns.has(`${x.table}.${x.column}`) && !d.touchedColumns.has(`${x.table}.*`)) continue;
+    const on = x.column === null ? `table ${x.table}` : `column ${x.table}.${x.column}`;
+    out.set(x.what, [...(out.get(x.what) ?? []), on]);
+  }
+  return [...out].sort(([a], [b]) => a.localeCompare(b)).map(([what, on]) => `${what} (made outside the migration history; depends on ${[...new Set(on)].join(", ")}, which the reverse changes)`);
+}
+
+/** Tables the reverse changes (by migra's comparison), and columns: "t.c", or "t.*" for a table it creates or drops. Pure. */
+export function touchedBy(touched: string[], schema: string, head: Catalog, target: Catalog): { tables: Set<string>; columns: Set<string> } {
+  const prefix = `table ${schema}.`;
+  const tables = new Set(touched.filter((k) => k.startsWith(prefix)).map((k) => k.slice(prefix.length)));
+  const columns = new Set<string>();
+  for (const t of new Set([...head.tables, ...target.tables])) {
+    if (head.tables.has(t) !== target.tables.has(t)) {
+      tables.add(t);
+      columns.add(`${t}.*`);
+    }
+  }
+  for (const c of new Set([...head.columns.keys(), ...target.columns.keys()])) {
+    if (head.columns.get(c) !== target.columns.get(c)) {
+      columns.add(c);
+      tables.add(c.slice(0, c.indexOf(".")));
+    }
+  }
+  return { tables, columns };
 }
 
 /** migra's inspection, the catalog, and (unless live) `pg_dump -s` of one database, concurrently. */
@@ -261,12 +345,12 @@ async function capture(url: string, schema: string, dump: boolean): Promise<Capt
       await client.end().catch(() => undefined);
     }
   };
-  const [inspected, catalog, text] = await Promise.all([
+  const [inspected, [catalog, dependents], text] = await Promise.all([
     inspect(),
-    withClient(url, (c) => readCatalog(c, schema), { applicationName: "pgstack revert" }),
+    withClient(url, async (c) => [await readCatalog(c, schema), await readDependents(c, schema)] as const, { applicationName: "pgstack revert" }),
     dump ? dumpSchema(url) : Promise.resolve(undefined),
   ]);
-  return { inspected, catalog, dump: text };
+  return { inspected, catalog, dependents, dump: text };
 }
 
 /**
@@ -327,6 +411,16 @@ export async function planRevert(settings: Settings, options: RevertOptions): Pr
         "E_REVERT",
         `Reverting ${reverted.join(", ")} must change ${objects.conflicts.join(", ")}, which database '${target.database}' does not hold as the migration history builds it, so the reverse cannot be trusted there: bring it back to what the migrations made or restore the pre-update snapshot (npm run rollback); nothing was changed.`,
         { objects: objects.conflicts },
+      );
+    }
+
+    const touched = touchedBy(objects.touched, target.schema, atHead.catalog, atTarget.catalog);
+    const dependents = dependentConflicts({ live: live.dependents, head: atHead.dependents, touchedTables: touched.tables, touchedColumns: touched.columns });
+    if (dependents.length > 0) {
+      throw new PgstackError(
+        "E_REVERT",
+        `Reverting ${reverted.join(", ")} changes what ${dependents.join(", ")} in database '${target.database}' ${dependents.length === 1 ? "relies" : "rely"} on, and neither the reverse nor its rehearsal can tell whether ${dependents.length === 1 ? "it works" : "they work"} after it: drop or change ${dependents.length === 1 ? "it" : "them"} first, or restore the pre-update snapshot (npm run rollback); nothing was changed.`,
+        { objects: dependents },
       );
     }
 
@@ -396,6 +490,8 @@ function timer(onPhase: RevertOptions["onPhase"]): (name: string) => void {
 
 export interface RevertResult {
   plan: RevertPlan;
+  /** What the reverse dropped, counted in its transaction under its locks (the plan's `holds` were counted earlier). */
+  dropped: DroppedObject[];
   /** How the rehearsal copy was made. */
   rehearsedOn: "template" | "schema-only";
   durationMs: number;
@@ -422,13 +518,14 @@ export async function executeRevert(settings: Settings, plan: RevertPlan, option
   const phase = timer(options.onPhase);
   const rehearsedOn = await rehearseRevert(settings, plan, options.log, phase);
   failpoint("revert:rehearsed");
+  let dropped: DroppedObject[] = [];
   await withClient(
     url,
     (client, db) =>
       withAdvisoryLock(client, db, { waitSeconds: settings.lockWaitSeconds }, async () => {
         for (let attempt = 0; ; attempt++) {
           try {
-            await runReverse(client, target.schema, settings, plan, true);
+            dropped = await runReverse(client, target.schema, settings, plan, true);
             return;
           } catch (err) {
             if ((err as { code?: string }).code === LOCK_NOT_AVAILABLE && attempt < settings.retries) {
@@ -444,16 +541,42 @@ export async function executeRevert(settings: Settings, plan: RevertPlan, option
     { applicationName: "pgstack revert" },
   );
   phase("run: reverse committed on the database");
-  options.log.info(`reverted ${plan.reverted.join(", ")} on ${plan.database}; the ledger marks them rolled back`);
-  return { plan, rehearsedOn, durationMs: Date.now() - started };
+  const counted = dropped.filter((d) => d.holds !== undefined).map((d) => `${d.kind} ${d.name} with ${d.holds} ${d.kind === "column" ? "non-null values" : "rows"}`);
+  options.log.info(
+    `reverted ${plan.reverted.join(", ")} on ${plan.database}; the ledger marks them rolled back${counted.length > 0 ? `; dropped ${counted.join(", ")} (counted under the reverse's locks)` : ""}`,
+  );
+  return { plan, dropped, rehearsedOn, durationMs: Date.now() - started };
 }
 
-/** BEGIN; the reverse; the ledger rows rolled back; COMMIT (or ROLLBACK on any error). */
-async function runReverse(client: Client, schema: string, settings: Settings, plan: RevertPlan, markLedger: boolean): Promise<void> {
+/**
+ * In the reverse's transaction, before it runs: locks every table whose rows or values the reverse drops
+ * (ACCESS EXCLUSIVE, as the drop would, so no write lands after the count), then counts what they hold.
+ */
+async function lockAndCount(client: Client, schema: string, drops: DroppedObject[]): Promise<DroppedObject[]> {
+  const now = await readCatalog(client, schema);
+  const tables = new Set<string>();
+  for (const d of drops) {
+    if (d.kind === "table") tables.add(d.name);
+    else if (d.kind === "column") tables.add(d.name.slice(0, d.name.indexOf(".")));
+    else if (d.kind === "enum value") {
+      const type = d.name.slice(0, d.name.indexOf("."));
+      for (const [col, colType] of now.columns) if (colType.replace(/"/g, "") === type) tables.add(col.slice(0, col.indexOf(".")));
+    }
+  }
+  const present = [...tables].filter((t) => now.tables.has(t)).sort();
+  if (present.length > 0) await client.query(`LOCK TABLE ${present.map((t) => `${quoteIdent(schema)}.${quoteIdent(t)}`).join(", ")} IN ACCESS EXCLUSIVE MODE`);
+  const counted = drops.map((d) => ({ ...d, holds: undefined as number | undefined }));
+  await countHeld(client, schema, counted.filter((d) => d.kind !== "constraint" && (d.kind !== "table" || now.tables.has(d.name))), now);
+  return counted;
+}
+
+/** BEGIN; (in the real run, what it drops locked and counted); the reverse; the ledger rows rolled back; COMMIT (or ROLLBACK on any error). */
+async function runReverse(client: Client, schema: string, settings: Settings, plan: RevertPlan, markLedger: boolean): Promise<DroppedObject[]> {
   await loadSqlParser();
   await client.query("BEGIN");
   try {
     await client.query(`SET LOCAL lock_timeout = ${Math.trunc(settings.lockTimeoutMs)}; SET LOCAL statement_timeout = ${Math.trunc(settings.statementTimeoutMs)}`);
+    const dropped = markLedger ? await lockAndCount(client, schema, plan.drops) : plan.drops;
     for (const statement of splitStatements(plan.sql, "the reverse")) {
       try {
         await client.query(statement.sql);
@@ -476,6 +599,7 @@ async function runReverse(client: Client, schema: string, settings: Settings, pl
     if (markLedger) failpoint("revert:before-commit");
     await client.query("COMMIT");
     if (markLedger) failpoint("revert:committed");
+    return dropped;
   } catch (err) {
     await client.query("ROLLBACK").catch(() => undefined);
     throw err;
