@@ -15,6 +15,7 @@ import { discoverMigrations, type Migration } from "../migrations/discover";
 import { applyMigrations } from "../migrations/runner";
 import { errorLine, isTransactionControl, loadSqlParser, splitStatements } from "../migrations/sql";
 import { copyForRehearsal } from "../rehearsal/rehearse";
+import { historyLosses, readHistoryStatements } from "./history";
 import type { Settings } from "../settings";
 import { dumpSchema } from "../snapshot/dump";
 import { recordRollbackIntent } from "../snapshot/intent";
@@ -449,8 +450,9 @@ export async function planRevert(settings: Settings, options: RevertOptions): Pr
       source = "computed";
     }
     // What the reverted migrations made and removed, from the history's schemas; what it holds, from the database.
-    const { drops, losses } = compareCatalogs(atHead.catalog, atTarget.catalog);
-    await withClient(url, (c) => countHeld(c, target.schema, drops, live.catalog), { applicationName: "pgstack revert" });
+    const compared = compareCatalogs(atHead.catalog, atTarget.catalog);
+    await withClient(url, (c) => countHeld(c, target.schema, compared.drops, live.catalog), { applicationName: "pgstack revert" });
+    const { drops, losses } = await withStatementLosses(compared, reverted.map((n) => byName.get(n)!).reverse(), target.schema, atTarget.inspected, atHead.inspected);
     phase("plan: reverse computed, what it drops counted");
     return {
       database: target.database,
@@ -468,6 +470,40 @@ export async function planRevert(settings: Settings, options: RevertOptions): Pr
     await (dropping ?? dropReplay());
     phase("plan: throwaway database dropped");
   }
+}
+
+/** Word of the report (history.ts) -> migra's word (OBJECT_KINDS), where they differ. */
+const INSPECTED_KIND: Record<string, string> = { procedure: "function" };
+
+/**
+ * The catalogs' drops and losses, with what the reverted migrations'
+ * statements add (history.ts): conditionally created objects the reverse
+ * would drop become losses, not drops; data changes become losses.
+ */
+async function withStatementLosses(
+  compared: { drops: DroppedObject[]; losses: string[] },
+  reverted: Migration[],
+  schema: string,
+  atTarget: Inspected,
+  atHead: Inspected,
+): Promise<{ drops: DroppedObject[]; losses: string[] }> {
+  const statements = await readHistoryStatements(reverted);
+  const [before, after] = [objectsOf(atTarget, schema), objectsOf(atHead, schema)];
+  const kinds = new Set<string>(OBJECT_KINDS.map(([, k]) => k));
+  const has = (objects: Map<string, SchemaObject>, kind: string, name: string) =>
+    [...objects.keys()].some((k) => {
+      if (!k.startsWith(`${kind} `)) return false;
+      const qualified = k.slice(kind.length + 1).replace(/\(.*\)$/, "");
+      return qualified === name || qualified.endsWith(`.${name}`);
+    });
+  const reverseDrops = (kind: string, name: string) => {
+    const k = INSPECTED_KIND[kind] ?? kind;
+    // A kind migra does not inspect: not known to survive the reverse.
+    if (!kinds.has(k)) return true;
+    return has(after, k, name) && !has(before, k, name);
+  };
+  const fromStatements = historyLosses(statements, schema, compared.drops, reverseDrops);
+  return { drops: fromStatements.drops, losses: [...compared.losses, ...fromStatements.losses] };
 }
 
 /** migra's difference from the head's schema to the target's, destructive statements included. */
@@ -508,7 +544,7 @@ export async function executeRevert(settings: Settings, plan: RevertPlan, option
   if (plan.losses.length > 0 && !options.acceptLoss) {
     throw new PgstackError(
       "E_REVERT",
-      `Reverting ${plan.reverted.join(", ")} cannot give back what they removed: ${plan.losses.join("; ")}. Pass --accept-loss to revert anyway, or restore the pre-update snapshot (npm run rollback); nothing was changed.`,
+      `Reverting ${plan.reverted.join(", ")} cannot give back everything: ${plan.losses.join("; ")}. Pass --accept-loss to revert anyway, or restore the pre-update snapshot (npm run rollback); nothing was changed.`,
       { losses: plan.losses },
     );
   }
