@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import * as path from "node:path";
 import { withClient } from "../db/client";
 import { parseDatabaseUrl, withDatabase } from "../db/url";
-import { messageOf } from "../errors";
+import { isPgstackError, messageOf } from "../errors";
 import type { Logger } from "../logger";
 import { recoverInterrupted, unrepaired, type Recovery } from "./fence";
 
@@ -132,7 +132,11 @@ const OWNER_REPAIR_WAIT_MS = 3_000;
 async function repairNow(url: string, database: string, log: Logger): Promise<Recovery[] | undefined> {
   try {
     const recoveries = await recoverInterrupted(url, { log, waitMs: OWNER_REPAIR_WAIT_MS });
-    const left = await withClient(withDatabase(url, "postgres"), (c) => unrepaired(c, database), { applicationName: "pgstack recover", connectTimeoutMs: 5000 });
+    // A role that may not reach `postgres` (a managed service) cannot have closed anything there: nothing left.
+    const left = await withClient(withDatabase(url, "postgres"), (c) => unrepaired(c, database), { applicationName: "pgstack recover", connectTimeoutMs: 5000 }).catch((err) => {
+      if (isPgstackError(err) && (err.code === "E_DB_MISSING" || err.code === "E_DB_AUTH")) return [];
+      throw err;
+    });
     return left.length === 0 ? recoveries.filter((r) => r.about === database) : undefined;
   } catch (err) {
     log.debug(`could not repair database '${database}' at once (${messageOf(err).split("\n")[0]}): left to the guardian`);
