@@ -178,6 +178,13 @@ export async function ownComment(client: Client, db: string): Promise<string | n
   return stored ? stored.comment : current;
 }
 
+/** Markers about `database` whose session is gone: an operation that died and is not repaired yet (a live one is another pgstack at work). */
+export async function unrepaired(client: Client, database: string): Promise<OperationMarker[]> {
+  const left: OperationMarker[] = [];
+  for (const m of await operationsAbout(client, database)) if (!(await alive(client, m))) left.push(m);
+  return left;
+}
+
 async function alive(client: Client, marker: OperationMarker): Promise<boolean> {
   const { rowCount } = await client.query("SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND backend_start::text = $2", [marker.pid, marker.backendStart]);
   return (rowCount ?? 0) > 0;
@@ -188,6 +195,12 @@ export interface Recovery {
   op: OperationKind | "throwaway";
   /** What was done, one phrase each. */
   actions: string[];
+  /** The database the operation was about (a restore's "replaced" marker sits on the old database, under its new name). */
+  about?: string;
+  /** Whether the repair reopened the database to connections (the operation had closed it). */
+  reopened?: boolean;
+  /** The unfinished copy the repair dropped, if any. */
+  droppedCopy?: string;
 }
 
 export interface RecoverOptions {
@@ -264,6 +277,7 @@ async function exists(client: Client, db: string): Promise<boolean> {
 
 async function repair(client: Client, db: string, marker: OperationMarker, log: Logger): Promise<Recovery> {
   const actions: string[] = [];
+  let droppedCopy: string | undefined;
   // The copy an interrupted snapshot or restore was making is incomplete or
   // unverified; it never is the live database (that one carries the marker).
   if (marker.copy && marker.copy !== db && (await exists(client, marker.copy))) {
@@ -272,11 +286,13 @@ async function repair(client: Client, db: string, marker: OperationMarker, log: 
     if (!finishedSnapshot) {
       await client.query(`DROP DATABASE ${quoteIdent(marker.copy)} WITH (FORCE)`);
       actions.push(`dropped the unfinished copy ${marker.copy}`);
+      droppedCopy = marker.copy;
     }
   }
   const { rows } = await client.query<{ allowed: boolean }>("SELECT datallowconn AS allowed FROM pg_database WHERE datname = $1", [db]);
   await endOperation(client, db);
-  if (rows[0] && !rows[0].allowed) actions.push("reopened it to connections");
+  const reopened = Boolean(marker.closed && rows[0] && !rows[0].allowed);
+  if (reopened) actions.push("reopened it to connections");
   if (marker.op === "replaced" && !marker.keepOld) {
     // The swap committed, so the restore was verified and its discarded rows counted: drop it as the restore would have.
     await client.query(`DROP DATABASE ${quoteIdent(db)} WITH (FORCE)`);
@@ -285,5 +301,5 @@ async function repair(client: Client, db: string, marker: OperationMarker, log: 
     actions.push(`kept it (the restore was run with --keep-old): it is the database as it was before a restore of '${marker.database}'; remove it with DROP DATABASE ${quoteIdent(db)} once the restored database is checked`);
   }
   log.warn(`repaired database '${db}' after an interrupted pgstack ${marker.op} (pid ${marker.pid}): ${actions.join("; ") || "cleared its marker"}`);
-  return { database: db, op: marker.op, actions };
+  return { database: db, about: marker.database, op: marker.op, actions, reopened, droppedCopy };
 }

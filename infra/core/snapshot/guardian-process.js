@@ -11,7 +11,8 @@
 //
 // fd 3 is a pipe from the owner (the same one in both stages): "done" means
 // the operation ended and the guardian exits; end of file without it means
-// the owner died (any way: SIGKILL, OOM, machine's process tree killed), and
+// the owner died (any way: SIGKILL, OOM, machine's process tree killed) or
+// could not repair a failed operation itself and handed over, and
 // the guardian runs the repair every pgstack command runs (fence.ts
 // recoverInterrupted), which never touches an operation whose session lives.
 // Nothing secret is in its argv or environment: the URL comes over the pipe.
@@ -75,7 +76,7 @@ control.on("end", () => {
   );
 });
 
-/** The owner died: the repair, until no marker about the database is left (a session still finishing a statement is waited for). */
+/** The owner died or handed over: the repair, until no marker about the database is left (a session still finishing a statement is waited for; a server unreachable for a moment, a failover, is retried). */
 async function repair() {
   require("tsx/cjs");
   const { recoverInterrupted, operationsAbout } = require(path.join(__dirname, "fence.ts"));
@@ -84,11 +85,21 @@ async function repair() {
   const { lineLogger } = require(path.join(__dirname, "..", "logger.ts"));
   const log = lineLogger((line) => say(line));
   const until = Date.now() + 10 * 60_000;
+  let lastError;
   for (;;) {
-    await recoverInterrupted(request.url, { log, waitMs: 30_000 });
-    // A marker may have moved meanwhile (the owner's last statement, a swap, committed after the repair looked): again.
-    const left = await withClient(withDatabase(request.url, "postgres"), (c) => operationsAbout(c, request.database), { applicationName: "pgstack guardian" });
-    if (left.length === 0 || Date.now() > until) return;
+    try {
+      await recoverInterrupted(request.url, { log, waitMs: 30_000 });
+      // A marker may have moved meanwhile (the owner's last statement, a swap, committed after the repair looked): again.
+      const left = await withClient(withDatabase(request.url, "postgres"), (c) => operationsAbout(c, request.database), { applicationName: "pgstack guardian", connectTimeoutMs: 5000 });
+      if (left.length === 0) return;
+      lastError = undefined;
+    } catch (err) {
+      lastError = err;
+    }
+    if (Date.now() > until) {
+      if (lastError) throw lastError;
+      return;
+    }
     await new Promise((r) => setTimeout(r, 1000));
   }
 }

@@ -1,9 +1,11 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import * as path from "node:path";
-import { parseDatabaseUrl } from "../db/url";
-import { messageOf } from "../errors";
+import { withClient } from "../db/client";
+import { parseDatabaseUrl, withDatabase } from "../db/url";
+import { isPgstackError, messageOf } from "../errors";
 import { failpointArmed } from "../failpoint";
 import type { Logger } from "../logger";
+import { recoverInterrupted, unrepaired, type Recovery } from "./fence";
 
 /**
  * A guardian for an operation that closes a database to connections (a
@@ -39,7 +41,7 @@ function connectionEnv(env: NodeJS.ProcessEnv): Record<string, string> {
 }
 
 /** Starts a guardian for the database of `url`; undefined (with a warning) when it cannot start: the next command's repair still holds. */
-export async function startGuardian(url: string, log: Logger): Promise<{ guardian: Guardian; release: () => void } | undefined> {
+export async function startGuardian(url: string, log: Logger): Promise<{ guardian: Guardian; release: () => void; handOver: () => void } | undefined> {
   const started = Date.now();
   const database = parseDatabaseUrl(url).database;
   let child: ChildProcess;
@@ -96,15 +98,76 @@ export async function startGuardian(url: string, log: Logger): Promise<{ guardia
       released = true;
       control.end("done\n");
     },
+    // The end of the pipe without "done": the guardian repairs now, while this process may live on a moment.
+    handOver: () => {
+      if (released) return;
+      released = true;
+      control.end();
+    },
   };
 }
 
-/** Runs `fn` with a guardian watching (see the module comment); the guardian is told "done" however `fn` ends. */
-export async function withGuardian<T>(url: string, log: Logger, fn: () => Promise<T>): Promise<T> {
-  const g = await startGuardian(url, log);
+/** SQLSTATEs (and socket errors) of a session ended under the operation: class 08 (connection exception), 57P01-57P03 (terminated by an administrator, a crash or shutdown, the server not accepting connections). */
+const CONNECTION_ENDED = new Set(["57P01", "57P02", "57P03", "ECONNRESET", "ECONNREFUSED", "EPIPE", "ETIMEDOUT", "EHOSTUNREACH"]);
+
+/** Whether `err` is the operation's own session ended under it (by its SQLSTATE or socket error code, never its text). */
+export function connectionEnded(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === "string" && (CONNECTION_ENDED.has(code) || /^08[0-9A-Z]{3}$/.test(code));
+}
+
+/** What the owner found after its operation failed (withGuardian's `explain` words the error from it). */
+export interface GuardedFailure {
+  /** What the owner's own repair did (fence.ts), in a fresh session; empty when there was nothing to repair. */
+  recoveries: Recovery[];
+  /** The owner could not repair (server unreachable, ...): the guardian was left to do it. */
+  handedOver: boolean;
+}
+
+const OWNER_REPAIR_WAIT_MS = 3_000;
+
+/**
+ * The owner's repair after a failed operation, in a fresh session: what
+ * recoverInterrupted does for a dead operation (the failed one's sessions are
+ * ended or ending), then whether any marker about `database` is left whose
+ * session is gone. undefined when it could not be done (or not completely).
+ */
+async function repairNow(url: string, database: string, log: Logger): Promise<Recovery[] | undefined> {
   try {
-    return await fn();
-  } finally {
-    g?.release();
+    const recoveries = await recoverInterrupted(url, { log, waitMs: OWNER_REPAIR_WAIT_MS });
+    // A role that may not reach `postgres` (a managed service) cannot have closed anything there: nothing left.
+    const left = await withClient(withDatabase(url, "postgres"), (c) => unrepaired(c, database), { applicationName: "pgstack recover", connectTimeoutMs: 5000 }).catch((err) => {
+      if (isPgstackError(err) && (err.code === "E_DB_MISSING" || err.code === "E_DB_AUTH")) return [];
+      throw err;
+    });
+    return left.length === 0 ? recoveries.filter((r) => r.about === database) : undefined;
+  } catch (err) {
+    log.debug(`could not repair database '${database}' at once (${messageOf(err).split("\n")[0]}): left to the guardian`);
+    return undefined;
   }
+}
+
+/**
+ * Runs `fn` with a guardian watching (see the module comment). The guardian
+ * is told "done" only when the database is known open again: `fn` succeeded
+ * (it reopens what it closed), or it failed and this process repaired it in a
+ * fresh session. Otherwise the pipe is closed without "done": the guardian
+ * repairs at once (the failed operation's sessions are gone or going).
+ * `explain` turns a failure into the error thrown (typically: the session
+ * ended under it, by SQLSTATE); by default the original error.
+ */
+export async function withGuardian<T>(url: string, log: Logger, fn: () => Promise<T>, explain?: (err: unknown, failure: GuardedFailure) => unknown): Promise<T> {
+  const database = parseDatabaseUrl(url).database;
+  const g = await startGuardian(url, log);
+  let result: T;
+  try {
+    result = await fn();
+  } catch (err) {
+    const recoveries = await repairNow(url, database, log);
+    if (recoveries) g?.release();
+    else g?.handOver();
+    throw explain ? explain(err, { recoveries: recoveries ?? [], handedOver: recoveries === undefined }) : err;
+  }
+  g?.release();
+  return result;
 }

@@ -14,7 +14,7 @@ import { findSnapshot, listAllSnapshots, type StoreOptions } from "./store";
 import { describeStateMismatch, diffTablesOn, differingTables, tableStatesOn, type TableDiff, type TableStates } from "./tables";
 import { endSessions, OBJECT_IN_USE } from "../db/copy";
 import { deployerBusy, migrationLockHolder } from "../db/deployers";
-import { withGuardian } from "./guardian";
+import { connectionEnded, withGuardian, type GuardedFailure } from "./guardian";
 import { withSnapshotSession, type SnapshotInfo } from "./template";
 
 /**
@@ -164,6 +164,8 @@ export async function restoreSnapshot(url: string, plan: RestorePlan, options: R
   // Digests recorded when the snapshot was taken (absent: taken by an older pgstack, or a dump sidecar with counts only).
   const recorded = snapshot.states !== undefined;
 
+  // Whether `db` is closed by this restore now: what the error says if the session ends under it.
+  const state = { closed: false };
   // The guardian reopens the database if this process dies while it is closed (guardian.ts).
   return withGuardian(url, log, () => withClient(
     admin,
@@ -223,7 +225,7 @@ export async function restoreSnapshot(url: string, plan: RestorePlan, options: R
             const intent: RollbackIntent | undefined = options.intent
               ? { op: "restore", pin: options.intent.pin, snapshot: snapshot.snapshotId, removed: plan.discardedMigrations, at: new Date().toISOString() }
               : undefined;
-            return swap(client, url, db, restoring, before, log, options.drainTimeoutMs ?? 15_000, copySession, copy, intent);
+            return swap(client, url, db, restoring, before, log, options.drainTimeoutMs ?? 15_000, copySession, copy, intent, state);
           },
           { applicationName: "pgstack restore" },
         );
@@ -247,7 +249,33 @@ export async function restoreSnapshot(url: string, plan: RestorePlan, options: R
       return { database: db, snapshotId: snapshot.snapshotId, keptAs: options.keepOld ? before : undefined, discarded, tables: plan.tables };
     },
     { applicationName: "pgstack restore" },
-  ));
+  ), (err, failure) => restoreFailure(err, failure, db, snapshot.snapshotId, state.closed, Boolean(options.keepOld)));
+}
+
+const ENDED = "was ended (terminated by an administrator, a failover or the network)";
+
+/** A restore whose own session was ended under it, in one sentence saying where the database is now (withGuardian repaired it, or left it to the guardian). */
+function restoreFailure(err: unknown, failure: GuardedFailure, db: string, snapshotId: string, closed: boolean, keepOld: boolean): unknown {
+  if (!connectionEnded(err)) return err;
+  const details = { reason: "connection-ended", sqlstate: (err as { code?: string }).code };
+  if (failure.handedOver) {
+    return new PgstackError(
+      "E_SNAPSHOT",
+      `The restore's connection to the server ${ENDED} and database '${db}' could not be repaired at once: pgstack's guardian reopens it as soon as the server answers (so does any pgstack command), either as it was or restored from snapshot '${snapshotId}'.`,
+      details,
+    );
+  }
+  const replaced = failure.recoveries.find((r) => r.op === "replaced");
+  if (replaced) {
+    return new PgstackError(
+      "E_SNAPSHOT",
+      `The restore's connection to the server ${ENDED} after the verified copy was swapped in: '${db}' is restored from snapshot '${snapshotId}' and open, and the previous database was ${keepOld ? `kept as ${replaced.database}` : "dropped"}.`,
+      details,
+    );
+  }
+  return closed || failure.recoveries.some((r) => r.reopened)
+    ? new PgstackError("E_SNAPSHOT", `The restore's connection to the server ${ENDED} while database '${db}' was closed; it has been reopened and nothing was changed.`, details)
+    : new PgstackError("E_SNAPSHOT", `The restore's connection to the server ${ENDED}; database '${db}' is open and nothing was changed.`, details);
 }
 
 /** The replaced database's owner, ACL, connection limit, settings and comment, onto the copy. */
@@ -284,6 +312,7 @@ async function swap(
   copySession: Client,
   copyStates: TableStates,
   intent: RollbackIntent | undefined,
+  state: { closed: boolean },
 ): Promise<TableDiff[]> {
   const deadline = Date.now() + drainMs;
   // The counting session enters `db` before it closes: nobody else can after.
@@ -295,6 +324,7 @@ async function swap(
       await rewriteOperation(client, db, { closed: true });
       await client.query(`ALTER DATABASE ${quoteIdent(db)} ALLOW_CONNECTIONS false`);
       await client.query("COMMIT");
+      state.closed = true;
       failpoint("restore:closed");
       await endSessionsAndWait(client, db, log, me[0].pid, deadline);
       const discarded = await diffTablesOn(counter, copySession, copyStates);
@@ -322,9 +352,12 @@ async function swap(
         // The point of no return: the rollback's pin commits with the swap, so a kill from here is finished by a retry.
         if (intent) await recordRollbackIntent(client, db, intent);
         await failpointDuring("restore:swapping", () => client.query("COMMIT"), 0);
+        state.closed = false;
         return discarded;
       } catch (err) {
         await client.query("ROLLBACK").catch(() => undefined);
+        // The session ended under it: withGuardian repairs and says so (a swap committed or not).
+        if (connectionEnded(err)) throw err;
         if ((err as { code?: string }).code !== OBJECT_IN_USE || Date.now() > deadline) {
           throw new PgstackError("E_SNAPSHOT", `Could not swap the restored copy in for '${db}': ${messageOf(err).split("\n")[0]}; nothing was changed.`);
         }

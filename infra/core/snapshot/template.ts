@@ -9,7 +9,7 @@ import type { Logger } from "../logger";
 import { beginOperation, endOperation, reopenKeepingMarker } from "./fence";
 import type { CreateOptions, SnapshotEngine, SnapshotInfo } from "./engine";
 import { isPostgresSnapshotName, postgresSnapshotName } from "./naming";
-import { withGuardian } from "./guardian";
+import { connectionEnded, withGuardian, type GuardedFailure } from "./guardian";
 import { tableStatesOn, type TableStates } from "./tables";
 
 /**
@@ -138,12 +138,36 @@ export async function createTemplateSnapshot(options: CreateSnapshotOptions): Pr
         ? await takenCheck(client, options.name, reserved)
         : await freeName(client, postgresSnapshotName({ stack: options.stack, lastMigration: lastMigration ?? undefined, at }), reserved);
       const info: SnapshotInfo = { snapshotId, source, stack: options.stack, lastMigration, createdAt: at.toISOString(), key: options.key ?? null, engine: "template", clean };
-      const states = await withGuardian(options.url, options.log, () => copySnapshot(client, source, snapshotId, options, info));
+      const state = { closed: false, labelled: false };
+      const states = await withGuardian(
+        options.url,
+        options.log,
+        () => copySnapshot(client, source, snapshotId, options, info, state),
+        (err, failure) => snapshotFailure(err, failure, source, snapshotId, state),
+      );
       options.log.info(`snapshot ${snapshotId} of ${source} taken (last migration: ${lastMigration ?? "none"}; ${Object.keys(states).length} table digest(s) recorded)`);
       return { ...info, states };
     },
     { applicationName: "pgstack snapshot" },
   );
+}
+
+/** A snapshot whose own session was ended under it, in one sentence saying where the database and the snapshot are now. */
+function snapshotFailure(err: unknown, failure: GuardedFailure, source: string, snapshot: string, state: { closed: boolean; labelled: boolean }): unknown {
+  if (!connectionEnded(err)) return err;
+  const ended = "The snapshot's connection to the server was ended (terminated by an administrator, a failover or the network)";
+  const made = state.labelled ? `snapshot '${snapshot}' was complete and is kept` : "no snapshot was made";
+  const details = { reason: "connection-ended", sqlstate: (err as { code?: string }).code };
+  if (failure.handedOver) {
+    return new PgstackError(
+      "E_SNAPSHOT",
+      `${ended} and database '${source}' could not be repaired at once: pgstack's guardian reopens it as soon as the server answers (so does any pgstack command), and ${made}.`,
+      details,
+    );
+  }
+  return state.closed || failure.recoveries.some((r) => r.reopened)
+    ? new PgstackError("E_SNAPSHOT", `${ended} while database '${source}' was closed; it has been reopened and ${made}.`, details)
+    : new PgstackError("E_SNAPSHOT", `${ended}; database '${source}' is open and ${made}.`, details);
 }
 
 /** An explicit snapshot name: refused when malformed or when any database already has it. */
@@ -173,7 +197,14 @@ async function freeName(client: Client, base: string, reserved: Set<string> = ne
  * makes it a listed snapshot). The marker stays on the source until the
  * label is written, so a process killed before it leaves no unlabelled copy.
  */
-async function copySnapshot(client: Client, source: string, snapshot: string, options: CreateSnapshotOptions, info: SnapshotInfo): Promise<TableStates> {
+async function copySnapshot(
+  client: Client,
+  source: string,
+  snapshot: string,
+  options: CreateSnapshotOptions,
+  info: SnapshotInfo,
+  state: { closed: boolean; labelled: boolean },
+): Promise<TableStates> {
   const until = Date.now() + (options.drainTimeoutMs ?? 15_000);
   const { rows } = await client.query<{ allowed: boolean }>("SELECT datallowconn AS allowed FROM pg_database WHERE datname = $1", [source]);
   if (rows.length === 0) {
@@ -183,6 +214,7 @@ async function copySnapshot(client: Client, source: string, snapshot: string, op
   // reopened by its guardian (or the next pgstack command: fence.ts); the
   // finally only covers a process that lives.
   await beginOperation(client, source, { op: "snapshot", copy: snapshot }, { close: rows[0].allowed });
+  state.closed = rows[0].allowed;
   let labelled = false;
   try {
     failpoint("snapshot:closed");
@@ -190,7 +222,8 @@ async function copySnapshot(client: Client, source: string, snapshot: string, op
       // Closed to new sessions now; the copy ends the ones still in it.
       await copyDatabase(client, source, snapshot, { whenBusy: { mode: "end-sessions", log: options.log, until, purpose: "snapshot" }, failpoints: "snapshot", closed: true });
     } catch (err) {
-      if (isPgstackError(err)) throw err;
+      // A session ended under it is said by withGuardian, once the database is repaired.
+      if (isPgstackError(err) || connectionEnded(err)) throw err;
       throw new PgstackError("E_SNAPSHOT", `Could not copy database '${source}' to snapshot '${snapshot}': ${messageOf(err).split("\n")[0]}.`);
     }
     failpoint("snapshot:copied");
@@ -198,9 +231,11 @@ async function copySnapshot(client: Client, source: string, snapshot: string, op
     await client.query(`REVOKE CONNECT, TEMPORARY ON DATABASE ${quoteIdent(snapshot)} FROM PUBLIC`);
     // The application may come back now; the digests are read from the copy, which nobody else can enter.
     if (rows[0].allowed) await reopenKeepingMarker(client, source);
+    state.closed = false;
     const states = await withSnapshotSession(client, options.url, snapshot, tableStatesOn);
     await client.query(`COMMENT ON DATABASE ${quoteIdent(snapshot)} IS ${quoteLiteral(commentOf({ ...info, states }))}`);
     labelled = true;
+    state.labelled = true;
     failpoint("snapshot:labelled");
     return states;
   } finally {
