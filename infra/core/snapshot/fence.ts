@@ -178,6 +178,12 @@ export async function ownComment(client: Client, db: string): Promise<string | n
   return stored ? stored.comment : current;
 }
 
+/** The comment an operation's marker in `text` keeps inside, or undefined when `text` is no marker. Pure. */
+export function commentInsideMarker(text: string | null): string | null | undefined {
+  const stored = parseMarker(text);
+  return stored ? (stored.comment ?? null) : undefined;
+}
+
 async function alive(client: Client, marker: OperationMarker): Promise<boolean> {
   const { rowCount } = await client.query("SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND backend_start::text = $2", [marker.pid, marker.backendStart]);
   return (rowCount ?? 0) > 0;
