@@ -277,7 +277,7 @@ describe("a rollback record the ledger contradicts (stale or forged)", () => {
       if (r.code !== 0) throw new Error(`rollback failed:\n${r.stderr}`);
       const said = r.stderr.split("\n").filter((l) => l.includes(STALE));
       expect(said).toEqual([
-        `pgstack: The database of stack '${STACK}' records a rollback to ${K5} (a revert of ${K6}) that its ledger contradicts (${K6}, after ${K5}, is applied): that record is stale and was cleared; this rollback goes on as if it had never been recorded.`,
+        `[pgstack] The database of stack '${STACK}' records a rollback to ${K5} (a revert of ${K6}) that its ledger contradicts (${K6}, after ${K5}, is applied): that record is stale and was cleared; this rollback goes on as if it had never been recorded.`,
       ]);
       expect(r.stderr).not.toContain("already rolled back");
       // Then exactly what it does without the record: the restore of the snapshot before K6.
