@@ -13,7 +13,7 @@ import { isPgstackError } from "./core/errors";
 import type { Logger } from "./core/logger";
 import { removeAbandonedPartials } from "./core/snapshot/dump";
 import { recoverInterrupted } from "./core/snapshot/fence";
-import { unfinishedRollbackMessage } from "./core/snapshot/intent";
+import { staleIntentMessage, unfinishedRollbackMessage } from "./core/snapshot/intent";
 import { appliedUnder, chainIdentity, missingMigrationsNote, observeDatabase, stackIdentity, type DatabaseObservation } from "./core/snapshot/observe";
 import { DEFAULT_SNAPSHOTS_DIR } from "./core/snapshot/store";
 import { discoverMigrations } from "./core/migrations/discover";
@@ -163,6 +163,8 @@ export async function defineStack(loaded: LoadedStackConfig, projectDir: string,
       const observation = await observe(url, { repair: !pulumi.runtime.isDryRun(), snapshotsDir: path.join(projectDir, DEFAULT_SNAPSHOTS_DIR) });
       // A rollback killed (or a `pgstack revert` run by hand) past its point of no return, before the pin:
       // applying what it removed would undo it, so nothing runs until it is finished.
+      // Only while the ledger agrees with it: a stale or forged record never blocks the update.
+      if (observation?.staleRollback) pulumi.log.warn(staleIntentMessage(config.stack, observation.staleRollback, "ignored"));
       const intent = observation?.unfinishedRollback;
       if (intent && intent.pin !== config.pinnedMigration) {
         // Said once, plainly: the error thrown here reaches Pulumi wrapped once per resource that waits on it.

@@ -21,7 +21,9 @@
  * restore's swap, the revert's commit: core/snapshot/intent.ts) and clears it
  * once the stack is pinned. A rollback that finds one left (killed in between,
  * or a `pgstack revert` run by hand) finishes it: it pins the chain there and
- * undoes nothing more. `--unpin` refuses while one is unfinished.
+ * undoes nothing more. `--unpin` refuses while one is unfinished. A record
+ * its ledger contradicts (a migration after the pin applied since, or the pin
+ * not applied) is stale: cleared with a sentence, never pinned from.
  *
  * The database URL comes from the stack's secret `databaseUrl` output and is
  * never printed or put on a command line.
@@ -37,7 +39,7 @@ import { discoverMigrations } from "../core/migrations/discover";
 import { withClient } from "../core/db/client";
 import { deployerBusy, migrationLockHolder } from "../core/db/deployers";
 import { parseDatabaseUrl } from "../core/db/url";
-import { clearRollbackIntent, describeIntent, rollbackIntentOn, type RollbackIntent } from "../core/snapshot/intent";
+import { checkedRollbackIntentOn, clearRollbackIntent, describeIntent, staleIntentMessage, type CheckedIntent, type RollbackIntent } from "../core/snapshot/intent";
 import { migrationOfRdsSnapshotId } from "../core/snapshot/naming";
 import { PgstackError } from "../core/errors";
 import { failpoint } from "../core/failpoint";
@@ -138,6 +140,7 @@ export async function rollback(argv: string[], deps: { pulumi?: Pulumi; projectD
   const projectDir = deps.projectDir ?? PROJECT_ROOT;
 
   if (args.unpin) {
+    // A stale record (the ledger contradicts it) blocks nothing: lifting the pin then is what it would be without it.
     const unfinished = await unfinishedRollbackOfStack(pulumi, stack);
     if (unfinished) {
       throw new PgstackError(
@@ -159,8 +162,12 @@ export async function rollback(argv: string[], deps: { pulumi?: Pulumi; projectD
   const store = { snapshotsDir: path.join(projectDir, DEFAULT_SNAPSHOTS_DIR) };
   await recoverBeforeCommand(url, stderrLogger());
   // Before choosing a target: with a rollback already past its point of no return, the last update is undone already.
-  const unfinished = await unfinishedRollback(url);
-  if (unfinished) return finishRollback(pulumi, stack, url, unfinished);
+  const checked = await checkedRollback(url);
+  if (checked?.stale) {
+    // Never pinned from: the ledger says the database is not where it claims. Cleared, then the rollback runs as without it.
+    await withClient(url, (c, target) => clearRollbackIntent(c, target.database), { applicationName: "pgstack rollback" });
+    say(staleIntentMessage(stack, checked, "was cleared; this rollback goes on as if it had never been recorded"));
+  } else if (checked) return finishRollback(pulumi, stack, url, checked.intent);
   if (args.revert) return rollbackByRevert(pulumi, args, resolveSettings({ url, dir: migrationsDirOf(projectDir, config) }), store);
   // Not the latestSnapshot output: Pulumi writes outputs only when an update succeeds.
   const target = args.snapshot ? undefined : await rollbackTarget(url, stack, store);
@@ -256,15 +263,16 @@ async function rollbackByRevert(pulumi: Pulumi, args: RollbackArgs, settings: Se
   return 0;
 }
 
-/** The rollback recorded in the database of `url` and not finished (intent.ts), if any. */
-async function unfinishedRollback(url: string, connectTimeoutMs?: number): Promise<RollbackIntent | undefined> {
-  return withClient(url, (c, target) => rollbackIntentOn(c, target.database), { applicationName: "pgstack rollback", connectTimeoutMs });
+/** The rollback recorded in the database of `url` (intent.ts), checked against its ledger, if any. */
+async function checkedRollback(url: string, connectTimeoutMs?: number): Promise<CheckedIntent | undefined> {
+  return withClient(url, (c, target) => checkedRollbackIntentOn(c, target.database), { applicationName: "pgstack rollback", connectTimeoutMs });
 }
 
-/** The same for a stack, from its outputs; undefined when it has no database URL or the database does not answer. */
+/** The unfinished rollback of a stack (the ledger agreeing), from its outputs; undefined when it has no database URL or the database does not answer. */
 async function unfinishedRollbackOfStack(pulumi: Pulumi, stack: string): Promise<RollbackIntent | undefined> {
   const url = (await readStackOutputs(stack, pulumi, { showSecrets: true }).catch(() => undefined))?.databaseUrl;
-  return url ? unfinishedRollback(url, 5000).catch(() => undefined) : undefined;
+  const checked = url ? await checkedRollback(url, 5000).catch(() => undefined) : undefined;
+  return checked && !checked.stale ? checked.intent : undefined;
 }
 
 /** Pins the chain at `pin`, then clears the database's record of the rollback: a kill in between is finished by a retry. */

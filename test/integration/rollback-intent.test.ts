@@ -238,3 +238,109 @@ describe("a restore that a deployer's lock refuses", () => {
     }
   });
 });
+
+/** The database's comment as stored (markers and intents included). */
+async function commentOf(url: string): Promise<string | null> {
+  const db = new URL(url).pathname.slice(1);
+  return (await adminQuery("SELECT shobj_description(oid, 'pg_database') AS c FROM pg_database WHERE datname = $1", [db])).rows[0].c as string | null;
+}
+
+/** `pgstack revert --to K5 --yes` then `pgstack apply --all`, by hand: K6 is applied again and the revert's record stays behind. */
+async function revertThenReapplyByHand(s: Setup): Promise<void> {
+  const dir = path.join(s.projectDir, "migrations");
+  await withComment(s);
+  expect((await pgstack(["revert", "--to", K5, "--yes", "--dir", dir], { DATABASE_URL: s.url })).code).toBe(0);
+  expect((await pgstack(["apply", "--all", "--dir", dir], { DATABASE_URL: s.url })).code).toBe(0);
+  expect(await states(s)).toMatchObject({ [K5]: "applied", [K6]: "applied" });
+  expect(await commentOf(s.url)).toContain('"pgstack-rollback"');
+}
+
+/** The record the database's owner could write: a revert back to `pin`, around the app's own comment. */
+async function forgeIntent(s: Setup, pin: string): Promise<void> {
+  const db = new URL(s.url).pathname.slice(1);
+  const forged = JSON.stringify({ "pgstack-rollback": { op: "revert", pin, removed: [K5, K6], at: new Date().toISOString() }, comment: "the app's own comment" });
+  await withDb(s.url, (c) => c.query(`COMMENT ON DATABASE "${db}" IS '${forged.replace(/'/g, "''")}'`));
+}
+
+const STALE = "that its ledger contradicts";
+
+describe("a rollback record the ledger contradicts (stale or forged)", () => {
+  it("after a revert and a re-apply by hand: not an unfinished rollback; the rollback clears it in a sentence and undoes the last update as without it", async () => {
+    const s = await setup("ri_stale");
+    try {
+      await revertThenReapplyByHand(s);
+      const seen = await observeDatabase(s.url);
+      expect(seen.unfinishedRollback).toBeUndefined();
+      expect(seen.staleRollback).toMatchObject({ intent: { op: "revert", pin: K5, removed: [K6] }, stale: `${K6}, after ${K5}, is applied` });
+
+      const r = await rollbackChild(s, ["--yes"]);
+      if (r.code !== 0) throw new Error(`rollback failed:\n${r.stderr}`);
+      const said = r.stderr.split("\n").filter((l) => l.includes(STALE));
+      expect(said).toEqual([
+        `[pgstack] The database of stack '${STACK}' records a rollback to ${K5} (a revert of ${K6}) that its ledger contradicts (${K6}, after ${K5}, is applied): that record is stale and was cleared; this rollback goes on as if it had never been recorded.`,
+      ]);
+      expect(r.stderr).not.toContain("already rolled back");
+      // Then exactly what it does without the record: the restore of the snapshot before K6.
+      expect(r.stderr).toContain("Discarded by the restore");
+      expect(await states(s)).toMatchObject({ [K4]: "applied", [K5]: "applied", [K6]: "pending" });
+      expect(await tableDigests(s.url)).toEqual(s.beforeK6);
+      expect(readFakeStack(s.stackFile).config[PIN_KEY]?.value).toBe(K5);
+      expect(await commentOf(s.url)).toBe("the app's own comment");
+    } finally {
+      await dropSnapshots(s.url);
+    }
+  });
+
+  it("a forged record (pin K4 while K5 and K6 are applied): the revert-rollback never pins from it, reverts K6 and pins at K5", async () => {
+    const s = await setup("ri_forged");
+    try {
+      await forgeIntent(s, K4);
+      const before = await tableDigests(s.url);
+      const r = await rollbackChild(s, ["--revert", "--yes"]);
+      if (r.code !== 0) throw new Error(`rollback failed:\n${r.stderr}`);
+      expect(r.stderr).toContain(`records a rollback to ${K4} (a revert of ${K5}, ${K6}) that its ledger contradicts (${K5}, ${K6}, after ${K4}, are applied): that record is stale and was cleared`);
+      expect(r.stderr).not.toContain("already rolled back");
+      expect(await states(s)).toMatchObject({ [K4]: "applied", [K5]: "applied", [K6]: "pending" });
+      expect(without(await tableDigests(s.url), "public._prisma_migrations")).toEqual(without(before, "public._prisma_migrations", "public.k6_t"));
+      expect(readFakeStack(s.stackFile).config[PIN_KEY]?.value).toBe(K5);
+      expect(await commentOf(s.url)).toBe("the app's own comment");
+    } finally {
+      await dropSnapshots(s.url);
+    }
+  });
+
+  it("--unpin is not blocked by a stale record", async () => {
+    const s = await setup("ri_stale_unpin");
+    try {
+      await revertThenReapplyByHand(s);
+      const stack = readFakeStack(s.stackFile);
+      stack.config[PIN_KEY] = { value: K5 };
+      writeFakeStack(s.stackFile, stack);
+      const r = await rollbackChild(s, ["--unpin"]);
+      if (r.code !== 0) throw new Error(`--unpin failed:\n${r.stderr}`);
+      expect(readFakeStack(s.stackFile).config[PIN_KEY]).toBeUndefined();
+    } finally {
+      await dropSnapshots(s.url);
+    }
+  });
+});
+
+describe("pgstack snapshot restore: the comment carry-over", () => {
+  it("carries the database's own comment onto the restored database, never a rollback's record", async () => {
+    const s = await setup("ri_carry");
+    try {
+      await revertThenReapplyByHand(s);
+      const last = (await listAllSnapshots(s.url, {}, {})).find((snap) => snap.key === "6666666666666666")!.snapshotId;
+      const r = await pgstack(["snapshot", "restore", last, "--yes"], { DATABASE_URL: s.url });
+      if (r.code !== 0) throw new Error(`restore failed:\n${r.stderr}`);
+      expect(await states(s)).toMatchObject({ [K5]: "applied", [K6]: "pending" });
+      expect(await tableDigests(s.url)).toEqual(s.beforeK6);
+      expect(await commentOf(s.url)).toBe("the app's own comment");
+      const seen = await observeDatabase(s.url);
+      expect(seen.unfinishedRollback).toBeUndefined();
+      expect(seen.staleRollback).toBeUndefined();
+    } finally {
+      await dropSnapshots(s.url);
+    }
+  });
+});

@@ -185,6 +185,12 @@ export async function unrepaired(client: Client, database: string): Promise<Oper
   return left;
 }
 
+/** The comment an operation's marker in `text` keeps inside, or undefined when `text` is no marker. Pure. */
+export function commentInsideMarker(text: string | null): string | null | undefined {
+  const stored = parseMarker(text);
+  return stored ? (stored.comment ?? null) : undefined;
+}
+
 async function alive(client: Client, marker: OperationMarker): Promise<boolean> {
   const { rowCount } = await client.query("SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND backend_start::text = $2", [marker.pid, marker.backendStart]);
   return (rowCount ?? 0) > 0;

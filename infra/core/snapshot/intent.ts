@@ -1,7 +1,8 @@
 import type { Client } from "pg";
 import { quoteIdent, quoteLiteral } from "../db/url";
 import { PgstackError } from "../errors";
-import { operationOn, ownComment } from "./fence";
+import { readLedger } from "../ledger/ledger";
+import { commentInsideMarker, operationOn, ownComment } from "./fence";
 
 /**
  * A rollback's intent, recorded in the rolled-back database itself at its
@@ -43,7 +44,10 @@ function parse(text: string | null): Stored | undefined {
   if (!text) return undefined;
   try {
     const data = JSON.parse(text) as Stored;
-    return data && typeof data === "object" && data[KEY] && typeof data[KEY].pin === "string" ? data : undefined;
+    if (!data || typeof data !== "object" || !data[KEY] || typeof data[KEY] !== "object") return undefined;
+    const i = data[KEY];
+    const valid = typeof i.pin === "string" && Array.isArray(i.removed) && (i.op === "restore" || i.op === "revert");
+    return valid ? data : undefined;
   } catch {
     return undefined;
   }
@@ -64,6 +68,57 @@ export async function rollbackIntentOn(client: Client, db: string): Promise<Roll
 }
 
 /**
+ * Why the ledger contradicts `intent`, as a phrase, or undefined when it
+ * agrees: the pin is applied and nothing after it is.
+ * `applied`: the migrations the ledger holds finished and not rolled back. Pure.
+ */
+export function intentContradiction(intent: RollbackIntent, applied: Iterable<string>): string | undefined {
+  const names = [...applied].sort();
+  if (!names.includes(intent.pin)) return `${intent.pin} is not applied`;
+  const after = names.filter((n) => n > intent.pin);
+  if (after.length > 0) return `${after.join(", ")}, after ${intent.pin}, ${after.length === 1 ? "is" : "are"} applied`;
+  return undefined;
+}
+
+/** The rollback intent on `db` checked against its ledger: `stale` says why the ledger contradicts it. */
+export interface CheckedIntent {
+  intent: RollbackIntent;
+  stale?: string;
+}
+
+/** The intent on `db` (rollbackIntentOn) checked against the ledger of the database `client` is connected to, which must be `db`. */
+export async function checkedRollbackIntentOn(client: Client, db: string): Promise<CheckedIntent | undefined> {
+  const intent = await rollbackIntentOn(client, db);
+  if (!intent) return undefined;
+  const applied = (await readLedger(client)).filter((r) => r.finishedAt !== null && r.rolledBackAt === null).map((r) => r.migrationName);
+  const stale = intentContradiction(intent, applied);
+  return stale ? { intent, stale } : { intent };
+}
+
+/** One sentence: the intent on the database of `stack` is stale and what happens to it (`fate`: "ignored", "cleared"). Pure. */
+export function staleIntentMessage(stack: string, checked: CheckedIntent, fate: string): string {
+  return `The database of stack '${stack}' records a rollback to ${checked.intent.pin} (${describeIntent(checked.intent)}) that its ledger contradicts (${checked.stale}): that record is stale and ${fate}.`;
+}
+
+/**
+ * A database's comment with neither an operation marker nor a rollback
+ * intent around it, however nested: what a copy of it may carry. Pure.
+ */
+export function plainComment(text: string | null): string | null {
+  for (let depth = 0; depth < 16; depth++) {
+    const inside = commentInsideMarker(text);
+    if (inside !== undefined) {
+      text = inside;
+      continue;
+    }
+    const stored = parse(text);
+    if (!stored) return text;
+    text = stored.comment ?? null;
+  }
+  return null;
+}
+
+/**
  * Records `intent` on `db`, replacing one already there. Call inside the
  * transaction that passes the point of no return, so both commit or neither.
  */
@@ -76,11 +131,14 @@ export async function recordRollbackIntent(client: Client, db: string, intent: R
   await setComment(client, db, JSON.stringify(stored));
 }
 
-/** The rollback is finished (the stack is pinned): `db` gets its own comment back. A database with no intent is left as it is. */
+/**
+ * The rollback is finished (the stack is pinned), or its record is stale:
+ * `db` gets its own comment back. A database with no intent is left as it is.
+ */
 export async function clearRollbackIntent(client: Client, db: string): Promise<void> {
   if (await operationOn(client, db)) return; // its marker puts the comment back; the next rollback clears what is inside
   const stored = parse(await commentOf(client, db));
-  if (stored) await setComment(client, db, stored.comment);
+  if (stored) await setComment(client, db, stored.comment ?? null);
 }
 
 /** "a restore of snapshot <id>, which removed a, b" / "a revert of a, b", for people. Pure. */

@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import { withClient } from "../db/client";
 import { readLedger } from "../ledger/ledger";
 import { formatIdentity, identityOn } from "./identity";
-import { rollbackIntentOn, type RollbackIntent } from "./intent";
+import { checkedRollbackIntentOn, type CheckedIntent, type RollbackIntent } from "./intent";
 import { restoredFromSnapshot } from "./restore";
 import type { StoreOptions } from "./store";
 
@@ -22,8 +22,10 @@ export interface DatabaseObservation {
   restoredSnapshotTakenAt?: Date;
   /** Id of that snapshot. */
   restoredFrom?: string;
-  /** A rollback that passed its point of no return and has not pinned the stack yet (intent.ts). */
+  /** A rollback that passed its point of no return and has not pinned the stack yet (intent.ts), the ledger agreeing. */
   unfinishedRollback?: RollbackIntent;
+  /** A rollback's record the ledger contradicts: stale (or forged), to be ignored. */
+  staleRollback?: CheckedIntent;
 }
 
 export async function observeDatabase(url: string, options: StoreOptions & { connectTimeoutMs?: number } = {}): Promise<DatabaseObservation> {
@@ -32,7 +34,7 @@ export async function observeDatabase(url: string, options: StoreOptions & { con
     url,
     async (client) => {
       const id = await identityOn(client);
-      return { id, rows: await readLedger(client), intent: await rollbackIntentOn(client, id.database) };
+      return { id, rows: await readLedger(client), intent: await checkedRollbackIntentOn(client, id.database) };
     },
     connect,
   );
@@ -45,7 +47,8 @@ export async function observeDatabase(url: string, options: StoreOptions & { con
     identity: formatIdentity(id.systemIdentifier, id.database, id.databaseOid),
     applied,
     ...(snapshot ? { restoredFrom: snapshot.snapshotId, restoredSnapshotTakenAt: new Date(snapshot.createdAt) } : {}),
-    ...(intent ? { unfinishedRollback: intent } : {}),
+    ...(intent && !intent.stale ? { unfinishedRollback: intent.intent } : {}),
+    ...(intent?.stale ? { staleRollback: intent } : {}),
   };
 }
 

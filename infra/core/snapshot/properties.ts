@@ -3,6 +3,7 @@ import { quoteIdent, quoteLiteral } from "../db/url";
 import { messageOf } from "../errors";
 import type { Logger } from "../logger";
 import { ownComment } from "./fence";
+import { plainComment } from "./intent";
 
 /**
  * What a database is besides its contents, none of which a copy carries
@@ -41,7 +42,8 @@ export async function readProperties(client: Client, db: string): Promise<Databa
        FROM pg_db_role_setting s WHERE s.setdatabase = $1 ORDER BY 1 NULLS FIRST`,
     [d.oid],
   );
-  return { acl, connectionLimit: d.connlimit, settings, comment: await ownComment(client, db) };
+  // Never a marker or a rollback's intent: they describe this database, not a copy (a restore records its own).
+  return { acl, connectionLimit: d.connlimit, settings, comment: plainComment(await ownComment(client, db)) };
 }
 
 const grantee = (role: string | null) => (role === null ? "PUBLIC" : quoteIdent(role));
