@@ -11,7 +11,7 @@ import { checkDumpTool, resolveTool, runTool } from "../pgtools";
 import { processAlive } from "../process";
 import type { CreateOptions, SnapshotEngine } from "./engine";
 import { isPostgresSnapshotName, postgresSnapshotName } from "./naming";
-import { schemaDigestOn, sealKey, sealKeyPath, sealOf } from "./seal";
+import { schemaDigestOn, sealKey, sealKeyIdOf, sealKeyPath, sealOf } from "./seal";
 import { tableStatesOn, type TableStates } from "./tables";
 import { ledgerState, type SnapshotInfo } from "./template";
 
@@ -225,6 +225,7 @@ export function dumpEngine(options: DumpEngineOptions): SnapshotEngine {
       failpoint("dump:dumped");
       info.fileDigest = await fileDigest(partial);
       info.seal = sealOf(key, info);
+      info.sealKeyId = sealKeyIdOf(key);
       // Data first, then the sidecar: a listed snapshot always has a complete dump.
       await fs.chmod(partial, 0o600);
       await fs.rename(partial, dump);

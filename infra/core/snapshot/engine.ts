@@ -37,6 +37,8 @@ export interface SnapshotInfo {
   schema?: string;
   /** HMAC of the recorded digests with the project's key (seal.ts; absent: an older pgstack). */
   seal?: string;
+  /** Which key made `seal` (seal.ts sealKeyIdOf). */
+  sealKeyId?: string;
   /** dump only: SHA-256 of the dump file when it was written (absent: an older pgstack). */
   fileDigest?: string;
   /** Whether every migration attempt in the ledger had finished when it was taken (absent: not recorded). */

@@ -270,7 +270,9 @@ function verdict(restoring: string, snapshot: SnapshotInfo, tables: number, reco
   }
   const why =
     seal.status === "no-key"
-      ? `the key that seals them (${seal.keyFile}) is not on this machine (was the snapshot taken elsewhere?)`
+      ? seal.other
+        ? `they were sealed with another key than ${seal.keyFile} (taken on another machine or project, or the key was replaced?)`
+        : `the key that seals them (${seal.keyFile}) is not on this machine (was the snapshot taken elsewhere?)`
       : "it was taken by an older pgstack that sealed none";
   return `${restoring} matches the digests in snapshot ${id}'s record (${tables} table(s)), but they could not be verified against the digest recorded when it was taken: ${why}, so a change made to it since by a role that owns it cannot be detected`;
 }

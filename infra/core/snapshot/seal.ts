@@ -64,7 +64,12 @@ export function sealOf(key: Buffer, s: Sealed): string {
   return createHmac("sha256", key).update(text).digest("hex");
 }
 
-export type SealCheck = { status: "sealed" } | { status: "no-key"; keyFile: string } | { status: "unsealed" };
+/** Names a key without revealing it: a snapshot sealed with another project's (or machine's) key is told apart from a forged one. */
+export function sealKeyIdOf(key: Buffer): string {
+  return createHmac("sha256", key).update("pgstack snapshot seal key id").digest("hex").slice(0, 16);
+}
+
+export type SealCheck = { status: "sealed" } | { status: "no-key"; keyFile: string; other: boolean } | { status: "unsealed" };
 
 /**
  * Whether `snapshot`'s recorded digests are the ones pgstack recorded: a seal
@@ -75,7 +80,8 @@ export type SealCheck = { status: "sealed" } | { status: "no-key"; keyFile: stri
 export async function checkSeal(snapshot: SnapshotInfo, keyFile: string): Promise<SealCheck> {
   if (!snapshot.seal) return { status: "unsealed" };
   const key = await readKey(keyFile);
-  if (!key) return { status: "no-key", keyFile };
+  if (!key) return { status: "no-key", keyFile, other: false };
+  if (snapshot.sealKeyId !== sealKeyIdOf(key)) return { status: "no-key", keyFile, other: true };
   const want = Buffer.from(sealOf(key, snapshot), "hex");
   const got = Buffer.from(/^[0-9a-f]{64}$/.test(snapshot.seal) ? snapshot.seal : "", "hex");
   if (got.length !== want.length || !timingSafeEqual(got, want)) {

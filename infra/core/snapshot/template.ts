@@ -11,7 +11,7 @@ import { beginOperation, endOperation, reopenKeepingMarker } from "./fence";
 import type { CreateOptions, SnapshotEngine, SnapshotInfo } from "./engine";
 import { isPostgresSnapshotName, postgresSnapshotName } from "./naming";
 import { withGuardian } from "./guardian";
-import { DEFAULT_SEAL_KEY_FILE, schemaDigestOn, sealKey, sealOf } from "./seal";
+import { DEFAULT_SEAL_KEY_FILE, schemaDigestOn, sealKey, sealKeyIdOf, sealOf } from "./seal";
 import { tableStatesOn, type TableStates } from "./tables";
 
 /**
@@ -73,6 +73,7 @@ function parseComment(name: string, comment: string | null): SnapshotInfo | unde
       ...(data.states && typeof data.states === "object" ? { states: data.states as TableStates } : {}),
       ...(typeof data.schema === "string" ? { schema: data.schema } : {}),
       ...(typeof data.seal === "string" ? { seal: data.seal } : {}),
+      ...(typeof data.sealKeyId === "string" ? { sealKeyId: data.sealKeyId } : {}),
     };
   } catch {
     return undefined;
@@ -208,7 +209,7 @@ async function copySnapshot(client: Client, source: string, snapshot: string, op
     if (rows[0].allowed) await reopenKeepingMarker(client, source);
     const { states, schema } = await withSnapshotSession(client, options.url, snapshot, async (s) => ({ states: await tableStatesOn(s), schema: await schemaDigestOn(s) }));
     // The owner of the copy can rewrite this comment; not the seal, whose key stays with the deployer (seal.ts).
-    const record = { ...info, states, schema, seal: sealOf(key, { ...info, states, schema }) };
+    const record = { ...info, states, schema, seal: sealOf(key, { ...info, states, schema }), sealKeyId: sealKeyIdOf(key) };
     await client.query(`COMMENT ON DATABASE ${quoteIdent(snapshot)} IS ${quoteLiteral(commentOf(record))}`);
     labelled = true;
     failpoint("snapshot:labelled");
