@@ -38,7 +38,7 @@ it("says verified with the project's key, and 'could not be verified' naming the
   const snap = await snapshotOf(url);
   const withKey = await pgstack(["snapshot", "restore", snap, "--yes", "-v"], { DATABASE_URL: url });
   expect(withKey.code).toBe(0);
-  expect(withKey.stderr).toMatch(/verified: 1 table\(s\) and the schema match the sealed digests/);
+  expect(withKey.stderr).toMatch(/verified: \d+ table\(s\) and the schema match the sealed digests/);
 
   // Another machine: a project folder without the key.
   const elsewhere = await fs.mkdtemp(path.join(os.tmpdir(), "pgstack-seal-"));
