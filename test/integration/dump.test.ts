@@ -107,6 +107,10 @@ describe("pg_dump snapshots for a role that owns its database but may not create
       },
       // The dump file's own SHA-256, checked before a restore.
       fileDigest: createHash("sha256").update(await fs.readFile(path.join(snapshotsDir, `${SNAP_ID}.dump`))).digest("hex"),
+      // The schema's digest, and a seal over all of them with the project's key (seal.ts).
+      schema: expect.stringMatching(/^[0-9a-f]{32}$/),
+      seal: expect.stringMatching(/^[0-9a-f]{64}$/),
+      sealKeyId: expect.stringMatching(/^[0-9a-f]{16}$/),
     });
     expect(await filesIn(snapshotsDir)).toEqual([`${SNAP_ID}.dump`, `${SNAP_ID}.json`]);
     // A real custom-format archive, not an empty placeholder.
@@ -135,7 +139,7 @@ describe("pg_dump snapshots for a role that owns its database but may not create
 
   it("lists the dump with what it records, for this database only", async () => {
     const listed = await listAllSnapshots(url, {}, { snapshotsDir });
-    expect(listed.map(({ states: _t, fileDigest: _f, ...s }) => s)).toEqual([
+    expect(listed.map(({ states: _t, fileDigest: _f, schema: _c, seal: _s, sealKeyId: _k, ...s }) => s)).toEqual([
       { snapshotId: SNAP_ID, source: db, stack: "dev", lastMigration: M1, createdAt: AT.toISOString(), key: "aaaaaaaaaaaaaaaa", engine: "dump", clean: true },
     ]);
     expect(await listAllSnapshots(url, { stack: "prod" }, { snapshotsDir })).toEqual([]);

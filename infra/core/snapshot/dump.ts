@@ -11,6 +11,7 @@ import { checkDumpTool, resolveTool, runTool } from "../pgtools";
 import { processAlive } from "../process";
 import type { CreateOptions, SnapshotEngine } from "./engine";
 import { isPostgresSnapshotName, postgresSnapshotName } from "./naming";
+import { schemaDigestOn, sealKey, sealKeyIdOf, sealKeyPath, sealOf } from "./seal";
 import { tableStatesOn, type TableStates } from "./tables";
 import { ledgerState, type SnapshotInfo } from "./template";
 
@@ -153,6 +154,7 @@ export function dumpEngine(options: DumpEngineOptions): SnapshotEngine {
       const { lastMigration, clean } = await ledgerState(o.url).catch((err) => {
         throw notReadable(err, o.url, source) ?? err;
       });
+      const key = await sealKey(o.sealKeyFile ?? sealKeyPath(options.dir));
       const at = (o.now ?? (() => new Date()))();
       let id = o.name ?? postgresSnapshotName({ stack: o.stack, lastMigration: lastMigration ?? undefined, at });
       if (o.name && !isPostgresSnapshotName(o.name)) {
@@ -174,7 +176,7 @@ export function dumpEngine(options: DumpEngineOptions): SnapshotEngine {
       const partial = partialName(dump);
       await removeAbandonedPartials(options.dir, o.log);
 
-      const states = await withClient(
+      const { states, schema } = await withClient(
         o.url,
         async (client) => {
           const { rows } = await client.query<{ v: string }>("SELECT current_setting('server_version_num') AS v");
@@ -184,6 +186,7 @@ export function dumpEngine(options: DumpEngineOptions): SnapshotEngine {
           try {
             const { rows: snap } = await client.query<{ id: string }>("SELECT pg_export_snapshot() AS id");
             const states = await tableStatesOn(client);
+            const schema = await schemaDigestOn(client);
             // Only now, with pg_dump checked and the data readable: a refused snapshot leaves no folder behind.
             // Private to the owner: a dump holds every row of the database.
             await fs.mkdir(options.dir, { recursive: true, mode: 0o700 });
@@ -195,7 +198,7 @@ export function dumpEngine(options: DumpEngineOptions): SnapshotEngine {
             if (result.code !== 0) {
               throw new PgstackError("E_SNAPSHOT", `pg_dump could not dump database '${source}': ${toolError(result.stderr)}.`);
             }
-            return states;
+            return { states, schema };
           } finally {
             await client.query("COMMIT").catch(() => undefined);
           }
@@ -216,10 +219,13 @@ export function dumpEngine(options: DumpEngineOptions): SnapshotEngine {
         engine: "dump",
         clean,
         states,
+        schema,
         server: serverKey(o.url),
       };
       failpoint("dump:dumped");
       info.fileDigest = await fileDigest(partial);
+      info.seal = sealOf(key, info);
+      info.sealKeyId = sealKeyIdOf(key);
       // Data first, then the sidecar: a listed snapshot always has a complete dump.
       await fs.chmod(partial, 0o600);
       await fs.rename(partial, dump);

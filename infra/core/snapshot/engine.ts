@@ -33,6 +33,12 @@ export interface SnapshotInfo {
   tables?: TableCounts;
   /** Rows and content digest per table when it was taken (absent: taken by an older pgstack, or a dump sidecar with counts only). */
   states?: TableStates;
+  /** Digest of the user schemas' catalog when it was taken (seal.ts; absent: an older pgstack). */
+  schema?: string;
+  /** HMAC of the recorded digests with the project's key (seal.ts; absent: an older pgstack). */
+  seal?: string;
+  /** Which key made `seal` (seal.ts sealKeyIdOf). */
+  sealKeyId?: string;
   /** dump only: SHA-256 of the dump file when it was written (absent: an older pgstack). */
   fileDigest?: string;
   /** Whether every migration attempt in the ledger had finished when it was taken (absent: not recorded). */
@@ -58,6 +64,8 @@ export interface CreateOptions {
   now?: () => Date;
   /** How long to keep trying while sessions linger in the source, ms. Default 15000. */
   drainTimeoutMs?: number;
+  /** The project's seal key file (seal.ts), created when missing. Default `.pgstack/snapshot-seal.key`. */
+  sealKeyFile?: string;
 }
 
 export interface SnapshotEngine {

@@ -10,7 +10,8 @@ import { beginOperation, endOperation, reopenKeepingMarker, rewriteOperation } f
 import { recordRollbackIntent, type RollbackIntent } from "./intent";
 import { timestamp } from "./naming";
 import { applyProperties, readProperties } from "./properties";
-import { findSnapshot, listAllSnapshots, type StoreOptions } from "./store";
+import { checkSeal, schemaDigestOn, type SealCheck } from "./seal";
+import { findSnapshot, listAllSnapshots, sealKeyFileOf, type StoreOptions } from "./store";
 import { describeStateMismatch, diffTablesOn, differingTables, tableStatesOn, type TableDiff, type TableStates } from "./tables";
 import { endSessions, OBJECT_IN_USE } from "../db/copy";
 import { deployerBusy, migrationLockHolder } from "../db/deployers";
@@ -60,6 +61,8 @@ export interface RestorePlan {
   tables: TableChange[];
   /** Migrations applied now that the snapshot does not contain, newest last. */
   discardedMigrations: string[];
+  /** The project's seal key file (seal.ts) the snapshot's recorded digests are checked with. */
+  sealKeyFile: string;
 }
 
 export interface RestoreOptions {
@@ -146,6 +149,7 @@ export async function planRestore(url: string, id: string, options: StoreOptions
     engine,
     tables: compareStates(now, atSnapshot, exact),
     discardedMigrations: applied.filter((m) => last === null || m > last),
+    sealKeyFile: sealKeyFileOf(options),
   };
 }
 
@@ -160,6 +164,8 @@ export async function restoreSnapshot(url: string, plan: RestorePlan, options: R
   const admin = withDatabase(url, "postgres");
   const restoring = derivedName(db, "_restoring");
   const stamp = timestamp((options.now ?? (() => new Date()))());
+  // First, before any copy: digests whose seal does not match were rewritten, refused here.
+  const seal = await checkSeal(snapshot, plan.sealKeyFile);
   const expected = await engine.tableStates(url, snapshot);
   // Digests recorded when the snapshot was taken (absent: taken by an older pgstack, or a dump sidecar with counts only).
   const recorded = snapshot.states !== undefined;
@@ -199,6 +205,13 @@ export async function restoreSnapshot(url: string, plan: RestorePlan, options: R
             await client.query(`ALTER DATABASE ${quoteIdent(restoring)} ALLOW_CONNECTIONS false`);
             await endSessionsAndWait(client, restoring, log, me[0].pid, Date.now() + 5000);
             const copy = await tableStatesOn(copySession);
+            if (snapshot.schema !== undefined && (await schemaDigestOn(copySession)) !== snapshot.schema) {
+              throw new PgstackError(
+                "E_SNAPSHOT",
+                `Snapshot '${snapshot.snapshotId}' no longer matches the schema digest recorded when it was taken (a column, constraint, index, trigger, function, view, sequence, enum or policy differs): it was changed since, so it is not restored; nothing was changed.`,
+                { snapshotId: snapshot.snapshotId, reason: "schema-changed" },
+              );
+            }
             if (differingTables(copy, expected).length > 0) {
               throw recorded
                 ? new PgstackError(
@@ -211,11 +224,7 @@ export async function restoreSnapshot(url: string, plan: RestorePlan, options: R
                     reason: "copy-differs",
                   });
             }
-            log.info(
-              recorded
-                ? `${restoring} verified: ${Object.keys(expected).length} table(s) match the content digests recorded when snapshot ${snapshot.snapshotId} was taken`
-                : `${restoring} matches snapshot ${snapshot.snapshotId} as it is now (${Object.keys(expected).length} table(s)); it was taken by an older pgstack that recorded no content digest, so a change made to it since it was taken cannot be detected`,
-            );
+            log.info(verdict(restoring, snapshot, Object.keys(expected).length, recorded, seal));
             failpoint("restore:verified");
             await carryOver(client, db, restoring, log);
             // Recorded before the swap (a rename keeps the oid): a restore killed right after
@@ -276,6 +285,24 @@ function restoreFailure(err: unknown, failure: GuardedFailure, db: string, snaps
   return closed || failure.recoveries.some((r) => r.reopened)
     ? new PgstackError("E_SNAPSHOT", `The restore's connection to the server ${ENDED} while database '${db}' was closed; it has been reopened and nothing was changed.`, details)
     : new PgstackError("E_SNAPSHOT", `The restore's connection to the server ${ENDED}; database '${db}' is open and nothing was changed.`, details);
+}
+
+/** What the check of the copy proved, in one sentence: "verified" only against sealed digests. */
+function verdict(restoring: string, snapshot: SnapshotInfo, tables: number, recorded: boolean, seal: SealCheck): string {
+  const id = snapshot.snapshotId;
+  if (!recorded) {
+    return `${restoring} matches snapshot ${id} as it is now (${tables} table(s)); it was taken by an older pgstack that recorded no content digest, so a change made to it since it was taken cannot be detected`;
+  }
+  if (seal.status === "sealed") {
+    return `${restoring} verified: ${tables} table(s)${snapshot.schema !== undefined ? " and the schema" : ""} match the sealed digests recorded when snapshot ${id} was taken`;
+  }
+  const why =
+    seal.status === "no-key"
+      ? seal.other
+        ? `they were sealed with another key than ${seal.keyFile} (taken on another machine or project, or the key was replaced?)`
+        : `the key that seals them (${seal.keyFile}) is not on this machine (was the snapshot taken elsewhere?)`
+      : "it was taken by an older pgstack that sealed none";
+  return `${restoring} matches the digests in snapshot ${id}'s record (${tables} table(s)), but they could not be verified against the digest recorded when it was taken: ${why}, so a change made to it since by a role that owns it cannot be detected`;
 }
 
 /** The replaced database's owner, ACL, connection limit, settings and comment, onto the copy. */

@@ -7,6 +7,7 @@ import type { Logger } from "../logger";
 import { checkDumpTool, resolveTool } from "../pgtools";
 import { dumpEngine, snapshotIdOfFile } from "./dump";
 import type { CreateOptions, SnapshotEngine, SnapshotKind } from "./engine";
+import { sealKeyPath } from "./seal";
 import { templateEngine, type SnapshotInfo } from "./template";
 
 /**
@@ -23,6 +24,11 @@ export interface StoreOptions {
   /** pg_dump path (default $PGSTACK_PG_DUMP or PATH). */
   pgDump?: string;
   env?: NodeJS.ProcessEnv;
+}
+
+/** The project's seal key file (seal.ts): in `.pgstack/`, the snapshots folder's parent. */
+export function sealKeyFileOf(options: StoreOptions = {}): string {
+  return sealKeyPath(options.snapshotsDir ?? DEFAULT_SNAPSHOTS_DIR);
 }
 
 export function enginesFor(options: StoreOptions = {}): Record<SnapshotKind, SnapshotEngine> {
@@ -100,7 +106,7 @@ export async function chooseEngine(url: string, choice: EngineChoice, options: S
 
 export async function createSnapshot(options: CreateOptions & StoreOptions & { engine?: EngineChoice }): Promise<SnapshotInfo> {
   const engine = await chooseEngine(options.url, options.engine ?? "auto", options, options.log);
-  return engine.create({ ...options, reserved: [...(options.reserved ?? []), ...(await idsInUse(options.url, options))] });
+  return engine.create({ ...options, sealKeyFile: options.sealKeyFile ?? sealKeyFileOf(options), reserved: [...(options.reserved ?? []), ...(await idsInUse(options.url, options))] });
 }
 
 /**

@@ -1,3 +1,4 @@
+import * as path from "node:path";
 import type { Client } from "pg";
 import { openSession, withClient } from "../db/client";
 import { copyDatabase } from "../db/copy";
@@ -10,6 +11,7 @@ import { beginOperation, endOperation, reopenKeepingMarker } from "./fence";
 import type { CreateOptions, SnapshotEngine, SnapshotInfo } from "./engine";
 import { isPostgresSnapshotName, postgresSnapshotName } from "./naming";
 import { connectionEnded, withGuardian, type GuardedFailure } from "./guardian";
+import { DEFAULT_SEAL_KEY_FILE, schemaDigestOn, sealKey, sealKeyIdOf, sealOf } from "./seal";
 import { tableStatesOn, type TableStates } from "./tables";
 
 /**
@@ -24,9 +26,11 @@ import { tableStatesOn, type TableStates } from "./tables";
  * Each snapshot database carries a JSON comment (who made it, of what, when,
  * before which migration set, and every table's content digest as taken),
  * which is how snapshots are listed. A snapshot is created closed to
- * connections and stays closed, with CONNECT revoked from PUBLIC: nobody can
- * change it, and a restore checks its copy against the digests recorded when
- * it was taken, so a snapshot changed anyway (by a superuser) is refused. A
+ * connections and stays closed, with CONNECT revoked from PUBLIC; its owner
+ * (often the role pgstack runs as) can still reopen it and rewrite the
+ * comment, so the comment also holds a schema digest and a seal over all the
+ * digests keyed by the project's secret (seal.ts), and a restore refuses a
+ * snapshot whose seal, schema or contents no longer match. A
  * copy (CREATE DATABASE ... TEMPLATE) needs no connection to it; pgstack's
  * own reads open it only until their session is established
  * (withSnapshotSession).
@@ -67,6 +71,9 @@ function parseComment(name: string, comment: string | null): SnapshotInfo | unde
       ...(typeof data.clean === "boolean" ? { clean: data.clean } : {}),
       ...(Array.isArray(data.restoredInto) ? { restoredInto: data.restoredInto.filter((o): o is number => typeof o === "number") } : {}),
       ...(data.states && typeof data.states === "object" ? { states: data.states as TableStates } : {}),
+      ...(typeof data.schema === "string" ? { schema: data.schema } : {}),
+      ...(typeof data.seal === "string" ? { seal: data.seal } : {}),
+      ...(typeof data.sealKeyId === "string" ? { sealKeyId: data.sealKeyId } : {}),
     };
   } catch {
     return undefined;
@@ -127,6 +134,8 @@ export async function createTemplateSnapshot(options: CreateSnapshotOptions): Pr
   }
   const now = options.now ?? (() => new Date());
   const { lastMigration, clean } = await ledgerState(options.url);
+  // Before anything is closed: a key that cannot be made or read refuses the snapshot.
+  const key = await sealKey(path.resolve(options.sealKeyFile ?? DEFAULT_SEAL_KEY_FILE));
   const admin = withDatabase(options.url, "postgres");
 
   return withClient(
@@ -139,14 +148,14 @@ export async function createTemplateSnapshot(options: CreateSnapshotOptions): Pr
         : await freeName(client, postgresSnapshotName({ stack: options.stack, lastMigration: lastMigration ?? undefined, at }), reserved);
       const info: SnapshotInfo = { snapshotId, source, stack: options.stack, lastMigration, createdAt: at.toISOString(), key: options.key ?? null, engine: "template", clean };
       const state = { closed: false, labelled: false };
-      const states = await withGuardian(
+      const sealed = await withGuardian(
         options.url,
         options.log,
-        () => copySnapshot(client, source, snapshotId, options, info, state),
+        () => copySnapshot(client, source, snapshotId, options, info, key, state),
         (err, failure) => snapshotFailure(err, failure, source, snapshotId, state),
       );
-      options.log.info(`snapshot ${snapshotId} of ${source} taken (last migration: ${lastMigration ?? "none"}; ${Object.keys(states).length} table digest(s) recorded)`);
-      return { ...info, states };
+      options.log.info(`snapshot ${snapshotId} of ${source} taken (last migration: ${lastMigration ?? "none"}; ${Object.keys(sealed.states ?? {}).length} table digest(s) and a schema digest recorded, sealed)`);
+      return sealed;
     },
     { applicationName: "pgstack snapshot" },
   );
@@ -203,8 +212,9 @@ async function copySnapshot(
   snapshot: string,
   options: CreateSnapshotOptions,
   info: SnapshotInfo,
+  key: Buffer,
   state: { closed: boolean; labelled: boolean },
-): Promise<TableStates> {
+): Promise<SnapshotInfo> {
   const until = Date.now() + (options.drainTimeoutMs ?? 15_000);
   const { rows } = await client.query<{ allowed: boolean }>("SELECT datallowconn AS allowed FROM pg_database WHERE datname = $1", [source]);
   if (rows.length === 0) {
@@ -232,12 +242,14 @@ async function copySnapshot(
     // The application may come back now; the digests are read from the copy, which nobody else can enter.
     if (rows[0].allowed) await reopenKeepingMarker(client, source);
     state.closed = false;
-    const states = await withSnapshotSession(client, options.url, snapshot, tableStatesOn);
-    await client.query(`COMMENT ON DATABASE ${quoteIdent(snapshot)} IS ${quoteLiteral(commentOf({ ...info, states }))}`);
+    const { states, schema } = await withSnapshotSession(client, options.url, snapshot, async (s) => ({ states: await tableStatesOn(s), schema: await schemaDigestOn(s) }));
+    // The owner of the copy can rewrite this comment; not the seal, whose key stays with the deployer (seal.ts).
+    const record = { ...info, states, schema, seal: sealOf(key, { ...info, states, schema }), sealKeyId: sealKeyIdOf(key) };
+    await client.query(`COMMENT ON DATABASE ${quoteIdent(snapshot)} IS ${quoteLiteral(commentOf(record))}`);
     labelled = true;
     state.labelled = true;
     failpoint("snapshot:labelled");
-    return states;
+    return record;
   } finally {
     if (!labelled) await client.query(`DROP DATABASE IF EXISTS ${quoteIdent(snapshot)} WITH (FORCE)`).catch(() => undefined);
     await endOperation(client, source).catch(() => undefined);
