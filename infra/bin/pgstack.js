@@ -122,7 +122,7 @@ function runScript(name) {
   process.argv.splice(2, 1);
   if (PACKED) return require(path.join(ROOT, "dist", "scripts", `${name}.js`));
   require("tsx/cjs");
-  return require(`../scripts/${name}.ts`);
+  return require(`../scripts/${name === "rollback" ? "rollback-main" : name}.ts`);
 }
 
 async function loadCli() {

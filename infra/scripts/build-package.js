@@ -25,7 +25,8 @@ if (tsc.status !== 0) {
 
 const esbuild = require(require.resolve("esbuild", { paths: [root, path.dirname(require.resolve("tsx/package.json", { paths: [root] }))] }));
 const entries = { cli: "infra/cli/main.ts" };
-for (const name of ["dev", "preview", "rollback", "destroy", "pulumi"]) entries[`scripts/${name}`] = `infra/scripts/${name}.ts`;
+for (const name of ["dev", "preview", "destroy", "pulumi"]) entries[`scripts/${name}`] = `infra/scripts/${name}.ts`;
+entries["scripts/rollback"] = "infra/scripts/rollback-main.ts";
 esbuild.buildSync({
   absWorkingDir: root,
   entryPoints: entries,

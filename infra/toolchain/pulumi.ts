@@ -58,9 +58,8 @@ export interface Versions {
 
 export function readVersions(projectDir = PROJECT_ROOT): Versions {
   const read = (pkg: string) => {
+    const file = path.join(projectDir, "node_modules", pkg, "package.json");
     try {
-      // The project's own, else the one pgstack's package resolves (an application that installed pgstack).
-      const file = [projectDir, packageDir()].map((d) => path.join(d, "node_modules", pkg, "package.json")).find((f) => fs.existsSync(f)) ?? require.resolve(`${pkg}/package.json`, { paths: [packageDir()] });
       return String(JSON.parse(fs.readFileSync(file, "utf8")).version).trim().replace(/^v/, "");
     } catch {
       throw new ToolchainError(`${pkg} is not installed in ${projectDir}/node_modules: run \`npm ci\` first.`);
