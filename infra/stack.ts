@@ -38,6 +38,16 @@ export interface StackOutputs {
 /** Resource names: state, never renamed. */
 export const NAMES = { database: "db", snapshot: "pre-update", chain: "migrations", seed: "seed" } as const;
 
+/**
+ * The parts' options under a parent (the PgStack component): the same names,
+ * aliased to the top-level resources a program registered before, so an
+ * existing stack upgrades without a replace (Pulumi carries the alias down to
+ * their children).
+ */
+function childOptions(parent: pulumi.Resource | undefined): (name: string) => pulumi.ComponentResourceOptions {
+  return (name) => (parent ? { parent, aliases: [{ name, parent: pulumi.rootStackResource }] } : {});
+}
+
 /** The migration folders, as the chain needs them; a malformed folder stops the program with one sentence. */
 export async function readMigrations(projectDir: string, migrationsDir: string): Promise<ChainMigration[]> {
   try {
@@ -123,8 +133,13 @@ export const serveSteps: ServeSteps = async (options) => {
 };
 
 /** The pgstack program: database, pre-update snapshot, migration chain, seed. */
-export async function defineStack(loaded: LoadedStackConfig, projectDir: string, deps: { observe?: Observe; serveSteps?: ServeSteps } = {}): Promise<StackOutputs> {
+export async function defineStack(
+  loaded: LoadedStackConfig,
+  projectDir: string,
+  deps: { observe?: Observe; serveSteps?: ServeSteps; parent?: pulumi.Resource; ready?: pulumi.Resource[] } = {},
+): Promise<StackOutputs> {
   const observe = deps.observe ?? observeLive;
+  const under = childOptions(deps.parent);
   const config: StackConfig = loaded.config;
   const migrations = await readMigrations(projectDir, config.migrationsDir);
   // Before any resource is registered: a refused preview or up changes nothing.
@@ -148,7 +163,7 @@ export async function defineStack(loaded: LoadedStackConfig, projectDir: string,
   const key = migrationSetKey(chainSet);
 
   const dir = commandDirFor(projectDir);
-  const db = new Database(NAMES.database, { ...databaseArgs(loaded, dir), reachabilityKey: key });
+  const db = new Database(NAMES.database, { ...databaseArgs(loaded, dir), reachabilityKey: key }, under(NAMES.database));
 
   // An update refused after an unfinished rollback serves no steps: its session ends at once.
   let refused = false;
@@ -196,7 +211,7 @@ export async function defineStack(loaded: LoadedStackConfig, projectDir: string,
       keep: config.engine === "rds" ? undefined : config.snapshots.keep,
       migrationsDir: config.migrationsDir,
       pinnedMigration: config.pinnedMigration,
-    }, { dependsOn: db.ready });
+    }, { ...under(NAMES.snapshot), dependsOn: db.ready });
   }
 
   const chain = new MigrationChain(NAMES.chain, {
@@ -207,7 +222,7 @@ export async function defineStack(loaded: LoadedStackConfig, projectDir: string,
     identity: db.identity,
     appliedUnder: underIdentity,
     pinnedMigration: config.pinnedMigration,
-  }, { dependsOn: snapshot ? [snapshot] : db.ready });
+  }, { ...under(NAMES.chain), dependsOn: snapshot ? [snapshot] : db.ready });
 
   // An update (not a preview) serves its own migration steps; the session closes once the last one ran.
   if (!pulumi.runtime.isDryRun() && chain.steps.length > 0) {
@@ -217,8 +232,9 @@ export async function defineStack(loaded: LoadedStackConfig, projectDir: string,
     if (refused) session.close();
   }
 
+  let seeded: Seed | undefined;
   if (config.seed) {
-    new Seed(NAMES.seed, {
+    seeded = new Seed(NAMES.seed, {
       environment: config.environment,
       stack: config.stack,
       dir,
@@ -226,8 +242,11 @@ export async function defineStack(loaded: LoadedStackConfig, projectDir: string,
       // A database whose first migration is (again) to be applied is a new one: seed it again.
       identity: pulumi.all([underIdentity, db.identity]).apply(([under, recorded]) => (names.length > 0 ? under[names[0]] : recorded)),
       scriptChecksum: seedChecksum(projectDir),
-    }, { dependsOn: chain.last ? [chain.last] : db.ready });
+    }, { ...under(NAMES.seed), dependsOn: chain.last ? [chain.last] : db.ready });
   }
+
+  // What application resources depend on (PgStack.ready): every step and the seed.
+  deps.ready?.push(db, chain, ...(seeded ? [seeded] : []));
 
   const latestSnapshot = snapshot ? snapshot.snapshotId : pulumi.output("");
   return {

@@ -107,7 +107,26 @@ async function buildBundle() {
   return BUNDLE;
 }
 
+/**
+ * Installed from its package (npm pack), pgstack has no TypeScript sources but
+ * the bundles built when it was packed (dist/, infra/scripts/build-package.js):
+ * their __dirname lookups find the package from dist/, and nothing is ever
+ * written into the package (node_modules may be read-only).
+ */
+const PACKED = !fs.existsSync(ENTRY);
+
+/** The npm scripts of this repository, as `pgstack <script>` for an application that installed pgstack. */
+const SCRIPTS = new Set(["dev", "preview", "rollback", "destroy", "pulumi"]);
+
+function runScript(name) {
+  process.argv.splice(2, 1);
+  if (PACKED) return require(path.join(ROOT, "dist", "scripts", `${name}.js`));
+  require("tsx/cjs");
+  return require(`../scripts/${name === "rollback" ? "rollback-main" : name}.ts`);
+}
+
 async function loadCli() {
+  if (PACKED) return require(path.join(ROOT, "dist", "cli.js"));
   if (process.env.PGSTACK_NO_BUNDLE !== "1") {
     try {
       return require(freshBundle() ?? (await buildBundle()));
@@ -119,7 +138,8 @@ async function loadCli() {
   return require("../cli/main.ts");
 }
 
-loadCli()
+if (SCRIPTS.has(process.argv[2])) runScript(process.argv[2]);
+else loadCli()
   .then((cli) => cli.run(process.argv.slice(2)))
   .then((code) => {
     process.exitCode = code;

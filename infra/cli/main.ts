@@ -8,6 +8,7 @@ import { DEFAULT_SNAPSHOTS_DIR } from "../core/snapshot/store";
 import { applyCommand } from "./commands/apply";
 import { clusterCommand } from "./commands/cluster";
 import { identityCommand } from "./commands/identity";
+import { initCommand } from "./commands/init";
 import { lintCommand } from "./commands/lint";
 import { pingCommand } from "./commands/ping";
 import { planCommand } from "./commands/plan";
@@ -29,7 +30,7 @@ export function buildProgram(ctx: Context): Command {
   // A migration step runs `apply` and nothing else: building the other commands would be most of its own cost.
   const commands = ctx.step
     ? [applyCommand(ctx)]
-    : [statusCommand(ctx), applyCommand(ctx), planCommand(ctx), lintCommand(ctx), resolveCommand(ctx), revertCommand(ctx), snapshotCommand(ctx), pingCommand(ctx), clusterCommand(ctx), identityCommand(ctx), seedCommand(ctx)];
+    : [statusCommand(ctx), applyCommand(ctx), planCommand(ctx), lintCommand(ctx), resolveCommand(ctx), revertCommand(ctx), snapshotCommand(ctx), pingCommand(ctx), clusterCommand(ctx), identityCommand(ctx), seedCommand(ctx), initCommand(ctx)];
   for (const command of commands) {
     program.addCommand(command.exitOverride());
   }
@@ -44,7 +45,7 @@ export function buildProgram(ctx: Context): Command {
 
 function packageVersion(): string {
   // Read at run time: the CLI runs from source or from a bundle, at different depths.
-  const { version } = require(require("node:path").join(__dirname, "..", "..", "package.json")) as { version: string };
+  const { version } = require(require("node:path").join((require("../core/project") as typeof import("../core/project")).packageDir(), "package.json")) as { version: string };
   return version;
 }
 

@@ -1,5 +1,6 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as path from "node:path";
+import { findProjectDir, packageDir } from "../core/project";
 
 /**
  * The `dir` of every command: the project root, relative to the Pulumi
@@ -35,12 +36,32 @@ export function shellWord(arg: string): string {
 export const PGSTACK_BIN = "infra/bin/pgstack.js";
 
 /**
+ * The package's folder relative to the Pulumi project the program runs in
+ * (where the commands run): "" in this repository, `node_modules/pgstack/`
+ * in an application that installed it. Relative, for the same reason as `dir`.
+ */
+let fromProject: string | undefined;
+export function packageFromProject(): string {
+  if (fromProject === undefined) {
+    const project = findProjectDir();
+    fromProject = project ? packagePathFrom(project, packageDir()) : "";
+  }
+  return fromProject;
+}
+
+/** `<package relative to project>/`, or "" when they are one folder. Pure. */
+export function packagePathFrom(projectDir: string, pkgDir: string): string {
+  const rel = path.relative(projectDir, pkgDir).split(path.sep).join("/");
+  return rel ? `${rel}/` : "";
+}
+
+/**
  * `node infra/bin/pgstack.js <args...>`, every argument quoted: how every
  * command resource runs project code. Arguments are never secret: URLs and
  * passwords go through `environment` (DATABASE_URL) or files.
  */
 export function pgstackCommand(args: string[]): string {
-  return ["node", PGSTACK_BIN, ...args.map(shellWord)].join(" ");
+  return ["node", shellWord(packageFromProject() + PGSTACK_BIN), ...args.map(shellWord)].join(" ");
 }
 
 /** The docker and external engines' identity command ($DATABASE_URL in its environment). */
@@ -58,7 +79,7 @@ export const PGSTACK_STEP = "infra/bin/pgstack-step";
 
 /** `sh infra/bin/pgstack-step <args...>`, every argument quoted. */
 export function pgstackStepCommand(args: string[]): string {
-  return ["sh", PGSTACK_STEP, ...args.map(shellWord)].join(" ");
+  return ["sh", shellWord(packageFromProject() + PGSTACK_STEP), ...args.map(shellWord)].join(" ");
 }
 
 /**

@@ -25,6 +25,22 @@ function isSecretConfig(key: string): boolean {
  * sentence naming the key, and no stack trace.
  */
 export function loadStackConfig(): LoadedStackConfig {
+  const { raw, password, externalUrl } = readStackConfigValues();
+  return { config: parseConfig(raw), password, externalUrl };
+}
+
+/** Validates raw settings; a bad one stops the program with one sentence naming the key. */
+export function parseConfig(raw: RawStackConfig): StackConfig {
+  try {
+    return parseStackConfig(raw);
+  } catch (err) {
+    if (err instanceof StackConfigError) throw new pulumi.RunError(err.message);
+    throw err;
+  }
+}
+
+/** The stack's `pgstack:*` config as the schema's raw input, and its two secrets, not yet validated. */
+export function readStackConfigValues(): { raw: RawStackConfig; password?: pulumi.Output<string>; externalUrl?: pulumi.Output<string> } {
   const cfg = new pulumi.Config(NAMESPACE);
   const prefix = `${NAMESPACE}:`;
   const keys = Object.keys(pulumi.runtime.allConfig())
@@ -55,10 +71,5 @@ export function loadStackConfig(): LoadedStackConfig {
     plainSecrets: keys.filter((k) => SECRET_KEYS.has(k) && !isSecretConfig(`${prefix}${k}`)),
     devPassphrase: process.env.PULUMI_CONFIG_PASSPHRASE === DEV_PASSPHRASE,
   };
-  try {
-    return { config: parseStackConfig(raw), password, externalUrl };
-  } catch (err) {
-    if (err instanceof StackConfigError) throw new pulumi.RunError(err.message);
-    throw err;
-  }
+  return { raw, password, externalUrl };
 }

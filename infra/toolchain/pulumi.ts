@@ -16,6 +16,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { PgstackError } from "../core/errors";
 import { findOnPath, processAlive, runProcess } from "../core/process";
+import { findProjectDir, packageDir } from "../core/project";
 
 export { findOnPath };
 
@@ -35,8 +36,9 @@ export const DEV_STACK = "dev";
 /** Local stack state (git-ignored, private to its owner), used unless PULUMI_BACKEND_URL is set. */
 export const STATE_DIR = ".pulumi-state";
 
-export const PROJECT_ROOT = path.resolve(__dirname, "..", "..");
-export const GO_MODULE_DIR = path.join(__dirname, "go");
+/** The user's Pulumi project (the folder of Pulumi.yaml from the working directory up); else pgstack's own folder. */
+export const PROJECT_ROOT = findProjectDir() ?? packageDir();
+export const GO_MODULE_DIR = path.join(packageDir(), "infra", "toolchain", "go");
 
 /** A failure the user can fix; its message is one sentence saying how. */
 /** The pulumi CLI or a plugin could not be found or placed: a PgstackError, so every entry point prints it the same way. */

@@ -30,6 +30,8 @@ export interface Registered {
   /** The ignoreChanges resource option. */
   ignoreChanges: string[];
   custom: boolean;
+  /** The aliases option, as the monitor got it (structured: spec.name, spec.noparent, ...). */
+  aliases: any[];
 }
 
 const registered: Registered[] = [];
@@ -68,6 +70,7 @@ function patchMonitor(): void {
           additionalSecretOutputs: req.getAdditionalsecretoutputsList(),
           ignoreChanges: req.getIgnorechangesList?.() ?? [],
           custom: req.getCustom(),
+          aliases: (req.getAliasesList?.() ?? []).map((a: any) => a.toObject()),
         });
       }
       callback(err, res);
@@ -127,7 +130,12 @@ export interface RunOptions {
   previousOutputs?: Record<string, unknown>;
   /** What the program reads of the database (default: it does not answer). */
   observation?: DatabaseObservation;
+  /** The PgStack's arguments (default none: every setting from the stack config). */
+  args?: import("../../infra/package").PgStackArgs;
 }
+
+/** The component the last runStack registered (its `ready`, ...). */
+export let lastComponent: import("../../infra/package").PgStack | undefined;
 
 export interface RunResult {
   resources: Registered[];
@@ -142,7 +150,7 @@ async function settle(output: pulumi.Output<unknown>): Promise<{ value: unknown;
   return { value, secret, known };
 }
 
-/** Sets mocks and config for `stack`, runs infra/stack.ts's defineStack and returns what it registered. */
+/** Sets mocks and config for `stack`, registers a PgStack through the public entry and returns what it registered. */
 export async function runStack(options: RunOptions): Promise<RunResult> {
   patchMonitor();
   registered.length = 0;
@@ -166,23 +174,32 @@ export async function runStack(options: RunOptions): Promise<RunResult> {
   for (const [k, v] of Object.entries(options.secrets ?? {})) flat[k] = v;
   pulumi.runtime.setAllConfig(flat, Object.keys(options.secrets ?? {}));
 
-  const { loadStackConfig } = await import("../../infra/config");
-  const { defineStack } = await import("../../infra/stack");
+  // Through the public entry, as infra/index.ts and an application's program use it.
+  const { PgStack } = await import("../../infra/package");
+  const { programDeps } = await import("../../infra/package/pgstack");
   const sessions: RunResult["sessions"] = [];
-  const outputs = await defineStack(loadStackConfig(), options.projectDir, {
+  Object.assign(programDeps, {
+    projectDir: options.projectDir,
     observe: async () => options.observation,
-    serveSteps: async ({ databaseUrl, ...rest }) => {
+    serveSteps: async ({ databaseUrl, ...rest }: { projectDir: string; stack: string; databaseUrl: pulumi.Output<string>; steps: string[][] }) => {
       const session = { ...rest, databaseUrl: "", closed: false };
       sessions.push(session);
       databaseUrl.apply((url) => (session.databaseUrl = url));
       return { close: () => void (session.closed = true) };
     },
   });
-  const settled: RunResult["outputs"] = {};
-  for (const [k, v] of Object.entries(outputs)) settled[k] = await settle(v as pulumi.Output<unknown>);
-  // Let every pending registration reach the monitor.
-  await new Promise((r) => setTimeout(r, 50));
-  return { resources: [...registered], outputs: settled, sessions };
+  try {
+    const component = new PgStack("pgstack", options.args ?? {});
+    lastComponent = component;
+    const outputs = component.outputs();
+    const settled: RunResult["outputs"] = {};
+    for (const [k, v] of Object.entries(outputs)) settled[k] = await settle(v as pulumi.Output<unknown>);
+    // Let every pending registration reach the monitor.
+    await new Promise((r) => setTimeout(r, 50));
+    return { resources: [...registered], outputs: settled, sessions };
+  } finally {
+    Object.assign(programDeps, { projectDir: undefined, observe: undefined, serveSteps: undefined });
+  }
 }
 
 /** Registers components directly (tests of one component), returning what was registered meanwhile. */
