@@ -5,6 +5,7 @@ import { willApply } from "../../core/migrations/plan";
 import { DEFAULTS, resolveSettings } from "../../core/settings";
 import { snapshotId, type SnapshotIdStyle } from "../../core/snapshot/naming";
 import { DEFAULT_SNAPSHOTS_DIR, createSnapshot, deleteSnapshot, listAllSnapshots, type EngineChoice, type StoreOptions } from "../../core/snapshot/store";
+import type { SnapshotInfo } from "../../core/snapshot/engine";
 import { planRestore, restoreSnapshot, type RestorePlan, type RestoreResult } from "../../core/snapshot/restore";
 import { pruneSnapshots } from "../../core/snapshot/retention";
 import { lastAppliedMigration } from "../../core/snapshot/template";
@@ -41,6 +42,13 @@ function store(flags: SnapshotFlags, ctx: Context): StoreOptions {
 }
 
 /** What a restore will do, for people: the snapshot, then every table that differs from it. */
+
+/** A snapshot as --json prints it: without the digests, the seal and the table list a restore checks against. */
+function publicRecord(info: SnapshotInfo): Omit<SnapshotInfo, "tables" | "states" | "fileDigest" | "schema" | "seal" | "sealKeyId"> {
+  const { tables: _t, states: _s, fileDigest: _f, schema: _c, seal: _l, sealKeyId: _k, ...plain } = info;
+  return plain;
+}
+
 export function renderRestorePlan(plan: RestorePlan): string {
   const s = plan.snapshot;
   const lines = [
@@ -100,7 +108,7 @@ export function snapshotCommand(ctx: Context): Command {
       .option("--stack <name>", "only this stack's snapshots")
       .action(async (flags: SnapshotFlags) => {
         const list = await listAllSnapshots(urlOf(flags, ctx), { stack: flags.stack }, store(flags, ctx));
-        if (flags.json) return ctx.output.out(JSON.stringify({ snapshots: list.map(({ tables: _t, states: _s, fileDigest: _f, ...s }) => s) }));
+        if (flags.json) return ctx.output.out(JSON.stringify({ snapshots: list.map(publicRecord) }));
         if (list.length === 0) return ctx.output.out("No snapshots.");
         ctx.output.out(table(["SNAPSHOT", "ENGINE", "STACK", "LAST MIGRATION", "TAKEN AT"], list.map((s) => [s.snapshotId, s.engine ?? "template", s.stack, s.lastMigration ?? "-", s.createdAt])));
       })
@@ -135,8 +143,7 @@ export function snapshotCommand(ctx: Context): Command {
         );
         // Retention only once the new snapshot exists, and never the new one.
         if (keep !== undefined) await pruneSnapshots(url, { keep, stack: flags.stack, log, protect: [info.snapshotId], ...store(flags, ctx) });
-        const { tables: _t, states: _s, fileDigest: _f, ...plain } = info;
-        ctx.output.out(flags.json ? JSON.stringify(plain) : `Snapshot ${info.snapshotId} taken (${info.engine}, last migration: ${info.lastMigration ?? "none"}).`);
+        ctx.output.out(flags.json ? JSON.stringify(publicRecord(info)) : `Snapshot ${info.snapshotId} taken (${info.engine}, last migration: ${info.lastMigration ?? "none"}).`);
       })
       .exitOverride(),
   );
