@@ -17,6 +17,7 @@ import { applyMigrations } from "../../infra/core/migrations/runner";
 import { resolveSettings } from "../../infra/core/settings";
 import { restoredFrom } from "../../infra/core/snapshot/restore";
 import { listSnapshots } from "../../infra/core/snapshot/template";
+import { SEAL_KEY_FILE } from "../../infra/core/snapshot/seal";
 import { pgstack } from "../support/cli";
 import { adminQuery, createTestDatabase, urlFor, withDb } from "../support/cluster";
 import { acceptsConnections, databasesLike, tableDigests } from "../support/data";
@@ -110,7 +111,7 @@ describe("a pgstack killed inside a snapshot or a restore", () => {
         expect(next.stderr).not.toMatch(/removed/);
         const files = (await fs.readdir(dir)).sort();
         const id = JSON.parse(next.stdout).snapshotId as string;
-        expect(files).toEqual([`${id}.dump`, `${id}.json`]);
+        expect(files).toEqual([`${id}.dump`, `${id}.json`, SEAL_KEY_FILE].sort());
       } finally {
         await fs.rm(dir, { recursive: true, force: true });
       }

@@ -16,6 +16,7 @@ import { databaseIdentity } from "../../infra/core/snapshot/identity";
 import { planRestore, restoredFrom, restoreSnapshot } from "../../infra/core/snapshot/restore";
 import { canTemplateCopy, chooseEngine, createSnapshot, deleteSnapshot, listAllSnapshots } from "../../infra/core/snapshot/store";
 import type { SnapshotInfo } from "../../infra/core/snapshot/template";
+import { SEAL_KEY_FILE } from "../../infra/core/snapshot/seal";
 import { pgstack } from "../support/cli";
 import { adminQuery, createTestDatabase, testCluster, urlFor, withDb } from "../support/cluster";
 import { acceptsConnections, databasesLike, tableDigests } from "../support/data";
@@ -50,8 +51,9 @@ CREATE TABLE empty_one (id uuid PRIMARY KEY, v numeric);
 `;
 
 /** Files in `dir`, sorted; [] when it does not exist. */
+/** The snapshots folder's snapshot files (the project's seal key lives there too). */
 async function filesIn(dir: string): Promise<string[]> {
-  return (await fs.readdir(dir).catch(() => [] as string[])).sort();
+  return (await fs.readdir(dir).catch(() => [] as string[])).filter((f) => f !== SEAL_KEY_FILE).sort();
 }
 
 describe("pg_dump snapshots for a role that owns its database but may not create databases", () => {

@@ -21,6 +21,7 @@ import { databaseIdentity } from "../../infra/core/snapshot/identity";
 import { restoredFrom } from "../../infra/core/snapshot/restore";
 import { listAllSnapshots } from "../../infra/core/snapshot/store";
 import type { SnapshotInfo } from "../../infra/core/snapshot/template";
+import { SEAL_KEY_FILE } from "../../infra/core/snapshot/seal";
 import { pgstack } from "../support/cli";
 import { adminQuery, createTestDatabase, testCluster, urlFor, withDb } from "../support/cluster";
 import { acceptsConnections, databasesLike, tableDigests } from "../support/data";
@@ -47,7 +48,7 @@ function snapshotCommandText(stack: string, key = "0123456789abcdef"): string {
 }
 
 async function snapshotFiles(project: string): Promise<string[]> {
-  return (await fs.readdir(path.join(project, ".pgstack", "snapshots")).catch(() => [] as string[])).sort();
+  return (await fs.readdir(path.join(project, ".pgstack", "snapshots")).catch(() => [] as string[])).filter((f) => f !== SEAL_KEY_FILE).sort();
 }
 
 /** Everything that must not change when a snapshot is refused. */
@@ -372,7 +373,7 @@ describe("pgstack snapshot list | create | restore | delete | prune", () => {
     expect(await listIds()).toEqual([ids[1], ids[3], newest.snapshotId]);
     expect(await databasesLike(ids[0])).toEqual([]);
     expect(await databasesLike(ids[2])).toEqual([]);
-    expect((await fs.readdir(snapshotsDir)).sort()).toEqual([`${ids[1]}.dump`, `${ids[1]}.json`]);
+    expect((await fs.readdir(snapshotsDir)).filter((f) => f !== SEAL_KEY_FILE).sort()).toEqual([`${ids[1]}.dump`, `${ids[1]}.json`]);
     expect(await tableDigests(url)).toEqual(digestsBefore);
 
     // Without --stack, keep 1: still never the restored-from one nor the newest.
@@ -392,7 +393,7 @@ describe("pgstack snapshot list | create | restore | delete | prune", () => {
     const del = await run(["delete", ids[1], "--json"]);
     expect(del.code).toBe(0);
     expect(JSON.parse(del.stdout)).toEqual({ deleted: ids[1] });
-    expect(await fs.readdir(snapshotsDir)).toEqual([]);
+    expect((await fs.readdir(snapshotsDir)).filter((f) => f !== SEAL_KEY_FILE)).toEqual([]);
     expect(await listIds()).toEqual([ids[4]]);
     expect(await tableDigests(url)).toEqual(before);
     // The restore is recorded in the snapshot (the database's comment stays its own), so it goes with it.

@@ -42,7 +42,7 @@ it("says verified with the project's key, and 'could not be verified' naming the
 
   // Another machine: a project folder without the key.
   const elsewhere = await fs.mkdtemp(path.join(os.tmpdir(), "pgstack-seal-"));
-  const missing = path.join(elsewhere, ".pgstack", "snapshot-seal.key");
+  const missing = path.join(elsewhere, ".pgstack", "snapshots", "snapshot-seal.key");
   const noKey = await pgstack(["snapshot", "restore", snap, "--yes", "-v", "--snapshots-dir", path.join(elsewhere, ".pgstack", "snapshots")], { DATABASE_URL: url });
   expect(noKey.code).toBe(0);
   expect(noKey.stderr).not.toMatch(/verified:/);

@@ -64,6 +64,9 @@ describe("template-copy snapshots (embedded engine)", () => {
       engine: "template",
       clean: true,
       states: await tableStates(url),
+      schema: expect.stringMatching(/^[0-9a-f]{32}$/),
+      seal: expect.stringMatching(/^[0-9a-f]{64}$/),
+      sealKeyId: expect.stringMatching(/^[0-9a-f]{16}$/),
     });
   });
 

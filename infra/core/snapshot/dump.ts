@@ -154,7 +154,6 @@ export function dumpEngine(options: DumpEngineOptions): SnapshotEngine {
       const { lastMigration, clean } = await ledgerState(o.url).catch((err) => {
         throw notReadable(err, o.url, source) ?? err;
       });
-      const key = await sealKey(o.sealKeyFile ?? sealKeyPath(options.dir));
       const at = (o.now ?? (() => new Date()))();
       let id = o.name ?? postgresSnapshotName({ stack: o.stack, lastMigration: lastMigration ?? undefined, at });
       if (o.name && !isPostgresSnapshotName(o.name)) {
@@ -224,6 +223,8 @@ export function dumpEngine(options: DumpEngineOptions): SnapshotEngine {
       };
       failpoint("dump:dumped");
       info.fileDigest = await fileDigest(partial);
+      // Made (with the folder) only once there is a dump to seal: a refused pg_dump leaves no folder behind.
+      const key = await sealKey(o.sealKeyFile ?? sealKeyPath(options.dir));
       info.seal = sealOf(key, info);
       info.sealKeyId = sealKeyIdOf(key);
       // Data first, then the sidecar: a listed snapshot always has a complete dump.

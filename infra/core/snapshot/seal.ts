@@ -8,23 +8,44 @@ import type { SnapshotInfo } from "./engine";
 /**
  * A snapshot's recorded digests (rows per table, the schema) are sealed with
  * an HMAC-SHA256 keyed by a per-project secret in a 0600 file of the
- * project's `.pgstack/` folder (beside the snapshots folder). The role that
+ * project's snapshots folder (0700, `.pgstack/snapshots/`). The role that
  * owns a template snapshot database can reopen it, change it and rewrite its
  * comment (digests included): it cannot rewrite the seal without the key,
  * which lives on the deployer's machine, not in the database.
  */
 export const SEAL_KEY_FILE = "snapshot-seal.key";
 
-/** Where the key is when no snapshots folder is given (relative to the working directory, like `.pgstack/snapshots`). */
-export const DEFAULT_SEAL_KEY_FILE = path.join(".pgstack", SEAL_KEY_FILE);
+/** Where the key is when no snapshots folder is given (relative to the working directory, in `.pgstack/snapshots`). */
+export const DEFAULT_SEAL_KEY_FILE = path.join(".pgstack", "snapshots", SEAL_KEY_FILE);
 
-/** The key file of the project whose snapshots folder is `snapshotsDir`: in its parent (`.pgstack/`). */
+/**
+ * The key file of the snapshots folder `snapshotsDir`: inside it, never in its
+ * parent, which may be a folder other users can write to (`--snapshots-dir /tmp/x`).
+ */
 export function sealKeyPath(snapshotsDir: string): string {
-  return path.join(path.dirname(path.resolve(snapshotsDir)), SEAL_KEY_FILE);
+  return path.join(path.resolve(snapshotsDir), SEAL_KEY_FILE);
+}
+
+/** A key another user could have planted or read is no key: the file and its folder must be this user's alone. */
+async function checkPrivate(file: string): Promise<void> {
+  const uid = process.getuid?.();
+  const refuse = (what: string) => {
+    throw new PgstackError("E_SNAPSHOT", `The snapshot seal key ${file} ${what}: only a file and folder of your own that nobody else can write are trusted; move it away (or choose a private --snapshots-dir) and run again.`);
+  };
+  const dir = await fs.lstat(path.dirname(file));
+  if (!dir.isDirectory()) refuse("is not in a folder");
+  if (uid !== undefined && dir.uid !== uid) refuse(`is in a folder of another user (uid ${dir.uid})`);
+  if ((dir.mode & 0o022) !== 0) refuse("is in a folder others can write to");
+  const stat = await fs.lstat(file).catch((err: NodeJS.ErrnoException) => (err.code === "ENOENT" ? undefined : Promise.reject(err)));
+  if (!stat) return;
+  if (!stat.isFile()) refuse("is not a regular file");
+  if (uid !== undefined && stat.uid !== uid) refuse(`belongs to another user (uid ${stat.uid})`);
+  if ((stat.mode & 0o077) !== 0) refuse(`has mode ${(stat.mode & 0o777).toString(8)}, not 600`);
 }
 
 async function readKey(file: string): Promise<Buffer | undefined> {
   try {
+    await checkPrivate(file);
     const text = (await fs.readFile(file, "utf8")).trim();
     return /^[0-9a-f]{64}$/.test(text) ? Buffer.from(text, "hex") : undefined;
   } catch (err) {
@@ -38,6 +59,7 @@ export async function sealKey(file: string): Promise<Buffer> {
   const found = await readKey(file);
   if (found) return found;
   await fs.mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
+  await checkPrivate(file);
   const tmp = `${file}.${process.pid}.${randomBytes(4).toString("hex")}`;
   await fs.writeFile(tmp, randomBytes(32).toString("hex") + "\n", { mode: 0o600, flag: "wx" });
   try {
