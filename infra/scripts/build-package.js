@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// `npm pack`'s prepack: what an application that installs pgstack runs, built
+// `prepare` (npm pack, npm install from a git URL, and npm ci in a checkout):
+// what an application that installs pgstack runs, built
 // once here, since nothing may be built or written inside node_modules later:
 // - dist/infra/**: the components as JavaScript and .d.ts (package.json main
 //   and types; Pulumi's TypeScript support skips node_modules);

@@ -14,7 +14,7 @@ const ROOT = path.resolve(__dirname, "..", "..");
 let files: string[];
 
 beforeAll(() => {
-  // With its prepack (the build), as `npm pack` runs it.
+  // With its prepare (the build), as `npm pack` runs it.
   const out = execFileSync("npm", ["pack", "--dry-run", "--json", "--silent"], { cwd: ROOT, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
   files = (JSON.parse(out.slice(out.indexOf("["))) as { files: { path: string }[] }[])[0].files.map((f) => f.path).sort();
 });
