@@ -269,3 +269,17 @@ describe("a Prisma application that installs the packed pgstack", () => {
     expect(await tableDigests(drifted)).toEqual(driftedData);
   });
 });
+
+describe("installed from a git URL", () => {
+  it("npm runs its build (prepare) on the clone: the components load and the CLI runs", async () => {
+    const consumer = path.join(root, "from-git");
+    await fs.mkdir(consumer);
+    await fs.writeFile(path.join(consumer, "package.json"), JSON.stringify({ name: "from-git", version: "1.0.0", private: true }) + "\n");
+    // The committed HEAD of this checkout, as `npm install git+https://…/pgstack.git` would fetch it.
+    execFileSync("npm", ["install", "--prefer-offline", `git+file://${REPO_ROOT}`], { cwd: consumer, env, stdio: ["ignore", "pipe", "pipe"] });
+    const entry = execFileSync(process.execPath, ["-e", 'process.stdout.write(typeof require("pgstack").PgStack)'], { cwd: consumer, encoding: "utf8" });
+    expect(entry).toBe("function");
+    const version = execFileSync("npx", ["pgstack", "--version"], { cwd: consumer, env, encoding: "utf8" });
+    expect(version.trim()).toBe(JSON.parse(await fs.readFile(path.join(REPO_ROOT, "package.json"), "utf8")).version);
+  });
+});
