@@ -8,7 +8,7 @@
  * application's folder; nothing under node_modules is written. Then a database
  * that Prisma already migrated is adopted: no SQL, no snapshot.
  */
-import { execFileSync, spawn } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { promises as fs } from "node:fs";
 import * as http from "node:http";
 import * as os from "node:os";
@@ -18,7 +18,7 @@ import { listAllSnapshots } from "../../infra/core/snapshot/store";
 import { ensureToolchain } from "../../infra/toolchain/pulumi";
 import { createTestDatabase, withDb } from "../support/cluster";
 import { tableDigests } from "../support/data";
-import { changedSteps, expectOk, REPO_ROOT, type PulumiResult } from "../support/e2e-project";
+import { changedSteps, expectOk, REPO_ROOT, runCaptured, type PulumiResult } from "../support/e2e-project";
 import { applyThePrismaWay } from "../support/prisma-way";
 
 jest.setTimeout(1_200_000);
@@ -71,18 +71,7 @@ let pgPort: number;
 let env: NodeJS.ProcessEnv;
 let nodeModulesBefore: string;
 
-function run(command: string, args: string[], extraEnv: NodeJS.ProcessEnv = {}): Promise<PulumiResult> {
-  return new Promise((resolve, reject) => {
-    const started = Date.now();
-    const child = spawn(command, args, { cwd: app, env: { ...env, ...extraEnv }, stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d) => (stdout += d));
-    child.stderr.on("data", (d) => (stderr += d));
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code: code ?? 1, stdout, stderr, ms: Date.now() - started }));
-  });
-}
+const run = (command: string, args: string[], extraEnv: NodeJS.ProcessEnv = {}): Promise<PulumiResult> => runCaptured(command, args, app, { ...env, ...extraEnv });
 
 const npm = (...args: string[]) => run("npm", args);
 

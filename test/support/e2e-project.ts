@@ -79,22 +79,7 @@ export async function createE2eProject(stack = "dev"): Promise<E2eProject> {
     runIn(process.execPath, ["--require", "tsx/cjs", path.join("infra", "scripts", `${name}.ts`), ...args], extraEnv);
   const cli = (args: string[], extraEnv: Env = {}) => runIn(process.execPath, [path.join("infra", "bin", "pgstack.js"), ...args], extraEnv);
 
-  function runIn(command: string, args: string[], extraEnv: Env): Promise<PulumiResult> {
-    return new Promise<PulumiResult>((resolve, reject) => {
-      const started = Date.now();
-      const child = spawn(command, args, {
-        cwd: dir,
-        env: { ...env, ...extraEnv } as NodeJS.ProcessEnv,
-        stdio: ["ignore", "pipe", "pipe"],
-      });
-      let stdout = "";
-      let stderr = "";
-      child.stdout.on("data", (d) => (stdout += d));
-      child.stderr.on("data", (d) => (stderr += d));
-      child.on("error", reject);
-      child.on("close", (code) => resolve({ code: code ?? 1, stdout, stderr, ms: Date.now() - started }));
-    });
-  }
+  const runIn = (command: string, args: string[], extraEnv: Env) => runCaptured(command, args, dir, { ...env, ...extraEnv } as NodeJS.ProcessEnv);
 
   try {
     const init = await pulumi(["stack", "init", stack]);
@@ -151,4 +136,18 @@ export function changedSteps(previewJson: string): { op: string; name: string; t
       const parts = s.urn.split("::");
       return { op: s.op, name: parts[parts.length - 1], type: parts[parts.length - 2].split("$").pop()! };
     });
+}
+
+/** Runs a command in `cwd` with `env`, capturing its output and exit code. */
+export function runCaptured(command: string, args: string[], cwd: string, env: NodeJS.ProcessEnv): Promise<PulumiResult> {
+  return new Promise<PulumiResult>((resolve, reject) => {
+    const started = Date.now();
+    const child = spawn(command, args, { cwd, env, stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d) => (stdout += d));
+    child.stderr.on("data", (d) => (stderr += d));
+    child.on("error", reject);
+    child.on("close", (code) => resolve({ code: code ?? 1, stdout, stderr, ms: Date.now() - started }));
+  });
 }
