@@ -1,5 +1,6 @@
 import { promises as fs } from "node:fs";
 import * as path from "node:path";
+import { countHistory } from "../../bench/compat-histories";
 import { classifyMigration, COMPAT_RULES } from "../../infra/core/compat";
 import { REPO_ROOT } from "../support/fixtures";
 
@@ -57,7 +58,14 @@ const RULES: [string, string, string][] = [
   ["row-security", `CREATE POLICY p ON "User" AS RESTRICTIVE USING (true);`, `ALTER TABLE "User" DISABLE ROW LEVEL SECURITY;`],
   ["detach-partition", `ALTER TABLE "Event" DETACH PARTITION "Event_2020";`, `ALTER TABLE "Event" ATTACH PARTITION "Event_2026" FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');`],
   ["alter-domain", `ALTER DOMAIN "email" ADD CONSTRAINT c CHECK (VALUE LIKE '%@%');`, `ALTER DOMAIN "email" SET DEFAULT 'x';`],
-  ["unknown-statement", `DO $$ BEGIN EXECUTE 'DROP TABLE x'; END $$;`, `COMMENT ON TABLE "User" IS 'people';`],
+  ["unknown-statement", `DO $$ BEGIN EXECUTE 'DROP TABLE ' || 'x'; END $$;`, `DO $$ BEGIN EXECUTE 'ALTER INDEX "a_idx" RENAME TO "b_idx"'; END $$;`],
+  ["drop-table", `DO $$ BEGIN EXECUTE 'DROP TABLE x'; END $$;`, `COMMENT ON TABLE "User" IS 'people';`],
+  // A DO block's statements are read with PL/pgSQL's parser and classified like the others.
+  [
+    "add-foreign-key",
+    `DO $$ BEGIN\n  IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conname = 'Post_userId_fkey') THEN\n    ALTER TABLE "Post" ADD CONSTRAINT "Post_userId_fkey" FOREIGN KEY ("userId") REFERENCES "User"("id");\n  END IF;\nEND $$;`,
+    `DO $$ DECLARE n int; BEGIN\n  SELECT count(*) INTO n FROM "User" WHERE "email" = 'deleted@example.com';\n  IF n = 0 THEN INSERT INTO "User" ("email") VALUES ('deleted@example.com'); END IF;\nEND $$;`,
+  ],
   ["unknown-statement", `CREATE PUBLICATION p FOR ALL TABLES;`, `SELECT setval('"User_id_seq"', 10);`],
 ];
 
@@ -126,7 +134,7 @@ describe("classifyMigration", () => {
     ]);
   });
 
-  test("Prisma's enum value removal is contract (the column's type change), the new type's rename is not", async () => {
+  test("Prisma's enum value removal is contract (the column's type change); the new type's rename, the old type's drop and a default set again are not", async () => {
     // As prisma migrate dev writes it when a value is removed from an enum.
     const sql = [
       "BEGIN;",
@@ -140,12 +148,14 @@ describe("classifyMigration", () => {
       "COMMIT;",
     ].join("\n");
     const result = await classifyMigration(sql);
+    // The default dropped at line 3 is set again at line 8, and "Role_old" is dropped after the rename that broke it.
     expect(result.reasons.map((r) => [r.line, r.rule])).toEqual([
-      [3, "drop-default"],
       [4, "enum-value-removal"],
       [5, "rename-type"],
-      [7, "drop-object"],
     ]);
+    // Without the SET DEFAULT, the dropped default stays a reason.
+    const noDefault = await classifyMigration(sql.replace(`ALTER TABLE "User" ALTER COLUMN "role" SET DEFAULT 'USER';`, ""));
+    expect(noDefault.reasons.map((r) => [r.line, r.rule])).toContainEqual([3, "drop-default"]);
   });
 
   test("`-- pgstack:allow-contract <why>` is returned as acknowledged; the classification stays contract", async () => {
@@ -177,5 +187,26 @@ describe("classifyMigration", () => {
     const section = readme.slice(readme.indexOf("### Expand and contract"));
     for (const rule of Object.keys(COMPAT_RULES)) expect(section).toContain(`\`${rule}\``);
     expect(section).toContain("-- pgstack:allow-contract");
+  });
+
+  test("the history count (bench compat) finds each DROP COLUMN / RENAME / ALTER TYPE / SET NOT NULL statement and whether it carries a contract reason", async () => {
+    const count = await countHistory(path.join(REPO_ROOT, "test", "fixtures", "compat-history"));
+    expect([count.migrations, count.expand, count.contract]).toEqual([5, 3, 2]);
+    expect(count.results.map((r) => [r.migration.slice(15), r.result.compatibility])).toEqual([
+      ["init", "expand"],
+      ["drop_and_rename", "contract"],
+      ["enum_value_removed", "contract"],
+      ["required_with_backfill", "expand"],
+      ["rename_indexes", "expand"],
+    ]);
+    expect(count.patterns).toEqual({
+      "DROP COLUMN": { statements: 1, contract: 1 },
+      // A temporary column's rename, the new enum type's rename and two index/constraint renames carry none.
+      RENAME: { statements: 6, contract: 2 },
+      "ALTER ... TYPE": { statements: 2, contract: 2 },
+      // Set NOT NULL after a default was given: the running version's inserts get the default.
+      "SET NOT NULL": { statements: 1, contract: 0 },
+    });
+    expect(count.rules).toEqual({ "drop-column": 1, "rename-column": 1, "enum-value-removal": 1, "rename-type": 1 });
   });
 });

@@ -2,6 +2,9 @@ import type { Node } from "libpg-query";
 import { PgstackError } from "../errors";
 import { findNodes, loadSqlParser, SourceFile, type ParsedStatement } from "../lint/source";
 
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const pgQuery = require("libpg-query") as typeof import("libpg-query");
+
 /**
  * Whether a migration keeps the application version now running working
  * (`expand`) or can make it fail (`contract`), read from PostgreSQL's own
@@ -58,7 +61,7 @@ export const COMPAT_RULES: Record<string, string> = {
   "row-security": "ENABLE/FORCE ROW LEVEL SECURITY, a restrictive policy, or DROP/ALTER POLICY: rows the running version sees can disappear.",
   "detach-partition": "DETACH PARTITION or NO INHERIT: the partition's rows disappear from the table the running version queries.",
   "alter-domain": "ALTER DOMAIN ADD CONSTRAINT / SET NOT NULL / DROP DEFAULT: the running version's writes can violate it.",
-  "unknown-statement": "A statement pgstack does not classify (a DO block's body, an unlisted statement or ALTER TABLE action): assumed to break the running version.",
+  "unknown-statement": "A statement pgstack does not classify (an unlisted statement or ALTER TABLE action, or a DO block that EXECUTEs a string it builds): assumed to break the running version.",
 };
 
 type ColumnState = { notNull: boolean; hasDefault: boolean; uniqueDefault: boolean };
@@ -75,6 +78,10 @@ class Created {
   private readonly columns = new Map<string, Map<string, ColumnState>>();
   readonly droppedConstraints = new Set<string>();
   readonly enumTypes: Name[] = [];
+  /** Existing objects renamed by this migration, under their new name: the rename was the break. */
+  readonly renamedAway: { kind: string; name: Name }[] = [];
+  /** DROP DEFAULT on an existing column, by "table.column": a later SET DEFAULT in the migration withdraws it. */
+  readonly droppedDefaults = new Map<string, Break>();
 
   add(kind: string, name: Name | undefined): void {
     if (name) this.objects.push({ kind, name });
@@ -122,6 +129,8 @@ function same(a: Name, b: Name): boolean {
 interface Break {
   rule: string;
   reason: string;
+  /** Withdrawn by a later statement of the same migration (a default dropped, then set again). */
+  withdrawn?: boolean;
 }
 
 /**
@@ -140,9 +149,13 @@ export async function classifyMigration(sql: string): Promise<MigrationCompatibi
     );
   }
   const created = new Created();
+  const perStatement = source.statements.map((statement) => ({
+    statement,
+    breaks: classifyStatement(statement.node, created, () => source.bytes.subarray(statement.start, statement.end).toString("utf8")),
+  }));
   const reasons: CompatibilityReason[] = [];
-  for (const statement of source.statements) {
-    const breaks = classifyStatement(statement.node, created);
+  for (const { statement, breaks: all } of perStatement) {
+    const breaks = all.filter((b) => !b.withdrawn);
     if (breaks.length === 0) continue;
     reasons.push({
       statement: firstLine(source, statement),
@@ -245,7 +258,7 @@ function isUniqueDefault(expr: unknown): boolean {
 }
 
 /** The breaking actions of one statement, given what the migration created before it (updated). */
-function classifyStatement(node: Node, created: Created): Break[] {
+function classifyStatement(node: Node, created: Created, text: () => string): Break[] {
   const [type] = Object.keys(node);
   const body = (node as unknown as Record<string, Rec>)[type] ?? {};
   switch (type) {
@@ -360,7 +373,7 @@ function classifyStatement(node: Node, created: Created): Break[] {
       return [];
     }
     case "DoStmt":
-      return [{ rule: "unknown-statement", reason: "A DO block's body is not parsed, so pgstack cannot tell what it changes: assumed to break the running version." }];
+      return doBlock(text(), created);
     default:
       return [{ rule: "unknown-statement", reason: `pgstack does not classify ${type.replace(/Stmt$/, "")} statements: assumed to break the running version.` }];
   }
@@ -388,7 +401,7 @@ function drop(body: Rec, created: Created): Break[] {
   const removeType = String(body.removeType);
   const kind = KIND[removeType];
   const names = ((body.objects as unknown[] | undefined) ?? []).map(objectName);
-  const existing = names.filter((n) => !(kind && created.has(kind, n)));
+  const existing = names.filter((n) => !(kind && (created.has(kind, n) || created.renamedAway.some((r) => r.kind === kind && same(r.name, n!)))));
   for (const n of names) if (kind && n) created.remove(kind, n);
   if (existing.length === 0) return [];
   const list = existing.map(show).join(", ");
@@ -440,6 +453,7 @@ function rename(body: Rec, created: Created): Break[] {
         created.rename(kind, relation, newname);
         return [];
       }
+      if (relation) created.renamedAway.push({ kind, name: { schema: relation.schema, name: newname } });
       return [{ rule: "rename-table", reason: `Renaming ${show(relation)} to "${newname}": the running version still uses ${show(relation)}.` }];
     }
     case "OBJECT_TYPE":
@@ -456,6 +470,7 @@ function rename(body: Rec, created: Created): Break[] {
         if (kind === "type") for (const e of created.enumTypes) if (same(e, name)) e.name = newname;
         return [];
       }
+      if (name) created.renamedAway.push({ kind, name: { schema: name.schema, name: newname } });
       return [{ rule: "rename-type", reason: `Renaming ${show(name)} to "${newname}": the running version still uses ${show(name)}.` }];
     }
     // Names the application never writes in its queries.
@@ -545,13 +560,20 @@ function alterTableCmd(cmd: Rec, table: Name, created: Created, objtype: string)
           newCol.hasDefault = true;
           newCol.uniqueDefault = isUniqueDefault(cmd.def);
         }
+        // Prisma drops a default around a column type change and sets it again: the running version never sees it gone.
+        const dropped = created.droppedDefaults.get(`${table.name}.${col}`);
+        if (dropped) dropped.withdrawn = true;
         return undefined;
       }
       if (newCol) {
         newCol.hasDefault = false;
         return newCol.notNull ? { rule: "drop-default", reason: `DROP DEFAULT on the new NOT NULL ${where}: the running version's inserts leave it out and fail.` } : undefined;
       }
-      return { rule: "drop-default", reason: `DROP DEFAULT on ${where}: the running version's inserts may rely on the default.` };
+      {
+        const b: Break = { rule: "drop-default", reason: `DROP DEFAULT on ${where}: the running version's inserts may rely on the default.` };
+        created.droppedDefaults.set(`${table.name}.${col}`, b);
+        return b;
+      }
     case "AT_DropIdentity":
       if (newCol) return undefined;
       return { rule: "drop-default", reason: `DROP IDENTITY on ${where}: the running version's inserts rely on the generated value.` };
@@ -648,5 +670,55 @@ function addConstraint(k: Rec, table: Name, created: Created): Break | undefined
     default:
       // NOT NULL / DEFAULT / identity / generated on ADD COLUMN are handled with the column.
       return undefined;
+  }
+}
+
+/**
+ * A DO block: its body parsed by PL/pgSQL's own parser, and each SQL statement
+ * in it classified as if it ran (conditions are not evaluated). Dynamic SQL
+ * (EXECUTE) cannot be read: unknown.
+ */
+function doBlock(text: string, created: Created): Break[] {
+  const unknown: Break = { rule: "unknown-statement", reason: "This DO block runs SQL pgstack cannot read (EXECUTE of a built string, or a body it cannot parse): assumed to break the running version." };
+  let tree: unknown;
+  try {
+    tree = pgQuery.parsePlPgSQLSync(text);
+  } catch {
+    return [unknown];
+  }
+  if (findNodes(tree, "PLpgSQL_stmt_dynfors").length > 0) return [unknown];
+  const queries: string[] = [];
+  // EXECUTE of a string constant is as readable as the statement itself; of anything built, it is not.
+  for (const { value } of findNodes(tree, "PLpgSQL_stmt_dynexecute")) {
+    const constant = stringConstant((value.query as { PLpgSQL_expr?: { query?: string } } | undefined)?.PLpgSQL_expr?.query);
+    if (constant === undefined) return [unknown];
+    queries.push(constant);
+  }
+  // parseMode 0: a whole statement (the others are expressions, e.g. an IF's condition or EXECUTE's string).
+  for (const { value } of findNodes(tree, "PLpgSQL_expr")) {
+    if (Number(value.parseMode ?? 0) === 0 && typeof value.query === "string") queries.push(value.query);
+  }
+  const breaks: Break[] = [];
+  for (const query of queries) {
+    let stmts: { stmt?: Node }[];
+    try {
+      stmts = pgQuery.parseSync(query).stmts ?? [];
+    } catch {
+      return [unknown];
+    }
+    for (const s of stmts) if (s.stmt) breaks.push(...classifyStatement(s.stmt, created, () => query));
+  }
+  return breaks;
+}
+
+/** The value of an expression that is a single string literal ('...' or $$...$$), else undefined. */
+function stringConstant(expr: string | undefined): string | undefined {
+  if (!expr) return undefined;
+  try {
+    const target = findNodes(pgQuery.parseSync(`SELECT ${expr}`).stmts?.[0]?.stmt, "ResTarget");
+    const val = target.length === 1 ? (target[0].value.val as { A_Const?: { sval?: { sval?: string } } } | undefined) : undefined;
+    return val?.A_Const?.sval?.sval;
+  } catch {
+    return undefined;
   }
 }
