@@ -12,10 +12,13 @@ const RULES: [string, string, string][] = [
   ["drop-column", `ALTER TABLE "User" DROP COLUMN "name";`, `ALTER TABLE "User" ADD COLUMN "tmp" TEXT;\nALTER TABLE "User" DROP COLUMN "tmp";`],
   ["drop-object", `DROP TYPE "Role";`, `CREATE TYPE "Tmp" AS ENUM ('A');\nDROP TYPE "Tmp";`],
   ["drop-object", `DROP VIEW "v";`, `CREATE VIEW "v2" AS SELECT 1;\nDROP VIEW "v2";`],
+  ["drop-object", `DROP VIEW IF EXISTS "v";\nCREATE VIEW "w" AS SELECT 1;`, `DROP VIEW IF EXISTS "v";\nCREATE VIEW "v" AS SELECT 1 AS a, 2 AS b;`],
+  ["drop-object", `DROP FUNCTION IF EXISTS nanoid(int);`, `DROP FUNCTION IF EXISTS nanoid(int);\nCREATE FUNCTION nanoid(size int) RETURNS text AS $$ SELECT 'x' $$ LANGUAGE sql;`],
   ["drop-object", `DROP FUNCTION f(int);`, `DROP TRIGGER t ON "User";`],
   ["drop-object", `DROP SEQUENCE "s";`, `CREATE SEQUENCE "s2";\nDROP SEQUENCE "s2";`],
   ["drop-object", `DROP SCHEMA "old" CASCADE;`, `CREATE SCHEMA "tmp";\nDROP SCHEMA "tmp";`],
   ["drop-unique-index", `DROP INDEX "User_email_key";`, `DROP INDEX "User_email_idx";`],
+  ["drop-unique-index", `DROP INDEX CONCURRENTLY IF EXISTS "uniq_email";`, `DROP INDEX "idx_jobrun_jobid_createdat";`],
   ["drop-constraint", `ALTER TABLE "User" DROP CONSTRAINT "User_pkey";`, `ALTER TABLE "Post" DROP CONSTRAINT "Post_authorId_fkey";`],
   ["rename-table", `ALTER TABLE "User" RENAME TO "Account";`, `${T}ALTER TABLE "Fresh" RENAME TO "Fresher";`],
   ["rename-column", `ALTER TABLE "User" RENAME COLUMN "name" TO "full_name";`, `ALTER TABLE "User" ADD COLUMN "fn" TEXT;\nALTER TABLE "User" RENAME COLUMN "fn" TO "full_name";`],
@@ -106,7 +109,7 @@ describe("classifyMigration", () => {
     expect(await classifyMigration(sql)).toEqual({ compatibility: "expand", reasons: [] });
   });
 
-  test("a reason names the statement's first line, its line as lint reports it, the rule and a sentence", async () => {
+  test("a reason per breaking action names the statement's first line, its line as lint reports it, the rule and a sentence", async () => {
     const sql = [
       "-- A comment first",
       `ALTER TABLE "User" ADD COLUMN "bio" TEXT;`,
@@ -123,7 +126,13 @@ describe("classifyMigration", () => {
         statement: 'ALTER TABLE "User"',
         line: 4,
         rule: "drop-column",
-        reason: 'Dropping column "name" of "User": the running version still selects and writes it. Dropping column "age" of "User": the running version still selects and writes it.',
+        reason: 'Dropping column "name" of "User": the running version still selects and writes it.',
+      },
+      {
+        statement: 'ALTER TABLE "User"',
+        line: 4,
+        rule: "drop-column",
+        reason: 'Dropping column "age" of "User": the running version still selects and writes it.',
       },
       {
         statement: 'ALTER TABLE "Post" RENAME COLUMN "body" TO "content"',
@@ -178,8 +187,12 @@ describe("classifyMigration", () => {
     }
   });
 
-  test("a syntax error is a PgstackError E_MIGRATION_SYNTAX with its line", async () => {
-    await expect(classifyMigration(`ALTER TABLE "User" ADD COLUMN "a" TEXT;\nALTER TABLE DROP;`)).rejects.toMatchObject({ code: "E_MIGRATION_SYNTAX", details: { line: 2 } });
+  test("a file PostgreSQL's parser rejects is contract, at the error's line (lint and the runner refuse it)", async () => {
+    const result = await classifyMigration(`ALTER TABLE "User" ADD COLUMN "a" TEXT;\nALTER TABLE DROP;`);
+    expect(result.compatibility).toBe("contract");
+    expect(result.reasons).toEqual([
+      { statement: "ALTER TABLE DROP;", line: 2, rule: "unknown-statement", reason: expect.stringContaining("PostgreSQL's parser rejects this file at line 2") },
+    ]);
   });
 
   test("README's table lists every rule id", async () => {
@@ -207,6 +220,26 @@ describe("classifyMigration", () => {
       // Set NOT NULL after a default was given: the running version's inserts get the default.
       "SET NOT NULL": { statements: 1, contract: 0 },
     });
-    expect(count.rules).toEqual({ "drop-column": 1, "rename-column": 1, "enum-value-removal": 1, "rename-type": 1 });
+    expect(count.rules).toEqual({ "drop-column": 1, "change-column-type": 1, "rename-column": 1, "enum-value-removal": 1, "rename-type": 1 });
   });
+});
+
+test("a statement with several breaking actions gives each its rule (Prisma's primary key type change)", async () => {
+  // As prisma migrate dev writes a change of an autoincrement id to a cuid.
+  const sql = [
+    "-- AlterTable",
+    `ALTER TABLE "Webhook" DROP CONSTRAINT "Webhook_pkey",`,
+    `ALTER COLUMN "id" DROP DEFAULT,`,
+    `ALTER COLUMN "id" SET DATA TYPE TEXT,`,
+    `ADD CONSTRAINT "Webhook_pkey" PRIMARY KEY ("id");`,
+    `DROP SEQUENCE "Webhook_id_seq";`,
+  ].join("\n");
+  const result = await classifyMigration(sql);
+  expect(result.reasons.map((r) => [r.line, r.rule])).toEqual([
+    [2, "drop-constraint"],
+    [2, "drop-default"],
+    [2, "change-column-type"],
+    [2, "add-primary-key"],
+    [6, "drop-object"],
+  ]);
 });

@@ -1,5 +1,4 @@
 import type { Node } from "libpg-query";
-import { PgstackError } from "../errors";
 import { findNodes, loadSqlParser, SourceFile, type ParsedStatement } from "../lint/source";
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -20,14 +19,14 @@ export interface CompatibilityReason {
   line: number;
   /** A stable id from COMPAT_RULES. */
   rule: string;
-  /** One sentence (or one per breaking action of the statement). */
+  /** One sentence. */
   reason: string;
 }
 
 export interface MigrationCompatibility {
   /** "contract" when any statement breaks the running version. */
   compatibility: Compatibility;
-  /** One per breaking statement (empty for expand). */
+  /** One per breaking action, in file order (a statement with two breaking actions gives two, same line); empty for expand. */
   reasons: CompatibilityReason[];
   /** The text of a `-- pgstack:allow-contract <why>` comment, if present. */
   acknowledged?: string;
@@ -39,8 +38,8 @@ export const ALLOW_CONTRACT_PREFIX = "pgstack:allow-contract";
 export const COMPAT_RULES: Record<string, string> = {
   "drop-table": "DROP TABLE (or materialized view, foreign table): the running version's queries on it fail.",
   "drop-column": "DROP COLUMN: the running version still selects and writes it.",
-  "drop-object": "DROP of a view, type, domain, function, procedure, sequence, schema or extension: the running version (or its defaults and casts) may use it.",
-  "drop-unique-index": "DROP INDEX of an index not named as a plain one (Prisma: *_idx, *_index): a unique index may be what an upsert (INSERT ... ON CONFLICT) of the running version needs.",
+  "drop-object": "DROP of a view, type, domain, function, procedure, sequence, schema or extension (a view or function created again by the same migration excepted, like CREATE OR REPLACE): the running version (or its defaults and casts) may use it.",
+  "drop-unique-index": "DROP INDEX of an index not named as a plain one (Prisma: *_idx, *_index; also idx_*): a unique index may be what an upsert (INSERT ... ON CONFLICT) of the running version needs.",
   "drop-constraint": "DROP CONSTRAINT not named as a foreign key or check (Prisma: *_fkey, *_check): a primary key or unique constraint may be what an upsert (ON CONFLICT) needs.",
   "rename-table": "RENAME of a table, view or materialized view: the running version uses the old name.",
   "rename-column": "RENAME COLUMN: the running version uses the old name.",
@@ -80,6 +79,8 @@ class Created {
   readonly enumTypes: Name[] = [];
   /** Existing objects renamed by this migration, under their new name: the rename was the break. */
   readonly renamedAway: { kind: string; name: Name }[] = [];
+  /** Existing views and functions dropped, by kind:name: creating them again in the migration withdraws the drop. */
+  readonly droppedObjects = new Map<string, Break>();
   /** DROP DEFAULT on an existing column, by "table.column": a later SET DEFAULT in the migration withdraws it. */
   readonly droppedDefaults = new Map<string, Break>();
 
@@ -134,19 +135,23 @@ interface Break {
 }
 
 /**
- * Classifies one migration.sql. A file PostgreSQL's parser rejects throws
- * E_MIGRATION_SYNTAX (lint reports it as invalid-sql).
+ * Classifies one migration.sql. Never throws for what the file holds: a file
+ * PostgreSQL's parser rejects is `contract` (unknown-statement) at the error's
+ * line; lint (invalid-sql) and the runner refuse it anyway.
  */
 export async function classifyMigration(sql: string): Promise<MigrationCompatibility> {
   await loadSqlParser();
   const source = new SourceFile(sql);
+  const acknowledged = acknowledgement(source);
   if (source.syntaxError) {
     const { line } = source.position(source.syntaxError.byte);
-    throw new PgstackError(
-      "E_MIGRATION_SYNTAX",
-      `The migration has a SQL syntax error at line ${line}: ${source.syntaxError.message}; fix migration.sql and run again.`,
-      { line, error: source.syntaxError.message },
-    );
+    const reason: CompatibilityReason = {
+      statement: (sql.split(/\r?\n/)[line - 1] ?? "").trim(),
+      line,
+      rule: "unknown-statement",
+      reason: `PostgreSQL's parser rejects this file at line ${line} (${source.syntaxError.message}), so pgstack cannot tell what it changes.`,
+    };
+    return { compatibility: "contract", reasons: [reason], ...(acknowledged ? { acknowledged } : {}) };
   }
   const created = new Created();
   const perStatement = source.statements.map((statement) => ({
@@ -154,17 +159,12 @@ export async function classifyMigration(sql: string): Promise<MigrationCompatibi
     breaks: classifyStatement(statement.node, created, () => source.bytes.subarray(statement.start, statement.end).toString("utf8")),
   }));
   const reasons: CompatibilityReason[] = [];
-  for (const { statement, breaks: all } of perStatement) {
-    const breaks = all.filter((b) => !b.withdrawn);
-    if (breaks.length === 0) continue;
-    reasons.push({
-      statement: firstLine(source, statement),
-      line: source.position(statement.start).line,
-      rule: breaks[0].rule,
-      reason: breaks.map((b) => b.reason).join(" "),
-    });
+  // One reason per breaking action: `ALTER TABLE t DROP CONSTRAINT c, ALTER COLUMN x TYPE ...` gives two, same line.
+  for (const { statement, breaks } of perStatement) {
+    for (const b of breaks.filter((x) => !x.withdrawn)) {
+      reasons.push({ statement: firstLine(source, statement), line: source.position(statement.start).line, rule: b.rule, reason: b.reason });
+    }
   }
-  const acknowledged = acknowledgement(source);
   return { compatibility: reasons.length > 0 ? "contract" : "expand", reasons, ...(acknowledged ? { acknowledged } : {}) };
 }
 
@@ -272,6 +272,7 @@ function classifyStatement(node: Node, created: Created, text: () => string): Br
       return [];
     }
     case "ViewStmt": {
+      recreated(created, "view", rangeName(body.view));
       if (!body.replace) created.add("view", rangeName(body.view));
       return [];
     }
@@ -293,6 +294,7 @@ function classifyStatement(node: Node, created: Created, text: () => string): Br
       created.add("type", listName(body.domainname ?? body.typeName));
       return [];
     case "CreateFunctionStmt":
+      recreated(created, "function", listName(body.funcname));
       if (!body.replace) created.add("function", listName(body.funcname));
       return [];
     case "CreateSchemaStmt":
@@ -411,7 +413,8 @@ function drop(body: Rec, created: Created): Break[] {
     case "OBJECT_FOREIGN_TABLE":
       return [{ rule: "drop-table", reason: `Dropping ${list}: the running version's queries on it fail.` }];
     case "OBJECT_INDEX": {
-      const unique = existing.filter((n) => !/(_idx|_index)$/i.test(n?.name ?? ""));
+      // Prisma names a plain index <table>_<columns>_idx (before 3.0: <table>.<columns>_index); people often idx_<...>.
+      const unique = existing.filter((n) => !/(^|[_.])(idx|index)($|_)/i.test(n?.name ?? ""));
       return unique.length === 0
         ? []
         : [{ rule: "drop-unique-index", reason: `Dropping index ${unique.map(show).join(", ")}: if it is unique, an upsert (INSERT ... ON CONFLICT) of the running version on its columns fails.` }];
@@ -426,9 +429,19 @@ function drop(body: Rec, created: Created): Break[] {
       return [];
     case "OBJECT_POLICY":
       return [{ rule: "row-security", reason: `Dropping policy ${list}: rows it let the running version see can disappear.` }];
-    default:
-      return [{ rule: "drop-object", reason: `Dropping ${removeType.replace("OBJECT_", "").toLowerCase().replace(/_/g, " ")} ${list}: the running version may use it.` }];
+    default: {
+      const what = removeType.replace("OBJECT_", "").toLowerCase().replace(/_/g, " ");
+      const breaks = existing.map((n) => ({ rule: "drop-object", reason: `Dropping ${what} ${show(n)}: the running version may use it.` }));
+      // A view or function created again under the same name later in the migration: like CREATE OR REPLACE.
+      if (kind === "view" || kind === "function") existing.forEach((n, i) => n && created.droppedObjects.set(`${kind}:${n.name}`, breaks[i]));
+      return breaks;
+    }
   }
+}
+
+function recreated(created: Created, kind: string, name: Name | undefined): void {
+  const dropped = name ? created.droppedObjects.get(`${kind}:${name.name}`) : undefined;
+  if (dropped) dropped.withdrawn = true;
 }
 
 function rename(body: Rec, created: Created): Break[] {
