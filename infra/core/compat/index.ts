@@ -38,7 +38,7 @@ export const ALLOW_CONTRACT_PREFIX = "pgstack:allow-contract";
 export const COMPAT_RULES: Record<string, string> = {
   "drop-table": "DROP TABLE (or materialized view, foreign table): the running version's queries on it fail.",
   "drop-column": "DROP COLUMN: the running version still selects and writes it.",
-  "drop-object": "DROP of a view, type, domain, function, procedure, sequence, schema or extension (a view or function created again by the same migration excepted, like CREATE OR REPLACE): the running version (or its defaults and casts) may use it.",
+  "drop-object": "DROP of a view, function, procedure, schema or extension (a view or function created again by the same migration excepted, like CREATE OR REPLACE), or of a type, domain or sequence with CASCADE: the running version may use it.",
   "drop-unique-index": "DROP INDEX of an index not named as a plain one (Prisma: *_idx, *_index; also idx_*): a unique index may be what an upsert (INSERT ... ON CONFLICT) of the running version needs.",
   "drop-constraint": "DROP CONSTRAINT not named as a foreign key or check (Prisma: *_fkey, *_check): a primary key or unique constraint may be what an upsert (ON CONFLICT) needs.",
   "rename-table": "RENAME of a table, view or materialized view: the running version uses the old name.",
@@ -419,6 +419,13 @@ function drop(body: Rec, created: Created): Break[] {
         ? []
         : [{ rule: "drop-unique-index", reason: `Dropping index ${unique.map(show).join(", ")}: if it is unique, an upsert (INSERT ... ON CONFLICT) of the running version on its columns fails.` }];
     }
+    case "OBJECT_TYPE":
+    case "OBJECT_DOMAIN":
+    case "OBJECT_SEQUENCE":
+      // Without CASCADE PostgreSQL refuses to drop a type a column or function uses, or a sequence a
+      // default uses: what remains is unused by the running version's tables (raw SQL naming it aside).
+      if (body.behavior !== "DROP_CASCADE") return [];
+      return existing.map((n) => ({ rule: "drop-object", reason: `Dropping ${removeType === "OBJECT_SEQUENCE" ? "sequence" : "type"} ${show(n)} with CASCADE also drops the columns and defaults that use it.` }));
     case "OBJECT_TRIGGER":
     case "OBJECT_RULE":
     case "OBJECT_STATISTIC_EXT":
