@@ -37,8 +37,8 @@ export interface HistoryCount {
   migrations: number;
   expand: number;
   contract: number;
-  /** Per pattern: statements containing it, and how many of those carry a contract reason. */
-  patterns: Record<Pattern, { statements: number; contract: number }>;
+  /** Per pattern: statements containing it, how many carry a contract reason, how many are in a contract migration. */
+  patterns: Record<Pattern, { statements: number; contract: number; inContractMigration: number }>;
   hits: Hit[];
   /** Reasons by rule, over the whole history. */
   rules: Record<string, number>;
@@ -57,7 +57,7 @@ export async function countHistory(dir: string): Promise<HistoryCount> {
     migrations: 0,
     expand: 0,
     contract: 0,
-    patterns: Object.fromEntries(Object.keys(PATTERNS).map((p) => [p, { statements: 0, contract: 0 }])) as HistoryCount["patterns"],
+    patterns: Object.fromEntries(Object.keys(PATTERNS).map((p) => [p, { statements: 0, contract: 0, inContractMigration: 0 }])) as HistoryCount["patterns"],
     hits: [],
     rules: {},
     results: [],
@@ -87,6 +87,7 @@ export async function countHistory(dir: string): Promise<HistoryCount> {
         const rule = result.reasons.find((r) => r.line === line)?.rule;
         count.patterns[pattern].statements++;
         if (rule) count.patterns[pattern].contract++;
+        if (result.compatibility === "contract") count.patterns[pattern].inContractMigration++;
         count.hits.push({ migration: name, line, statement: code.slice(0, 160), pattern, rule });
       }
     }
@@ -103,8 +104,8 @@ export async function compatBench(argv: string[]): Promise<void> {
   for (const dir of dirs) {
     const c = await countHistory(dir);
     out.push(`## ${dir}`, "", `${c.migrations} migrations: ${c.expand} expand, ${c.contract} contract`, "");
-    out.push("| statements containing | found | with a contract reason |", "| --- | --- | --- |");
-    for (const [p, v] of Object.entries(c.patterns)) out.push(`| ${p} | ${v.statements} | ${v.contract} |`);
+    out.push("| statements containing | found | with a contract reason | in a contract migration |", "| --- | --- | --- | --- |");
+    for (const [p, v] of Object.entries(c.patterns)) out.push(`| ${p} | ${v.statements} | ${v.contract} | ${v.inContractMigration} |`);
     out.push("", "Reasons by rule: " + Object.entries(c.rules).sort((a, b) => b[1] - a[1]).map(([r, n]) => `${r} ${n}`).join(", "), "");
     const misses = c.hits.filter((h) => !h.rule);
     out.push(`Statements found without a contract reason: ${misses.length}`);

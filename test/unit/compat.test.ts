@@ -214,12 +214,12 @@ describe("classifyMigration", () => {
       ["rename_indexes", "expand"],
     ]);
     expect(count.patterns).toEqual({
-      "DROP COLUMN": { statements: 1, contract: 1 },
+      "DROP COLUMN": { statements: 1, contract: 1, inContractMigration: 1 },
       // A temporary column's rename, the new enum type's rename and two index/constraint renames carry none.
-      RENAME: { statements: 6, contract: 2 },
-      "ALTER ... TYPE": { statements: 2, contract: 2 },
+      RENAME: { statements: 6, contract: 2, inContractMigration: 3 },
+      "ALTER ... TYPE": { statements: 2, contract: 2, inContractMigration: 2 },
       // Set NOT NULL after a default was given: the running version's inserts get the default.
-      "SET NOT NULL": { statements: 1, contract: 0 },
+      "SET NOT NULL": { statements: 1, contract: 0, inContractMigration: 0 },
     });
     expect(count.rules).toEqual({ "drop-column": 1, "change-column-type": 1, "rename-column": 1, "enum-value-removal": 1, "rename-type": 1 });
   });
