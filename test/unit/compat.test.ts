@@ -43,6 +43,8 @@ const RULES: [string, string, string][] = [
   ["add-unique", `ALTER TABLE "User" ADD COLUMN "handle" TEXT DEFAULT 'x';\nCREATE UNIQUE INDEX "User_handle_key" ON "User"("handle");`, `${T}CREATE UNIQUE INDEX "Fresh_a_key" ON "Fresh"("a");`],
   ["add-primary-key", `ALTER TABLE "User" ADD CONSTRAINT "User_pkey" PRIMARY KEY ("email");`, `ALTER TABLE "User" ADD COLUMN "uid" UUID NOT NULL DEFAULT gen_random_uuid();\nALTER TABLE "User" ADD CONSTRAINT "User_pkey" PRIMARY KEY ("uid");`],
   ["add-check", `ALTER TABLE "User" ADD CONSTRAINT "age_check" CHECK ("age" >= 0) NOT VALID;`, `ALTER TABLE "User" ADD COLUMN "score" INTEGER;\nALTER TABLE "User" ADD CONSTRAINT "score_check" CHECK ("score" >= 0) NOT VALID;`],
+  ["add-check", `ALTER TABLE "User" ALTER CONSTRAINT "age_check" ENFORCED;`, `ALTER TABLE "User" ADD CONSTRAINT "age_check" CHECK ("age" >= 0) NOT ENFORCED;`],
+  ["add-unique", `ALTER TABLE "User" ADD CONSTRAINT "User_email_key" UNIQUE ("email");`, `ALTER TABLE "User" ADD CONSTRAINT "User_email_key" UNIQUE USING INDEX "User_email_key";`],
   ["add-exclude", `ALTER TABLE "Booking" ADD CONSTRAINT "no_overlap" EXCLUDE USING gist ("room" WITH =, "during" WITH &&);`, `${T}ALTER TABLE "Fresh" ADD CONSTRAINT "x" EXCLUDE USING gist ("a" WITH =);`],
   [
     "add-foreign-key",
@@ -60,6 +62,7 @@ const RULES: [string, string, string][] = [
   ["revoke", `REVOKE SELECT ON "User" FROM app;`, `GRANT SELECT ON "User" TO app;`],
   ["row-security", `ALTER TABLE "User" ENABLE ROW LEVEL SECURITY;`, `CREATE POLICY p ON "User" USING (true);`],
   ["row-security", `CREATE POLICY p ON "User" AS RESTRICTIVE USING (true);`, `ALTER TABLE "User" DISABLE ROW LEVEL SECURITY;`],
+  ["detach-partition", `ALTER TABLE "Event" DETACH PARTITION "Event_2020" FINALIZE;`, `ALTER TABLE "Post" ALTER CONSTRAINT "Post_authorId_fkey" DEFERRABLE INITIALLY DEFERRED;`],
   ["detach-partition", `ALTER TABLE "Event" DETACH PARTITION "Event_2020";`, `ALTER TABLE "Event" ATTACH PARTITION "Event_2026" FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');`],
   ["alter-domain", `ALTER DOMAIN "email" ADD CONSTRAINT c CHECK (VALUE LIKE '%@%');`, `ALTER DOMAIN "email" SET DEFAULT 'x';`],
   ["unknown-statement", `DO $$ BEGIN EXECUTE 'DROP TABLE ' || 'x'; END $$;`, `DO $$ BEGIN EXECUTE 'ALTER INDEX "a_idx" RENAME TO "b_idx"'; END $$;`],

@@ -52,7 +52,7 @@ export const COMPAT_RULES: Record<string, string> = {
   "drop-default": "DROP DEFAULT (or DROP IDENTITY) on a NOT NULL or existing column: the running version's inserts may rely on the default.",
   "add-unique": "A UNIQUE constraint or unique index on existing columns (or on new ones with a default, or NULLS NOT DISTINCT): the running version's writes can violate it.",
   "add-primary-key": "A PRIMARY KEY on existing columns (or new ones without a generated default): the running version's writes can violate it.",
-  "add-check": "A CHECK constraint on existing columns, NOT VALID or not (NOT VALID only skips existing rows; new writes are checked): the running version's writes can violate it.",
+  "add-check": "A CHECK constraint on existing columns, NOT VALID or not (NOT VALID only skips existing rows; new writes are checked), or ALTER CONSTRAINT ... ENFORCED: the running version's writes can violate it.",
   "add-exclude": "An EXCLUDE constraint on an existing table: the running version's writes can violate it.",
   "add-foreign-key": "A FOREIGN KEY on existing columns, NOT VALID or not (new writes are checked either way), unless it re-creates one of the same name dropped earlier in the migration: the running version's writes can violate it.",
   "delete-all-rows": "TRUNCATE, or DELETE without WHERE, of an existing table: the running version's data disappears under it.",
@@ -611,7 +611,13 @@ function alterTableCmd(cmd: Rec, table: Name, created: Created, objtype: string)
     case "AT_EnableRowSecurity":
     case "AT_ForceRowSecurity":
       return { rule: "row-security", reason: `Row level security on ${show(table)} hides every row no policy grants to the running version.` };
+    case "AT_AlterConstraint": {
+      const alter = (cmd.def as { ATAlterConstraint?: Rec } | undefined)?.ATAlterConstraint ?? {};
+      if (!(alter.alterEnforceability && alter.is_enforced)) return undefined; // deferrability, NOT ENFORCED
+      return { rule: "add-check", reason: `Making constraint "${alter.conname}" of ${show(table)} ENFORCED: the running version's writes are checked from now on and can violate it.` };
+    }
     case "AT_DetachPartition":
+    case "AT_DetachPartitionFinalize":
     case "AT_DropInherit":
       return { rule: "detach-partition", reason: `Detaching from ${show(table)}: its rows disappear from the table the running version queries.` };
     // Nothing the running version's queries can notice.
@@ -651,6 +657,10 @@ function alterTableCmd(cmd: Rec, table: Name, created: Created, objtype: string)
     case "AT_AlterColumnGenericOptions":
     case "AT_GenericOptions":
     case "AT_AddIndex":
+    case "AT_EnableRule":
+    case "AT_EnableAlwaysRule":
+    case "AT_EnableReplicaRule":
+    case "AT_DisableRule":
       return undefined;
     default:
       return { rule: "unknown-statement", reason: `pgstack does not classify ALTER ${objtype.replace("OBJECT_", "")} ... ${String(cmd.subtype).replace("AT_", "")}: assumed to break the running version.` };
@@ -666,7 +676,9 @@ function addConstraint(k: Rec, table: Name, created: Created): Break | undefined
   const name = k.conname ? `"${k.conname}" ` : "";
   switch (String(k.contype)) {
     case "CONSTR_UNIQUE": {
-      if (!k.nulls_not_distinct && !k.indexname && uniqueOnNewColumns(table, strings(k.keys), created)) return undefined;
+      // USING INDEX: the unique index already enforced it.
+      if (k.indexname) return undefined;
+      if (!k.nulls_not_distinct && uniqueOnNewColumns(table, strings(k.keys), created)) return undefined;
       return { rule: "add-unique", reason: `The UNIQUE constraint ${name}on ${show(table)} rejects the running version's writes that duplicate a value.` };
     }
     case "CONSTR_PRIMARY": {
@@ -675,6 +687,8 @@ function addConstraint(k: Rec, table: Name, created: Created): Break | undefined
       return { rule: "add-primary-key", reason: `The PRIMARY KEY ${name}on ${show(table)} rejects the running version's writes that duplicate or leave out a key.` };
     }
     case "CONSTR_CHECK": {
+      // NOT ENFORCED (PostgreSQL 18) checks nothing.
+      if (k.is_enforced !== true) return undefined;
       const columns = findNodes(k.raw_expr, "ColumnRef").map(({ value }) => strings(value.fields).pop() ?? "");
       if (columns.length > 0 && columns.every((c) => created.column(table, c))) return undefined;
       return { rule: "add-check", reason: `The CHECK constraint ${name}on ${show(table)} applies to the running version's new writes${k.skip_validation ? " (NOT VALID only skips existing rows)" : ""}, which can violate it.` };
@@ -682,6 +696,7 @@ function addConstraint(k: Rec, table: Name, created: Created): Break | undefined
     case "CONSTR_EXCLUSION":
       return { rule: "add-exclude", reason: `The EXCLUDE constraint ${name}on ${show(table)} rejects the running version's conflicting writes.` };
     case "CONSTR_FOREIGN": {
+      if (k.is_enforced !== true) return undefined;
       const columns = strings(k.fk_attrs);
       if (columns.length > 0 && columns.every((c) => created.column(table, c))) return undefined;
       if (k.conname && created.droppedConstraints.has(String(k.conname))) return undefined;
