@@ -178,12 +178,21 @@ describe("classifyMigration", () => {
     expect(result.reasons).toHaveLength(1);
   });
 
+  test("an acknowledgement line counts inside a statement too, and several are joined", async () => {
+    const result = await classifyMigration(
+      `-- pgstack:allow-contract first reason\nALTER TABLE "User"\n  -- pgstack:allow-contract second reason\n  DROP COLUMN "legacy";\n`,
+    );
+    expect(result.acknowledged).toBe("first reason; second reason");
+  });
+
   test("an acknowledgement needs a reason, must be a comment, and is not another pgstack:allow", async () => {
     for (const sql of [
       `-- pgstack:allow-contract\nALTER TABLE "User" DROP COLUMN "legacy";`,
       `-- pgstack:allow-contractual because\nALTER TABLE "User" DROP COLUMN "legacy";`,
       `-- pgstack:allow ban-drop-column because\nALTER TABLE "User" DROP COLUMN "legacy";`,
       `SELECT '-- pgstack:allow-contract in a string';\nALTER TABLE "User" DROP COLUMN "legacy";`,
+      `COMMENT ON TABLE "User" IS '\n-- pgstack:allow-contract a line of a string';\nALTER TABLE "User" DROP COLUMN "legacy";`,
+      `CREATE FUNCTION f() RETURNS int AS $$\n-- pgstack:allow-contract a line of a function body\nSELECT 1 $$ LANGUAGE sql;\nALTER TABLE "User" DROP COLUMN "legacy";`,
     ]) {
       const result = await classifyMigration(sql);
       expect(result.compatibility).toBe("contract");

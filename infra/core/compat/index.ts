@@ -1,5 +1,7 @@
 import type { Node } from "libpg-query";
-import { findNodes, loadSqlParser, SourceFile, type ParsedStatement } from "../lint/source";
+import { isPgstackError } from "../errors";
+import { findNodes } from "../lint/source";
+import { loadSqlParser, parseStatements, type Statement } from "../migrations/sql";
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const pgQuery = require("libpg-query") as typeof import("libpg-query");
@@ -137,54 +139,70 @@ interface Break {
 /**
  * Classifies one migration.sql. Never throws for what the file holds: a file
  * PostgreSQL's parser rejects is `contract` (unknown-statement) at the error's
- * line; lint (invalid-sql) and the runner refuse it anyway.
+ * line; lint (invalid-sql) and the runner refuse it anyway. One parse of the
+ * file, shared with the runner's statement splitting (lines as lint reports them).
  */
 export async function classifyMigration(sql: string): Promise<MigrationCompatibility> {
   await loadSqlParser();
-  const source = new SourceFile(sql);
-  const acknowledged = acknowledgement(source);
-  if (source.syntaxError) {
-    const { line } = source.position(source.syntaxError.byte);
+  let parsed: ReturnType<typeof parseStatements>;
+  try {
+    parsed = parseStatements(sql, "migration.sql");
+  } catch (err) {
+    if (!isPgstackError(err) || err.code !== "E_MIGRATION_SYNTAX") throw err;
+    const line = Number(err.details.line ?? 1);
     const reason: CompatibilityReason = {
       statement: (sql.split(/\r?\n/)[line - 1] ?? "").trim(),
       line,
       rule: "unknown-statement",
-      reason: `PostgreSQL's parser rejects this file at line ${line} (${source.syntaxError.message}), so pgstack cannot tell what it changes.`,
+      reason: `PostgreSQL's parser rejects this file at line ${line} (${String(err.details.error ?? "syntax error")}), so pgstack cannot tell what it changes.`,
     };
+    const acknowledged = acknowledgement(sql, []);
     return { compatibility: "contract", reasons: [reason], ...(acknowledged ? { acknowledged } : {}) };
   }
   const created = new Created();
-  const perStatement = source.statements.map((statement) => ({
+  const perStatement = parsed.map(({ statement, node }) => ({
     statement,
-    breaks: classifyStatement(statement.node, created, () => source.bytes.subarray(statement.start, statement.end).toString("utf8")),
+    breaks: classifyStatement(node as unknown as Node, created, () => statement.sql),
   }));
   const reasons: CompatibilityReason[] = [];
   // One reason per breaking action: `ALTER TABLE t DROP CONSTRAINT c, ALTER COLUMN x TYPE ...` gives two, same line.
   for (const { statement, breaks } of perStatement) {
     for (const b of breaks.filter((x) => !x.withdrawn)) {
-      reasons.push({ statement: firstLine(source, statement), line: source.position(statement.start).line, rule: b.rule, reason: b.reason });
+      reasons.push({ statement: statement.sql.split(/\r?\n/)[0].trim(), line: statement.line, rule: b.rule, reason: b.reason });
     }
   }
+  const acknowledged = acknowledgement(sql, parsed.map((p) => p.statement));
   return { compatibility: reasons.length > 0 ? "contract" : "expand", reasons, ...(acknowledged ? { acknowledged } : {}) };
 }
 
-function firstLine(source: SourceFile, statement: ParsedStatement): string {
-  const text = source.bytes.subarray(statement.start, statement.end).toString("utf8");
-  return text.split(/\r?\n/)[0].trim();
-}
+const ALLOW_CONTRACT_LINE = /^[ \t]*--[ \t]*pgstack:allow-contract(?:[ \t]+([^\r\n]*))?[ \t]*\r?$/gm;
 
-/** The reasons of every `-- pgstack:allow-contract <why>` comment (a comment without a reason acknowledges nothing). */
-function acknowledgement(source: SourceFile): string | undefined {
+/**
+ * The reasons of every `-- pgstack:allow-contract <why>` line (one without a
+ * reason acknowledges nothing). Between statements a line starting with `--` is
+ * a comment; inside one (a string or a function body) it is checked with
+ * PostgreSQL's scanner.
+ */
+function acknowledgement(sql: string, statements: Statement[]): string | undefined {
   const whys: string[] = [];
-  for (const t of source.tokens) {
-    if (!t.comment || !t.text.startsWith("--")) continue;
-    const body = t.text.slice(2).trim();
-    if (!body.startsWith(ALLOW_CONTRACT_PREFIX)) continue;
-    const rest = body.slice(ALLOW_CONTRACT_PREFIX.length);
-    if (rest !== "" && !/^\s/.test(rest)) continue; // e.g. pgstack:allow-contractual
-    if (rest.trim()) whys.push(rest.trim());
+  for (const match of sql.matchAll(ALLOW_CONTRACT_LINE)) {
+    const why = (match[1] ?? "").trim();
+    if (!why) continue;
+    const at = match.index! + match[0].indexOf("--");
+    const inside = statements.find((st) => st.offset <= at && at < st.offset + st.sql.length);
+    if (inside && !isCommentAt(inside.sql, at - inside.offset)) continue;
+    whys.push(why);
   }
   return whys.length > 0 ? whys.join("; ") : undefined;
+}
+
+function isCommentAt(text: string, charOffset: number): boolean {
+  const byte = Buffer.byteLength(text.slice(0, charOffset), "utf8");
+  try {
+    return pgQuery.scanSync(text).tokens.some((t) => t.start === byte && t.tokenName === "SQL_COMMENT");
+  } catch {
+    return false;
+  }
 }
 
 // ---------------------------------------------------------------------------
