@@ -5,7 +5,7 @@
  * type or sets NOT NULL is in a migration classified `contract`, with a reason
  * at that statement's line.
  *
- *   npm run bench -- compat <migrations dir>... [--list <rule>]
+ *   npm run bench -- compat <migrations dir>... [--list <rule|all>]
  *
  * Prints per history: migrations, expand/contract, the four counts with how
  * many of them are contract, misses (none expected), and the reasons by rule.
@@ -14,6 +14,7 @@ import { promises as fs } from "node:fs";
 import * as path from "node:path";
 import { classifyMigration, type MigrationCompatibility } from "../infra/core/compat";
 import { loadSqlParser, SourceFile } from "../infra/core/lint/source";
+import { BenchSetupError } from "./lib/common";
 
 export const PATTERNS = {
   "DROP COLUMN": /\bDROP\s+COLUMN\b/i,
@@ -99,7 +100,11 @@ export async function compatBench(argv: string[]): Promise<void> {
   const listIdx = argv.indexOf("--list");
   const list = listIdx >= 0 ? argv[listIdx + 1] : undefined;
   const dirs = argv.filter((_, i) => listIdx < 0 || (i !== listIdx && i !== listIdx + 1));
-  if (dirs.length === 0) throw new Error("usage: npm run bench -- compat <migrations dir>... [--list <rule|miss>]");
+  if (dirs.length === 0) throw new BenchSetupError("usage: npm run bench -- compat <migrations dir>... [--list <rule|all>]: give the folders holding <name>/migration.sql.");
+  for (const dir of dirs) {
+    const ok = await fs.stat(dir).then((st) => st.isDirectory(), () => false);
+    if (!ok) throw new BenchSetupError(`${dir} is not a folder: give the migrations folder of a Prisma history (holding <name>/migration.sql).`);
+  }
   const out: string[] = [];
   for (const dir of dirs) {
     const c = await countHistory(dir);
