@@ -58,11 +58,13 @@ export interface PgStackArgs {
    * drops, renames or retypes what the old version uses; see README
    * "Zero-downtime schema changes"). Either the resources themselves, or a
    * function that receives the expand phase's handle (`PgStack.expanded`,
-   * what the application's resources `dependsOn`) and returns them; it is
-   * called inside the constructor. Default: none, every migration runs before
-   * anything that depends on `ready`, as the old version serves.
+   * what the application's resources `dependsOn`) and the component itself
+   * (its `databaseUrl`, for the application; never its `ready`, which waits
+   * for the contract phase) and returns them; it is called inside the
+   * constructor. Default: none, every migration runs before anything that
+   * depends on `ready`, while the version now running serves.
    */
-  contractAfter?: pulumi.Input<pulumi.Resource>[] | ((expanded: pulumi.Resource[]) => pulumi.Resource[]);
+  contractAfter?: pulumi.Input<pulumi.Resource>[] | ((expanded: pulumi.Resource[], db: PgStack) => pulumi.Resource[]);
 }
 
 /** The keys the tools write into the stack config; they win over the program's arguments. */
@@ -235,27 +237,14 @@ export class PgStack extends pulumi.ComponentResource {
     if (shape) throw withoutStack(new pulumi.ResourceError(shape, this));
     let expandedUrn!: { resolve(urn: string): void; reject(err: unknown): void };
     this.expanded = [new ExpandPhase(new Promise<string>((resolve, reject) => (expandedUrn = { resolve, reject })))];
-    let rollout: pulumi.Input<pulumi.Resource>[] | undefined;
-    if (typeof args.contractAfter === "function") {
-      const returned: unknown = args.contractAfter(this.expanded);
-      const wrong = rolloutError(returned);
-      if (wrong) throw withoutStack(new pulumi.ResourceError(wrong, this));
-      rollout = returned as pulumi.Resource[];
-    } else {
-      rollout = args.contractAfter;
-    }
-    const readyParts: pulumi.Resource[] = [];
-    const defined: Promise<StackOutputs> = defineStack(loaded, projectDir, {
-      observe: programDeps.observe,
-      serveSteps: programDeps.serveSteps,
-      parent: this,
-      ready: readyParts,
-      contractAfter: rollout,
-      expanded: (last) => void last.urn.apply((urn) => expandedUrn.resolve(urn)),
-    }).catch((err) => {
+    // The outputs exist before contractAfter's function runs (it may pass databaseUrl to the application);
+    // the stack is defined once it returned the rollout.
+    let settle!: { resolve(o: Promise<StackOutputs>): void; reject(err: unknown): void };
+    const defined = new Promise<StackOutputs>((resolve, reject) => (settle = { resolve, reject })).catch((err) => {
       expandedUrn.reject(err);
       throw withoutStack(err);
     });
+    const readyParts: pulumi.Resource[] = [];
     // A refusal rejects every output with the same error, which the Pulumi runtime reports once;
     // each of their promises is marked handled so that nothing else reports it again.
     const from = <T>(pick: (o: StackOutputs) => pulumi.Output<T>): pulumi.Output<T> => quiet(pulumi.output(handled(defined.then(pick))) as pulumi.Output<T>);
@@ -265,6 +254,37 @@ export class PgStack extends pulumi.ComponentResource {
     this.rollbackCommand = from((o) => o.rollbackCommand);
     this.pinnedMigration = from((o) => o.pinnedMigration);
     this.ready = quiet(pulumi.output(handled(defined.then(() => [...readyParts]))));
+
+    let rollout: pulumi.Input<pulumi.Resource>[] | undefined;
+    if (typeof args.contractAfter === "function") {
+      // Before anything of the stack is registered: a function that throws, or returns something else, leaves nothing behind.
+      let returned: unknown;
+      try {
+        returned = args.contractAfter(this.expanded, this);
+      } catch (err) {
+        settle.reject(err);
+        throw withoutStack(err);
+      }
+      const wrong = rolloutError(returned);
+      if (wrong) {
+        const err = withoutStack(new pulumi.ResourceError(wrong, this));
+        settle.reject(err);
+        throw err;
+      }
+      rollout = returned as pulumi.Resource[];
+    } else {
+      rollout = args.contractAfter;
+    }
+    settle.resolve(
+      defineStack(loaded, projectDir, {
+        observe: programDeps.observe,
+        serveSteps: programDeps.serveSteps,
+        parent: this,
+        ready: readyParts,
+        contractAfter: rollout,
+        expanded: (last) => void last.urn.apply((urn) => expandedUrn.resolve(urn)),
+      }),
+    );
     // The outputs are the class's fields; registered empty so that a refusal is not reported once more from here.
     this.registerOutputs({});
   }

@@ -52,9 +52,9 @@ afterAll(async () => {
 /** A rollout as an application's program writes it: a command that depends on the expand phase. */
 function rolloutArgs(received: { expanded?: pulumi.Resource[] }) {
   return {
-    contractAfter: (expanded: pulumi.Resource[]) => {
+    contractAfter: (expanded: pulumi.Resource[], db: { databaseUrl: pulumi.Output<string> }) => {
       received.expanded = expanded;
-      return [new command.local.Command("rollout", { create: "true" }, { dependsOn: expanded })];
+      return [new command.local.Command("rollout", { create: "true", environment: { DATABASE_URL: db.databaseUrl } }, { dependsOn: expanded })];
     },
   };
 }
@@ -89,10 +89,17 @@ describe("a rollout wired with pending contract migrations (the previous update 
     expect(received.expanded).toBe(lastComponent!.expanded);
   });
 
+  it("gives the function the component too: the application gets the database URL, as a secret", () => {
+    const rollout = named(run.resources, "rollout");
+    expect(rollout.inputs.environment.DATABASE_URL).toBe(`postgresql://postgres:${PASSWORD}@127.0.0.1:54329/app`);
+    expect(rollout.secretInputs).toContain("environment");
+  });
+
   it("the rollout waits for the expand phase: its last step, after the database and every step before it", () => {
     const rollout = named(run.resources, "rollout");
     expect(rollout.type).toBe(COMMAND);
-    expect(rollout.dependencies).toEqual([named(run.resources, step(ADD)).urn]);
+    // The expand handle's last step, and the database its URL comes from.
+    expect([...rollout.dependencies].sort()).toEqual([step(ADD), "db-cluster"].map((n) => named(run.resources, n).urn).sort());
     // That step comes after the two before it and the snapshot (the database's).
     expect(deps(run, step(ADD))).toEqual(expect.arrayContaining([named(run.resources, step(DROP_OLD)).urn, named(run.resources, "pre-update-copy").urn]));
   });
@@ -142,7 +149,7 @@ describe("no split: the stack registers exactly what it does without a rollout",
     const plain = await dev({ applied });
     expect(shape(wired.resources)).toEqual(shape(plain.resources));
     // The rollout still comes after the whole chain: the expand phase is all of it.
-    expect(named(wired.resources, "rollout").dependencies).toEqual([named(wired.resources, step(LATER)).urn]);
+    expect(named(wired.resources, "rollout").dependencies).toContain(named(wired.resources, step(LATER)).urn);
     expect(wired.sessions[0].releaseAfter).toBeUndefined();
   });
 
