@@ -1,6 +1,8 @@
 import type { Node } from "libpg-query";
-import { PgstackError } from "../errors";
 import { findNodes, loadSqlParser, SourceFile, type ParsedStatement } from "../lint/source";
+
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const pgQuery = require("libpg-query") as typeof import("libpg-query");
 
 /**
  * Whether a migration keeps the application version now running working
@@ -17,14 +19,14 @@ export interface CompatibilityReason {
   line: number;
   /** A stable id from COMPAT_RULES. */
   rule: string;
-  /** One sentence (or one per breaking action of the statement). */
+  /** One sentence. */
   reason: string;
 }
 
 export interface MigrationCompatibility {
   /** "contract" when any statement breaks the running version. */
   compatibility: Compatibility;
-  /** One per breaking statement (empty for expand). */
+  /** One per breaking action, in file order (a statement with two breaking actions gives two, same line); empty for expand. */
   reasons: CompatibilityReason[];
   /** The text of a `-- pgstack:allow-contract <why>` comment, if present. */
   acknowledged?: string;
@@ -36,8 +38,8 @@ export const ALLOW_CONTRACT_PREFIX = "pgstack:allow-contract";
 export const COMPAT_RULES: Record<string, string> = {
   "drop-table": "DROP TABLE (or materialized view, foreign table): the running version's queries on it fail.",
   "drop-column": "DROP COLUMN: the running version still selects and writes it.",
-  "drop-object": "DROP of a view, type, domain, function, procedure, sequence, schema or extension: the running version (or its defaults and casts) may use it.",
-  "drop-unique-index": "DROP INDEX of an index not named as a plain one (Prisma: *_idx, *_index): a unique index may be what an upsert (INSERT ... ON CONFLICT) of the running version needs.",
+  "drop-object": "DROP of a view, function, procedure, schema or extension (a view or function created again by the same migration excepted, like CREATE OR REPLACE), or of a type, domain or sequence with CASCADE: the running version may use it.",
+  "drop-unique-index": "DROP INDEX of an index not named as a plain one (Prisma: *_idx, *_index; also idx_*): a unique index may be what an upsert (INSERT ... ON CONFLICT) of the running version needs.",
   "drop-constraint": "DROP CONSTRAINT not named as a foreign key or check (Prisma: *_fkey, *_check): a primary key or unique constraint may be what an upsert (ON CONFLICT) needs.",
   "rename-table": "RENAME of a table, view or materialized view: the running version uses the old name.",
   "rename-column": "RENAME COLUMN: the running version uses the old name.",
@@ -50,7 +52,7 @@ export const COMPAT_RULES: Record<string, string> = {
   "drop-default": "DROP DEFAULT (or DROP IDENTITY) on a NOT NULL or existing column: the running version's inserts may rely on the default.",
   "add-unique": "A UNIQUE constraint or unique index on existing columns (or on new ones with a default, or NULLS NOT DISTINCT): the running version's writes can violate it.",
   "add-primary-key": "A PRIMARY KEY on existing columns (or new ones without a generated default): the running version's writes can violate it.",
-  "add-check": "A CHECK constraint on existing columns, NOT VALID or not (NOT VALID only skips existing rows; new writes are checked): the running version's writes can violate it.",
+  "add-check": "A CHECK constraint on existing columns, NOT VALID or not (NOT VALID only skips existing rows; new writes are checked), or ALTER CONSTRAINT ... ENFORCED: the running version's writes can violate it.",
   "add-exclude": "An EXCLUDE constraint on an existing table: the running version's writes can violate it.",
   "add-foreign-key": "A FOREIGN KEY on existing columns, NOT VALID or not (new writes are checked either way), unless it re-creates one of the same name dropped earlier in the migration: the running version's writes can violate it.",
   "delete-all-rows": "TRUNCATE, or DELETE without WHERE, of an existing table: the running version's data disappears under it.",
@@ -58,7 +60,7 @@ export const COMPAT_RULES: Record<string, string> = {
   "row-security": "ENABLE/FORCE ROW LEVEL SECURITY, a restrictive policy, or DROP/ALTER POLICY: rows the running version sees can disappear.",
   "detach-partition": "DETACH PARTITION or NO INHERIT: the partition's rows disappear from the table the running version queries.",
   "alter-domain": "ALTER DOMAIN ADD CONSTRAINT / SET NOT NULL / DROP DEFAULT: the running version's writes can violate it.",
-  "unknown-statement": "A statement pgstack does not classify (a DO block's body, an unlisted statement or ALTER TABLE action): assumed to break the running version.",
+  "unknown-statement": "A statement pgstack does not classify (an unlisted statement or ALTER TABLE action, or a DO block that EXECUTEs a string it builds): assumed to break the running version.",
 };
 
 type ColumnState = { notNull: boolean; hasDefault: boolean; uniqueDefault: boolean };
@@ -75,6 +77,12 @@ class Created {
   private readonly columns = new Map<string, Map<string, ColumnState>>();
   readonly droppedConstraints = new Set<string>();
   readonly enumTypes: Name[] = [];
+  /** Existing objects renamed by this migration, under their new name: the rename was the break. */
+  readonly renamedAway: { kind: string; name: Name }[] = [];
+  /** Existing views and functions dropped, by kind:name: creating them again in the migration withdraws the drop. */
+  readonly droppedObjects = new Map<string, Break>();
+  /** DROP DEFAULT on an existing column, by "table.column": a later SET DEFAULT in the migration withdraws it. */
+  readonly droppedDefaults = new Map<string, Break>();
 
   add(kind: string, name: Name | undefined): void {
     if (name) this.objects.push({ kind, name });
@@ -122,36 +130,41 @@ function same(a: Name, b: Name): boolean {
 interface Break {
   rule: string;
   reason: string;
+  /** Withdrawn by a later statement of the same migration (a default dropped, then set again). */
+  withdrawn?: boolean;
 }
 
 /**
- * Classifies one migration.sql. A file PostgreSQL's parser rejects throws
- * E_MIGRATION_SYNTAX (lint reports it as invalid-sql).
+ * Classifies one migration.sql. Never throws for what the file holds: a file
+ * PostgreSQL's parser rejects is `contract` (unknown-statement) at the error's
+ * line; lint (invalid-sql) and the runner refuse it anyway.
  */
 export async function classifyMigration(sql: string): Promise<MigrationCompatibility> {
   await loadSqlParser();
   const source = new SourceFile(sql);
+  const acknowledged = acknowledgement(source);
   if (source.syntaxError) {
     const { line } = source.position(source.syntaxError.byte);
-    throw new PgstackError(
-      "E_MIGRATION_SYNTAX",
-      `The migration has a SQL syntax error at line ${line}: ${source.syntaxError.message}; fix migration.sql and run again.`,
-      { line, error: source.syntaxError.message },
-    );
+    const reason: CompatibilityReason = {
+      statement: (sql.split(/\r?\n/)[line - 1] ?? "").trim(),
+      line,
+      rule: "unknown-statement",
+      reason: `PostgreSQL's parser rejects this file at line ${line} (${source.syntaxError.message}), so pgstack cannot tell what it changes.`,
+    };
+    return { compatibility: "contract", reasons: [reason], ...(acknowledged ? { acknowledged } : {}) };
   }
   const created = new Created();
+  const perStatement = source.statements.map((statement) => ({
+    statement,
+    breaks: classifyStatement(statement.node, created, () => source.bytes.subarray(statement.start, statement.end).toString("utf8")),
+  }));
   const reasons: CompatibilityReason[] = [];
-  for (const statement of source.statements) {
-    const breaks = classifyStatement(statement.node, created);
-    if (breaks.length === 0) continue;
-    reasons.push({
-      statement: firstLine(source, statement),
-      line: source.position(statement.start).line,
-      rule: breaks[0].rule,
-      reason: breaks.map((b) => b.reason).join(" "),
-    });
+  // One reason per breaking action: `ALTER TABLE t DROP CONSTRAINT c, ALTER COLUMN x TYPE ...` gives two, same line.
+  for (const { statement, breaks } of perStatement) {
+    for (const b of breaks.filter((x) => !x.withdrawn)) {
+      reasons.push({ statement: firstLine(source, statement), line: source.position(statement.start).line, rule: b.rule, reason: b.reason });
+    }
   }
-  const acknowledged = acknowledgement(source);
   return { compatibility: reasons.length > 0 ? "contract" : "expand", reasons, ...(acknowledged ? { acknowledged } : {}) };
 }
 
@@ -245,7 +258,7 @@ function isUniqueDefault(expr: unknown): boolean {
 }
 
 /** The breaking actions of one statement, given what the migration created before it (updated). */
-function classifyStatement(node: Node, created: Created): Break[] {
+function classifyStatement(node: Node, created: Created, text: () => string): Break[] {
   const [type] = Object.keys(node);
   const body = (node as unknown as Record<string, Rec>)[type] ?? {};
   switch (type) {
@@ -259,6 +272,7 @@ function classifyStatement(node: Node, created: Created): Break[] {
       return [];
     }
     case "ViewStmt": {
+      recreated(created, "view", rangeName(body.view));
       if (!body.replace) created.add("view", rangeName(body.view));
       return [];
     }
@@ -280,6 +294,7 @@ function classifyStatement(node: Node, created: Created): Break[] {
       created.add("type", listName(body.domainname ?? body.typeName));
       return [];
     case "CreateFunctionStmt":
+      recreated(created, "function", listName(body.funcname));
       if (!body.replace) created.add("function", listName(body.funcname));
       return [];
     case "CreateSchemaStmt":
@@ -360,7 +375,7 @@ function classifyStatement(node: Node, created: Created): Break[] {
       return [];
     }
     case "DoStmt":
-      return [{ rule: "unknown-statement", reason: "A DO block's body is not parsed, so pgstack cannot tell what it changes: assumed to break the running version." }];
+      return doBlock(text(), created);
     default:
       return [{ rule: "unknown-statement", reason: `pgstack does not classify ${type.replace(/Stmt$/, "")} statements: assumed to break the running version.` }];
   }
@@ -388,7 +403,7 @@ function drop(body: Rec, created: Created): Break[] {
   const removeType = String(body.removeType);
   const kind = KIND[removeType];
   const names = ((body.objects as unknown[] | undefined) ?? []).map(objectName);
-  const existing = names.filter((n) => !(kind && created.has(kind, n)));
+  const existing = names.filter((n) => !(kind && (created.has(kind, n) || created.renamedAway.some((r) => r.kind === kind && same(r.name, n!)))));
   for (const n of names) if (kind && n) created.remove(kind, n);
   if (existing.length === 0) return [];
   const list = existing.map(show).join(", ");
@@ -398,11 +413,19 @@ function drop(body: Rec, created: Created): Break[] {
     case "OBJECT_FOREIGN_TABLE":
       return [{ rule: "drop-table", reason: `Dropping ${list}: the running version's queries on it fail.` }];
     case "OBJECT_INDEX": {
-      const unique = existing.filter((n) => !/(_idx|_index)$/i.test(n?.name ?? ""));
+      // Prisma names a plain index <table>_<columns>_idx (before 3.0: <table>.<columns>_index); people often idx_<...>.
+      const unique = existing.filter((n) => !/(^|[_.])(idx|index)($|_)/i.test(n?.name ?? ""));
       return unique.length === 0
         ? []
         : [{ rule: "drop-unique-index", reason: `Dropping index ${unique.map(show).join(", ")}: if it is unique, an upsert (INSERT ... ON CONFLICT) of the running version on its columns fails.` }];
     }
+    case "OBJECT_TYPE":
+    case "OBJECT_DOMAIN":
+    case "OBJECT_SEQUENCE":
+      // Without CASCADE PostgreSQL refuses to drop a type a column or function uses, or a sequence a
+      // default uses: what remains is unused by the running version's tables (raw SQL naming it aside).
+      if (body.behavior !== "DROP_CASCADE") return [];
+      return existing.map((n) => ({ rule: "drop-object", reason: `Dropping ${removeType === "OBJECT_SEQUENCE" ? "sequence" : "type"} ${show(n)} with CASCADE also drops the columns and defaults that use it.` }));
     case "OBJECT_TRIGGER":
     case "OBJECT_RULE":
     case "OBJECT_STATISTIC_EXT":
@@ -413,9 +436,19 @@ function drop(body: Rec, created: Created): Break[] {
       return [];
     case "OBJECT_POLICY":
       return [{ rule: "row-security", reason: `Dropping policy ${list}: rows it let the running version see can disappear.` }];
-    default:
-      return [{ rule: "drop-object", reason: `Dropping ${removeType.replace("OBJECT_", "").toLowerCase().replace(/_/g, " ")} ${list}: the running version may use it.` }];
+    default: {
+      const what = removeType.replace("OBJECT_", "").toLowerCase().replace(/_/g, " ");
+      const breaks = existing.map((n) => ({ rule: "drop-object", reason: `Dropping ${what} ${show(n)}: the running version may use it.` }));
+      // A view or function created again under the same name later in the migration: like CREATE OR REPLACE.
+      if (kind === "view" || kind === "function") existing.forEach((n, i) => n && created.droppedObjects.set(`${kind}:${n.name}`, breaks[i]));
+      return breaks;
+    }
   }
+}
+
+function recreated(created: Created, kind: string, name: Name | undefined): void {
+  const dropped = name ? created.droppedObjects.get(`${kind}:${name.name}`) : undefined;
+  if (dropped) dropped.withdrawn = true;
 }
 
 function rename(body: Rec, created: Created): Break[] {
@@ -440,6 +473,7 @@ function rename(body: Rec, created: Created): Break[] {
         created.rename(kind, relation, newname);
         return [];
       }
+      if (relation) created.renamedAway.push({ kind, name: { schema: relation.schema, name: newname } });
       return [{ rule: "rename-table", reason: `Renaming ${show(relation)} to "${newname}": the running version still uses ${show(relation)}.` }];
     }
     case "OBJECT_TYPE":
@@ -456,6 +490,7 @@ function rename(body: Rec, created: Created): Break[] {
         if (kind === "type") for (const e of created.enumTypes) if (same(e, name)) e.name = newname;
         return [];
       }
+      if (name) created.renamedAway.push({ kind, name: { schema: name.schema, name: newname } });
       return [{ rule: "rename-type", reason: `Renaming ${show(name)} to "${newname}": the running version still uses ${show(name)}.` }];
     }
     // Names the application never writes in its queries.
@@ -545,13 +580,20 @@ function alterTableCmd(cmd: Rec, table: Name, created: Created, objtype: string)
           newCol.hasDefault = true;
           newCol.uniqueDefault = isUniqueDefault(cmd.def);
         }
+        // Prisma drops a default around a column type change and sets it again: the running version never sees it gone.
+        const dropped = created.droppedDefaults.get(`${table.name}.${col}`);
+        if (dropped) dropped.withdrawn = true;
         return undefined;
       }
       if (newCol) {
         newCol.hasDefault = false;
         return newCol.notNull ? { rule: "drop-default", reason: `DROP DEFAULT on the new NOT NULL ${where}: the running version's inserts leave it out and fail.` } : undefined;
       }
-      return { rule: "drop-default", reason: `DROP DEFAULT on ${where}: the running version's inserts may rely on the default.` };
+      {
+        const b: Break = { rule: "drop-default", reason: `DROP DEFAULT on ${where}: the running version's inserts may rely on the default.` };
+        created.droppedDefaults.set(`${table.name}.${col}`, b);
+        return b;
+      }
     case "AT_DropIdentity":
       if (newCol) return undefined;
       return { rule: "drop-default", reason: `DROP IDENTITY on ${where}: the running version's inserts rely on the generated value.` };
@@ -569,7 +611,13 @@ function alterTableCmd(cmd: Rec, table: Name, created: Created, objtype: string)
     case "AT_EnableRowSecurity":
     case "AT_ForceRowSecurity":
       return { rule: "row-security", reason: `Row level security on ${show(table)} hides every row no policy grants to the running version.` };
+    case "AT_AlterConstraint": {
+      const alter = (cmd.def as { ATAlterConstraint?: Rec } | undefined)?.ATAlterConstraint ?? {};
+      if (!(alter.alterEnforceability && alter.is_enforced)) return undefined; // deferrability, NOT ENFORCED
+      return { rule: "add-check", reason: `Making constraint "${alter.conname}" of ${show(table)} ENFORCED: the running version's writes are checked from now on and can violate it.` };
+    }
     case "AT_DetachPartition":
+    case "AT_DetachPartitionFinalize":
     case "AT_DropInherit":
       return { rule: "detach-partition", reason: `Detaching from ${show(table)}: its rows disappear from the table the running version queries.` };
     // Nothing the running version's queries can notice.
@@ -609,6 +657,10 @@ function alterTableCmd(cmd: Rec, table: Name, created: Created, objtype: string)
     case "AT_AlterColumnGenericOptions":
     case "AT_GenericOptions":
     case "AT_AddIndex":
+    case "AT_EnableRule":
+    case "AT_EnableAlwaysRule":
+    case "AT_EnableReplicaRule":
+    case "AT_DisableRule":
       return undefined;
     default:
       return { rule: "unknown-statement", reason: `pgstack does not classify ALTER ${objtype.replace("OBJECT_", "")} ... ${String(cmd.subtype).replace("AT_", "")}: assumed to break the running version.` };
@@ -624,7 +676,9 @@ function addConstraint(k: Rec, table: Name, created: Created): Break | undefined
   const name = k.conname ? `"${k.conname}" ` : "";
   switch (String(k.contype)) {
     case "CONSTR_UNIQUE": {
-      if (!k.nulls_not_distinct && !k.indexname && uniqueOnNewColumns(table, strings(k.keys), created)) return undefined;
+      // USING INDEX: the unique index already enforced it.
+      if (k.indexname) return undefined;
+      if (!k.nulls_not_distinct && uniqueOnNewColumns(table, strings(k.keys), created)) return undefined;
       return { rule: "add-unique", reason: `The UNIQUE constraint ${name}on ${show(table)} rejects the running version's writes that duplicate a value.` };
     }
     case "CONSTR_PRIMARY": {
@@ -633,6 +687,8 @@ function addConstraint(k: Rec, table: Name, created: Created): Break | undefined
       return { rule: "add-primary-key", reason: `The PRIMARY KEY ${name}on ${show(table)} rejects the running version's writes that duplicate or leave out a key.` };
     }
     case "CONSTR_CHECK": {
+      // NOT ENFORCED (PostgreSQL 18) checks nothing.
+      if (k.is_enforced !== true) return undefined;
       const columns = findNodes(k.raw_expr, "ColumnRef").map(({ value }) => strings(value.fields).pop() ?? "");
       if (columns.length > 0 && columns.every((c) => created.column(table, c))) return undefined;
       return { rule: "add-check", reason: `The CHECK constraint ${name}on ${show(table)} applies to the running version's new writes${k.skip_validation ? " (NOT VALID only skips existing rows)" : ""}, which can violate it.` };
@@ -640,6 +696,7 @@ function addConstraint(k: Rec, table: Name, created: Created): Break | undefined
     case "CONSTR_EXCLUSION":
       return { rule: "add-exclude", reason: `The EXCLUDE constraint ${name}on ${show(table)} rejects the running version's conflicting writes.` };
     case "CONSTR_FOREIGN": {
+      if (k.is_enforced !== true) return undefined;
       const columns = strings(k.fk_attrs);
       if (columns.length > 0 && columns.every((c) => created.column(table, c))) return undefined;
       if (k.conname && created.droppedConstraints.has(String(k.conname))) return undefined;
@@ -648,5 +705,55 @@ function addConstraint(k: Rec, table: Name, created: Created): Break | undefined
     default:
       // NOT NULL / DEFAULT / identity / generated on ADD COLUMN are handled with the column.
       return undefined;
+  }
+}
+
+/**
+ * A DO block: its body parsed by PL/pgSQL's own parser, and each SQL statement
+ * in it classified as if it ran (conditions are not evaluated). Dynamic SQL
+ * (EXECUTE) cannot be read: unknown.
+ */
+function doBlock(text: string, created: Created): Break[] {
+  const unknown: Break = { rule: "unknown-statement", reason: "This DO block runs SQL pgstack cannot read (EXECUTE of a built string, or a body it cannot parse): assumed to break the running version." };
+  let tree: unknown;
+  try {
+    tree = pgQuery.parsePlPgSQLSync(text);
+  } catch {
+    return [unknown];
+  }
+  if (findNodes(tree, "PLpgSQL_stmt_dynfors").length > 0) return [unknown];
+  const queries: string[] = [];
+  // EXECUTE of a string constant is as readable as the statement itself; of anything built, it is not.
+  for (const { value } of findNodes(tree, "PLpgSQL_stmt_dynexecute")) {
+    const constant = stringConstant((value.query as { PLpgSQL_expr?: { query?: string } } | undefined)?.PLpgSQL_expr?.query);
+    if (constant === undefined) return [unknown];
+    queries.push(constant);
+  }
+  // parseMode 0: a whole statement (the others are expressions, e.g. an IF's condition or EXECUTE's string).
+  for (const { value } of findNodes(tree, "PLpgSQL_expr")) {
+    if (Number(value.parseMode ?? 0) === 0 && typeof value.query === "string") queries.push(value.query);
+  }
+  const breaks: Break[] = [];
+  for (const query of queries) {
+    let stmts: { stmt?: Node }[];
+    try {
+      stmts = pgQuery.parseSync(query).stmts ?? [];
+    } catch {
+      return [unknown];
+    }
+    for (const s of stmts) if (s.stmt) breaks.push(...classifyStatement(s.stmt, created, () => query));
+  }
+  return breaks;
+}
+
+/** The value of an expression that is a single string literal ('...' or $$...$$), else undefined. */
+function stringConstant(expr: string | undefined): string | undefined {
+  if (!expr) return undefined;
+  try {
+    const target = findNodes(pgQuery.parseSync(`SELECT ${expr}`).stmts?.[0]?.stmt, "ResTarget");
+    const val = target.length === 1 ? (target[0].value.val as { A_Const?: { sval?: { sval?: string } } } | undefined) : undefined;
+    return val?.A_Const?.sval?.sval;
+  } catch {
+    return undefined;
   }
 }
