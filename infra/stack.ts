@@ -55,11 +55,8 @@ export async function readMigrations(projectDir: string, migrationsDir: string):
     const found = await discoverMigrations(path.join(projectDir, migrationsDir));
     const modes = await modesOf(found);
     const compatibility = new Map<string, MigrationCompatibility>();
-    for (const m of found) {
-      // A file that does not parse has no classification (its step fails with the SQL error).
-      const c = await classifyMigration(m.sql).catch(() => undefined);
-      if (c) compatibility.set(m.name, c);
-    }
+    // SQL that does not parse comes back `contract` (rule unknown-statement): it cannot be shown harmless.
+    for (const m of found) compatibility.set(m.name, await classifyMigration(m.sql));
     return found.map((m) => ({ name: m.name, checksum: m.checksum, mode: modes.get(m.name), compatibility: compatibility.get(m.name) }));
   } catch (err) {
     if (isPgstackError(err)) throw new pulumi.RunError(err.message);

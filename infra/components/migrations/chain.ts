@@ -18,7 +18,7 @@ export interface ChainMigration {
   /**
    * Whether the application version now running keeps working once it ran
    * (`expand`) or not (`contract`), with the statements and reasons
-   * (core/compat); undefined when its SQL does not parse.
+   * (core/compat); SQL that does not parse is `contract`.
    */
   compatibility?: MigrationCompatibility;
 }
