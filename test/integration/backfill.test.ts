@@ -13,6 +13,7 @@ import * as path from "node:path";
 import { Client } from "pg";
 import { pgstack } from "../support/cli";
 import { createTestDatabase, withDb } from "../support/cluster";
+import { eventually } from "../support/data";
 import { migrationsDir } from "../support/fixtures";
 
 jest.setTimeout(180_000);
@@ -120,11 +121,18 @@ describe("a split's backfill under pgstack apply", () => {
     await holder.connect();
     await holder.query("BEGIN");
     await holder.query(`UPDATE t SET a = a WHERE id = 1500`);
-    const release = setTimeout(() => void holder.query("COMMIT"), 1500);
-    const r = await pgstack(["apply", "--all", "--dir", dir, "--to", BACKFILL, "--lock-timeout", "200", "--retry-delay", "300", "--retries", "5"], { DATABASE_URL: url });
-    clearTimeout(release);
-    await holder.query("COMMIT").catch(() => undefined);
+    const running = pgstack(["apply", "--all", "--dir", dir, "--to", BACKFILL, "--lock-timeout", "200", "--retry-delay", "300", "--retries", "5"], { DATABASE_URL: url });
+    // Held until the backfill has waited on it and timed out at least once.
+    const waited = await eventually(async () => {
+      // Another session: pg_stat_activity stays as first read for the rest of a transaction.
+      const { rows } = await withDb(url, (c) => c.query(`SELECT 1 FROM pg_stat_activity WHERE application_name = 'pgstack' AND wait_event_type = 'Lock'`));
+      return rows.length > 0;
+    }, 30_000, 10);
+    expect(waited).toBe(true);
+    await new Promise((r) => setTimeout(r, 800));
+    await holder.query("COMMIT");
     await holder.end();
+    const r = await running;
     expect(r.code).toBe(0);
     expect(r.stderr).toMatch(/batch 1 \(id from 1\): canceling statement due to lock timeout; retry 1 of 5 in 300 ms/);
     const left = await withDb(url, async (c) => (await c.query(`SELECT count(*)::int AS n FROM t WHERE b IS DISTINCT FROM a`)).rows[0].n);

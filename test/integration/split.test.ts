@@ -9,6 +9,7 @@
  */
 import { promises as fs } from "node:fs";
 import * as path from "node:path";
+import { classifyMigration } from "../../infra/core/compat";
 import { pgstack } from "../support/cli";
 import { createTestDatabase, withDb } from "../support/cluster";
 import { migrationsDir } from "../support/fixtures";
@@ -76,6 +77,19 @@ CREATE TABLE "notes" ("id" INTEGER);
     expect(expand).toContain(`ALTER TABLE "users" ADD COLUMN "full_name" text;`);
     expect(expand).toContain(`CREATE TABLE "notes" ("id" INTEGER);`);
     expect(expand).not.toContain("ALTER INDEX");
+
+    // Classified as the phases need them: everything but the contract part runs before the rollout (the
+    // unique index waits for it: the old column's unique index guards the same values until then).
+    const classes: Record<string, string> = {};
+    for (const f of (await folders(dir)).filter((f) => f.startsWith("20250102"))) {
+      classes[f] = (await classifyMigration(await fs.readFile(path.join(dir, f, "migration.sql"), "utf8"))).compatibility;
+    }
+    expect(classes).toEqual({
+      "20250102000000_rename_name_1_expand": "expand",
+      "20250102000000_rename_name_2_backfill": "expand",
+      "20250102000000_rename_name_2_index": "contract",
+      "20250102000000_rename_name_3_contract": "contract",
+    });
 
     await ok(["apply", "--all", "--to", "20250102000000_rename_name_1_expand", "--dir", dir], url);
     await withDb(url, async (c) => {
@@ -189,8 +203,8 @@ describe("pgstack split: a type change", () => {
 describe("pgstack split refuses, in one sentence, and writes nothing", () => {
   const cases: [string, string, RegExp][] = [
     ["no rename or type change", `CREATE TABLE "x" ("id" INTEGER);`, /neither renames a column .* nor changes a column's type/],
-    ["a DROP COLUMN beside the rename", `ALTER TABLE "t" RENAME COLUMN "a" TO "b";\nALTER TABLE "t" DROP COLUMN "other";`, /Line 2 of .* \(ship the application version that no longer reads it first, then drop it/],
-    ["a SET NOT NULL beside the rename", `ALTER TABLE "t" RENAME COLUMN "a" TO "b";\nALTER TABLE "t" ALTER COLUMN "other" SET NOT NULL;`, /add a CHECK \(other IS NOT NULL\) NOT VALID, VALIDATE it, then SET NOT NULL/],
+    ["a DROP COLUMN beside the rename", `ALTER TABLE "t" RENAME COLUMN "a" TO "b";\nALTER TABLE "t" DROP COLUMN "other";`, /Line 2 of \S+ also breaks the running application \(drop-column\): ship the application version that no longer reads the column first, then drop it in a later migration; move it out/],
+    ["a SET NOT NULL beside the rename", `ALTER TABLE "t" RENAME COLUMN "a" TO "b";\nALTER TABLE "t" ALTER COLUMN "other" SET NOT NULL;`, /\(set-not-null\): add a CHECK \(\.\.\. IS NOT NULL\) NOT VALID, VALIDATE it, then SET NOT NULL/],
     ["a type with no way back", `ALTER TABLE "t" ALTER COLUMN "a" TYPE int4range USING int4range("a", "a" + 1);`, /There is no way back from int4range to integer/],
     ["a column under a foreign key", `ALTER TABLE "child" RENAME COLUMN "t_id" TO "parent_id";`, /foreign key child_t_id_fkey/],
     ["the primary key", `ALTER TABLE "t" ALTER COLUMN "id" TYPE BIGINT;`, /is the table's primary key/],

@@ -333,7 +333,10 @@ BEGIN
   RETURN NEW;
 END
 $pgstack$;`,
-    `CREATE TRIGGER ${quoteIdent(fn)} BEFORE INSERT OR UPDATE ON ${table} FOR EACH ROW EXECUTE FUNCTION ${fnQ}();`,
+    // The function runs only for a row whose columns are out of step (WHEN is evaluated without calling
+    // PL/pgSQL): the backfill's own UPDATE, which writes new = f(old), costs no call. A USING expression,
+    // read through a subquery, cannot go in WHEN: then every write calls the function.
+    `CREATE TRIGGER ${quoteIdent(fn)} BEFORE INSERT OR UPDATE ON ${table} FOR EACH ROW${change.using ? "" : ` WHEN (NEW.${newQ} IS DISTINCT FROM ${f})`} EXECUTE FUNCTION ${fnQ}();`,
   ];
 
   const backfill = [
