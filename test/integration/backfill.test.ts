@@ -117,6 +117,9 @@ describe("a split's backfill under pgstack apply", () => {
 
   test("a batch that meets the application's row lock backs off under lock_timeout, retries, and completes", async () => {
     const { url, dir } = await setUp("backfill_lock");
+    // status (and plan, and the preview's --mode) say how it runs: not atomic.
+    const status = JSON.parse((await pgstack(["status", "--json", "--dir", dir], { DATABASE_URL: url })).stdout);
+    expect(status.migrations.find((m: { name: string }) => m.name === BACKFILL)).toMatchObject({ state: "pending", mode: "batches", atomic: false });
     const holder = new Client({ connectionString: url });
     await holder.connect();
     await holder.query("BEGIN");
