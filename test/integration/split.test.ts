@@ -64,7 +64,12 @@ CREATE TABLE "notes" ("id" INTEGER);
     await withDb(url, (c) => c.query(`INSERT INTO users (name, age) SELECT 'user' || g, g FROM generate_series(1, 2500) g`));
 
     const split = await ok(["split", "rename_name", "--dir", dir, "--batch", "1000"], url);
-    expect(split.stdout).toContain("Split 20250102000000_rename_name into 20250102000000_rename_name_1_expand, 20250102000000_rename_name_2_backfill, 20250102000000_rename_name_2_index, 20250102000000_rename_name_3_contract.");
+    expect(split.stdout.trim().split("\n")).toEqual([
+      "Split 20250102000000_rename_name into 20250102000000_rename_name_1_expand, 20250102000000_rename_name_2_backfill, 20250102000000_rename_name_2_index, 20250102000000_rename_name_3_contract.",
+      "Deploy 20250102000000_rename_name_1_expand and 20250102000000_rename_name_2_backfill (the old application version keeps working), then the application version that reads and writes users.full_name, then 20250102000000_rename_name_3_contract once no instance of the old version runs.",
+      "20250102000000_rename_name_2_index builds the old column's indexes on the new one, before 20250102000000_rename_name_3_contract, on either side of the rollout.",
+      "Until 20250102000000_rename_name_3_contract runs, a trigger keeps name and full_name in step.",
+    ]);
     expect(await folders(dir)).toEqual([
       INIT,
       "20250102000000_rename_name_1_expand",

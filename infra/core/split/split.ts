@@ -307,10 +307,10 @@ async function planSql(
   const fnQ = qualify(fn);
   const f = forwardOf("NEW");
   const header = (part: string, what: string) =>
-    [`-- pgstack split: ${part} of the change to ${change.table}.${change.column}${renamed ? ` (renamed to ${change.newName})` : ""}${retyped ? ` (type ${facts.type} -> ${newType})` : ""}.`, ...what.split("\n").map((l) => `-- ${l}`)].join("\n");
+    [`-- pgstack split: ${part}, of the change to ${change.table}.${change.column}${renamed ? ` (renamed to ${change.newName})` : ""}${retyped ? ` (type ${facts.type} -> ${newType})` : ""}.`, ...what.split("\n").map((l) => `-- ${l}`)].join("\n");
 
   const expand = [
-    header("1 of 3, expand", `The new column, nullable and without a default until the contract step, and a trigger that keeps\n${change.column} and ${newColumn} in step in both directions while both application versions write.`),
+    header("expand (1/3)", `The new column, nullable and without a default until the contract step, and a trigger that keeps\n${change.column} and ${newColumn} in step in both directions while both application versions write.`),
     `ALTER TABLE ${table} ADD COLUMN ${newQ} ${newType}${collate};`,
     `CREATE FUNCTION ${fnQ}() RETURNS trigger LANGUAGE plpgsql AS $pgstack$
 BEGIN
@@ -341,7 +341,7 @@ $pgstack$;`,
 
   const backfill = [
     `${BACKFILL_DIRECTIVE} key=${quoteIdent(facts.key!.name)} batch=${batch}`,
-    header("2 of 3, backfill", `Copies ${change.column} into ${newColumn} for the rows written before the expand step. prisma migrate deploy runs\nthis UPDATE as it stands; pgstack runs it in batches of ${batch} rows by ${facts.key!.name}, each its own short transaction,\nand continues from the first row still to copy after an interruption.`),
+    header("backfill (2/3)", `Copies ${change.column} into ${newColumn} for the rows written before the expand step. prisma migrate deploy runs\nthis UPDATE as it stands; pgstack runs it in batches of ${batch} rows by ${facts.key!.name}, each its own short transaction,\nand continues from the first row still to copy after an interruption.`),
     `UPDATE ${table} SET ${newQ} = ${forwardSql} WHERE ${newQ} IS DISTINCT FROM ${forwardSql};`,
   ];
 
@@ -359,7 +359,7 @@ $pgstack$;`,
       .join(", ");
     indexSql.push(
       [
-        header("index", `${ix.name} of ${change.column}, built on ${newColumn} without blocking writes (CONCURRENTLY, so alone in its migration).`),
+        header("index (between 2/3 and 3/3)", `${ix.name} of ${change.column}, built on ${newColumn} without blocking writes (CONCURRENTLY, so alone in its migration).`),
         `CREATE ${ix.unique ? "UNIQUE " : ""}INDEX CONCURRENTLY ${quoteIdent(buildName)} ON ${table} USING ${ix.method} (${cols});`,
       ].join("\n"),
     );
@@ -374,7 +374,7 @@ $pgstack$;`,
   const finalQ = quoteIdent(change.newName);
   const contract = [
     header(
-      "3 of 3, contract",
+      "contract (3/3)",
       `Run once every application instance is the new version. ${facts.notNull ? `NOT NULL comes from a CHECK validated without blocking writes\n(each statement before BEGIN commits on its own); then, in` : "In"} one short transaction: the trigger and the old column go${!renamed ? ",\nthe new column takes the old name" : ""}${facts.default ? ", the default is set" : ""}.`,
     ),
     ...(facts.notNull
