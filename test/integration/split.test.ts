@@ -205,6 +205,38 @@ describe("pgstack split: a type change", () => {
   });
 });
 
+describe("pgstack split: a rename and a type change of the same column", () => {
+  test.each([
+    ["the type change first, USING the old name", `ALTER TABLE "orders" ALTER COLUMN "qty" TYPE TEXT USING ("qty"::text || ' pcs');\nALTER TABLE "orders" RENAME COLUMN "qty" TO "quantity";`, "text", (v: number) => `${v} pcs`],
+    ["the rename first", `ALTER TABLE "orders" RENAME COLUMN "qty" TO "quantity";\nALTER TABLE "orders" ALTER COLUMN "quantity" SET DATA TYPE BIGINT;`, "bigint", (v: number) => String(v)],
+  ])("%s: the old version writes qty, the new one quantity, each reads the other's", async (_what, sql, type, f) => {
+    const url = await createTestDatabase("split_both");
+    const dir = await migrationsDir({
+      [INIT]: `CREATE TABLE "orders" ("id" SERIAL PRIMARY KEY, "qty" INTEGER NOT NULL);\n`,
+      "20250102000000_quantity": sql + "\n",
+    });
+    await ok(["apply", INIT, "--dir", dir], url);
+    await withDb(url, (c) => c.query(`INSERT INTO orders (qty) SELECT g FROM generate_series(1, 300) g`));
+    await ok(["split", "quantity", "--dir", dir], url);
+    await ok(["apply", "--all", "--to", "20250102000000_quantity_1_expand", "--dir", dir], url);
+    await withDb(url, async (c) => {
+      const v1 = (await c.query(`INSERT INTO orders (qty) VALUES (41) RETURNING qty, quantity`)).rows[0];
+      expect(v1).toEqual({ qty: 41, quantity: f(41) });
+      // The new version writes the new type; the old column gets it back through the cast (text '42' -> 42 here).
+      const v2 = (await c.query(`INSERT INTO orders (quantity) VALUES ($1) RETURNING qty, quantity`, [type === "text" ? "42" : 42])).rows[0];
+      expect(v2).toEqual({ qty: 42, quantity: "42" });
+    });
+    await ok(["apply", "--all", "--dir", dir], url);
+    const after = await columns(url, "orders");
+    expect(after.columns.map((c: any) => [c.column_name, c.data_type, c.is_nullable])).toEqual([
+      ["id", "integer", "NO"],
+      ["quantity", type, "NO"],
+    ]);
+    const rows = await withDb(url, async (c) => (await c.query(`SELECT id, quantity FROM orders WHERE id <= 300 ORDER BY id`)).rows);
+    expect(rows.map((r: any) => String(r.quantity))).toEqual(Array.from({ length: 300 }, (_, i) => f(i + 1)));
+  });
+});
+
 describe("pgstack split refuses, in one sentence, and writes nothing", () => {
   const cases: [string, string, RegExp][] = [
     ["no rename or type change", `CREATE TABLE "x" ("id" INTEGER);`, /neither renames a column .* nor changes a column's type/],
