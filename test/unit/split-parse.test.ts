@@ -36,6 +36,11 @@ describe("what split reads in a migration", () => {
     expect(err.message).toMatch(message);
   });
 
+  test("a rename of a column the migration itself creates is nothing to split", async () => {
+    const err = await expectFailure(parseSplitInput(`CREATE TABLE "n" ("a" int);\nALTER TABLE "n" RENAME COLUMN "a" TO "b";`, "m"));
+    expect(err.message).toBe("Migration m changes only what it creates itself, so the running application keeps working through it: there is nothing to split, apply it as it is.");
+  });
+
   test("a statement acting on what the migration itself creates does not stop it", async () => {
     const { others } = await parseSplitInput(`CREATE TABLE "tmp" (id int);\nALTER TABLE "t" RENAME COLUMN "a" TO "b";\nDROP TABLE "tmp";\n`, "m");
     expect(others).toHaveLength(2);

@@ -78,6 +78,12 @@ export async function parseSplitInput(sql: string, migrationName: string): Promi
       `Migration ${migrationName} changes more than one column (again at line ${extra.line}): split turns one column at a time, so move each other change into a migration of its own and split each.`,
     );
   }
+  if ((await classifyMigration(sql)).compatibility === "expand") {
+    throw new PgstackError(
+      "E_SPLIT",
+      `Migration ${migrationName} changes only what it creates itself, so the running application keeps working through it: there is nothing to split, apply it as it is.`,
+    );
+  }
   const rename = renames[0];
   const retype = retypes[0];
   if (rename && retype) {
