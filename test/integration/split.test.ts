@@ -96,6 +96,11 @@ CREATE TABLE "notes" ("id" INTEGER);
       "20250102000000_rename_name_3_contract": "contract",
     });
 
+    // Lint passes them (warnings only): the contract part accepts its DROP COLUMN with a reason.
+    const lint = await pgstack(["lint", "--dir", dir], { DATABASE_URL: url });
+    expect(lint.stdout).toMatch(/0 blocking, \d+ warning\(s\), 1 accepted/);
+    expect(lint.code).toBe(0);
+
     await ok(["apply", "--all", "--to", "20250102000000_rename_name_1_expand", "--dir", dir], url);
     await withDb(url, async (c) => {
       // v1: knows only "name".

@@ -383,6 +383,8 @@ $pgstack$;`,
     "BEGIN;",
     `DROP TRIGGER ${quoteIdent(fn)} ON ${table};`,
     `DROP FUNCTION ${fnQ}();`,
+    // Lint's ban-drop-column asks for this acceptance: the values live on in the new column, which the new version uses.
+    `-- pgstack:allow ban-drop-column its values were copied to ${newColumn}${renamed ? ", which the new application version uses" : ", which takes its name next"}`,
     `ALTER TABLE ${table} DROP COLUMN ${oldQ};`,
     ...(!renamed ? [`ALTER TABLE ${table} RENAME COLUMN ${newQ} TO ${finalQ};`] : []),
     ...(facts.notNull ? [`ALTER TABLE ${table} ALTER COLUMN ${finalQ} SET NOT NULL;`, `ALTER TABLE ${table} DROP CONSTRAINT ${quoteIdent(check)};`] : []),
