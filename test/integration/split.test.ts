@@ -284,6 +284,20 @@ describe("pgstack split refuses, in one sentence, and writes nothing", () => {
     expect(await folders(dir)).toEqual(listing);
   });
 
+  test("a folder holding more than migration.sql", async () => {
+    const url = await createTestDatabase("split_refuse");
+    const dir = await migrationsDir({
+      [INIT]: `CREATE TABLE "t" ("id" INTEGER PRIMARY KEY, "a" INTEGER);\n`,
+      "20250102000000_rename": `ALTER TABLE "t" RENAME COLUMN "a" TO "b";\n`,
+    });
+    await fs.writeFile(path.join(dir, "20250102000000_rename", "down.sql"), `ALTER TABLE "t" RENAME COLUMN "b" TO "a";\n`);
+    await ok(["apply", INIT, "--dir", dir], url);
+    const r = await pgstack(["split", "rename", "--dir", dir], { DATABASE_URL: url });
+    expect(r.code).toBe(1);
+    expectOneSentence(r.stderr, /^pgstack: Migration folder 20250102000000_rename holds down\.sql besides migration\.sql, which split would not know where to put: move it out, then split\.$/);
+    expect(await folders(dir)).toEqual([INIT, "20250102000000_rename"]);
+  });
+
   test("a database that has not applied the migrations before it", async () => {
     const url = await createTestDatabase("split_refuse");
     const dir = await migrationsDir({
