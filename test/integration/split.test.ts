@@ -249,13 +249,14 @@ describe("pgstack split refuses, in one sentence, and writes nothing", () => {
     ["a SET NOT NULL beside the rename", `ALTER TABLE "t" RENAME COLUMN "a" TO "b";\nALTER TABLE "t" ALTER COLUMN "other" SET NOT NULL;`, /\(set-not-null\): add a CHECK \(\.\.\. IS NOT NULL\) NOT VALID, VALIDATE it, then SET NOT NULL/],
     ["a type with no way back", `ALTER TABLE "t" ALTER COLUMN "a" TYPE int4range USING int4range("a", "a" + 1);`, /There is no way back from int4range to integer/],
     ["a column under a foreign key", `ALTER TABLE "child" RENAME COLUMN "t_id" TO "parent_id";`, /foreign key child_t_id_fkey/],
+    ["a default that does not fit the new type", `ALTER TABLE "t" ALTER COLUMN "d" TYPE BOOLEAN USING "d" = 'yes';`, /The default of t\.d \('no'::text\) does not fit the new type BOOLEAN \(.*\): change the default in an earlier migration, then split\./],
     ["the primary key", `ALTER TABLE "t" ALTER COLUMN "id" TYPE BIGINT;`, /is the table's primary key/],
     ["two columns", `ALTER TABLE "t" RENAME COLUMN "a" TO "b";\nALTER TABLE "t" RENAME COLUMN "other" TO "b2";`, /changes more than one column/],
   ];
   test.each(cases)("%s", async (_what, sql, message) => {
     const url = await createTestDatabase("split_refuse");
     const dir = await migrationsDir({
-      [INIT]: `CREATE TABLE "t" ("id" INTEGER PRIMARY KEY, "a" INTEGER, "other" INTEGER);\nCREATE TABLE "child" ("id" INTEGER PRIMARY KEY, "t_id" INTEGER REFERENCES "t"("id"));\n`,
+      [INIT]: `CREATE TABLE "t" ("id" INTEGER PRIMARY KEY, "a" INTEGER, "other" INTEGER, "d" TEXT DEFAULT 'no');\nCREATE TABLE "child" ("id" INTEGER PRIMARY KEY, "t_id" INTEGER REFERENCES "t"("id"));\n`,
       "20250102000000_change": sql + "\n",
     });
     await ok(["apply", INIT, "--dir", dir], url);

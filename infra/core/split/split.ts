@@ -297,6 +297,17 @@ async function planSql(
     await probe(client, `SELECT ${forwardSql} FROM ${qualifiedIn(schema, change)} LIMIT 0`, (e) =>
       refuse(`The new type of ${change.table}.${change.column} cannot be computed from the old column (${e}): fix the type or the USING expression, then split.`),
     );
+    if (facts.default) {
+      // The contract sets the old default on the new column: the server says now whether it fits.
+      await client.query("BEGIN");
+      try {
+        await probe(client, `CREATE TEMPORARY TABLE pgstack_split_probe (x ${newType} DEFAULT ${facts.default})`, (e) =>
+          refuse(`The default of ${change.table}.${change.column} (${facts.default}) does not fit the new type ${newType} (${e}): change the default in an earlier migration, then split.`),
+        );
+      } finally {
+        await client.query("ROLLBACK");
+      }
+    }
     await probe(client, `SELECT CAST(NULL::${newType} AS ${facts.type})`, (e) =>
       refuse(
         `There is no way back from ${newType} to ${facts.type} (${e}), so the running version's column could not be kept in step with what the new version writes: add a cast, or add the new column under a new name and move the application over by hand.`,
