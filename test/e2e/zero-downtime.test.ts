@@ -7,6 +7,8 @@
  *
  * - control: the rename as ONE plain migration, the rollout after it: v1 fails
  *   from the rename until the flip (asserted, so the harness sees failures).
+ * - split-unphased: the split migrations with the rollout after all of them:
+ *   the contract drops `name` under v1, which fails until the flip.
  * - split: the same rename through `pgstack split` (expand, backfill, contract)
  *   in a program with `contractAfter: (expanded) => [rollout]`: expand, then the
  *   rollout, then contract, and not one request fails; every acknowledged write
@@ -27,6 +29,7 @@ jest.setTimeout(600_000);
 
 const INIT = "20250101000000_init";
 const RENAME = "20250102000000_rename_name";
+const PLAIN_RENAME = '-- AlterTable\nALTER TABLE "person" RENAME COLUMN "name" TO "full_name";\n';
 const SEEDED = 400;
 /** The load: requests a second (the claim is ≥ 100; the achieved rate is asserted). */
 const RATE = 150;
@@ -73,6 +76,7 @@ interface Scenario {
   dir: string;
   runDir: string;
   switchPort: number;
+  switchControlPort: number;
   v1Port: number;
   v2Port: number;
 }
@@ -127,7 +131,7 @@ async function prepare(stack: string): Promise<Scenario> {
   processes.start("switch.js", { PORT: String(switchPort), CONTROL_PORT: String(switchControlPort), TARGET_PORT: String(v1Port) }, path.join(runDir, "switch.log"));
   await waitHealthy(v1Port);
   expect((await waitHealthy(switchPort)).version).toBe("v1");
-  return { stack, url, dir, runDir, switchPort, v1Port, v2Port };
+  return { stack, url, dir, runDir, switchPort, switchControlPort, v1Port, v2Port };
 }
 
 /** Runs `up` under load: the load starts before it and stops after it (and after the switch serves v2). */
@@ -150,9 +154,30 @@ async function columns(url: string): Promise<string[]> {
   return withDb(url, async (c) => (await c.query(`SELECT column_name FROM information_schema.columns WHERE table_name = 'person' ORDER BY ordinal_position`)).rows.map((r) => r.column_name as string));
 }
 
+/** `pgstack split` on the rename: three folders where it stood, contract last. */
+async function splitRename(s: Scenario): Promise<void> {
+  await writeMigration(s.dir, RENAME, PLAIN_RENAME);
+  const split = ok(await project.cli(["split", RENAME, "--dir", path.relative(project.dir, s.dir)], { DATABASE_URL: s.url }), `${s.stack}: pgstack split`);
+  report.push(`${s.stack}: pgstack split: ${split.stdout.trim()}`);
+  const folders = (await fs.readdir(s.dir, { withFileTypes: true })).filter((e) => e.isDirectory()).map((e) => e.name).sort();
+  expect(folders).toEqual([INIT, `${RENAME}_1_expand`, `${RENAME}_2_backfill`, `${RENAME}_3_contract`]);
+}
+
+/** When each migration started and finished, by name (the ledger, Prisma's _prisma_migrations). */
+async function ledgerTimes(url: string): Promise<Record<string, { started: Date; finished: Date }>> {
+  const { rows } = await withDb(url, (c) => c.query(`SELECT migration_name, started_at, finished_at FROM "_prisma_migrations" WHERE finished_at IS NOT NULL`));
+  return Object.fromEntries(rows.map((r) => [r.migration_name as string, { started: r.started_at as Date, finished: r.finished_at as Date }]));
+}
+
+async function flippedAt(s: Scenario): Promise<Date> {
+  const { flippedAt: at } = JSON.parse((await request(s.switchControlPort, "GET", "/target")).body) as { flippedAt: string | null };
+  expect(at).not.toBeNull();
+  return new Date(at!);
+}
+
 beforeAll(async () => {
   project = await createE2eProject("control");
-  ok(await project.pulumi(["stack", "init", "split"]), "stack init split");
+  for (const stack of ["split-unphased", "split"]) ok(await project.pulumi(["stack", "init", stack]), `stack init ${stack}`);
   await fs.writeFile(path.join(project.dir, "infra", "index.ts"), PROGRAM);
 });
 
@@ -165,7 +190,7 @@ afterAll(async () => {
 describe("a column rename while the application serves under load", () => {
   it("control: one plain RENAME migration, then the rollout: the running version fails until the switch flips", async () => {
     const s = await prepare("control");
-    await writeMigration(s.dir, RENAME, '-- AlterTable\nALTER TABLE "person" RENAME COLUMN "name" TO "full_name";\n');
+    await writeMigration(s.dir, RENAME, PLAIN_RENAME);
     await config(s.stack, "zdt:rollout", "after");
     const { up, load } = await upUnderLoad(s, "control: up (rename, rollout)");
     expectOk(up, "control: up (rename, rollout)");
@@ -178,13 +203,22 @@ describe("a column rename while the application serves under load", () => {
     expect(load.failures.filter((f) => !(f.version === "v1" && /column "name"/.test(f.error)))).toEqual([]);
   });
 
+  it("the split migrations without contractAfter: the contract runs before the rollout and the running version fails", async () => {
+    const s = await prepare("split-unphased");
+    await splitRename(s);
+    await config(s.stack, "zdt:rollout", "after");
+    const { up, load } = await upUnderLoad(s, "split-unphased: up (expand, backfill, contract, rollout)");
+    expectOk(up, "split-unphased: up");
+    expect(load.rate).toBeGreaterThanOrEqual(100);
+    expect((await request(s.switchPort, "GET", "/health")).version).toBe("v2");
+    // The split alone is not enough: v1 runs on after its column was dropped. The order is what the test below checks.
+    expect(load.failures.length).toBeGreaterThan(0);
+    expect(load.failures.filter((f) => !(f.version === "v1" && /column "name"/.test(f.error)))).toEqual([]);
+  });
+
   it("split: expand, rollout, contract in one up: zero failed requests, every acknowledged write readable through v2", async () => {
     const s = await prepare("split");
-    await writeMigration(s.dir, RENAME, '-- AlterTable\nALTER TABLE "person" RENAME COLUMN "name" TO "full_name";\n');
-    const split = ok(await project.cli(["split", RENAME, "--dir", path.relative(project.dir, s.dir)], { DATABASE_URL: s.url }), "pgstack split");
-    report.push(`pgstack split: ${split.stdout.trim()}`);
-    const folders = (await fs.readdir(s.dir, { withFileTypes: true })).filter((e) => e.isDirectory()).map((e) => e.name).sort();
-    expect(folders).toEqual([INIT, `${RENAME}_1_expand`, `${RENAME}_2_backfill`, `${RENAME}_3_contract`]);
+    await splitRename(s);
     await config(s.stack, "zdt:rollout", "phased");
 
     const { up, load } = await upUnderLoad(s, "split: up (expand, rollout, contract)");
@@ -198,6 +232,10 @@ describe("a column rename while the application serves under load", () => {
     // v2 serves, and the contract ran: the old column is gone.
     expect((await request(s.switchPort, "GET", "/health")).version).toBe("v2");
     expect(await columns(s.url)).toEqual(["id", "full_name"]);
+    // In that order: the backfill finished before the switch flipped to v2, the contract started after.
+    const [times, flip] = [await ledgerTimes(s.url), await flippedAt(s)];
+    expect(times[`${RENAME}_2_backfill`].finished.getTime()).toBeLessThan(flip.getTime());
+    expect(times[`${RENAME}_3_contract`].started.getTime()).toBeGreaterThan(flip.getTime());
 
     // Every value that existed before or was acknowledged since, read back through v2: the same set.
     const all = await request(s.switchPort, "GET", "/people");
