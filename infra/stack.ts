@@ -6,7 +6,8 @@ import type { LoadedStackConfig } from "./config";
 import type { StackConfig } from "./config/schema";
 import { commandDirFor } from "./components/command";
 import { Database, type DatabaseArgs } from "./components/database";
-import { MigrationChain, planChain, type ChainMigration } from "./components/migrations";
+import { MigrationChain, pendingLinks, phasesMessage, planChain, splitPoint, type ChainLink, type ChainMigration } from "./components/migrations";
+import { classifyMigration, type MigrationCompatibility } from "./core/compat";
 import { SEED_SCRIPT, Seed } from "./components/seed";
 import { migrationSetKey, PreUpdateSnapshot } from "./components/snapshot";
 import { isPgstackError } from "./core/errors";
@@ -19,7 +20,7 @@ import { DEFAULT_SNAPSHOTS_DIR } from "./core/snapshot/store";
 import { discoverMigrations } from "./core/migrations/discover";
 import { modesOf } from "./core/migrations/mode";
 import { previouslyAppliedMigrations } from "./config/stack";
-import { enforceLintGate } from "./guards/lint";
+import { contractGateMessage, contractNote, enforceLintGate, pendingContract } from "./guards/lint";
 
 /** Every stack's outputs. */
 export interface StackOutputs {
@@ -53,7 +54,13 @@ export async function readMigrations(projectDir: string, migrationsDir: string):
   try {
     const found = await discoverMigrations(path.join(projectDir, migrationsDir));
     const modes = await modesOf(found);
-    return found.map((m) => ({ name: m.name, checksum: m.checksum, mode: modes.get(m.name) }));
+    const compatibility = new Map<string, MigrationCompatibility>();
+    for (const m of found) {
+      // A file that does not parse has no classification (its step fails with the SQL error).
+      const c = await classifyMigration(m.sql).catch(() => undefined);
+      if (c) compatibility.set(m.name, c);
+    }
+    return found.map((m) => ({ name: m.name, checksum: m.checksum, mode: modes.get(m.name), compatibility: compatibility.get(m.name) }));
   } catch (err) {
     if (isPgstackError(err)) throw new pulumi.RunError(err.message);
     throw err;
@@ -114,7 +121,14 @@ export const observeLive: Observe = async (url, options) => {
 };
 
 /** Serves the update's migration steps (see infra/cli/session.ts); tests pass their own. */
-export type ServeSteps = (options: { projectDir: string; stack: string; databaseUrl: pulumi.Output<string>; steps: string[][] }) => Promise<{ close(): void }>;
+export type ServeSteps = (options: { projectDir: string; stack: string; databaseUrl: pulumi.Output<string>; steps: string[][]; releaseAfter?: string[][] }) => Promise<{ close(): void }>;
+
+/** The names of the rollout's resources, as the preview shows them. */
+async function resourceNames(resources: pulumi.Input<pulumi.Resource>[]): Promise<string[]> {
+  const resolved = await Promise.all(resources.map((r) => (pulumi.Output.isInstance(r) ? new Promise<pulumi.Resource>((done) => r.apply(done)) : Promise.resolve(r))));
+  const urns = await Promise.all(resolved.map((r) => new Promise<string>((done) => r.urn.apply(done))));
+  return urns.map((urn) => urn.slice(urn.lastIndexOf("::") + 2));
+}
 
 export const serveSteps: ServeSteps = async (options) => {
   // Loaded only by an update that runs steps: a preview never pays for the CLI's commands.
@@ -136,30 +150,44 @@ export const serveSteps: ServeSteps = async (options) => {
 export async function defineStack(
   loaded: LoadedStackConfig,
   projectDir: string,
-  deps: { observe?: Observe; serveSteps?: ServeSteps; parent?: pulumi.Resource; ready?: pulumi.Resource[] } = {},
+  deps: {
+    observe?: Observe;
+    serveSteps?: ServeSteps;
+    parent?: pulumi.Resource;
+    ready?: pulumi.Resource[];
+    /** The application rollout (PgStackArgs.contractAfter): the contract phase waits for it. */
+    contractAfter?: pulumi.Input<pulumi.Resource>[];
+    /** Told the last resource of the expand phase (PgStack.expanded stands for it). */
+    expanded?: (last: pulumi.Resource) => void;
+  } = {},
 ): Promise<StackOutputs> {
   const observe = deps.observe ?? observeLive;
   const under = childOptions(deps.parent);
   const config: StackConfig = loaded.config;
   const migrations = await readMigrations(projectDir, config.migrationsDir);
-  // Before any resource is registered: a refused preview or up changes nothing.
-  if (config.lint === "strict") {
-    await enforceLintGate({
-      stack: config.stack,
-      projectDir,
-      migrationsDir: config.migrationsDir,
-      pinnedMigration: config.pinnedMigration,
-      previouslyApplied: await previouslyAppliedMigrations(),
-    });
-  }
-
-  // The set the chain brings the database to (in order, up to the pin), which keys the snapshot.
-  let chainSet: ChainMigration[];
+  // The chain's links (in order, up to the pin); their migrations are the set the chain brings the database to,
+  // which keys the snapshot.
+  let links: ChainLink[];
   try {
-    chainSet = planChain(NAMES.chain, migrations, config.pinnedMigration).map((link) => link.migration);
+    links = planChain(NAMES.chain, migrations, config.pinnedMigration);
   } catch (err) {
     throw new pulumi.RunError((err as Error).message);
   }
+  const chainSet: ChainMigration[] = links.map((link) => link.migration);
+  // What the previous update applied: the lint gate's "would run", and where the chain splits around the rollout.
+  // Read only when needed (it is a read of the stack's own outputs, which every preview would show).
+  const previouslyApplied = config.lint === "strict" || deps.contractAfter ? await previouslyAppliedMigrations() : undefined;
+  // Before any resource is registered: a refused preview or up changes nothing.
+  if (config.lint === "strict") {
+    await enforceLintGate({ stack: config.stack, projectDir, migrationsDir: config.migrationsDir, pinnedMigration: config.pinnedMigration, previouslyApplied });
+    if (!deps.contractAfter && previouslyApplied !== undefined) {
+      const contract = pendingContract(pendingLinks(links, previouslyApplied).map((l) => l.migration));
+      const refusal = contractGateMessage(config.stack, contract);
+      if (refusal) throw new pulumi.RunError(refusal);
+      for (const m of contract) pulumi.log.info(`contract: accepted ${m.name} while the application version now running is live: ${m.compatibility!.acknowledged}`, deps.parent);
+    }
+  }
+  const split = deps.contractAfter ? splitPoint(links, previouslyApplied) : undefined;
   const key = migrationSetKey(chainSet);
 
   const dir = commandDirFor(projectDir);
@@ -169,13 +197,39 @@ export async function defineStack(
   let refused = false;
   let closeSession = () => undefined as void;
 
+  // What the update will run in each phase, or which contract migrations run while the old version serves:
+  // said once, from the database's ledger when it answers, else from what the previous update applied.
+  let reported = false;
+  const reportPhases = (ledger: Set<string> | undefined) => {
+    if (reported) return;
+    reported = true;
+    const pending = ledger ? links.filter((l) => !ledger.has(l.migration.name)) : previouslyApplied ? pendingLinks(links, previouslyApplied) : undefined;
+    if (!pending) return;
+    if (deps.contractAfter) {
+      const rollout = deps.contractAfter;
+      void resourceNames(rollout).then((names) => {
+        const message = phasesMessage(links, split, new Set(pending.map((l) => l.migration.name)), names);
+        if (message) pulumi.log.info(message, deps.parent);
+      });
+      return;
+    }
+    // A fresh database (an empty ledger) has no application running on it yet.
+    if (ledger && ledger.size === 0) return;
+    const note = contractNote(pendingContract(pending.map((l) => l.migration)));
+    if (note) pulumi.log.warn(note, deps.parent);
+  };
+
   // What the database holds now, not what the last update left: after a restore only the
   // migrations it removed run again. rds is never restored in place (a restore is a new instance).
   const names = chainSet.map((m) => m.name);
   const underIdentity = pulumi.unsecret(
     pulumi.all([db.url, db.identity]).apply(async ([url, recorded]) => {
-      if (config.engine === "rds" || names.length === 0) return appliedUnder(names, undefined, recorded, undefined);
+      if (config.engine === "rds" || names.length === 0) {
+        reportPhases(undefined);
+        return appliedUnder(names, undefined, recorded, undefined);
+      }
       const observation = await observe(url, { repair: !pulumi.runtime.isDryRun(), snapshotsDir: path.join(projectDir, DEFAULT_SNAPSHOTS_DIR) });
+      reportPhases(observation ? new Set(observation.applied.keys()) : undefined);
       // A rollback killed (or a `pgstack revert` run by hand) past its point of no return, before the pin:
       // applying what it removed would undo it, so nothing runs until it is finished.
       // Only while the ledger agrees with it: a stale or forged record never blocks the update.
@@ -222,11 +276,22 @@ export async function defineStack(
     identity: db.identity,
     appliedUnder: underIdentity,
     pinnedMigration: config.pinnedMigration,
+    // Split only around a rollout: without one the chain (its steps and their dependencies) is as it always was.
+    ...(deps.contractAfter && split !== undefined ? { contractAfter: deps.contractAfter, contractFrom: links[split].migration.name } : {}),
   }, { ...under(NAMES.chain), dependsOn: snapshot ? [snapshot] : db.ready });
+  // The expand phase ends with its last step; before any, with the snapshot; without a chain, with the database.
+  deps.expanded?.(chain.expandCommands[chain.expandCommands.length - 1] ?? snapshot?.resource ?? db.ready[db.ready.length - 1]);
 
-  // An update (not a preview) serves its own migration steps; the session closes once the last one ran.
+  // An update (not a preview) serves its own migration steps; the session closes once the last one ran, and
+  // lets go of the migration lock during the rollout.
   if (!pulumi.runtime.isDryRun() && chain.steps.length > 0) {
-    const session = await (deps.serveSteps ?? serveSteps)({ projectDir, stack: config.stack, databaseUrl: db.url, steps: chain.steps });
+    const session = await (deps.serveSteps ?? serveSteps)({
+      projectDir,
+      stack: config.stack,
+      databaseUrl: db.url,
+      steps: chain.steps,
+      ...(chain.lastExpandStep ? { releaseAfter: [chain.lastExpandStep] } : {}),
+    });
     chain.appliedMigrations.apply(() => session.close());
     closeSession = () => session.close();
     if (refused) session.close();

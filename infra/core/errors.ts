@@ -34,7 +34,9 @@ export type ErrorCode =
   | "E_STACK"
   | "E_SESSION_DIR"
   | "E_TOOLCHAIN"
-  | "E_USAGE";
+  | "E_USAGE"
+  | "E_BACKFILL"
+  | "E_SPLIT";
 
 export class PgstackError extends Error {
   constructor(

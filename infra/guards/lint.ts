@@ -52,3 +52,37 @@ export async function enforceLintGate(options: {
     pulumi.log.info(`lint: accepted ${f.rule} in ${f.migration}: ${f.suppressed!.reason}`);
   }
 }
+
+/** A pending migration with its classification (core/compat), as the chain holds it. */
+export interface ClassifiedMigration {
+  name: string;
+  compatibility?: { compatibility: "expand" | "contract"; acknowledged?: string };
+}
+
+/** The pending contract migrations of a stack whose application rollout is not wired (`contractAfter`). Pure. */
+export function pendingContract(pending: ClassifiedMigration[]): ClassifiedMigration[] {
+  return pending.filter((m) => m.compatibility?.compatibility === "contract");
+}
+
+/** What the preview says of them, or undefined when there are none. Pure. */
+export function contractNote(contract: ClassifiedMigration[]): string | undefined {
+  if (contract.length === 0) return undefined;
+  const n = contract.length;
+  return `${n} contract migration${n === 1 ? "" : "s"} will run while the application version now running is live: ${contract.map((m) => m.name).join(", ")}; wire \`contractAfter\` (README).`;
+}
+
+/**
+ * `lint: strict` without `contractAfter`: the refusal (one sentence naming the
+ * unacknowledged contract migrations and the two ways out), or undefined when
+ * each one carries `-- pgstack:allow-contract <why>`. Pure.
+ */
+export function contractGateMessage(stack: string, contract: ClassifiedMigration[]): string | undefined {
+  const blocked = contract.filter((m) => !m.compatibility?.acknowledged);
+  if (blocked.length === 0) return undefined;
+  const n = blocked.length;
+  return (
+    `Stack '${stack}' has lint: strict and ${n === 1 ? "migration" : "migrations"} ${blocked.map((m) => m.name).join(", ")} ${n === 1 ? "breaks" : "break"} the application version now running ` +
+    `(contract) with no application rollout wired: pass the rollout as \`contractAfter\` to PgStack so ${n === 1 ? "it runs" : "they run"} after it (README "Zero-downtime schema changes"), ` +
+    `or acknowledge the downtime with a line \`-- pgstack:allow-contract <why>\` in ${n === 1 ? "its" : "each"} migration.sql.`
+  );
+}

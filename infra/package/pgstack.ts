@@ -49,6 +49,22 @@ export interface PgStackArgs {
   password?: pulumi.Input<string>;
   /** Secret: the external engine's connection URL (postgresql://...). Default: `pgstack:externalUrl`. */
   externalUrl?: pulumi.Input<string>;
+  /**
+   * The application rollout: the resources whose completion means the new
+   * application version is live. With it, one update runs the pending
+   * migrations in two phases around the rollout: the expand phase (migrations
+   * the version now running keeps working with), then these resources, then
+   * the contract phase, from the first pending contract migration on (it
+   * drops, renames or retypes what the old version uses; see README
+   * "Zero-downtime schema changes"). Either the resources themselves, or a
+   * function that receives the expand phase's handle (`PgStack.expanded`,
+   * what the application's resources `dependsOn`) and the component itself
+   * (its `databaseUrl`, for the application; never its `ready`, which waits
+   * for the contract phase) and returns them; it is called inside the
+   * constructor. Default: none, every migration runs before anything that
+   * depends on `ready`, while the version now running serves.
+   */
+  contractAfter?: pulumi.Input<pulumi.Resource>[] | ((expanded: pulumi.Resource[], db: PgStack) => pulumi.Resource[]);
 }
 
 /** The keys the tools write into the stack config; they win over the program's arguments. */
@@ -88,6 +104,47 @@ export function mergeArgs(fromConfig: RawStackConfig, args: PgStackArgs): RawSta
     // A secret given as an argument is the program's own: only the stack file's plain values are refused.
     plainSecrets: (fromConfig.plainSecrets ?? []).filter((k) => !(k === "password" ? args.password !== undefined : k === "externalUrl" ? args.externalUrl !== undefined : false)),
   };
+}
+
+/** `contractAfter`'s shape, checked before anything is registered: one sentence naming what is wrong. Pure. */
+export function contractAfterError(value: unknown): string | undefined {
+  if (value === undefined || typeof value === "function") return undefined;
+  const shape = "must be a list of resources or a function (expanded) => resources";
+  if (!Array.isArray(value)) return `PgStackArgs.contractAfter ${shape}; got ${value === null ? "null" : typeof value}.`;
+  const bad = value.findIndex((v) => !isResourceInput(v));
+  return bad < 0 ? undefined : `PgStackArgs.contractAfter ${shape}; item ${bad} is ${describe(value[bad])}, not a resource.`;
+}
+
+/** What the callback returned: every item a resource. */
+function rolloutError(value: unknown): string | undefined {
+  if (Array.isArray(value) && value.every((v) => pulumi.Resource.isInstance(v))) return undefined;
+  const what = Array.isArray(value) ? `a list whose item ${value.findIndex((v) => !pulumi.Resource.isInstance(v))} is ${describe(value.find((v) => !pulumi.Resource.isInstance(v)))}` : describe(value);
+  return `PgStackArgs.contractAfter's function must return the list of the rollout's resources; it returned ${what}.`;
+}
+
+function isResourceInput(v: unknown): boolean {
+  return pulumi.Resource.isInstance(v) || pulumi.Output.isInstance(v) || v instanceof Promise;
+}
+
+function describe(v: unknown): string {
+  if (v === null) return "null";
+  if (Array.isArray(v)) return "a list";
+  return typeof v === "string" ? `the string '${v}'` : `a ${typeof v}`;
+}
+
+/**
+ * The expand phase's handle: one resource that stands for the database and
+ * every migration step before the contract phase (it is their last one, which
+ * the others come before), known in the constructor although where the chain
+ * splits is read asynchronously (the migration folders, the stack's previous
+ * update). Never registered: a resource that depends on it waits for that last
+ * step; nothing else in the state changes.
+ */
+class ExpandPhase extends pulumi.DependencyResource {
+  constructor(urn: Promise<string>) {
+    super("");
+    (this as unknown as { urn: pulumi.Output<string> }).urn = quiet(pulumi.output(handled(urn)));
+  }
 }
 
 /** What the Pulumi unit tests replace (not part of the public entry): the project folder, the database reads, the step server. */
@@ -147,6 +204,13 @@ export class PgStack extends pulumi.ComponentResource {
   public readonly pinnedMigration: pulumi.Output<string>;
   /** What application resources depend on (`dependsOn: db.ready`): done once every migration and the seed succeeded. */
   public readonly ready: pulumi.Output<pulumi.Resource[]>;
+  /**
+   * The expand phase: the database and every migration step before the
+   * contract phase (all of them when the chain is not split). The new
+   * application version depends on it (`dependsOn: db.expanded`), not on
+   * `ready`, when it is in `contractAfter` (that would be a cycle).
+   */
+  public readonly expanded: pulumi.Resource[];
 
   /**
    * @param name the component's name (its children keep pgstack's own names, so one PgStack per stack)
@@ -169,10 +233,18 @@ export class PgStack extends pulumi.ComponentResource {
     } catch (err) {
       throw withoutStack(err);
     }
-    const readyParts: pulumi.Resource[] = [];
-    const defined: Promise<StackOutputs> = defineStack(loaded, projectDir, { observe: programDeps.observe, serveSteps: programDeps.serveSteps, parent: this, ready: readyParts }).catch((err) => {
+    const shape = contractAfterError(args.contractAfter);
+    if (shape) throw withoutStack(new pulumi.ResourceError(shape, this));
+    let expandedUrn!: { resolve(urn: string): void; reject(err: unknown): void };
+    this.expanded = [new ExpandPhase(new Promise<string>((resolve, reject) => (expandedUrn = { resolve, reject })))];
+    // The outputs exist before contractAfter's function runs (it may pass databaseUrl to the application);
+    // the stack is defined once it returned the rollout.
+    let settle!: { resolve(o: Promise<StackOutputs>): void; reject(err: unknown): void };
+    const defined = new Promise<StackOutputs>((resolve, reject) => (settle = { resolve, reject })).catch((err) => {
+      expandedUrn.reject(err);
       throw withoutStack(err);
     });
+    const readyParts: pulumi.Resource[] = [];
     // A refusal rejects every output with the same error, which the Pulumi runtime reports once;
     // each of their promises is marked handled so that nothing else reports it again.
     const from = <T>(pick: (o: StackOutputs) => pulumi.Output<T>): pulumi.Output<T> => quiet(pulumi.output(handled(defined.then(pick))) as pulumi.Output<T>);
@@ -182,6 +254,37 @@ export class PgStack extends pulumi.ComponentResource {
     this.rollbackCommand = from((o) => o.rollbackCommand);
     this.pinnedMigration = from((o) => o.pinnedMigration);
     this.ready = quiet(pulumi.output(handled(defined.then(() => [...readyParts]))));
+
+    let rollout: pulumi.Input<pulumi.Resource>[] | undefined;
+    if (typeof args.contractAfter === "function") {
+      // Before anything of the stack is registered: a function that throws, or returns something else, leaves nothing behind.
+      let returned: unknown;
+      try {
+        returned = args.contractAfter(this.expanded, this);
+      } catch (err) {
+        settle.reject(err);
+        throw withoutStack(err);
+      }
+      const wrong = rolloutError(returned);
+      if (wrong) {
+        const err = withoutStack(new pulumi.ResourceError(wrong, this));
+        settle.reject(err);
+        throw err;
+      }
+      rollout = returned as pulumi.Resource[];
+    } else {
+      rollout = args.contractAfter;
+    }
+    settle.resolve(
+      defineStack(loaded, projectDir, {
+        observe: programDeps.observe,
+        serveSteps: programDeps.serveSteps,
+        parent: this,
+        ready: readyParts,
+        contractAfter: rollout,
+        expanded: (last) => void last.urn.apply((urn) => expandedUrn.resolve(urn)),
+      }),
+    );
     // The outputs are the class's fields; registered empty so that a refusal is not reported once more from here.
     this.registerOutputs({});
   }

@@ -254,9 +254,9 @@ describe("the deploy session served by the update's program", () => {
 describe("one deployer for the whole chain, as one `apply --all`", () => {
   const chainStep = (name: string) => ["apply", name, "--dir", "chain"];
   let chainUrl: string;
-  const holders = async () =>
+  const holders = async (db = chainUrl) =>
     (
-      await withDb(chainUrl, (c) =>
+      await withDb(db, (c) =>
         c.query<{ pid: number; app: string }>(
           `SELECT a.pid, a.application_name AS app FROM pg_locks l JOIN pg_stat_activity a USING (pid)
             WHERE l.locktype = 'advisory' AND l.classid = 0 AND l.objid = $1 AND l.granted`,
@@ -264,8 +264,8 @@ describe("one deployer for the whole chain, as one `apply --all`", () => {
         ),
       )
     ).rows;
-  const pgstackSessions = async () =>
-    (await withDb(chainUrl, (c) => c.query(`SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'pgstack'`))).rows.length;
+  const pgstackSessions = async (db = chainUrl) =>
+    (await withDb(db, (c) => c.query(`SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'pgstack'`))).rows.length;
 
   beforeAll(async () => {
     for (const [name, sql] of [
@@ -315,6 +315,28 @@ describe("one deployer for the whole chain, as one `apply --all`", () => {
     expect(failed.code).toBe(1);
     expect(failed.stderr).toContain("Migration 20250204000000_bad failed at line 2 of migration.sql");
     await eventually(async () => ((await holders()).length === 0 && (await pgstackSessions()) === 0 ? true : undefined), "the session to let go");
+  });
+
+  it("split around the application rollout: lets go after the last expand step, so another deployer gets the lock meanwhile, and takes it again at the contract phase", async () => {
+    const db = await createTestDatabase("session_phases");
+    const steps = ["20250201000000_c1", "20250202000000_c2", "20250203000000_c3"].map(chainStep);
+    session = await serveMigrationSteps({ projectDir: project, stack, databaseUrl: Promise.resolve(db), steps, releaseAfter: [steps[0]], runner: run });
+    expect((await runStep(steps[0])).code).toBe(0);
+    // The rollout: no lock and no connection of the program; the new version's `prisma migrate deploy` takes the lock at once.
+    await eventually(async () => ((await holders(db)).length === 0 && (await pgstackSessions(db)) === 0 ? true : undefined), "the session to let go");
+    await withDb(db, async (c) => {
+      expect((await c.query<{ ok: boolean }>("SELECT pg_try_advisory_lock($1) AS ok", [MIGRATION_LOCK_KEY])).rows[0].ok).toBe(true);
+      await c.query("SELECT pg_advisory_unlock($1)", [MIGRATION_LOCK_KEY]);
+    });
+    // The contract phase: one deployer again, from its first step to its last.
+    expect((await runStep(steps[1])).code).toBe(0);
+    const [holder] = await holders(db);
+    expect(holder.app).toBe("pgstack");
+    expect((await runStep(steps[2])).code).toBe(0);
+    await eventually(async () => ((await holders(db)).length === 0 && (await pgstackSessions(db)) === 0 ? true : undefined), "the session to let go");
+    expect((await withDb(db, (c) => c.query(`SELECT migration_name FROM "_prisma_migrations" WHERE finished_at IS NOT NULL ORDER BY 1`))).rows.map((r) => r.migration_name)).toEqual(
+      steps.map((s) => s[1]),
+    );
   });
 });
 

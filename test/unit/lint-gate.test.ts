@@ -74,7 +74,8 @@ describe("a strict stack (prod)", () => {
   it("lets the update through once both findings are accepted with a reason", async () => {
     const before = { index: INDEX_SQL, drop: DROP_SQL };
     await writeMigration(INDEX, `-- pgstack:allow require-concurrent-index-creation users is small (200 rows)\n${INDEX_SQL}`);
-    await writeMigration(DROP, `-- pgstack:allow ban-drop-column image was never read since v2\n${DROP_SQL}`);
+    // A DROP COLUMN is also a contract migration: with no rollout wired, strict wants it acknowledged (see phases.test.ts).
+    await writeMigration(DROP, `-- pgstack:allow ban-drop-column image was never read since v2\n-- pgstack:allow-contract image was never read since v2\n${DROP_SQL}`);
     try {
       const run = await prodRun({ appliedMigrations: repoMigrations });
       expect(run.resources.map((r) => r.name)).toEqual(expect.arrayContaining([`migrations-${INDEX}`, `migrations-${DROP}`]));

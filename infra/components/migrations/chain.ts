@@ -1,5 +1,6 @@
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
+import type { MigrationCompatibility } from "../../core/compat";
 import { compareMigrationNames } from "../../core/migrations/discover";
 import { upToPin } from "../../core/migrations/pending";
 import { childDependencies, PGSTACK_BIN, pgstackStepCommand } from "../command";
@@ -14,6 +15,12 @@ export interface ChainMigration {
   checksum: string;
   /** How it runs (transaction, statements, as-written); undefined when its SQL does not parse. */
   mode?: string;
+  /**
+   * Whether the application version now running keeps working once it ran
+   * (`expand`) or not (`contract`), with the statements and reasons
+   * (core/compat); undefined when its SQL does not parse.
+   */
+  compatibility?: MigrationCompatibility;
 }
 
 export interface MigrationChainArgs {
@@ -44,6 +51,14 @@ export interface MigrationChainArgs {
    * `pgstack:pinnedMigration`). Default: the whole folder.
    */
   pinnedMigration?: string;
+  /**
+   * The application rollout: the resources whose completion means the new
+   * application version is live. With `contractFrom`, that migration's step
+   * and every later one also wait for them. Default: none.
+   */
+  contractAfter?: pulumi.Input<pulumi.Resource>[];
+  /** The first migration of the contract phase (see splitPoint); undefined: the chain is not split. */
+  contractFrom?: string;
 }
 
 export interface ChainLink {
@@ -73,6 +88,38 @@ export function planChain(name: string, migrations: ChainMigration[], pinnedMigr
     resourceName: `${name}-${migration.name}`,
     after: i > 0 ? `${name}-${upTo[i - 1].name}` : undefined,
   }));
+}
+
+/** The migrations of `links` that the stack's previous update did not apply (all of them before its first update). Pure. */
+export function pendingLinks(links: ChainLink[], previouslyApplied: string[] | undefined): ChainLink[] {
+  const done = new Set(previouslyApplied ?? []);
+  return links.filter((l) => !done.has(l.migration.name));
+}
+
+/**
+ * Where the chain splits around the application rollout: at the first
+ * pending contract migration, pending meaning not applied by the stack's
+ * previous update (its `appliedMigrations` output, as the lint gate reads it),
+ * so an old contract migration already applied holds nothing back. History
+ * order is kept: everything from there on, a later expand migration too, runs
+ * after the rollout. Undefined (no split) when no pending migration is
+ * contract, or before the stack's first update (`previouslyApplied`
+ * undefined): no application version runs on its database yet. Pure.
+ */
+export function splitPoint(links: ChainLink[], previouslyApplied: string[] | undefined): number | undefined {
+  if (previouslyApplied === undefined) return undefined;
+  const first = pendingLinks(links, previouslyApplied).find((l) => l.migration.compatibility?.compatibility === "contract");
+  return first ? links.indexOf(first) : undefined;
+}
+
+/** The update's two phases as the preview shows them (`pending` are the names that will run), or undefined without a split. Pure. */
+export function phasesMessage(links: ChainLink[], split: number | undefined, pending: Set<string>, rollout: string[]): string | undefined {
+  if (split === undefined) return undefined;
+  const list = (part: ChainLink[]) => {
+    const names = part.map((l) => l.migration.name).filter((n) => pending.has(n));
+    return `${names.length} migration${names.length === 1 ? "" : "s"}${names.length ? ` (${names.join(", ")})` : ""}`;
+  };
+  return `expand: ${list(links.slice(0, split))}; then the application rollout (${rollout.join(", ") || "no resource"}); then contract: ${list(links.slice(split))}`;
 }
 
 /**
@@ -106,6 +153,11 @@ export function migrationCommandArgs(
   };
 }
 
+function withRollout(own: pulumi.Input<pulumi.Input<pulumi.Resource>[]>, rollout: pulumi.Input<pulumi.Resource>[]): pulumi.Input<pulumi.Input<pulumi.Resource>[]> {
+  if (Array.isArray(own)) return [...own, ...rollout];
+  return pulumi.output(own).apply((d) => [...(d as pulumi.Input<pulumi.Resource>[]), ...rollout]) as pulumi.Input<pulumi.Input<pulumi.Resource>[]>;
+}
+
 /**
  * The migrations as a chain of command resources, one per folder in name
  * order, each depending on the previous one and on what the chain depends on
@@ -122,6 +174,10 @@ export class MigrationChain extends pulumi.ComponentResource {
   public readonly last?: command.local.Command;
   /** Each command's step (stepArgs), in order: what the update's deploy session serves. */
   public readonly steps: string[][];
+  /** The commands before the contract phase (all of them when the chain is not split). */
+  public readonly expandCommands: command.local.Command[];
+  /** The step after which the deploy session lets go of the lock for the rollout, when the chain is split after an expand step. */
+  public readonly lastExpandStep?: string[];
 
   constructor(name: string, args: MigrationChainArgs, opts: pulumi.ComponentResourceOptions = {}) {
     super("pgstack:db:MigrationChain", name, {}, opts);
@@ -131,16 +187,20 @@ export class MigrationChain extends pulumi.ComponentResource {
     } catch (err) {
       throw new pulumi.ResourceError((err as Error).message, this);
     }
+    const split = args.contractFrom === undefined || args.contractAfter === undefined ? -1 : links.findIndex((l) => l.migration.name === args.contractFrom);
     const commands: command.local.Command[] = [];
-    for (const link of links) {
+    for (const [i, link] of links.entries()) {
       const previous = commands[commands.length - 1];
-      const cmd = new command.local.Command(link.resourceName, migrationCommandArgs(link.migration, args), {
-        parent: this,
-        dependsOn: childDependencies(opts.dependsOn, ...(previous ? [previous] : [])),
-      });
+      const own = childDependencies(opts.dependsOn, ...(previous ? [previous] : []));
+      // The contract phase: every step from the split on names the rollout among its dependencies (not only
+      // through the step before it), so the state says what each one waits for.
+      const dependsOn = split >= 0 && i >= split ? withRollout(own, args.contractAfter!) : own;
+      const cmd = new command.local.Command(link.resourceName, migrationCommandArgs(link.migration, args), { parent: this, dependsOn });
       commands.push(cmd);
     }
     this.commands = commands;
+    this.expandCommands = split >= 0 ? commands.slice(0, split) : commands;
+    this.lastExpandStep = split > 0 ? stepArgs(links[split - 1].migration, args.migrationsDir) : undefined;
     this.last = commands[commands.length - 1];
     this.steps = links.map((l) => stepArgs(l.migration, args.migrationsDir));
     const names = links.map((l) => l.migration.name);

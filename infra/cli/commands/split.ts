@@ -1,0 +1,36 @@
+import { Command } from "commander";
+import { PgstackError } from "../../core/errors";
+import { splitMigration } from "../../core/split/split";
+import { readStack } from "../../config/stack";
+import type { Context } from "../context";
+import { settingsFrom, withDatabaseOptions, type DatabaseFlags } from "../options";
+
+export function splitCommand(ctx: Context): Command {
+  return withDatabaseOptions(new Command("split"))
+    .description("rewrite a migration that renames a column or changes its type into expand, backfill and contract migrations")
+    .argument("<migration>", "migration folder name (or the part after its timestamp); not yet applied to the database")
+    .option("--stack <name>", "read the column from a Pulumi stack's database (its databaseUrl output), instead of --url")
+    .option("--batch <rows>", "rows per backfill transaction (default 10000)")
+    .action(async (name: string, flags: DatabaseFlags & { stack?: string; batch?: string }) => {
+      if (flags.stack && !flags.url) flags.url = (await readStack(flags.stack)).databaseUrl ?? flags.url;
+      const batch = flags.batch === undefined ? undefined : Number(flags.batch);
+      if (batch !== undefined && !(Number.isInteger(batch) && batch > 0)) {
+        throw new PgstackError("E_USAGE", `--batch must be a whole number of rows, 1 or more (got '${flags.batch}').`);
+      }
+      const result = await splitMigration(settingsFrom(flags, ctx.env), name, { batch });
+      if (flags.json) {
+        ctx.output.out(JSON.stringify({ split: result }));
+        return;
+      }
+      const [first] = result.migrations;
+      const contract = result.migrations[result.migrations.length - 1];
+      ctx.output.out(
+        [
+          `Split ${result.original} into ${result.migrations.map((m) => m.name).join(", ")}.`,
+          `Deploy in this order: ${result.migrations.slice(0, -1).map((m) => m.name).join(", ")} (the old application version keeps working);`,
+          `then the application version that reads and writes ${result.table}.${result.applicationColumn}; then ${contract.name}, once no instance of the old version runs.`,
+          `Until ${contract.name} runs, a trigger keeps ${result.column} and ${result.newColumn} in step (${first.name}).`,
+        ].join("\n"),
+      );
+    });
+}

@@ -1,0 +1,225 @@
+import { PgstackError } from "../errors";
+import { loadSqlParser, splitStatements, type Statement } from "../migrations/sql";
+
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const pgQuery = require("libpg-query") as typeof import("libpg-query");
+
+/**
+ * What `pgstack split` reads in a migration: the one column it turns into an
+ * expand/contract pair (renamed, retyped, or both), and the other statements,
+ * which go into the expand part when the running application survives them.
+ */
+export interface ColumnChange {
+  /** As written: schema (if qualified) and table. */
+  schema?: string;
+  table: string;
+  /** The column today. */
+  column: string;
+  /** Its name after the change (the same for a type change alone). */
+  newName: string;
+  /** The new type as written (`BIGINT`, `VARCHAR(20)`), for a type change. */
+  newType?: string;
+  /** `COLLATE ...` of the type change, as written. */
+  collate?: string;
+  /** The USING expression as written, for a type change that has one. */
+  using?: string;
+  /** The statements that make the change, for messages. */
+  statements: Statement[];
+}
+
+export interface SplitInput {
+  change: ColumnChange;
+  /** Statements that stay as they are, in the expand part (in file order). */
+  others: Statement[];
+}
+
+/** A statement the running application does not survive, with what to do instead. */
+export interface Breaking {
+  statement: Statement;
+  advice: string;
+}
+
+/** Reads a migration for split; refuses (one sentence) what it cannot turn into a safe pair. */
+export async function parseSplitInput(sql: string, migrationName: string): Promise<SplitInput> {
+  await loadSqlParser();
+  const statements = splitStatements(sql, migrationName);
+  const renames: { statement: Statement; schema?: string; table: string; from: string; to: string }[] = [];
+  const retypes: { statement: Statement; schema?: string; table: string; column: string; type: string; collate?: string; using?: string }[] = [];
+  const others: Statement[] = [];
+  for (const statement of statements) {
+    const node = firstNode(statement.sql);
+    const [type] = Object.keys(node);
+    const body = node[type] as Record<string, any>;
+    if (type === "RenameStmt" && body.renameType === "OBJECT_COLUMN" && body.relationType === "OBJECT_TABLE") {
+      renames.push({ statement, schema: body.relation.schemaname, table: body.relation.relname, from: body.subname, to: body.newname });
+      continue;
+    }
+    if (type === "AlterTableStmt" && (body.objtype ?? "OBJECT_TABLE") === "OBJECT_TABLE") {
+      const cmds = (body.cmds ?? []).map((c: any) => c.AlterTableCmd);
+      const retype = cmds.filter((c: any) => c.subtype === "AT_AlterColumnType");
+      if (retype.length > 0) {
+        if (cmds.length > 1) {
+          throw new PgstackError(
+            "E_SPLIT",
+            `Line ${statement.line} of ${migrationName} changes a column's type together with ${cmds.length - 1} other change(s) in one ALTER TABLE: give the type change an ALTER TABLE statement of its own, then split.`,
+          );
+        }
+        retypes.push({ statement, schema: body.relation.schemaname, table: body.relation.relname, column: retype[0].name, ...typeClauses(statement.sql) });
+        continue;
+      }
+    }
+    others.push(statement);
+  }
+  if (renames.length === 0 && retypes.length === 0) {
+    throw new PgstackError(
+      "E_SPLIT",
+      `Migration ${migrationName} neither renames a column (ALTER TABLE ... RENAME COLUMN) nor changes a column's type (ALTER COLUMN ... TYPE): split turns only those two into an expand and a contract migration.`,
+    );
+  }
+  if (renames.length > 1 || retypes.length > 1) {
+    const extra = (renames.length > 1 ? renames[1] : retypes[1]).statement;
+    throw new PgstackError(
+      "E_SPLIT",
+      `Migration ${migrationName} changes more than one column (again at line ${extra.line}): split turns one column at a time, so move each other change into a migration of its own and split each.`,
+    );
+  }
+  const rename = renames[0];
+  const retype = retypes[0];
+  if (rename && retype) {
+    // The type change names the column as it is at that point of the file.
+    const retypeFirst = retype.statement.offset < rename.statement.offset;
+    const expected = retypeFirst ? rename.from : rename.to;
+    if (retype.column !== expected || retype.table !== rename.table || retype.schema !== rename.schema) {
+      throw new PgstackError(
+        "E_SPLIT",
+        `Migration ${migrationName} renames ${rename.table}.${rename.from} but changes the type of another column (line ${retype.statement.line}): split turns one column at a time, so move the other change into a migration of its own.`,
+      );
+    }
+  }
+  if (rename && retype?.using && retype.statement.offset > rename.statement.offset) {
+    throw new PgstackError(
+      "E_SPLIT",
+      `Migration ${migrationName} changes the type of ${rename.to} with a USING expression after renaming it (line ${retype.statement.line}): put the type change (USING the old name ${rename.from}) before the rename, then split.`,
+    );
+  }
+  const base = rename ?? { schema: retype.schema, table: retype.table, from: retype.column, to: retype.column };
+  const change: ColumnChange = {
+    schema: base.schema,
+    table: base.table,
+    column: base.from,
+    newName: base.to,
+    ...(retype ? { newType: retype.type, collate: retype.collate, using: retype.using } : {}),
+    statements: [rename?.statement, retype?.statement].filter((s): s is Statement => Boolean(s)),
+  };
+  for (const other of others) {
+    const advice = breakingAdvice(other);
+    if (advice) {
+      throw new PgstackError("E_SPLIT", `Line ${other.line} of ${migrationName} also breaks the running application: ${advice}; move it out of this migration, then split.`, {
+        line: other.line,
+      });
+    }
+  }
+  return { change, others };
+}
+
+function firstNode(sql: string): Record<string, unknown> {
+  const parsed = pgQuery.parseSync(sql);
+  return ((parsed.stmts ?? [])[0]?.stmt ?? {}) as Record<string, unknown>;
+}
+
+/**
+ * The type, COLLATE and USING of `ALTER TABLE ... ALTER COLUMN c [SET DATA] TYPE t [COLLATE x] [USING e]`
+ * as written: the parse tree has no end offsets, so the statement's tokens are cut at TYPE, COLLATE and USING
+ * (outside parentheses).
+ */
+function typeClauses(sql: string): { type: string; collate?: string; using?: string } {
+  const bytes = Buffer.from(sql, "utf8");
+  const tokens = pgQuery.scanSync(sql).tokens;
+  let depth = 0;
+  const marks: { word: string; start: number; end: number }[] = [];
+  // Past `ALTER TABLE <t> ALTER [COLUMN] <c>`: a column may be called "type".
+  const second = tokens.findIndex((t, i) => i > 0 && t.text.toUpperCase() === "ALTER");
+  let from = second + 1;
+  if (tokens[from]?.text.toUpperCase() === "COLUMN") from++;
+  for (const t of tokens.slice(from + 1)) {
+    const word = t.text.toUpperCase();
+    if (t.text === "(") depth++;
+    else if (t.text === ")") depth--;
+    else if (depth === 0 && ["TYPE", "COLLATE", "USING"].includes(word) && !marks.some((m) => m.word === word)) {
+      marks.push({ word, start: t.start, end: t.end });
+      if (word === "USING") break; // the rest is the expression
+    }
+  }
+  const piece = (word: string) => {
+    const i = marks.findIndex((m) => m.word === word);
+    if (i < 0) return undefined;
+    const end = i + 1 < marks.length ? marks[i + 1].start : bytes.length;
+    return bytes.subarray(marks[i].end, end).toString("utf8").trim().replace(/;$/, "").trim();
+  };
+  return { type: piece("TYPE")!, collate: piece("COLLATE"), using: piece("USING") };
+}
+
+/**
+ * Why a statement breaks the application version that is running, as advice
+ * on what to do instead; undefined when it does not (it can go into the
+ * expand part). The statements split itself turns (renames, type changes)
+ * never get here.
+ */
+export function breakingAdvice(statement: Statement): string | undefined {
+  const node = firstNode(statement.sql);
+  const [type] = Object.keys(node);
+  const body = (node[type] ?? {}) as Record<string, any>;
+  switch (type) {
+    case "DropStmt":
+      if (["OBJECT_TABLE", "OBJECT_VIEW", "OBJECT_MATVIEW", "OBJECT_TYPE", "OBJECT_SEQUENCE", "OBJECT_SCHEMA", "OBJECT_FUNCTION", "OBJECT_DOMAIN"].includes(body.removeType)) {
+        return `it drops a ${String(body.removeType).replace("OBJECT_", "").toLowerCase()} the running version may use (ship the application version that no longer uses it first, then drop it in a later migration)`;
+      }
+      return undefined;
+    case "RenameStmt":
+      if (body.renameType === "OBJECT_INDEX") return undefined;
+      return `it renames a ${String(body.renameType).replace("OBJECT_", "").toLowerCase()} the running version uses by its old name (add the new one beside the old, move the application over, then drop the old)`;
+    case "AlterEnumStmt":
+      return body.oldVal ? "it renames an enum value the running version still writes (add the new value, move the application over, then stop using the old one)" : undefined;
+    case "AlterTableStmt":
+      for (const cmd of (body.cmds ?? []).map((c: any) => c.AlterTableCmd)) {
+        switch (cmd.subtype) {
+          case "AT_DropColumn":
+            return `it drops column ${cmd.name} (ship the application version that no longer reads it first, then drop it in a later migration)`;
+          case "AT_SetNotNull":
+            return `it sets NOT NULL on ${cmd.name}, which scans the table under a lock that blocks writes and fails the running version's writes of NULL (add a CHECK (${cmd.name} IS NOT NULL) NOT VALID, VALIDATE it, then SET NOT NULL)`;
+          case "AT_ColumnDefault":
+            return cmd.def ? undefined : `it drops the default of ${cmd.name}, which the running version's inserts may rely on (drop it once no version relies on it)`;
+          case "AT_AddColumn": {
+            const constraints = (cmd.def?.ColumnDef?.constraints ?? []).map((c: any) => c.Constraint?.contype);
+            if (constraints.includes("CONSTR_NOTNULL") && !constraints.includes("CONSTR_DEFAULT") && !constraints.includes("CONSTR_IDENTITY") && !constraints.includes("CONSTR_GENERATED")) {
+              return `it adds column ${cmd.def.ColumnDef.colname} NOT NULL without a default, so the running version's inserts fail (add it with a default, or nullable)`;
+            }
+            return undefined;
+          }
+          case "AT_AddConstraint": {
+            const c = cmd.def?.Constraint ?? {};
+            if (c.skip_validation) return undefined;
+            if (["CONSTR_UNIQUE", "CONSTR_PRIMARY", "CONSTR_EXCLUSION"].includes(c.contype)) {
+              return "it adds a unique constraint the running version's writes can violate, built under a lock that blocks writes (CREATE UNIQUE INDEX CONCURRENTLY, then ADD CONSTRAINT ... USING INDEX once the application writes no duplicates)";
+            }
+            if (["CONSTR_CHECK", "CONSTR_FOREIGN"].includes(c.contype)) {
+              return "it adds a constraint the running version's writes can violate, validated under a lock that blocks writes (add it NOT VALID, then VALIDATE it in a later migration)";
+            }
+            return undefined;
+          }
+          case "AT_DropConstraint":
+            return undefined;
+        }
+      }
+      return undefined;
+    default:
+      return undefined;
+  }
+}
+
+/** `ALTER INDEX a RENAME TO b`: its two names. */
+export function indexRename(sql: string): { from: string; to: string } | undefined {
+  const node = firstNode(sql).RenameStmt as Record<string, any> | undefined;
+  if (!node || node.renameType !== "OBJECT_INDEX") return undefined;
+  return { from: node.relation.relname, to: node.newname };
+}

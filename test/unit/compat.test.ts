@@ -1,0 +1,212 @@
+import { promises as fs } from "node:fs";
+import * as path from "node:path";
+import { countHistory } from "../../bench/compat-histories";
+import { classifyMigration, COMPAT_RULES } from "../../infra/core/compat";
+import { REPO_ROOT } from "../support/fixtures";
+
+const T = `CREATE TABLE "Fresh" ("id" SERIAL NOT NULL, "a" TEXT, CONSTRAINT "Fresh_pkey" PRIMARY KEY ("id"));\n`;
+
+/** [rule, contract SQL, the nearest expand SQL] — every rule both ways. */
+const RULES: [string, string, string][] = [
+  ["drop-table", `DROP TABLE "User";`, `${T}DROP TABLE "Fresh";`],
+  ["drop-column", `ALTER TABLE "User" DROP COLUMN "name";`, `ALTER TABLE "User" ADD COLUMN "tmp" TEXT;\nALTER TABLE "User" DROP COLUMN "tmp";`],
+  ["drop-object", `DROP TYPE "Role";`, `CREATE TYPE "Tmp" AS ENUM ('A');\nDROP TYPE "Tmp";`],
+  ["drop-object", `DROP VIEW "v";`, `CREATE VIEW "v2" AS SELECT 1;\nDROP VIEW "v2";`],
+  ["drop-object", `DROP FUNCTION f(int);`, `DROP TRIGGER t ON "User";`],
+  ["drop-object", `DROP SEQUENCE "s";`, `CREATE SEQUENCE "s2";\nDROP SEQUENCE "s2";`],
+  ["drop-object", `DROP SCHEMA "old" CASCADE;`, `CREATE SCHEMA "tmp";\nDROP SCHEMA "tmp";`],
+  ["drop-unique-index", `DROP INDEX "User_email_key";`, `DROP INDEX "User_email_idx";`],
+  ["drop-constraint", `ALTER TABLE "User" DROP CONSTRAINT "User_pkey";`, `ALTER TABLE "Post" DROP CONSTRAINT "Post_authorId_fkey";`],
+  ["rename-table", `ALTER TABLE "User" RENAME TO "Account";`, `${T}ALTER TABLE "Fresh" RENAME TO "Fresher";`],
+  ["rename-column", `ALTER TABLE "User" RENAME COLUMN "name" TO "full_name";`, `ALTER TABLE "User" ADD COLUMN "fn" TEXT;\nALTER TABLE "User" RENAME COLUMN "fn" TO "full_name";`],
+  ["rename-type", `ALTER TYPE "Role" RENAME TO "Role_old";`, `CREATE TYPE "Role_new" AS ENUM ('A');\nALTER TYPE "Role_new" RENAME TO "Role2";`],
+  ["rename-type", `ALTER TABLE "User" SET SCHEMA "archive";`, `ALTER INDEX "User_a_key" RENAME TO "User_b_key";`],
+  ["rename-enum-value", `ALTER TYPE "Role" RENAME VALUE 'ADMIN' TO 'OWNER';`, `ALTER TYPE "Role" ADD VALUE 'OWNER';`],
+  ["change-column-type", `ALTER TABLE "User" ALTER COLUMN "age" SET DATA TYPE BIGINT;`, `ALTER TABLE "User" ADD COLUMN "n" INTEGER;\nALTER TABLE "User" ALTER COLUMN "n" SET DATA TYPE BIGINT;`],
+  [
+    "enum-value-removal",
+    `CREATE TYPE "Role_new" AS ENUM ('USER');\nALTER TABLE "User" ALTER COLUMN "role" TYPE "Role_new" USING ("role"::text::"Role_new");`,
+    `CREATE TYPE "Role_new" AS ENUM ('USER');\nALTER TABLE "User" ADD COLUMN "r2" "Role_new";`,
+  ],
+  ["set-not-null", `ALTER TABLE "User" ALTER COLUMN "name" SET NOT NULL;`, `ALTER TABLE "User" ALTER COLUMN "name" DROP NOT NULL;`],
+  ["add-required-column", `ALTER TABLE "User" ADD COLUMN "slug" TEXT NOT NULL;`, `ALTER TABLE "User" ADD COLUMN "slug" TEXT NOT NULL DEFAULT '';`],
+  ["add-required-column", `ALTER TABLE "User" ADD COLUMN "slug" TEXT;\nUPDATE "User" SET "slug" = "id"::text;\nALTER TABLE "User" ALTER COLUMN "slug" SET NOT NULL;`, `ALTER TABLE "User" ADD COLUMN "slug" TEXT DEFAULT 'x';\nALTER TABLE "User" ALTER COLUMN "slug" SET NOT NULL;`],
+  ["drop-default", `ALTER TABLE "User" ALTER COLUMN "createdAt" DROP DEFAULT;`, `ALTER TABLE "User" ALTER COLUMN "createdAt" SET DEFAULT now();`],
+  ["drop-default", `ALTER TABLE "User" ADD COLUMN "v" INTEGER NOT NULL DEFAULT 0;\nALTER TABLE "User" ALTER COLUMN "v" DROP DEFAULT;`, `ALTER TABLE "User" ADD COLUMN "v" INTEGER DEFAULT 0;\nALTER TABLE "User" ALTER COLUMN "v" DROP DEFAULT;`],
+  ["add-unique", `CREATE UNIQUE INDEX "User_email_key" ON "User"("email");`, `CREATE INDEX "User_email_idx" ON "User"("email");`],
+  ["add-unique", `CREATE UNIQUE INDEX CONCURRENTLY "User_email_key" ON "User"("email");`, `CREATE INDEX CONCURRENTLY "User_email_idx" ON "User"("email");`],
+  ["add-unique", `ALTER TABLE "User" ADD CONSTRAINT "u" UNIQUE ("email");`, `ALTER TABLE "User" ADD COLUMN "handle" TEXT;\nCREATE UNIQUE INDEX "User_handle_key" ON "User"("handle");`],
+  ["add-unique", `ALTER TABLE "User" ADD COLUMN "handle" TEXT DEFAULT 'x';\nCREATE UNIQUE INDEX "User_handle_key" ON "User"("handle");`, `${T}CREATE UNIQUE INDEX "Fresh_a_key" ON "Fresh"("a");`],
+  ["add-primary-key", `ALTER TABLE "User" ADD CONSTRAINT "User_pkey" PRIMARY KEY ("email");`, `ALTER TABLE "User" ADD COLUMN "uid" UUID NOT NULL DEFAULT gen_random_uuid();\nALTER TABLE "User" ADD CONSTRAINT "User_pkey" PRIMARY KEY ("uid");`],
+  ["add-check", `ALTER TABLE "User" ADD CONSTRAINT "age_check" CHECK ("age" >= 0) NOT VALID;`, `ALTER TABLE "User" ADD COLUMN "score" INTEGER;\nALTER TABLE "User" ADD CONSTRAINT "score_check" CHECK ("score" >= 0) NOT VALID;`],
+  ["add-exclude", `ALTER TABLE "Booking" ADD CONSTRAINT "no_overlap" EXCLUDE USING gist ("room" WITH =, "during" WITH &&);`, `${T}ALTER TABLE "Fresh" ADD CONSTRAINT "x" EXCLUDE USING gist ("a" WITH =);`],
+  [
+    "add-foreign-key",
+    `ALTER TABLE "Post" ADD CONSTRAINT "Post_authorId_fkey" FOREIGN KEY ("authorId") REFERENCES "User"("id") NOT VALID;`,
+    `ALTER TABLE "Post" ADD COLUMN "editorId" INTEGER;\nALTER TABLE "Post" ADD CONSTRAINT "Post_editorId_fkey" FOREIGN KEY ("editorId") REFERENCES "User"("id") ON DELETE SET NULL ON UPDATE CASCADE;`,
+  ],
+  [
+    "add-foreign-key",
+    `ALTER TABLE "Post" ADD CONSTRAINT "Post_authorId_fkey" FOREIGN KEY ("authorId") REFERENCES "User"("id");`,
+    // Prisma changes ON DELETE by dropping and re-adding the same constraint.
+    `ALTER TABLE "Post" DROP CONSTRAINT "Post_authorId_fkey";\nALTER TABLE "Post" ADD CONSTRAINT "Post_authorId_fkey" FOREIGN KEY ("authorId") REFERENCES "User"("id") ON DELETE CASCADE ON UPDATE CASCADE;`,
+  ],
+  ["delete-all-rows", `DELETE FROM "Session";`, `DELETE FROM "Session" WHERE "expires" < now();`],
+  ["delete-all-rows", `TRUNCATE "Session";`, `${T}TRUNCATE "Fresh";`],
+  ["revoke", `REVOKE SELECT ON "User" FROM app;`, `GRANT SELECT ON "User" TO app;`],
+  ["row-security", `ALTER TABLE "User" ENABLE ROW LEVEL SECURITY;`, `CREATE POLICY p ON "User" USING (true);`],
+  ["row-security", `CREATE POLICY p ON "User" AS RESTRICTIVE USING (true);`, `ALTER TABLE "User" DISABLE ROW LEVEL SECURITY;`],
+  ["detach-partition", `ALTER TABLE "Event" DETACH PARTITION "Event_2020";`, `ALTER TABLE "Event" ATTACH PARTITION "Event_2026" FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');`],
+  ["alter-domain", `ALTER DOMAIN "email" ADD CONSTRAINT c CHECK (VALUE LIKE '%@%');`, `ALTER DOMAIN "email" SET DEFAULT 'x';`],
+  ["unknown-statement", `DO $$ BEGIN EXECUTE 'DROP TABLE ' || 'x'; END $$;`, `DO $$ BEGIN EXECUTE 'ALTER INDEX "a_idx" RENAME TO "b_idx"'; END $$;`],
+  ["drop-table", `DO $$ BEGIN EXECUTE 'DROP TABLE x'; END $$;`, `COMMENT ON TABLE "User" IS 'people';`],
+  // A DO block's statements are read with PL/pgSQL's parser and classified like the others.
+  [
+    "add-foreign-key",
+    `DO $$ BEGIN\n  IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conname = 'Post_userId_fkey') THEN\n    ALTER TABLE "Post" ADD CONSTRAINT "Post_userId_fkey" FOREIGN KEY ("userId") REFERENCES "User"("id");\n  END IF;\nEND $$;`,
+    `DO $$ DECLARE n int; BEGIN\n  SELECT count(*) INTO n FROM "User" WHERE "email" = 'deleted@example.com';\n  IF n = 0 THEN INSERT INTO "User" ("email") VALUES ('deleted@example.com'); END IF;\nEND $$;`,
+  ],
+  ["unknown-statement", `CREATE PUBLICATION p FOR ALL TABLES;`, `SELECT setval('"User_id_seq"', 10);`],
+];
+
+/** Statements that never break the running version. */
+const EXPAND: string[] = [
+  `CREATE TABLE "Post" ("id" SERIAL NOT NULL, "title" TEXT NOT NULL, CONSTRAINT "Post_pkey" PRIMARY KEY ("id"));\nCREATE UNIQUE INDEX "Post_title_key" ON "Post"("title");\nALTER TABLE "Post" ADD CONSTRAINT "Post_x_fkey" FOREIGN KEY ("id") REFERENCES "User"("id");`,
+  `ALTER TABLE "User" ADD COLUMN "bio" TEXT;`,
+  `ALTER TABLE "User" ADD COLUMN "active" BOOLEAN NOT NULL DEFAULT true;`,
+  `ALTER TABLE "User" ADD COLUMN "n" SERIAL NOT NULL;`,
+  `ALTER TABLE "User" ADD COLUMN "n" INTEGER GENERATED ALWAYS AS IDENTITY;`,
+  `CREATE INDEX "User_name_idx" ON "User"("name");`,
+  `ALTER TYPE "Role" ADD VALUE 'GUEST';`,
+  `ALTER TABLE "Post" VALIDATE CONSTRAINT "Post_authorId_fkey";`,
+  `CREATE FUNCTION f() RETURNS int AS $$ SELECT 1 $$ LANGUAGE sql;\nCREATE TRIGGER t BEFORE UPDATE ON "User" FOR EACH ROW EXECUTE FUNCTION f();`,
+  `CREATE OR REPLACE VIEW "v" AS SELECT 1;`,
+  `CREATE SEQUENCE "s";\nCREATE TYPE "Kind" AS ENUM ('A', 'B');\nCREATE EXTENSION IF NOT EXISTS "pgcrypto";\nCREATE SCHEMA "reports";`,
+  `INSERT INTO "Role" ("name") VALUES ('admin');\nUPDATE "User" SET "active" = true WHERE "active" IS NULL;`,
+  `ALTER TABLE "User" RENAME CONSTRAINT "User_pkey" TO "Account_pkey";\nALTER SEQUENCE "User_id_seq" RENAME TO "Account_id_seq";`,
+  `BEGIN;\nSET lock_timeout = '1s';\nCOMMIT;`,
+  `-- only a comment`,
+  ``,
+];
+
+describe("classifyMigration", () => {
+  test.each(RULES.map(([rule, contract, expand], i) => [`${rule} #${i}`, rule, contract, expand]))("%s: contract, and its expand counterpart", async (_label, rule, contract, expand) => {
+    const c = await classifyMigration(contract);
+    expect(c.compatibility).toBe("contract");
+    expect(c.reasons.map((r) => r.rule)).toContain(rule);
+    const e = await classifyMigration(expand);
+    expect(e).toEqual({ compatibility: "expand", reasons: [] });
+  });
+
+  test("every rule id has a test case, and every case a rule", () => {
+    expect(new Set(RULES.map(([rule]) => rule))).toEqual(new Set(Object.keys(COMPAT_RULES)));
+  });
+
+  test.each(EXPAND.map((sql) => [sql.split("\n")[0] || "(empty)", sql]))("expand: %s", async (_label, sql) => {
+    expect(await classifyMigration(sql)).toEqual({ compatibility: "expand", reasons: [] });
+  });
+
+  test("a reason names the statement's first line, its line as lint reports it, the rule and a sentence", async () => {
+    const sql = [
+      "-- A comment first",
+      `ALTER TABLE "User" ADD COLUMN "bio" TEXT;`,
+      "",
+      "/* block */ ALTER TABLE \"User\"",
+      `    DROP COLUMN "name",`,
+      `    DROP COLUMN "age";`,
+      `ALTER TABLE "Post" RENAME COLUMN "body" TO "content";`,
+    ].join("\n");
+    const result = await classifyMigration(sql);
+    expect(result.compatibility).toBe("contract");
+    expect(result.reasons).toEqual([
+      {
+        statement: 'ALTER TABLE "User"',
+        line: 4,
+        rule: "drop-column",
+        reason: 'Dropping column "name" of "User": the running version still selects and writes it. Dropping column "age" of "User": the running version still selects and writes it.',
+      },
+      {
+        statement: 'ALTER TABLE "Post" RENAME COLUMN "body" TO "content"',
+        line: 7,
+        rule: "rename-column",
+        reason: 'Renaming column "body" of "Post" to "content": the running version still uses "body".',
+      },
+    ]);
+  });
+
+  test("Prisma's enum value removal is contract (the column's type change); the new type's rename, the old type's drop and a default set again are not", async () => {
+    // As prisma migrate dev writes it when a value is removed from an enum.
+    const sql = [
+      "BEGIN;",
+      `CREATE TYPE "Role_new" AS ENUM ('USER', 'ADMIN');`,
+      `ALTER TABLE "User" ALTER COLUMN "role" DROP DEFAULT;`,
+      `ALTER TABLE "User" ALTER COLUMN "role" TYPE "Role_new" USING ("role"::text::"Role_new");`,
+      `ALTER TYPE "Role" RENAME TO "Role_old";`,
+      `ALTER TYPE "Role_new" RENAME TO "Role";`,
+      `DROP TYPE "Role_old";`,
+      `ALTER TABLE "User" ALTER COLUMN "role" SET DEFAULT 'USER';`,
+      "COMMIT;",
+    ].join("\n");
+    const result = await classifyMigration(sql);
+    // The default dropped at line 3 is set again at line 8, and "Role_old" is dropped after the rename that broke it.
+    expect(result.reasons.map((r) => [r.line, r.rule])).toEqual([
+      [4, "enum-value-removal"],
+      [5, "rename-type"],
+    ]);
+    // Without the SET DEFAULT, the dropped default stays a reason.
+    const noDefault = await classifyMigration(sql.replace(`ALTER TABLE "User" ALTER COLUMN "role" SET DEFAULT 'USER';`, ""));
+    expect(noDefault.reasons.map((r) => [r.line, r.rule])).toContainEqual([3, "drop-default"]);
+  });
+
+  test("`-- pgstack:allow-contract <why>` is returned as acknowledged; the classification stays contract", async () => {
+    const result = await classifyMigration(`-- pgstack:allow-contract nothing reads legacy since v2.3\nALTER TABLE "User" DROP COLUMN "legacy";`);
+    expect(result.compatibility).toBe("contract");
+    expect(result.acknowledged).toBe("nothing reads legacy since v2.3");
+    expect(result.reasons).toHaveLength(1);
+  });
+
+  test("an acknowledgement needs a reason, must be a comment, and is not another pgstack:allow", async () => {
+    for (const sql of [
+      `-- pgstack:allow-contract\nALTER TABLE "User" DROP COLUMN "legacy";`,
+      `-- pgstack:allow-contractual because\nALTER TABLE "User" DROP COLUMN "legacy";`,
+      `-- pgstack:allow ban-drop-column because\nALTER TABLE "User" DROP COLUMN "legacy";`,
+      `SELECT '-- pgstack:allow-contract in a string';\nALTER TABLE "User" DROP COLUMN "legacy";`,
+    ]) {
+      const result = await classifyMigration(sql);
+      expect(result.compatibility).toBe("contract");
+      expect(result.acknowledged).toBeUndefined();
+    }
+  });
+
+  test("a syntax error is a PgstackError E_MIGRATION_SYNTAX with its line", async () => {
+    await expect(classifyMigration(`ALTER TABLE "User" ADD COLUMN "a" TEXT;\nALTER TABLE DROP;`)).rejects.toMatchObject({ code: "E_MIGRATION_SYNTAX", details: { line: 2 } });
+  });
+
+  test("README's table lists every rule id", async () => {
+    const readme = await fs.readFile(path.join(REPO_ROOT, "README.md"), "utf8");
+    const section = readme.slice(readme.indexOf("### Expand and contract"));
+    for (const rule of Object.keys(COMPAT_RULES)) expect(section).toContain(`\`${rule}\``);
+    expect(section).toContain("-- pgstack:allow-contract");
+  });
+
+  test("the history count (bench compat) finds each DROP COLUMN / RENAME / ALTER TYPE / SET NOT NULL statement and whether it carries a contract reason", async () => {
+    const count = await countHistory(path.join(REPO_ROOT, "test", "fixtures", "compat-history"));
+    expect([count.migrations, count.expand, count.contract]).toEqual([5, 3, 2]);
+    expect(count.results.map((r) => [r.migration.slice(15), r.result.compatibility])).toEqual([
+      ["init", "expand"],
+      ["drop_and_rename", "contract"],
+      ["enum_value_removed", "contract"],
+      ["required_with_backfill", "expand"],
+      ["rename_indexes", "expand"],
+    ]);
+    expect(count.patterns).toEqual({
+      "DROP COLUMN": { statements: 1, contract: 1 },
+      // A temporary column's rename, the new enum type's rename and two index/constraint renames carry none.
+      RENAME: { statements: 6, contract: 2 },
+      "ALTER ... TYPE": { statements: 2, contract: 2 },
+      // Set NOT NULL after a default was given: the running version's inserts get the default.
+      "SET NOT NULL": { statements: 1, contract: 0 },
+    });
+    expect(count.rules).toEqual({ "drop-column": 1, "rename-column": 1, "enum-value-removal": 1, "rename-type": 1 });
+  });
+});
