@@ -45,23 +45,22 @@ import { PgStack } from "./package";
 
 const zdt = new pulumi.Config("zdt");
 const mode = zdt.require("rollout");
-// The application reaches the database through the same secret URL the component is given (external engine).
-const appUrl = new pulumi.Config("pgstack").requireSecret("externalUrl");
 
-const rollout = (dependsOn: pulumi.Input<pulumi.Input<pulumi.Resource>[]>) =>
+// v2 reaches the database through the component's URL (a secret, in the command's environment only).
+const rollout = (dependsOn: pulumi.Input<pulumi.Input<pulumi.Resource>[]>, databaseUrl: pulumi.Input<string>) =>
   new command.local.Command("rollout-v2", {
     create: \`node \${JSON.stringify(zdt.require("rolloutScript"))}\`,
     delete: "kill $(cat \\"$RUN_DIR/v2.pid\\") 2>/dev/null; rm -f \\"$RUN_DIR/v2.pid\\"",
-    environment: { DATABASE_URL: appUrl, V2_PORT: zdt.require("v2Port"), SWITCH_CONTROL_PORT: zdt.require("switchControlPort"), RUN_DIR: zdt.require("runDir") },
+    environment: { DATABASE_URL: databaseUrl, V2_PORT: zdt.require("v2Port"), SWITCH_CONTROL_PORT: zdt.require("switchControlPort"), RUN_DIR: zdt.require("runDir") },
     logging: "stdoutAndStderr",
   }, { dependsOn });
 
 let db: PgStack;
 if (mode === "phased") {
-  db = new PgStack("db", { contractAfter: (expanded: pulumi.Resource[]) => [rollout(expanded)] });
+  db = new PgStack("db", { contractAfter: (expanded, self) => [rollout(expanded, self.databaseUrl)] });
 } else {
   db = new PgStack("db");
-  if (mode === "after") rollout(db.ready);
+  if (mode === "after") rollout(db.ready, db.databaseUrl);
 }
 export const { databaseUrl, appliedMigrations, latestSnapshot, rollbackCommand, pinnedMigration } = db;
 `;
@@ -122,6 +121,8 @@ async function prepare(stack: string): Promise<Scenario> {
   await config(stack, "zdt:v2Port", String(v2Port));
   await config(stack, "zdt:switchControlPort", String(switchControlPort));
   await config(stack, "zdt:runDir", runDir);
+  // v1's schema through the stack's own first update, as v1 was deployed (pgstack splits the chain around the
+  // rollout only on later updates: before a stack's first one it takes no application to be running).
   ok(await project.pulumi(["up", "--yes", "--skip-preview", "--stack", stack]), `${stack}: up (v1's schema)`);
   // Rows from before the change: the backfill's work, and part of what must be read back.
   await withDb(url, (c) => c.query(`INSERT INTO "person" ("name") SELECT 'seed-' || g FROM generate_series(1, ${SEEDED}) g`));
