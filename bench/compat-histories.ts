@@ -5,7 +5,7 @@
  * type or sets NOT NULL is in a migration classified `contract`, with a reason
  * at that statement's line.
  *
- *   npm run bench -- compat <migrations dir>... [--list <rule>]
+ *   npm run bench -- compat <migrations dir>... [--list <rule|all>]
  *
  * Prints per history: migrations, expand/contract, the four counts with how
  * many of them are contract, misses (none expected), and the reasons by rule.
@@ -14,6 +14,7 @@ import { promises as fs } from "node:fs";
 import * as path from "node:path";
 import { classifyMigration, type MigrationCompatibility } from "../infra/core/compat";
 import { loadSqlParser, SourceFile } from "../infra/core/lint/source";
+import { BenchSetupError } from "./lib/common";
 
 export const PATTERNS = {
   "DROP COLUMN": /\bDROP\s+COLUMN\b/i,
@@ -37,8 +38,8 @@ export interface HistoryCount {
   migrations: number;
   expand: number;
   contract: number;
-  /** Per pattern: statements containing it, and how many of those carry a contract reason. */
-  patterns: Record<Pattern, { statements: number; contract: number }>;
+  /** Per pattern: statements containing it, how many carry a contract reason, how many are in a contract migration. */
+  patterns: Record<Pattern, { statements: number; contract: number; inContractMigration: number }>;
   hits: Hit[];
   /** Reasons by rule, over the whole history. */
   rules: Record<string, number>;
@@ -57,7 +58,7 @@ export async function countHistory(dir: string): Promise<HistoryCount> {
     migrations: 0,
     expand: 0,
     contract: 0,
-    patterns: Object.fromEntries(Object.keys(PATTERNS).map((p) => [p, { statements: 0, contract: 0 }])) as HistoryCount["patterns"],
+    patterns: Object.fromEntries(Object.keys(PATTERNS).map((p) => [p, { statements: 0, contract: 0, inContractMigration: 0 }])) as HistoryCount["patterns"],
     hits: [],
     rules: {},
     results: [],
@@ -87,6 +88,7 @@ export async function countHistory(dir: string): Promise<HistoryCount> {
         const rule = result.reasons.find((r) => r.line === line)?.rule;
         count.patterns[pattern].statements++;
         if (rule) count.patterns[pattern].contract++;
+        if (result.compatibility === "contract") count.patterns[pattern].inContractMigration++;
         count.hits.push({ migration: name, line, statement: code.slice(0, 160), pattern, rule });
       }
     }
@@ -98,13 +100,17 @@ export async function compatBench(argv: string[]): Promise<void> {
   const listIdx = argv.indexOf("--list");
   const list = listIdx >= 0 ? argv[listIdx + 1] : undefined;
   const dirs = argv.filter((_, i) => listIdx < 0 || (i !== listIdx && i !== listIdx + 1));
-  if (dirs.length === 0) throw new Error("usage: npm run bench -- compat <migrations dir>... [--list <rule|miss>]");
+  if (dirs.length === 0) throw new BenchSetupError("usage: npm run bench -- compat <migrations dir>... [--list <rule|all>]: give the folders holding <name>/migration.sql.");
+  for (const dir of dirs) {
+    const ok = await fs.stat(dir).then((st) => st.isDirectory(), () => false);
+    if (!ok) throw new BenchSetupError(`${dir} is not a folder: give the migrations folder of a Prisma history (holding <name>/migration.sql).`);
+  }
   const out: string[] = [];
   for (const dir of dirs) {
     const c = await countHistory(dir);
     out.push(`## ${dir}`, "", `${c.migrations} migrations: ${c.expand} expand, ${c.contract} contract`, "");
-    out.push("| statements containing | found | with a contract reason |", "| --- | --- | --- |");
-    for (const [p, v] of Object.entries(c.patterns)) out.push(`| ${p} | ${v.statements} | ${v.contract} |`);
+    out.push("| statements containing | found | with a contract reason | in a contract migration |", "| --- | --- | --- | --- |");
+    for (const [p, v] of Object.entries(c.patterns)) out.push(`| ${p} | ${v.statements} | ${v.contract} | ${v.inContractMigration} |`);
     out.push("", "Reasons by rule: " + Object.entries(c.rules).sort((a, b) => b[1] - a[1]).map(([r, n]) => `${r} ${n}`).join(", "), "");
     const misses = c.hits.filter((h) => !h.rule);
     out.push(`Statements found without a contract reason: ${misses.length}`);

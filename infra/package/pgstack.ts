@@ -206,9 +206,10 @@ export class PgStack extends pulumi.ComponentResource {
   public readonly ready: pulumi.Output<pulumi.Resource[]>;
   /**
    * The expand phase: the database and every migration step before the
-   * contract phase (all of them when the chain is not split). The new
-   * application version depends on it (`dependsOn: db.expanded`), not on
-   * `ready`, when it is in `contractAfter` (that would be a cycle).
+   * contract phase (all of them when the chain is not split), as one resource
+   * standing for its last step. The new application version depends on it
+   * (`dependsOn: db.expanded`), not on `ready`, when it is in `contractAfter`
+   * (that would be a cycle).
    */
   public readonly expanded: pulumi.Resource[];
 

@@ -109,8 +109,11 @@ afterAll(async () => {
 test("one pulumi up: expand, then the rollout (migration lock free), then contract", async () => {
   await project.addMigration(EXPAND_A, 'ALTER TABLE "people" ADD COLUMN "full_name" TEXT;\n');
   await project.addMigration(CONTRACT_A, 'ALTER TABLE "people" DROP COLUMN "name";\n');
+  const phases = `expand: 1 migration (${EXPAND_A}); then the application rollout (rollout); then contract: 1 migration (${CONTRACT_A})`;
+  const preview = ok(await project.pulumi(["preview", "--stack", STACK], { ROLLOUT_VERSION: "v2" }), "pulumi preview");
+  expect(preview.stdout).toContain(phases);
   const result = ok(await up("v2"), "pulumi up (expand, rollout, contract)");
-  expect(result.stdout).toContain(`expand: 1 migration (${EXPAND_A}); then the application rollout (rollout); then contract: 1 migration (${CONTRACT_A})`);
+  expect(result.stdout).toContain(phases);
 
   const [, v2] = await rollouts();
   // The new version found the expanded database, the old column still there, and nobody holding the migration lock.

@@ -219,7 +219,8 @@ describe("the dev stack with the real pulumi CLI", () => {
     expect((await status())[index]).toBe("pending");
 
     await addMigration(index, `-- pgstack:allow require-concurrent-index-creation users has a few hundred rows\n${indexSql}`);
-    await addMigration(drop, `-- pgstack:allow ban-drop-column avatar_url is unused since the profile redesign\n${dropSql}`);
+    // A DROP COLUMN is also a contract migration: with no rollout wired (contractAfter), strict wants it acknowledged too.
+    await addMigration(drop, `-- pgstack:allow ban-drop-column avatar_url is unused since the profile redesign\n-- pgstack:allow-contract avatar_url is unused since the profile redesign\n${dropSql}`);
     const accepted = ok(await project.script("preview", ["--stack", STACK]), "npm run preview (strict, accepted)");
     const shown = accepted.stdout + accepted.stderr;
     expect(shown).toContain("Lint: 0 blocking, 0 warning(s), 2 accepted");

@@ -13,6 +13,7 @@ import * as path from "node:path";
 import { Client } from "pg";
 import { pgstack } from "../support/cli";
 import { createTestDatabase, withDb } from "../support/cluster";
+import { eventually } from "../support/data";
 import { migrationsDir } from "../support/fixtures";
 
 jest.setTimeout(180_000);
@@ -116,18 +117,61 @@ describe("a split's backfill under pgstack apply", () => {
 
   test("a batch that meets the application's row lock backs off under lock_timeout, retries, and completes", async () => {
     const { url, dir } = await setUp("backfill_lock");
+    // status (and plan, and the preview's --mode) say how it runs: not atomic.
+    const status = JSON.parse((await pgstack(["status", "--json", "--dir", dir], { DATABASE_URL: url })).stdout);
+    expect(status.migrations.find((m: { name: string }) => m.name === BACKFILL)).toMatchObject({ state: "pending", mode: "batches", atomic: false });
     const holder = new Client({ connectionString: url });
     await holder.connect();
     await holder.query("BEGIN");
     await holder.query(`UPDATE t SET a = a WHERE id = 1500`);
-    const release = setTimeout(() => void holder.query("COMMIT"), 1500);
-    const r = await pgstack(["apply", "--all", "--dir", dir, "--to", BACKFILL, "--lock-timeout", "200", "--retry-delay", "300", "--retries", "5"], { DATABASE_URL: url });
-    clearTimeout(release);
-    await holder.query("COMMIT").catch(() => undefined);
+    const running = pgstack(["apply", "--all", "--dir", dir, "--to", BACKFILL, "--lock-timeout", "200", "--retry-delay", "300", "--retries", "5"], { DATABASE_URL: url });
+    // Held until the backfill has waited on it and timed out at least once.
+    const waited = await eventually(async () => {
+      // Another session: pg_stat_activity stays as first read for the rest of a transaction.
+      const { rows } = await withDb(url, (c) => c.query(`SELECT 1 FROM pg_stat_activity WHERE application_name = 'pgstack' AND wait_event_type = 'Lock'`));
+      return rows.length > 0;
+    }, 30_000, 10);
+    expect(waited).toBe(true);
+    await new Promise((r) => setTimeout(r, 800));
+    await holder.query("COMMIT");
     await holder.end();
+    const r = await running;
     expect(r.code).toBe(0);
     expect(r.stderr).toMatch(/batch 1 \(id from 1\): canceling statement due to lock timeout; retry 1 of 5 in 300 ms/);
     const left = await withDb(url, async (c) => (await c.query(`SELECT count(*)::int AS n FROM t WHERE b IS DISTINCT FROM a`)).rows[0].n);
     expect(left).toBe(0);
+  });
+
+  test("a row the conversion refuses stops it with one sentence and no ledger success; fixed, the next apply completes and closes the failed attempt", async () => {
+    const url = await createTestDatabase("backfill_fail");
+    const dir = await migrationsDir({
+      [INIT]: `CREATE TABLE "t" ("id" BIGSERIAL PRIMARY KEY, "c" TEXT);\n`,
+      "20250102000000_retype": `ALTER TABLE "t" ALTER COLUMN "c" TYPE INTEGER USING "c"::integer;\n`,
+    });
+    const run = (args: string[]) => pgstack([...args, "--dir", dir], { DATABASE_URL: url });
+    expect((await run(["apply", INIT])).code).toBe(0);
+    await withDb(url, (c) => c.query(`INSERT INTO t (c) SELECT CASE WHEN g = 2500 THEN 'x' ELSE g::text END FROM generate_series(1, 3000) g`));
+    expect((await run(["split", "retype", "--batch", "1000"])).code).toBe(0);
+    expect((await run(["apply", "--all", "--to", "20250102000000_retype_1_expand"])).code).toBe(0);
+
+    const failed = await run(["apply", "--all", "--to", "20250102000000_retype_2_backfill"]);
+    expect(failed.code).toBe(1);
+    expect(failed.stderr.trim().split("\n").pop()).toBe(
+      `pgstack: Migration 20250102000000_retype_2_backfill failed in its backfill of "t": invalid input syntax for type integer: "x" (SQLSTATE 22P02); no row was copied and it is not recorded as applied: remove the cause and run again.`,
+    );
+    const state = async () =>
+      withDb(url, async (c) => ({
+        copied: (await c.query(`SELECT count(*)::int AS n FROM t WHERE c_pgstack_new IS NOT NULL`)).rows[0].n,
+        ledger: (await c.query(`SELECT finished_at IS NOT NULL AS finished, rolled_back_at IS NOT NULL AS rolled_back FROM _prisma_migrations WHERE migration_name = '20250102000000_retype_2_backfill' ORDER BY started_at`)).rows,
+      }));
+    expect(await state()).toEqual({ copied: 0, ledger: [{ finished: false, rolled_back: false }] });
+
+    // The application fixes the row through the old column (the trigger converts it), and the backfill completes.
+    await withDb(url, (c) => c.query(`UPDATE t SET c = '2500' WHERE id = 2500`));
+    expect((await run(["apply", "--all", "--to", "20250102000000_retype_2_backfill"])).code).toBe(0);
+    expect(await state()).toEqual({ copied: 3000, ledger: [{ finished: false, rolled_back: true }, { finished: true, rolled_back: false }] });
+    expect((await run(["apply", "--all"])).code).toBe(0);
+    const values = await withDb(url, async (c) => (await c.query(`SELECT c FROM t ORDER BY id`)).rows.map((r) => r.c));
+    expect(values).toEqual(Array.from({ length: 3000 }, (_, i) => i + 1));
   });
 });

@@ -63,7 +63,17 @@ describe("pgstack CLI on the repository's migrations", () => {
     expect(plan.code).toBe(0);
     const json = JSON.parse(plan.stdout);
     expect(json.pending).toEqual([
-      { name: "20991231000000_add_column", checksum: expect.stringMatching(/^[0-9a-f]{64}$/), retry: false, noTransaction: false, statements: 1, mode: "transaction", atomic: true },
+      {
+        name: "20991231000000_add_column",
+        checksum: expect.stringMatching(/^[0-9a-f]{64}$/),
+        retry: false,
+        noTransaction: false,
+        statements: 1,
+        mode: "transaction",
+        atomic: true,
+        compatibility: "expand",
+        reasons: [],
+      },
     ]);
     expect(json.blockers).toEqual([]);
     expect(json.lint).toMatchObject({ blocking: 0 });

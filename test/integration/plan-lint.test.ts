@@ -65,4 +65,69 @@ describe("pgstack plan with lint findings", () => {
     expect(result.code).toBe(0);
     expect(JSON.parse(result.stdout).lint.findings.filter((f: { migration: string }) => f.migration === "20250101000000_users")).toEqual([]);
   });
+
+  describe("expand or contract per pending migration", () => {
+    const contract = {
+      "20250203000000_rename_email": `-- AlterTable\nALTER TABLE "users" RENAME COLUMN "email" TO "email_address";\n`,
+      "20250204000000_bio": `ALTER TABLE "users" ADD COLUMN "bio" TEXT;\n`,
+    };
+
+    it("--json gives each pending migration its compatibility and reasons", async () => {
+      const dir = await migrationsDir({ ...applied, ...risky, ...contract });
+      const result = await pgstack(["plan", "--json", "--dir", dir], { DATABASE_URL: url });
+      expect(result.code).toBe(0);
+      const pending = JSON.parse(result.stdout).pending as { name: string; compatibility: string; reasons: unknown[]; acknowledged?: string }[];
+      expect(pending.map((p) => [p.name, p.compatibility, p.reasons.length, p.acknowledged])).toEqual([
+        ["20250201000000_index_email", "expand", 0, undefined],
+        ["20250202000000_drop_nickname", "contract", 1, undefined],
+        ["20250203000000_rename_email", "contract", 1, undefined],
+        ["20250204000000_bio", "expand", 0, undefined],
+      ]);
+      expect(pending[1].reasons).toEqual([
+        {
+          statement: 'ALTER TABLE "users" DROP COLUMN "nickname"',
+          line: 2,
+          rule: "drop-column",
+          reason: 'Dropping column "nickname" of "users": the running version still selects and writes it.',
+        },
+      ]);
+      expect(pending[2].reasons).toEqual([expect.objectContaining({ line: 2, rule: "rename-column" })]);
+    });
+
+    it("--markdown has a compatibility column, the contract statements and how many contract migrations run while the running version is live", async () => {
+      const dir = await migrationsDir({ ...applied, ...risky, ...contract });
+      const result = await pgstack(["plan", "--markdown", "--dir", dir], { DATABASE_URL: url });
+      expect(result.code).toBe(0);
+      expect(result.stdout).toContain("| # | migration | statements | mode | compatibility |");
+      expect(result.stdout).toContain("| 1 | `20250201000000_index_email` | 1 | transaction (atomic) | expand |");
+      expect(result.stdout).toContain("| 2 | `20250202000000_drop_nickname` | 1 | transaction (atomic) | **contract** |");
+      expect(result.stdout).toContain(
+        "2 contract migrations will run while the version of the application now running is live, unless the program waits for the rollout (`contractAfter`, README).",
+      );
+      expect(result.stdout).toContain(
+        '| `20250203000000_rename_email` | 2 | `rename-column` | `ALTER TABLE "users" RENAME COLUMN "email" TO "email_address"` | Renaming column "email" of "users" to "email_address": the running version still uses "email". |',
+      );
+    });
+
+    it("an acknowledged contract migration stays contract and shows its reason; with none, no contract sentence", async () => {
+      const dir = await migrationsDir({
+        ...applied,
+        "20250202000000_drop_nickname": `-- pgstack:allow-contract nickname was never read by any released version\n${risky["20250202000000_drop_nickname"]}`,
+      });
+      const json = JSON.parse((await pgstack(["plan", "--json", "--dir", dir], { DATABASE_URL: url })).stdout);
+      expect(json.pending[0]).toMatchObject({ compatibility: "contract", acknowledged: "nickname was never read by any released version" });
+      const markdown = (await pgstack(["plan", "--markdown", "--dir", dir], { DATABASE_URL: url })).stdout;
+      expect(markdown).toContain("| **contract**, acknowledged: nickname was never read by any released version |");
+      expect(markdown).toContain("1 contract migration will run while the version of the application now running is live");
+      const text = (await pgstack(["plan", "--dir", dir], { DATABASE_URL: url })).stdout;
+      expect(text).toMatch(/COMPATIBILITY/);
+      expect(text).toContain("contract (acknowledged)");
+      expect(text).toContain("20250202000000_drop_nickname:3: drop-column: Dropping column \"nickname\" of \"users\"");
+
+      const expandOnly = await migrationsDir({ ...applied, "20250204000000_bio": contract["20250204000000_bio"] });
+      const md = (await pgstack(["plan", "--markdown", "--dir", expandOnly], { DATABASE_URL: url })).stdout;
+      expect(md).toContain("| 1 | `20250204000000_bio` | 1 | transaction (atomic) | expand |");
+      expect(md).not.toContain("contract");
+    });
+  });
 });

@@ -9,6 +9,7 @@
  */
 import { promises as fs } from "node:fs";
 import * as path from "node:path";
+import { classifyMigration } from "../../infra/core/compat";
 import { pgstack } from "../support/cli";
 import { createTestDatabase, withDb } from "../support/cluster";
 import { migrationsDir } from "../support/fixtures";
@@ -63,7 +64,12 @@ CREATE TABLE "notes" ("id" INTEGER);
     await withDb(url, (c) => c.query(`INSERT INTO users (name, age) SELECT 'user' || g, g FROM generate_series(1, 2500) g`));
 
     const split = await ok(["split", "rename_name", "--dir", dir, "--batch", "1000"], url);
-    expect(split.stdout).toContain("Split 20250102000000_rename_name into 20250102000000_rename_name_1_expand, 20250102000000_rename_name_2_backfill, 20250102000000_rename_name_2_index, 20250102000000_rename_name_3_contract.");
+    expect(split.stdout.trim().split("\n")).toEqual([
+      "Split 20250102000000_rename_name into 20250102000000_rename_name_1_expand, 20250102000000_rename_name_2_backfill, 20250102000000_rename_name_2_index, 20250102000000_rename_name_3_contract.",
+      "Deploy 20250102000000_rename_name_1_expand and 20250102000000_rename_name_2_backfill (the old application version keeps working), then the application version that reads and writes users.full_name, then 20250102000000_rename_name_3_contract once no instance of the old version runs.",
+      "20250102000000_rename_name_2_index builds the old column's indexes on the new one, before 20250102000000_rename_name_3_contract, on either side of the rollout.",
+      "Until 20250102000000_rename_name_3_contract runs, a trigger keeps name and full_name in step.",
+    ]);
     expect(await folders(dir)).toEqual([
       INIT,
       "20250102000000_rename_name_1_expand",
@@ -76,6 +82,24 @@ CREATE TABLE "notes" ("id" INTEGER);
     expect(expand).toContain(`ALTER TABLE "users" ADD COLUMN "full_name" text;`);
     expect(expand).toContain(`CREATE TABLE "notes" ("id" INTEGER);`);
     expect(expand).not.toContain("ALTER INDEX");
+
+    // Classified as the phases need them: everything but the contract part runs before the rollout (the
+    // unique index waits for it: the old column's unique index guards the same values until then).
+    const classes: Record<string, string> = {};
+    for (const f of (await folders(dir)).filter((f) => f.startsWith("20250102"))) {
+      classes[f] = (await classifyMigration(await fs.readFile(path.join(dir, f, "migration.sql"), "utf8"))).compatibility;
+    }
+    expect(classes).toEqual({
+      "20250102000000_rename_name_1_expand": "expand",
+      "20250102000000_rename_name_2_backfill": "expand",
+      "20250102000000_rename_name_2_index": "contract",
+      "20250102000000_rename_name_3_contract": "contract",
+    });
+
+    // Lint passes them (warnings only): the contract part accepts its DROP COLUMN with a reason.
+    const lint = await pgstack(["lint", "--dir", dir], { DATABASE_URL: url });
+    expect(lint.stdout).toMatch(/0 blocking, \d+ warning\(s\), 1 accepted/);
+    expect(lint.code).toBe(0);
 
     await ok(["apply", "--all", "--to", "20250102000000_rename_name_1_expand", "--dir", dir], url);
     await withDb(url, async (c) => {
@@ -186,20 +210,53 @@ describe("pgstack split: a type change", () => {
   });
 });
 
+describe("pgstack split: a rename and a type change of the same column", () => {
+  test.each([
+    ["the type change first, USING the old name", `ALTER TABLE "orders" ALTER COLUMN "qty" TYPE TEXT USING ("qty"::text || ' pcs');\nALTER TABLE "orders" RENAME COLUMN "qty" TO "quantity";`, "text", (v: number) => `${v} pcs`],
+    ["the rename first", `ALTER TABLE "orders" RENAME COLUMN "qty" TO "quantity";\nALTER TABLE "orders" ALTER COLUMN "quantity" SET DATA TYPE BIGINT;`, "bigint", (v: number) => String(v)],
+  ])("%s: the old version writes qty, the new one quantity, each reads the other's", async (_what, sql, type, f) => {
+    const url = await createTestDatabase("split_both");
+    const dir = await migrationsDir({
+      [INIT]: `CREATE TABLE "orders" ("id" SERIAL PRIMARY KEY, "qty" INTEGER NOT NULL);\n`,
+      "20250102000000_quantity": sql + "\n",
+    });
+    await ok(["apply", INIT, "--dir", dir], url);
+    await withDb(url, (c) => c.query(`INSERT INTO orders (qty) SELECT g FROM generate_series(1, 300) g`));
+    await ok(["split", "quantity", "--dir", dir], url);
+    await ok(["apply", "--all", "--to", "20250102000000_quantity_1_expand", "--dir", dir], url);
+    await withDb(url, async (c) => {
+      const v1 = (await c.query(`INSERT INTO orders (qty) VALUES (41) RETURNING qty, quantity`)).rows[0];
+      expect(v1).toEqual({ qty: 41, quantity: f(41) });
+      // The new version writes the new type; the old column gets it back through the cast (text '42' -> 42 here).
+      const v2 = (await c.query(`INSERT INTO orders (quantity) VALUES ($1) RETURNING qty, quantity`, [type === "text" ? "42" : 42])).rows[0];
+      expect(v2).toEqual({ qty: 42, quantity: "42" });
+    });
+    await ok(["apply", "--all", "--dir", dir], url);
+    const after = await columns(url, "orders");
+    expect(after.columns.map((c: any) => [c.column_name, c.data_type, c.is_nullable])).toEqual([
+      ["id", "integer", "NO"],
+      ["quantity", type, "NO"],
+    ]);
+    const rows = await withDb(url, async (c) => (await c.query(`SELECT id, quantity FROM orders WHERE id <= 300 ORDER BY id`)).rows);
+    expect(rows.map((r: any) => String(r.quantity))).toEqual(Array.from({ length: 300 }, (_, i) => f(i + 1)));
+  });
+});
+
 describe("pgstack split refuses, in one sentence, and writes nothing", () => {
   const cases: [string, string, RegExp][] = [
     ["no rename or type change", `CREATE TABLE "x" ("id" INTEGER);`, /neither renames a column .* nor changes a column's type/],
-    ["a DROP COLUMN beside the rename", `ALTER TABLE "t" RENAME COLUMN "a" TO "b";\nALTER TABLE "t" DROP COLUMN "other";`, /Line 2 of .* \(ship the application version that no longer reads it first, then drop it/],
-    ["a SET NOT NULL beside the rename", `ALTER TABLE "t" RENAME COLUMN "a" TO "b";\nALTER TABLE "t" ALTER COLUMN "other" SET NOT NULL;`, /add a CHECK \(other IS NOT NULL\) NOT VALID, VALIDATE it, then SET NOT NULL/],
+    ["a DROP COLUMN beside the rename", `ALTER TABLE "t" RENAME COLUMN "a" TO "b";\nALTER TABLE "t" DROP COLUMN "other";`, /Line 2 of \S+ also breaks the running application \(drop-column\): ship the application version that no longer reads the column first, then drop it in a later migration; move it out/],
+    ["a SET NOT NULL beside the rename", `ALTER TABLE "t" RENAME COLUMN "a" TO "b";\nALTER TABLE "t" ALTER COLUMN "other" SET NOT NULL;`, /\(set-not-null\): add a CHECK \(\.\.\. IS NOT NULL\) NOT VALID, VALIDATE it, then SET NOT NULL/],
     ["a type with no way back", `ALTER TABLE "t" ALTER COLUMN "a" TYPE int4range USING int4range("a", "a" + 1);`, /There is no way back from int4range to integer/],
     ["a column under a foreign key", `ALTER TABLE "child" RENAME COLUMN "t_id" TO "parent_id";`, /foreign key child_t_id_fkey/],
+    ["a default that does not fit the new type", `ALTER TABLE "t" ALTER COLUMN "d" TYPE BOOLEAN USING "d" = 'yes';`, /The default of t\.d \('no'::text\) does not fit the new type BOOLEAN \(.*\): change the default in an earlier migration, then split\./],
     ["the primary key", `ALTER TABLE "t" ALTER COLUMN "id" TYPE BIGINT;`, /is the table's primary key/],
     ["two columns", `ALTER TABLE "t" RENAME COLUMN "a" TO "b";\nALTER TABLE "t" RENAME COLUMN "other" TO "b2";`, /changes more than one column/],
   ];
   test.each(cases)("%s", async (_what, sql, message) => {
     const url = await createTestDatabase("split_refuse");
     const dir = await migrationsDir({
-      [INIT]: `CREATE TABLE "t" ("id" INTEGER PRIMARY KEY, "a" INTEGER, "other" INTEGER);\nCREATE TABLE "child" ("id" INTEGER PRIMARY KEY, "t_id" INTEGER REFERENCES "t"("id"));\n`,
+      [INIT]: `CREATE TABLE "t" ("id" INTEGER PRIMARY KEY, "a" INTEGER, "other" INTEGER, "d" TEXT DEFAULT 'no');\nCREATE TABLE "child" ("id" INTEGER PRIMARY KEY, "t_id" INTEGER REFERENCES "t"("id"));\n`,
       "20250102000000_change": sql + "\n",
     });
     await ok(["apply", INIT, "--dir", dir], url);
@@ -226,6 +283,20 @@ describe("pgstack split refuses, in one sentence, and writes nothing", () => {
     expect(missing.code).toBe(1);
     expectOneSentence(missing.stderr, /Migration '20250109000000_nope' is not a folder of /);
     expect(await folders(dir)).toEqual(listing);
+  });
+
+  test("a folder holding more than migration.sql", async () => {
+    const url = await createTestDatabase("split_refuse");
+    const dir = await migrationsDir({
+      [INIT]: `CREATE TABLE "t" ("id" INTEGER PRIMARY KEY, "a" INTEGER);\n`,
+      "20250102000000_rename": `ALTER TABLE "t" RENAME COLUMN "a" TO "b";\n`,
+    });
+    await fs.writeFile(path.join(dir, "20250102000000_rename", "down.sql"), `ALTER TABLE "t" RENAME COLUMN "b" TO "a";\n`);
+    await ok(["apply", INIT, "--dir", dir], url);
+    const r = await pgstack(["split", "rename", "--dir", dir], { DATABASE_URL: url });
+    expect(r.code).toBe(1);
+    expectOneSentence(r.stderr, /^pgstack: Migration folder 20250102000000_rename holds down\.sql besides migration\.sql, which split would not know where to put: move it out, then split\.$/);
+    expect(await folders(dir)).toEqual([INIT, "20250102000000_rename"]);
   });
 
   test("a database that has not applied the migrations before it", async () => {

@@ -10,12 +10,16 @@ const T = `CREATE TABLE "Fresh" ("id" SERIAL NOT NULL, "a" TEXT, CONSTRAINT "Fre
 const RULES: [string, string, string][] = [
   ["drop-table", `DROP TABLE "User";`, `${T}DROP TABLE "Fresh";`],
   ["drop-column", `ALTER TABLE "User" DROP COLUMN "name";`, `ALTER TABLE "User" ADD COLUMN "tmp" TEXT;\nALTER TABLE "User" DROP COLUMN "tmp";`],
-  ["drop-object", `DROP TYPE "Role";`, `CREATE TYPE "Tmp" AS ENUM ('A');\nDROP TYPE "Tmp";`],
+  // Without CASCADE, PostgreSQL drops only a type no column uses (trigger.dev 20230421164059_remove_source_status).
+  ["drop-object", `DROP TYPE "SourceStatus" CASCADE;`, `DROP TYPE "SourceStatus";`],
   ["drop-object", `DROP VIEW "v";`, `CREATE VIEW "v2" AS SELECT 1;\nDROP VIEW "v2";`],
+  ["drop-object", `DROP VIEW IF EXISTS "v";\nCREATE VIEW "w" AS SELECT 1;`, `DROP VIEW IF EXISTS "v";\nCREATE VIEW "v" AS SELECT 1 AS a, 2 AS b;`],
+  ["drop-object", `DROP FUNCTION IF EXISTS nanoid(int);`, `DROP FUNCTION IF EXISTS nanoid(int);\nCREATE FUNCTION nanoid(size int) RETURNS text AS $$ SELECT 'x' $$ LANGUAGE sql;`],
   ["drop-object", `DROP FUNCTION f(int);`, `DROP TRIGGER t ON "User";`],
-  ["drop-object", `DROP SEQUENCE "s";`, `CREATE SEQUENCE "s2";\nDROP SEQUENCE "s2";`],
+  ["drop-object", `DROP SEQUENCE "s" CASCADE;`, `DROP SEQUENCE "Webhook_id_seq";`],
   ["drop-object", `DROP SCHEMA "old" CASCADE;`, `CREATE SCHEMA "tmp";\nDROP SCHEMA "tmp";`],
   ["drop-unique-index", `DROP INDEX "User_email_key";`, `DROP INDEX "User_email_idx";`],
+  ["drop-unique-index", `DROP INDEX CONCURRENTLY IF EXISTS "uniq_email";`, `DROP INDEX "idx_jobrun_jobid_createdat";`],
   ["drop-constraint", `ALTER TABLE "User" DROP CONSTRAINT "User_pkey";`, `ALTER TABLE "Post" DROP CONSTRAINT "Post_authorId_fkey";`],
   ["rename-table", `ALTER TABLE "User" RENAME TO "Account";`, `${T}ALTER TABLE "Fresh" RENAME TO "Fresher";`],
   ["rename-column", `ALTER TABLE "User" RENAME COLUMN "name" TO "full_name";`, `ALTER TABLE "User" ADD COLUMN "fn" TEXT;\nALTER TABLE "User" RENAME COLUMN "fn" TO "full_name";`],
@@ -39,6 +43,8 @@ const RULES: [string, string, string][] = [
   ["add-unique", `ALTER TABLE "User" ADD COLUMN "handle" TEXT DEFAULT 'x';\nCREATE UNIQUE INDEX "User_handle_key" ON "User"("handle");`, `${T}CREATE UNIQUE INDEX "Fresh_a_key" ON "Fresh"("a");`],
   ["add-primary-key", `ALTER TABLE "User" ADD CONSTRAINT "User_pkey" PRIMARY KEY ("email");`, `ALTER TABLE "User" ADD COLUMN "uid" UUID NOT NULL DEFAULT gen_random_uuid();\nALTER TABLE "User" ADD CONSTRAINT "User_pkey" PRIMARY KEY ("uid");`],
   ["add-check", `ALTER TABLE "User" ADD CONSTRAINT "age_check" CHECK ("age" >= 0) NOT VALID;`, `ALTER TABLE "User" ADD COLUMN "score" INTEGER;\nALTER TABLE "User" ADD CONSTRAINT "score_check" CHECK ("score" >= 0) NOT VALID;`],
+  ["add-check", `ALTER TABLE "User" ALTER CONSTRAINT "age_check" ENFORCED;`, `ALTER TABLE "User" ADD CONSTRAINT "age_check" CHECK ("age" >= 0) NOT ENFORCED;`],
+  ["add-unique", `ALTER TABLE "User" ADD CONSTRAINT "User_email_key" UNIQUE ("email");`, `ALTER TABLE "User" ADD CONSTRAINT "User_email_key" UNIQUE USING INDEX "User_email_key";`],
   ["add-exclude", `ALTER TABLE "Booking" ADD CONSTRAINT "no_overlap" EXCLUDE USING gist ("room" WITH =, "during" WITH &&);`, `${T}ALTER TABLE "Fresh" ADD CONSTRAINT "x" EXCLUDE USING gist ("a" WITH =);`],
   [
     "add-foreign-key",
@@ -56,6 +62,7 @@ const RULES: [string, string, string][] = [
   ["revoke", `REVOKE SELECT ON "User" FROM app;`, `GRANT SELECT ON "User" TO app;`],
   ["row-security", `ALTER TABLE "User" ENABLE ROW LEVEL SECURITY;`, `CREATE POLICY p ON "User" USING (true);`],
   ["row-security", `CREATE POLICY p ON "User" AS RESTRICTIVE USING (true);`, `ALTER TABLE "User" DISABLE ROW LEVEL SECURITY;`],
+  ["detach-partition", `ALTER TABLE "Event" DETACH PARTITION "Event_2020" FINALIZE;`, `ALTER TABLE "Post" ALTER CONSTRAINT "Post_authorId_fkey" DEFERRABLE INITIALLY DEFERRED;`],
   ["detach-partition", `ALTER TABLE "Event" DETACH PARTITION "Event_2020";`, `ALTER TABLE "Event" ATTACH PARTITION "Event_2026" FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');`],
   ["alter-domain", `ALTER DOMAIN "email" ADD CONSTRAINT c CHECK (VALUE LIKE '%@%');`, `ALTER DOMAIN "email" SET DEFAULT 'x';`],
   ["unknown-statement", `DO $$ BEGIN EXECUTE 'DROP TABLE ' || 'x'; END $$;`, `DO $$ BEGIN EXECUTE 'ALTER INDEX "a_idx" RENAME TO "b_idx"'; END $$;`],
@@ -106,7 +113,7 @@ describe("classifyMigration", () => {
     expect(await classifyMigration(sql)).toEqual({ compatibility: "expand", reasons: [] });
   });
 
-  test("a reason names the statement's first line, its line as lint reports it, the rule and a sentence", async () => {
+  test("a reason per breaking action names the statement's first line, its line as lint reports it, the rule and a sentence", async () => {
     const sql = [
       "-- A comment first",
       `ALTER TABLE "User" ADD COLUMN "bio" TEXT;`,
@@ -123,7 +130,13 @@ describe("classifyMigration", () => {
         statement: 'ALTER TABLE "User"',
         line: 4,
         rule: "drop-column",
-        reason: 'Dropping column "name" of "User": the running version still selects and writes it. Dropping column "age" of "User": the running version still selects and writes it.',
+        reason: 'Dropping column "name" of "User": the running version still selects and writes it.',
+      },
+      {
+        statement: 'ALTER TABLE "User"',
+        line: 4,
+        rule: "drop-column",
+        reason: 'Dropping column "age" of "User": the running version still selects and writes it.',
       },
       {
         statement: 'ALTER TABLE "Post" RENAME COLUMN "body" TO "content"',
@@ -165,12 +178,21 @@ describe("classifyMigration", () => {
     expect(result.reasons).toHaveLength(1);
   });
 
+  test("an acknowledgement line counts inside a statement too, and several are joined", async () => {
+    const result = await classifyMigration(
+      `-- pgstack:allow-contract first reason\nALTER TABLE "User"\n  -- pgstack:allow-contract second reason\n  DROP COLUMN "legacy";\n`,
+    );
+    expect(result.acknowledged).toBe("first reason; second reason");
+  });
+
   test("an acknowledgement needs a reason, must be a comment, and is not another pgstack:allow", async () => {
     for (const sql of [
       `-- pgstack:allow-contract\nALTER TABLE "User" DROP COLUMN "legacy";`,
       `-- pgstack:allow-contractual because\nALTER TABLE "User" DROP COLUMN "legacy";`,
       `-- pgstack:allow ban-drop-column because\nALTER TABLE "User" DROP COLUMN "legacy";`,
       `SELECT '-- pgstack:allow-contract in a string';\nALTER TABLE "User" DROP COLUMN "legacy";`,
+      `COMMENT ON TABLE "User" IS '\n-- pgstack:allow-contract a line of a string';\nALTER TABLE "User" DROP COLUMN "legacy";`,
+      `CREATE FUNCTION f() RETURNS int AS $$\n-- pgstack:allow-contract a line of a function body\nSELECT 1 $$ LANGUAGE sql;\nALTER TABLE "User" DROP COLUMN "legacy";`,
     ]) {
       const result = await classifyMigration(sql);
       expect(result.compatibility).toBe("contract");
@@ -178,8 +200,12 @@ describe("classifyMigration", () => {
     }
   });
 
-  test("a syntax error is a PgstackError E_MIGRATION_SYNTAX with its line", async () => {
-    await expect(classifyMigration(`ALTER TABLE "User" ADD COLUMN "a" TEXT;\nALTER TABLE DROP;`)).rejects.toMatchObject({ code: "E_MIGRATION_SYNTAX", details: { line: 2 } });
+  test("a file PostgreSQL's parser rejects is contract, at the error's line (lint and the runner refuse it)", async () => {
+    const result = await classifyMigration(`ALTER TABLE "User" ADD COLUMN "a" TEXT;\nALTER TABLE DROP;`);
+    expect(result.compatibility).toBe("contract");
+    expect(result.reasons).toEqual([
+      { statement: "ALTER TABLE DROP;", line: 2, rule: "unknown-statement", reason: expect.stringContaining("PostgreSQL's parser rejects this file at line 2") },
+    ]);
   });
 
   test("README's table lists every rule id", async () => {
@@ -200,13 +226,33 @@ describe("classifyMigration", () => {
       ["rename_indexes", "expand"],
     ]);
     expect(count.patterns).toEqual({
-      "DROP COLUMN": { statements: 1, contract: 1 },
+      "DROP COLUMN": { statements: 1, contract: 1, inContractMigration: 1 },
       // A temporary column's rename, the new enum type's rename and two index/constraint renames carry none.
-      RENAME: { statements: 6, contract: 2 },
-      "ALTER ... TYPE": { statements: 2, contract: 2 },
+      RENAME: { statements: 6, contract: 2, inContractMigration: 3 },
+      "ALTER ... TYPE": { statements: 2, contract: 2, inContractMigration: 2 },
       // Set NOT NULL after a default was given: the running version's inserts get the default.
-      "SET NOT NULL": { statements: 1, contract: 0 },
+      "SET NOT NULL": { statements: 1, contract: 0, inContractMigration: 0 },
     });
-    expect(count.rules).toEqual({ "drop-column": 1, "rename-column": 1, "enum-value-removal": 1, "rename-type": 1 });
+    expect(count.rules).toEqual({ "drop-column": 1, "change-column-type": 1, "rename-column": 1, "enum-value-removal": 1, "rename-type": 1 });
   });
+});
+
+test("a statement with several breaking actions gives each its rule (Prisma's primary key type change)", async () => {
+  // As prisma migrate dev writes a change of an autoincrement id to a cuid.
+  // documenso 20240227003622_migrate_to_cuids_for_webhooks; the sequence drop that follows is not a break (RESTRICT).
+  const sql = [
+    "-- AlterTable",
+    `ALTER TABLE "Webhook" DROP CONSTRAINT "Webhook_pkey",`,
+    `ALTER COLUMN "id" DROP DEFAULT,`,
+    `ALTER COLUMN "id" SET DATA TYPE TEXT,`,
+    `ADD CONSTRAINT "Webhook_pkey" PRIMARY KEY ("id");`,
+    `DROP SEQUENCE "Webhook_id_seq";`,
+  ].join("\n");
+  const result = await classifyMigration(sql);
+  expect(result.reasons.map((r) => [r.line, r.rule])).toEqual([
+    [2, "drop-constraint"],
+    [2, "drop-default"],
+    [2, "change-column-type"],
+    [2, "add-primary-key"],
+  ]);
 });

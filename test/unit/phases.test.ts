@@ -129,6 +129,25 @@ describe("a rollout wired with pending contract migrations (the previous update 
   });
 });
 
+describe("contractAfter as a list (the rollout made after the component, given as a promise)", () => {
+  it("splits the same way: the contract steps wait for it, and it waits for db.expanded", async () => {
+    let give!: (r: pulumi.Resource) => void;
+    const later = new Promise<pulumi.Resource>((resolve) => (give = resolve));
+    // The application's program goes on after `new PgStack(...)`: its rollout depends on db.expanded.
+    const before = lastComponent;
+    const made = (async () => {
+      while (lastComponent === before) await new Promise((r) => setTimeout(r, 5));
+      give(new command.local.Command("rollout", { create: "true" }, { dependsOn: lastComponent!.expanded }));
+    })();
+    const run = await dev({ applied: [INIT, DROP_OLD], args: { contractAfter: [later] } });
+    await made;
+    const rollout = named(run.resources, "rollout");
+    expect(rollout.dependencies).toEqual([named(run.resources, step(ADD)).urn]);
+    for (const name of [DROP, LATER]) expect(deps(run, step(name))).toContain(rollout.urn);
+    for (const name of [INIT, DROP_OLD, ADD]) expect(deps(run, step(name))).not.toContain(rollout.urn);
+  });
+});
+
 describe("the preview shows the two phases", () => {
   it("names what each phase runs and the rollout's resources, on the component", async () => {
     const info = jest.spyOn(pulumi.log, "info");

@@ -16,7 +16,8 @@ import { discoverMigrations, findMigration } from "../../core/migrations/discove
 import { loadSqlParser } from "../../core/migrations/sql";
 import { postgresSnapshotName, rdsSnapshotId } from "../../core/snapshot/naming";
 import type { Plan } from "../../core/migrations/plan";
-import { renderLintMarkdown, renderPlanMarkdown, type Revertibility } from "../render/plan-markdown";
+import { classifyMigration, type MigrationCompatibility } from "../../core/compat";
+import { contractSentence, renderLintMarkdown, renderPlanMarkdown, type Revertibility } from "../render/plan-markdown";
 
 type PlanFlags = DatabaseFlags & { to?: string; markdown?: boolean; rehearse?: boolean; strict?: boolean; stack?: string };
 
@@ -43,6 +44,8 @@ export function planCommand(ctx: Context): Command {
       // Only what would run is linted: applied history cannot change any more.
       const pending = plan.pending.map((p) => plan.status.find((s) => s.name === p.name)!.migration!);
       const lint = await lintMigrations(pending);
+      // Whether each would break the application version now running (README "Expand and contract").
+      const compatibility = await Promise.all(pending.map((m) => classifyMigration(m.sql)));
       let rehearsal: Rehearsal | undefined;
       let revert: Revertibility | undefined;
       if (flags.rehearse && plan.pending.length > 0 && plan.blockers.length === 0) {
@@ -55,11 +58,12 @@ export function planCommand(ctx: Context): Command {
         });
       }
       if (flags.json) {
-        ctx.output.out(JSON.stringify({ pending: plan.pending, blockers: plan.blockers, lint, ...(rehearsal ? { rehearsal } : {}), ...(revert ? { revert } : {}) }));
+        const withCompat = plan.pending.map((p, i) => ({ ...p, ...compatibility[i] }));
+        ctx.output.out(JSON.stringify({ pending: withCompat, blockers: plan.blockers, lint, ...(rehearsal ? { rehearsal } : {}), ...(revert ? { revert } : {}) }));
       } else if (flags.markdown) {
-        ctx.output.out(renderPlanMarkdown({ stack: flags.stack, plan, rehearsal, revert, snapshot, sections: [renderLintMarkdown(lint, Boolean(flags.strict))] }));
+        ctx.output.out(renderPlanMarkdown({ stack: flags.stack, plan, compatibility, rehearsal, revert, snapshot, sections: [renderLintMarkdown(lint, Boolean(flags.strict))] }));
       } else {
-        printPlan(ctx, plan, rehearsal, lint);
+        printPlan(ctx, plan, rehearsal, lint, compatibility);
         if (revert) ctx.output.out(describeRevertibility(revert));
         if (snapshot) ctx.output.out(`Snapshot before the first migration: ${snapshot}`);
       }
@@ -115,7 +119,13 @@ function describeRevertibility(r: Revertibility): string {
     .join("\n");
 }
 
-function printPlan(ctx: Context, plan: Awaited<ReturnType<typeof planMigrations>>, rehearsal: Rehearsal | undefined, lint: LintReport) {
+function printPlan(
+  ctx: Context,
+  plan: Awaited<ReturnType<typeof planMigrations>>,
+  rehearsal: Rehearsal | undefined,
+  lint: LintReport,
+  compatibility: MigrationCompatibility[],
+) {
   if (plan.pending.length === 0 && plan.blockers.length === 0) {
     ctx.output.out("Nothing to apply: the database is up to date.");
     return;
@@ -124,8 +134,13 @@ function printPlan(ctx: Context, plan: Awaited<ReturnType<typeof planMigrations>
     ctx.output.out(`${plan.pending.length} migration(s) would be applied, in this order:`);
     ctx.output.out(
       table(
-        ["MIGRATION", "STATEMENTS", "MODE"],
-        plan.pending.map((p) => [p.name + (p.retry ? " (retry of a failed attempt)" : ""), String(p.statements), modeCell(p)]),
+        ["MIGRATION", "STATEMENTS", "MODE", "COMPATIBILITY"],
+        plan.pending.map((p, i) => [
+          p.name + (p.retry ? " (retry of a failed attempt)" : ""),
+          String(p.statements),
+          modeCell(p),
+          compatibility[i].compatibility + (compatibility[i].acknowledged ? " (acknowledged)" : ""),
+        ]),
       ),
     );
     const notAtomic = plan.pending.filter((p) => !p.atomic);
@@ -133,6 +148,14 @@ function printPlan(ctx: Context, plan: Awaited<ReturnType<typeof planMigrations>
       ctx.output.out(
         `Not atomic: ${notAtomic.map((p) => p.name).join(", ")} commit${notAtomic.length > 1 ? "" : "s"} statement by statement; a failure leaves the statements before it applied (recorded, and resumed by the next run).`,
       );
+    }
+  }
+  const contract = plan.pending.map((p, i) => ({ name: p.name, ...compatibility[i] })).filter((c) => c.compatibility === "contract");
+  if (contract.length > 0) {
+    ctx.output.out(`\nContract: ${contractSentence(contract.length)}`);
+    for (const c of contract) {
+      if (c.acknowledged) ctx.output.out(`${c.name}: acknowledged: ${c.acknowledged}`);
+      for (const r of c.reasons) ctx.output.out(`${c.name}:${r.line}: ${r.rule}: ${r.reason}`);
     }
   }
   for (const note of plan.notes ?? []) ctx.output.out(`note: ${note}`);

@@ -22,14 +22,16 @@ export function splitCommand(ctx: Context): Command {
         ctx.output.out(JSON.stringify({ split: result }));
         return;
       }
-      const [first] = result.migrations;
-      const contract = result.migrations[result.migrations.length - 1];
+      const part = (p: string) => result.migrations.filter((m) => m.part === p).map((m) => m.name);
+      const [expand] = part("expand");
+      const [contract] = part("contract");
+      const indexes = part("index");
       ctx.output.out(
         [
           `Split ${result.original} into ${result.migrations.map((m) => m.name).join(", ")}.`,
-          `Deploy in this order: ${result.migrations.slice(0, -1).map((m) => m.name).join(", ")} (the old application version keeps working);`,
-          `then the application version that reads and writes ${result.table}.${result.applicationColumn}; then ${contract.name}, once no instance of the old version runs.`,
-          `Until ${contract.name} runs, a trigger keeps ${result.column} and ${result.newColumn} in step (${first.name}).`,
+          `Deploy ${expand} and ${part("backfill")[0]} (the old application version keeps working), then the application version that reads and writes ${result.table}.${result.applicationColumn}, then ${contract} once no instance of the old version runs.`,
+          ...(indexes.length > 0 ? [`${indexes.join(", ")} build${indexes.length > 1 ? "" : "s"} the old column's indexes on the new one, before ${contract}, on either side of the rollout.`] : []),
+          `Until ${contract} runs, a trigger keeps ${result.column} and ${result.newColumn} in step.`,
         ].join("\n"),
       );
     });

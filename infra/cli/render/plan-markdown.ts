@@ -1,11 +1,14 @@
 import { modeCell, type Plan } from "../../core/migrations/plan";
 import type { Rehearsal } from "../../core/rehearsal/rehearse";
 import type { LintReport } from "../../core/lint";
+import type { MigrationCompatibility } from "../../core/compat";
 
 export interface PlanReport {
   /** Stack name when the plan is for a Pulumi stack. */
   stack?: string;
   plan: Plan;
+  /** Per pending migration, in the same order: expand or contract (core/compat). */
+  compatibility?: MigrationCompatibility[];
   rehearsal?: Rehearsal;
   /** The snapshot the update would take, when it would take one. */
   snapshot?: string;
@@ -38,11 +41,16 @@ export function renderPlanMarkdown(report: PlanReport): string {
     lines.push("No migrations to apply: the database is up to date.", "");
   } else {
     lines.push(`**${plan.pending.length} migration(s) would run**, in this order:`, "");
-    lines.push("| # | migration | statements | mode |", "| --- | --- | --- | --- |");
+    const compat = report.compatibility;
+    lines.push(
+      compat ? "| # | migration | statements | mode | compatibility |" : "| # | migration | statements | mode |",
+      compat ? "| --- | --- | --- | --- | --- |" : "| --- | --- | --- | --- |",
+    );
     plan.pending.forEach((p, i) =>
-      lines.push(`| ${i + 1} | \`${p.name}\`${p.retry ? " (retry)" : ""} | ${p.statements} | ${modeCell(p)} |`),
+      lines.push(`| ${i + 1} | \`${p.name}\`${p.retry ? " (retry)" : ""} | ${p.statements} | ${modeCell(p)} |${compat ? ` ${compatCell(compat[i])} |` : ""}`),
     );
     lines.push("");
+    if (compat) lines.push(...renderCompatibility(plan, compat));
     const notAtomic = plan.pending.filter((p) => !p.atomic);
     if (notAtomic.length > 0) {
       lines.push(
@@ -114,4 +122,33 @@ export function renderLintMarkdown(lint: LintReport, strict: boolean): string {
     lines.push(`| \`${f.migration}\` | ${f.line} | ${kind} | \`${f.rule}\` | ${cell(f.message)} |`);
   }
   return lines.join("\n");
+}
+
+/** The sentence for N > 0 contract migrations with no application rollout known to wait for. */
+export function contractSentence(n: number): string {
+  return `${n} contract migration${n === 1 ? "" : "s"} will run while the version of the application now running is live, unless the program waits for the rollout (\`contractAfter\`, README).`;
+}
+
+function compatCell(c: MigrationCompatibility): string {
+  if (c.compatibility === "expand") return "expand";
+  return c.acknowledged ? `**contract**, acknowledged: ${cell(c.acknowledged)}` : "**contract**";
+}
+
+/** Each contract migration's breaking statements; nothing when all are expand. */
+function renderCompatibility(plan: Plan, compat: MigrationCompatibility[]): string[] {
+  const contract = plan.pending.map((p, i) => ({ name: p.name, ...compat[i] })).filter((c) => c.compatibility === "contract");
+  if (contract.length === 0) return [];
+  const lines = [
+    "#### Contract migrations",
+    "",
+    `${contractSentence(contract.length)} Each statement below can make that version fail:`,
+    "",
+    "| migration | line | rule | statement | why |",
+    "| --- | --- | --- | --- | --- |",
+  ];
+  for (const c of contract) {
+    for (const r of c.reasons) lines.push(`| \`${c.name}\` | ${r.line} | \`${r.rule}\` | \`${cell(r.statement).replace(/`/g, "'")}\` | ${cell(r.reason)} |`);
+  }
+  lines.push("");
+  return lines;
 }

@@ -1,6 +1,7 @@
 import type { Node } from "libpg-query";
-import { PgstackError } from "../errors";
-import { findNodes, loadSqlParser, SourceFile, type ParsedStatement } from "../lint/source";
+import { isPgstackError } from "../errors";
+import { findNodes } from "../lint/source";
+import { loadSqlParser, parseStatements, type Statement } from "../migrations/sql";
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const pgQuery = require("libpg-query") as typeof import("libpg-query");
@@ -20,14 +21,14 @@ export interface CompatibilityReason {
   line: number;
   /** A stable id from COMPAT_RULES. */
   rule: string;
-  /** One sentence (or one per breaking action of the statement). */
+  /** One sentence. */
   reason: string;
 }
 
 export interface MigrationCompatibility {
   /** "contract" when any statement breaks the running version. */
   compatibility: Compatibility;
-  /** One per breaking statement (empty for expand). */
+  /** One per breaking action, in file order (a statement with two breaking actions gives two, same line); empty for expand. */
   reasons: CompatibilityReason[];
   /** The text of a `-- pgstack:allow-contract <why>` comment, if present. */
   acknowledged?: string;
@@ -39,8 +40,8 @@ export const ALLOW_CONTRACT_PREFIX = "pgstack:allow-contract";
 export const COMPAT_RULES: Record<string, string> = {
   "drop-table": "DROP TABLE (or materialized view, foreign table): the running version's queries on it fail.",
   "drop-column": "DROP COLUMN: the running version still selects and writes it.",
-  "drop-object": "DROP of a view, type, domain, function, procedure, sequence, schema or extension: the running version (or its defaults and casts) may use it.",
-  "drop-unique-index": "DROP INDEX of an index not named as a plain one (Prisma: *_idx, *_index): a unique index may be what an upsert (INSERT ... ON CONFLICT) of the running version needs.",
+  "drop-object": "DROP of a view, function, procedure, schema or extension (a view or function created again by the same migration excepted, like CREATE OR REPLACE), or of a type, domain or sequence with CASCADE: the running version may use it.",
+  "drop-unique-index": "DROP INDEX of an index not named as a plain one (Prisma: *_idx, *_index; also idx_*): a unique index may be what an upsert (INSERT ... ON CONFLICT) of the running version needs.",
   "drop-constraint": "DROP CONSTRAINT not named as a foreign key or check (Prisma: *_fkey, *_check): a primary key or unique constraint may be what an upsert (ON CONFLICT) needs.",
   "rename-table": "RENAME of a table, view or materialized view: the running version uses the old name.",
   "rename-column": "RENAME COLUMN: the running version uses the old name.",
@@ -53,7 +54,7 @@ export const COMPAT_RULES: Record<string, string> = {
   "drop-default": "DROP DEFAULT (or DROP IDENTITY) on a NOT NULL or existing column: the running version's inserts may rely on the default.",
   "add-unique": "A UNIQUE constraint or unique index on existing columns (or on new ones with a default, or NULLS NOT DISTINCT): the running version's writes can violate it.",
   "add-primary-key": "A PRIMARY KEY on existing columns (or new ones without a generated default): the running version's writes can violate it.",
-  "add-check": "A CHECK constraint on existing columns, NOT VALID or not (NOT VALID only skips existing rows; new writes are checked): the running version's writes can violate it.",
+  "add-check": "A CHECK constraint on existing columns, NOT VALID or not (NOT VALID only skips existing rows; new writes are checked), or ALTER CONSTRAINT ... ENFORCED: the running version's writes can violate it.",
   "add-exclude": "An EXCLUDE constraint on an existing table: the running version's writes can violate it.",
   "add-foreign-key": "A FOREIGN KEY on existing columns, NOT VALID or not (new writes are checked either way), unless it re-creates one of the same name dropped earlier in the migration: the running version's writes can violate it.",
   "delete-all-rows": "TRUNCATE, or DELETE without WHERE, of an existing table: the running version's data disappears under it.",
@@ -80,6 +81,8 @@ class Created {
   readonly enumTypes: Name[] = [];
   /** Existing objects renamed by this migration, under their new name: the rename was the break. */
   readonly renamedAway: { kind: string; name: Name }[] = [];
+  /** Existing views and functions dropped, by kind:name: creating them again in the migration withdraws the drop. */
+  readonly droppedObjects = new Map<string, Break>();
   /** DROP DEFAULT on an existing column, by "table.column": a later SET DEFAULT in the migration withdraws it. */
   readonly droppedDefaults = new Map<string, Break>();
 
@@ -134,57 +137,72 @@ interface Break {
 }
 
 /**
- * Classifies one migration.sql. A file PostgreSQL's parser rejects throws
- * E_MIGRATION_SYNTAX (lint reports it as invalid-sql).
+ * Classifies one migration.sql. Never throws for what the file holds: a file
+ * PostgreSQL's parser rejects is `contract` (unknown-statement) at the error's
+ * line; lint (invalid-sql) and the runner refuse it anyway. One parse of the
+ * file, shared with the runner's statement splitting (lines as lint reports them).
  */
 export async function classifyMigration(sql: string): Promise<MigrationCompatibility> {
   await loadSqlParser();
-  const source = new SourceFile(sql);
-  if (source.syntaxError) {
-    const { line } = source.position(source.syntaxError.byte);
-    throw new PgstackError(
-      "E_MIGRATION_SYNTAX",
-      `The migration has a SQL syntax error at line ${line}: ${source.syntaxError.message}; fix migration.sql and run again.`,
-      { line, error: source.syntaxError.message },
-    );
+  let parsed: ReturnType<typeof parseStatements>;
+  try {
+    parsed = parseStatements(sql, "migration.sql");
+  } catch (err) {
+    if (!isPgstackError(err) || err.code !== "E_MIGRATION_SYNTAX") throw err;
+    const line = Number(err.details.line ?? 1);
+    const reason: CompatibilityReason = {
+      statement: (sql.split(/\r?\n/)[line - 1] ?? "").trim(),
+      line,
+      rule: "unknown-statement",
+      reason: `PostgreSQL's parser rejects this file at line ${line} (${String(err.details.error ?? "syntax error")}), so pgstack cannot tell what it changes.`,
+    };
+    const acknowledged = acknowledgement(sql, []);
+    return { compatibility: "contract", reasons: [reason], ...(acknowledged ? { acknowledged } : {}) };
   }
   const created = new Created();
-  const perStatement = source.statements.map((statement) => ({
+  const perStatement = parsed.map(({ statement, node }) => ({
     statement,
-    breaks: classifyStatement(statement.node, created, () => source.bytes.subarray(statement.start, statement.end).toString("utf8")),
+    breaks: classifyStatement(node as unknown as Node, created, () => statement.sql),
   }));
   const reasons: CompatibilityReason[] = [];
-  for (const { statement, breaks: all } of perStatement) {
-    const breaks = all.filter((b) => !b.withdrawn);
-    if (breaks.length === 0) continue;
-    reasons.push({
-      statement: firstLine(source, statement),
-      line: source.position(statement.start).line,
-      rule: breaks[0].rule,
-      reason: breaks.map((b) => b.reason).join(" "),
-    });
+  // One reason per breaking action: `ALTER TABLE t DROP CONSTRAINT c, ALTER COLUMN x TYPE ...` gives two, same line.
+  for (const { statement, breaks } of perStatement) {
+    for (const b of breaks.filter((x) => !x.withdrawn)) {
+      reasons.push({ statement: statement.sql.split(/\r?\n/)[0].trim(), line: statement.line, rule: b.rule, reason: b.reason });
+    }
   }
-  const acknowledged = acknowledgement(source);
+  const acknowledged = acknowledgement(sql, parsed.map((p) => p.statement));
   return { compatibility: reasons.length > 0 ? "contract" : "expand", reasons, ...(acknowledged ? { acknowledged } : {}) };
 }
 
-function firstLine(source: SourceFile, statement: ParsedStatement): string {
-  const text = source.bytes.subarray(statement.start, statement.end).toString("utf8");
-  return text.split(/\r?\n/)[0].trim();
-}
+const ALLOW_CONTRACT_LINE = /^[ \t]*--[ \t]*pgstack:allow-contract(?:[ \t]+([^\r\n]*))?[ \t]*\r?$/gm;
 
-/** The reasons of every `-- pgstack:allow-contract <why>` comment (a comment without a reason acknowledges nothing). */
-function acknowledgement(source: SourceFile): string | undefined {
+/**
+ * The reasons of every `-- pgstack:allow-contract <why>` line (one without a
+ * reason acknowledges nothing). Between statements a line starting with `--` is
+ * a comment; inside one (a string or a function body) it is checked with
+ * PostgreSQL's scanner.
+ */
+function acknowledgement(sql: string, statements: Statement[]): string | undefined {
   const whys: string[] = [];
-  for (const t of source.tokens) {
-    if (!t.comment || !t.text.startsWith("--")) continue;
-    const body = t.text.slice(2).trim();
-    if (!body.startsWith(ALLOW_CONTRACT_PREFIX)) continue;
-    const rest = body.slice(ALLOW_CONTRACT_PREFIX.length);
-    if (rest !== "" && !/^\s/.test(rest)) continue; // e.g. pgstack:allow-contractual
-    if (rest.trim()) whys.push(rest.trim());
+  for (const match of sql.matchAll(ALLOW_CONTRACT_LINE)) {
+    const why = (match[1] ?? "").trim();
+    if (!why) continue;
+    const at = match.index! + match[0].indexOf("--");
+    const inside = statements.find((st) => st.offset <= at && at < st.offset + st.sql.length);
+    if (inside && !isCommentAt(inside.sql, at - inside.offset)) continue;
+    whys.push(why);
   }
   return whys.length > 0 ? whys.join("; ") : undefined;
+}
+
+function isCommentAt(text: string, charOffset: number): boolean {
+  const byte = Buffer.byteLength(text.slice(0, charOffset), "utf8");
+  try {
+    return pgQuery.scanSync(text).tokens.some((t) => t.start === byte && t.tokenName === "SQL_COMMENT");
+  } catch {
+    return false;
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -272,6 +290,7 @@ function classifyStatement(node: Node, created: Created, text: () => string): Br
       return [];
     }
     case "ViewStmt": {
+      recreated(created, "view", rangeName(body.view));
       if (!body.replace) created.add("view", rangeName(body.view));
       return [];
     }
@@ -293,6 +312,7 @@ function classifyStatement(node: Node, created: Created, text: () => string): Br
       created.add("type", listName(body.domainname ?? body.typeName));
       return [];
     case "CreateFunctionStmt":
+      recreated(created, "function", listName(body.funcname));
       if (!body.replace) created.add("function", listName(body.funcname));
       return [];
     case "CreateSchemaStmt":
@@ -411,11 +431,19 @@ function drop(body: Rec, created: Created): Break[] {
     case "OBJECT_FOREIGN_TABLE":
       return [{ rule: "drop-table", reason: `Dropping ${list}: the running version's queries on it fail.` }];
     case "OBJECT_INDEX": {
-      const unique = existing.filter((n) => !/(_idx|_index)$/i.test(n?.name ?? ""));
+      // Prisma names a plain index <table>_<columns>_idx (before 3.0: <table>.<columns>_index); people often idx_<...>.
+      const unique = existing.filter((n) => !/(^|[_.])(idx|index)($|_)/i.test(n?.name ?? ""));
       return unique.length === 0
         ? []
         : [{ rule: "drop-unique-index", reason: `Dropping index ${unique.map(show).join(", ")}: if it is unique, an upsert (INSERT ... ON CONFLICT) of the running version on its columns fails.` }];
     }
+    case "OBJECT_TYPE":
+    case "OBJECT_DOMAIN":
+    case "OBJECT_SEQUENCE":
+      // Without CASCADE PostgreSQL refuses to drop a type a column or function uses, or a sequence a
+      // default uses: what remains is unused by the running version's tables (raw SQL naming it aside).
+      if (body.behavior !== "DROP_CASCADE") return [];
+      return existing.map((n) => ({ rule: "drop-object", reason: `Dropping ${removeType === "OBJECT_SEQUENCE" ? "sequence" : "type"} ${show(n)} with CASCADE also drops the columns and defaults that use it.` }));
     case "OBJECT_TRIGGER":
     case "OBJECT_RULE":
     case "OBJECT_STATISTIC_EXT":
@@ -426,9 +454,19 @@ function drop(body: Rec, created: Created): Break[] {
       return [];
     case "OBJECT_POLICY":
       return [{ rule: "row-security", reason: `Dropping policy ${list}: rows it let the running version see can disappear.` }];
-    default:
-      return [{ rule: "drop-object", reason: `Dropping ${removeType.replace("OBJECT_", "").toLowerCase().replace(/_/g, " ")} ${list}: the running version may use it.` }];
+    default: {
+      const what = removeType.replace("OBJECT_", "").toLowerCase().replace(/_/g, " ");
+      const breaks = existing.map((n) => ({ rule: "drop-object", reason: `Dropping ${what} ${show(n)}: the running version may use it.` }));
+      // A view or function created again under the same name later in the migration: like CREATE OR REPLACE.
+      if (kind === "view" || kind === "function") existing.forEach((n, i) => n && created.droppedObjects.set(`${kind}:${n.name}`, breaks[i]));
+      return breaks;
+    }
   }
+}
+
+function recreated(created: Created, kind: string, name: Name | undefined): void {
+  const dropped = name ? created.droppedObjects.get(`${kind}:${name.name}`) : undefined;
+  if (dropped) dropped.withdrawn = true;
 }
 
 function rename(body: Rec, created: Created): Break[] {
@@ -591,7 +629,13 @@ function alterTableCmd(cmd: Rec, table: Name, created: Created, objtype: string)
     case "AT_EnableRowSecurity":
     case "AT_ForceRowSecurity":
       return { rule: "row-security", reason: `Row level security on ${show(table)} hides every row no policy grants to the running version.` };
+    case "AT_AlterConstraint": {
+      const alter = (cmd.def as { ATAlterConstraint?: Rec } | undefined)?.ATAlterConstraint ?? {};
+      if (!(alter.alterEnforceability && alter.is_enforced)) return undefined; // deferrability, NOT ENFORCED
+      return { rule: "add-check", reason: `Making constraint "${alter.conname}" of ${show(table)} ENFORCED: the running version's writes are checked from now on and can violate it.` };
+    }
     case "AT_DetachPartition":
+    case "AT_DetachPartitionFinalize":
     case "AT_DropInherit":
       return { rule: "detach-partition", reason: `Detaching from ${show(table)}: its rows disappear from the table the running version queries.` };
     // Nothing the running version's queries can notice.
@@ -631,6 +675,10 @@ function alterTableCmd(cmd: Rec, table: Name, created: Created, objtype: string)
     case "AT_AlterColumnGenericOptions":
     case "AT_GenericOptions":
     case "AT_AddIndex":
+    case "AT_EnableRule":
+    case "AT_EnableAlwaysRule":
+    case "AT_EnableReplicaRule":
+    case "AT_DisableRule":
       return undefined;
     default:
       return { rule: "unknown-statement", reason: `pgstack does not classify ALTER ${objtype.replace("OBJECT_", "")} ... ${String(cmd.subtype).replace("AT_", "")}: assumed to break the running version.` };
@@ -646,7 +694,9 @@ function addConstraint(k: Rec, table: Name, created: Created): Break | undefined
   const name = k.conname ? `"${k.conname}" ` : "";
   switch (String(k.contype)) {
     case "CONSTR_UNIQUE": {
-      if (!k.nulls_not_distinct && !k.indexname && uniqueOnNewColumns(table, strings(k.keys), created)) return undefined;
+      // USING INDEX: the unique index already enforced it.
+      if (k.indexname) return undefined;
+      if (!k.nulls_not_distinct && uniqueOnNewColumns(table, strings(k.keys), created)) return undefined;
       return { rule: "add-unique", reason: `The UNIQUE constraint ${name}on ${show(table)} rejects the running version's writes that duplicate a value.` };
     }
     case "CONSTR_PRIMARY": {
@@ -655,6 +705,8 @@ function addConstraint(k: Rec, table: Name, created: Created): Break | undefined
       return { rule: "add-primary-key", reason: `The PRIMARY KEY ${name}on ${show(table)} rejects the running version's writes that duplicate or leave out a key.` };
     }
     case "CONSTR_CHECK": {
+      // NOT ENFORCED (PostgreSQL 18) checks nothing.
+      if (k.is_enforced !== true) return undefined;
       const columns = findNodes(k.raw_expr, "ColumnRef").map(({ value }) => strings(value.fields).pop() ?? "");
       if (columns.length > 0 && columns.every((c) => created.column(table, c))) return undefined;
       return { rule: "add-check", reason: `The CHECK constraint ${name}on ${show(table)} applies to the running version's new writes${k.skip_validation ? " (NOT VALID only skips existing rows)" : ""}, which can violate it.` };
@@ -662,6 +714,7 @@ function addConstraint(k: Rec, table: Name, created: Created): Break | undefined
     case "CONSTR_EXCLUSION":
       return { rule: "add-exclude", reason: `The EXCLUDE constraint ${name}on ${show(table)} rejects the running version's conflicting writes.` };
     case "CONSTR_FOREIGN": {
+      if (k.is_enforced !== true) return undefined;
       const columns = strings(k.fk_attrs);
       if (columns.length > 0 && columns.every((c) => created.column(table, c))) return undefined;
       if (k.conname && created.droppedConstraints.has(String(k.conname))) return undefined;

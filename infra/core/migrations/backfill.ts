@@ -211,7 +211,9 @@ function failed(migration: Migration, plan: BackfillPlan, batches: number, from:
   return new PgstackError(
     "E_MIGRATION_FAILED",
     `Migration ${migration.name} failed in its backfill of ${plan.table}${from != null ? ` (batch ${batches + 1}, ${plan.directive.key} from ${from})` : ""}: ${messageOf(err).split("\n")[0]}${e.code ? ` (SQLSTATE ${e.code})` : ""}; ` +
-      `the ${batches} batch(es) before it are committed and kept, and it is not recorded as applied: remove the cause and run again, the backfill continues from the first row still to copy.`,
+      (batches === 0
+        ? "no row was copied and it is not recorded as applied: remove the cause and run again."
+        : `the ${batches} batch(es) before it are committed and kept, and it is not recorded as applied: remove the cause and run again, the backfill continues from the first row still to copy.`),
     { migration: migration.name, sqlstate: e.code, batches },
   );
 }

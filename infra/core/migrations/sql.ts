@@ -46,6 +46,11 @@ export interface SplitStats {
  * start of the file.
  */
 export function splitStatements(sql: string, migrationName: string, stats?: SplitStats): Statement[] {
+  return parseStatements(sql, migrationName, stats).map((p) => p.statement);
+}
+
+/** `splitStatements` with each statement's parse tree (PostgreSQL's own), from the same single parse. */
+export function parseStatements(sql: string, migrationName: string, stats?: SplitStats): { statement: Statement; node: Record<string, unknown> }[] {
   // Only whitespace and comments: no statement (the parser refuses an empty query).
   if (leadingTriviaLength(sql) === sql.length) return [];
   const bytes = Buffer.from(sql, "utf8");
@@ -66,7 +71,7 @@ export function splitStatements(sql: string, migrationName: string, stats?: Spli
     );
   }
   const cursor = new TextCursor(sql, bytes, stats);
-  const statements: Statement[] = [];
+  const statements: { statement: Statement; node: Record<string, unknown> }[] = [];
   for (const stmt of parsed.stmts ?? []) {
     const startByte = stmt.stmt_location ?? 0;
     const endByte = stmt.stmt_len ? startByte + stmt.stmt_len : bytes.length;
@@ -76,7 +81,7 @@ export function splitStatements(sql: string, migrationName: string, stats?: Spli
     if (text === "") continue;
     const { offset, line } = cursor.advanceTo(startByte, lead);
     const node = (stmt.stmt ?? {}) as Record<string, unknown>;
-    statements.push({ sql: text, offset, line, kind: kindOf(node), concurrentIndex: concurrentIndexOf(node) });
+    statements.push({ statement: { sql: text, offset, line, kind: kindOf(node), concurrentIndex: concurrentIndexOf(node) }, node });
   }
   return statements;
 }

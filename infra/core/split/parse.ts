@@ -1,4 +1,5 @@
 import { PgstackError } from "../errors";
+import { classifyMigration } from "../compat";
 import { loadSqlParser, splitStatements, type Statement } from "../migrations/sql";
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -31,12 +32,6 @@ export interface SplitInput {
   change: ColumnChange;
   /** Statements that stay as they are, in the expand part (in file order). */
   others: Statement[];
-}
-
-/** A statement the running application does not survive, with what to do instead. */
-export interface Breaking {
-  statement: Statement;
-  advice: string;
 }
 
 /** Reads a migration for split; refuses (one sentence) what it cannot turn into a safe pair. */
@@ -83,6 +78,12 @@ export async function parseSplitInput(sql: string, migrationName: string): Promi
       `Migration ${migrationName} changes more than one column (again at line ${extra.line}): split turns one column at a time, so move each other change into a migration of its own and split each.`,
     );
   }
+  if ((await classifyMigration(sql)).compatibility === "expand") {
+    throw new PgstackError(
+      "E_SPLIT",
+      `Migration ${migrationName} changes only what it creates itself, so the running application keeps working through it: there is nothing to split, apply it as it is.`,
+    );
+  }
   const rename = renames[0];
   const retype = retypes[0];
   if (rename && retype) {
@@ -111,13 +112,22 @@ export async function parseSplitInput(sql: string, migrationName: string): Promi
     ...(retype ? { newType: retype.type, collate: retype.collate, using: retype.using } : {}),
     statements: [rename?.statement, retype?.statement].filter((s): s is Statement => Boolean(s)),
   };
-  for (const other of others) {
-    const advice = breakingAdvice(other);
-    if (advice) {
-      throw new PgstackError("E_SPLIT", `Line ${other.line} of ${migrationName} also breaks the running application: ${advice}; move it out of this migration, then split.`, {
-        line: other.line,
-      });
-    }
+  // The rest of the file as the compat classifier sees it: the split statements blanked, every other
+  // statement on its own line, so what the migration itself creates still counts as created.
+  let rest = sql;
+  for (const st of change.statements) {
+    const end = st.offset + st.sql.length;
+    const semi = rest.slice(end).match(/^\s*;/)?.[0].length ?? 0;
+    rest = rest.slice(0, st.offset) + rest.slice(st.offset, end + semi).replace(/[^\n]/g, " ") + rest.slice(end + semi);
+  }
+  const { reasons } = await classifyMigration(rest);
+  if (reasons.length > 0) {
+    const r = reasons[0];
+    throw new PgstackError(
+      "E_SPLIT",
+      `Line ${r.line} of ${migrationName} also breaks the running application (${r.rule}): ${CONTRACT_ADVICE[r.rule] ?? r.reason.replace(/\.$/, "")}; move it out of this migration, then split.`,
+      { line: r.line, rule: r.rule },
+    );
   }
   return { change, others };
 }
@@ -159,63 +169,24 @@ function typeClauses(sql: string): { type: string; collate?: string; using?: str
   return { type: piece("TYPE")!, collate: piece("COLLATE"), using: piece("USING") };
 }
 
-/**
- * Why a statement breaks the application version that is running, as advice
- * on what to do instead; undefined when it does not (it can go into the
- * expand part). The statements split itself turns (renames, type changes)
- * never get here.
- */
-export function breakingAdvice(statement: Statement): string | undefined {
-  const node = firstNode(statement.sql);
-  const [type] = Object.keys(node);
-  const body = (node[type] ?? {}) as Record<string, any>;
-  switch (type) {
-    case "DropStmt":
-      if (["OBJECT_TABLE", "OBJECT_VIEW", "OBJECT_MATVIEW", "OBJECT_TYPE", "OBJECT_SEQUENCE", "OBJECT_SCHEMA", "OBJECT_FUNCTION", "OBJECT_DOMAIN"].includes(body.removeType)) {
-        return `it drops a ${String(body.removeType).replace("OBJECT_", "").toLowerCase()} the running version may use (ship the application version that no longer uses it first, then drop it in a later migration)`;
-      }
-      return undefined;
-    case "RenameStmt":
-      if (body.renameType === "OBJECT_INDEX") return undefined;
-      return `it renames a ${String(body.renameType).replace("OBJECT_", "").toLowerCase()} the running version uses by its old name (add the new one beside the old, move the application over, then drop the old)`;
-    case "AlterEnumStmt":
-      return body.oldVal ? "it renames an enum value the running version still writes (add the new value, move the application over, then stop using the old one)" : undefined;
-    case "AlterTableStmt":
-      for (const cmd of (body.cmds ?? []).map((c: any) => c.AlterTableCmd)) {
-        switch (cmd.subtype) {
-          case "AT_DropColumn":
-            return `it drops column ${cmd.name} (ship the application version that no longer reads it first, then drop it in a later migration)`;
-          case "AT_SetNotNull":
-            return `it sets NOT NULL on ${cmd.name}, which scans the table under a lock that blocks writes and fails the running version's writes of NULL (add a CHECK (${cmd.name} IS NOT NULL) NOT VALID, VALIDATE it, then SET NOT NULL)`;
-          case "AT_ColumnDefault":
-            return cmd.def ? undefined : `it drops the default of ${cmd.name}, which the running version's inserts may rely on (drop it once no version relies on it)`;
-          case "AT_AddColumn": {
-            const constraints = (cmd.def?.ColumnDef?.constraints ?? []).map((c: any) => c.Constraint?.contype);
-            if (constraints.includes("CONSTR_NOTNULL") && !constraints.includes("CONSTR_DEFAULT") && !constraints.includes("CONSTR_IDENTITY") && !constraints.includes("CONSTR_GENERATED")) {
-              return `it adds column ${cmd.def.ColumnDef.colname} NOT NULL without a default, so the running version's inserts fail (add it with a default, or nullable)`;
-            }
-            return undefined;
-          }
-          case "AT_AddConstraint": {
-            const c = cmd.def?.Constraint ?? {};
-            if (c.skip_validation) return undefined;
-            if (["CONSTR_UNIQUE", "CONSTR_PRIMARY", "CONSTR_EXCLUSION"].includes(c.contype)) {
-              return "it adds a unique constraint the running version's writes can violate, built under a lock that blocks writes (CREATE UNIQUE INDEX CONCURRENTLY, then ADD CONSTRAINT ... USING INDEX once the application writes no duplicates)";
-            }
-            if (["CONSTR_CHECK", "CONSTR_FOREIGN"].includes(c.contype)) {
-              return "it adds a constraint the running version's writes can violate, validated under a lock that blocks writes (add it NOT VALID, then VALIDATE it in a later migration)";
-            }
-            return undefined;
-          }
-          case "AT_DropConstraint":
-            return undefined;
-        }
-      }
-      return undefined;
-    default:
-      return undefined;
-  }
-}
+/** What to do instead of a contract statement, by the compat rule it breaks (see infra/core/compat). */
+export const CONTRACT_ADVICE: Record<string, string> = {
+  "drop-column": "ship the application version that no longer reads the column first, then drop it in a later migration",
+  "drop-table": "ship the application version that no longer uses the table first, then drop it in a later migration",
+  "drop-object": "ship the application version that no longer uses it first, then drop it in a later migration",
+  "set-not-null": "add a CHECK (... IS NOT NULL) NOT VALID, VALIDATE it, then SET NOT NULL, once every running version writes the column",
+  "add-required-column": "add the column with a default, or nullable, and make it required once every running version writes it",
+  "drop-default": "drop the default once no running version relies on it",
+  "rename-table": "create the new name beside the old one, move the application over, then drop the old one in a later migration",
+  "rename-type": "create the new name beside the old one, move the application over, then drop the old one in a later migration",
+  "rename-enum-value": "add the new value (ALTER TYPE ... ADD VALUE), move the application over, then stop using the old one",
+  "add-unique": "build the unique index CONCURRENTLY in a migration of its own once the application writes no duplicates",
+  "add-check": "add it in a migration of its own once every running version's writes satisfy it (NOT VALID, then VALIDATE in a later migration)",
+  "add-foreign-key": "add it in a migration of its own once every running version's writes satisfy it (NOT VALID, then VALIDATE in a later migration)",
+  "delete-all-rows": "delete the rows in a migration of its own, once the application no longer uses them",
+  "rename-column": "split renames one column at a time: move it into a migration of its own and split that",
+  "change-column-type": "split changes one column at a time: move it into a migration of its own and split that",
+};
 
 /** `ALTER INDEX a RENAME TO b`: its two names. */
 export function indexRename(sql: string): { from: string; to: string } | undefined {

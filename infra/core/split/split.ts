@@ -297,6 +297,17 @@ async function planSql(
     await probe(client, `SELECT ${forwardSql} FROM ${qualifiedIn(schema, change)} LIMIT 0`, (e) =>
       refuse(`The new type of ${change.table}.${change.column} cannot be computed from the old column (${e}): fix the type or the USING expression, then split.`),
     );
+    if (facts.default) {
+      // The contract sets the old default on the new column: the server says now whether it fits.
+      await client.query("BEGIN");
+      try {
+        await probe(client, `CREATE TEMPORARY TABLE pgstack_split_probe (x ${newType} DEFAULT ${facts.default})`, (e) =>
+          refuse(`The default of ${change.table}.${change.column} (${facts.default}) does not fit the new type ${newType} (${e}): change the default in an earlier migration, then split.`),
+        );
+      } finally {
+        await client.query("ROLLBACK");
+      }
+    }
     await probe(client, `SELECT CAST(NULL::${newType} AS ${facts.type})`, (e) =>
       refuse(
         `There is no way back from ${newType} to ${facts.type} (${e}), so the running version's column could not be kept in step with what the new version writes: add a cast, or add the new column under a new name and move the application over by hand.`,
@@ -307,10 +318,10 @@ async function planSql(
   const fnQ = qualify(fn);
   const f = forwardOf("NEW");
   const header = (part: string, what: string) =>
-    [`-- pgstack split: ${part} of the change to ${change.table}.${change.column}${renamed ? ` (renamed to ${change.newName})` : ""}${retyped ? ` (type ${facts.type} -> ${newType})` : ""}.`, ...what.split("\n").map((l) => `-- ${l}`)].join("\n");
+    [`-- pgstack split: ${part}, of the change to ${change.table}.${change.column}${renamed ? ` (renamed to ${change.newName})` : ""}${retyped ? ` (type ${facts.type} -> ${newType})` : ""}.`, ...what.split("\n").map((l) => `-- ${l}`)].join("\n");
 
   const expand = [
-    header("1 of 3, expand", `The new column, nullable and without a default until the contract step, and a trigger that keeps\n${change.column} and ${newColumn} in step in both directions while both application versions write.`),
+    header("expand (1/3)", `The new column, nullable and without a default until the contract step, and a trigger that keeps\n${change.column} and ${newColumn} in step in both directions while both application versions write.`),
     `ALTER TABLE ${table} ADD COLUMN ${newQ} ${newType}${collate};`,
     `CREATE FUNCTION ${fnQ}() RETURNS trigger LANGUAGE plpgsql AS $pgstack$
 BEGIN
@@ -333,12 +344,15 @@ BEGIN
   RETURN NEW;
 END
 $pgstack$;`,
-    `CREATE TRIGGER ${quoteIdent(fn)} BEFORE INSERT OR UPDATE ON ${table} FOR EACH ROW EXECUTE FUNCTION ${fnQ}();`,
+    // The function runs only for a row whose columns are out of step (WHEN is evaluated without calling
+    // PL/pgSQL): the backfill's own UPDATE, which writes new = f(old), costs no call. A USING expression,
+    // read through a subquery, cannot go in WHEN: then every write calls the function.
+    `CREATE TRIGGER ${quoteIdent(fn)} BEFORE INSERT OR UPDATE ON ${table} FOR EACH ROW${change.using ? "" : ` WHEN (NEW.${newQ} IS DISTINCT FROM ${f})`} EXECUTE FUNCTION ${fnQ}();`,
   ];
 
   const backfill = [
     `${BACKFILL_DIRECTIVE} key=${quoteIdent(facts.key!.name)} batch=${batch}`,
-    header("2 of 3, backfill", `Copies ${change.column} into ${newColumn} for the rows written before the expand step. prisma migrate deploy runs\nthis UPDATE as it stands; pgstack runs it in batches of ${batch} rows by ${facts.key!.name}, each its own short transaction,\nand continues from the first row still to copy after an interruption.`),
+    header("backfill (2/3)", `Copies ${change.column} into ${newColumn} for the rows written before the expand step. prisma migrate deploy runs\nthis UPDATE as it stands; pgstack runs it in batches of ${batch} rows by ${facts.key!.name}, each its own short transaction,\nand continues from the first row still to copy after an interruption.`),
     `UPDATE ${table} SET ${newQ} = ${forwardSql} WHERE ${newQ} IS DISTINCT FROM ${forwardSql};`,
   ];
 
@@ -356,7 +370,7 @@ $pgstack$;`,
       .join(", ");
     indexSql.push(
       [
-        header("index", `${ix.name} of ${change.column}, built on ${newColumn} without blocking writes (CONCURRENTLY, so alone in its migration).`),
+        header("index (between 2/3 and 3/3)", `${ix.name} of ${change.column}, built on ${newColumn} without blocking writes (CONCURRENTLY, so alone in its migration).`),
         `CREATE ${ix.unique ? "UNIQUE " : ""}INDEX CONCURRENTLY ${quoteIdent(buildName)} ON ${table} USING ${ix.method} (${cols});`,
       ].join("\n"),
     );
@@ -371,7 +385,7 @@ $pgstack$;`,
   const finalQ = quoteIdent(change.newName);
   const contract = [
     header(
-      "3 of 3, contract",
+      "contract (3/3)",
       `Run once every application instance is the new version. ${facts.notNull ? `NOT NULL comes from a CHECK validated without blocking writes\n(each statement before BEGIN commits on its own); then, in` : "In"} one short transaction: the trigger and the old column go${!renamed ? ",\nthe new column takes the old name" : ""}${facts.default ? ", the default is set" : ""}.`,
     ),
     ...(facts.notNull
@@ -380,6 +394,8 @@ $pgstack$;`,
     "BEGIN;",
     `DROP TRIGGER ${quoteIdent(fn)} ON ${table};`,
     `DROP FUNCTION ${fnQ}();`,
+    // Lint's ban-drop-column asks for this acceptance: the values live on in the new column, which the new version uses.
+    `-- pgstack:allow ban-drop-column its values were copied to ${newColumn}${renamed ? ", which the new application version uses" : ", which takes its name next"}`,
     `ALTER TABLE ${table} DROP COLUMN ${oldQ};`,
     ...(!renamed ? [`ALTER TABLE ${table} RENAME COLUMN ${newQ} TO ${finalQ};`] : []),
     ...(facts.notNull ? [`ALTER TABLE ${table} ALTER COLUMN ${finalQ} SET NOT NULL;`, `ALTER TABLE ${table} DROP CONSTRAINT ${quoteIdent(check)};`] : []),
