@@ -88,6 +88,21 @@ describe("phases: an application already running on the stack's first update", (
   });
 });
 
+describe("phases: the database's ledger behind the previous update's outputs", () => {
+  // `pgstack snapshot restore <id>` (no pin) took the database back to before DROP; the stack's outputs still list it.
+  // The next update applies DROP again. Without contractAfter pgstack warns (pending by the ledger); with it, the
+  // split is computed from the outputs alone, so DROP runs before the rollout, silently.
+  test("a contract migration a restore removed either waits for the rollout or is named in a warning", async () => {
+    const all = [INIT, DROP_OLD, ADD, DROP];
+    const plain = await said(() => dev({ applied: all, preview: true, observation: observation([INIT, DROP_OLD, ADD]) }));
+    expect(plain.lines.some((l) => l.includes(DROP))).toBe(true); // the control
+
+    const wired = await said(() => dev({ applied: all, preview: true, observation: observation([INIT, DROP_OLD, ADD]), args: rollout }));
+    const waits = named(wired.result.resources, step(DROP)).dependencies.includes(named(wired.result.resources, "rollout").urn);
+    expect(waits || wired.lines.some((l) => l.includes(DROP))).toBe(true);
+  });
+});
+
 describe("phases: an expand migration after a pending contract one", () => {
   // One release with two changes: an old column dropped (contract), and full_name added (expand), which the new
   // version reads. The chain splits at DROP_OLD, so ADD runs after the rollout: the new version goes live on a
