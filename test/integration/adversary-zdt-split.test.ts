@@ -158,3 +158,27 @@ describe("split refuses what it cannot carry", () => {
     expect(all.code).toBe(0);
   });
 });
+
+describe("split: a type change whose USING reads another column", () => {
+  // The plain migration computes price from price and scale as they are when it runs. With the split, the old
+  // version updating only "scale" leaves the new column computed from the old scale: after the contract the
+  // column holds a value no formula gives.
+  test("the old version changing the other column keeps the new column equal to USING's value", async () => {
+    const url = await createTestDatabase("adv_split_using_other");
+    const dir = await migrationsDir({
+      [INIT]: `CREATE TABLE "items" ("id" SERIAL PRIMARY KEY, "price" INTEGER NOT NULL, "scale" INTEGER NOT NULL DEFAULT 100);\n`,
+      "20250102000000_price": `ALTER TABLE "items" ALTER COLUMN "price" TYPE NUMERIC USING ("price"::numeric / "scale");\n`,
+    });
+    await ok(["apply", INIT, "--dir", dir], url);
+    await withDb(url, (c) => c.query(`INSERT INTO items (price, scale) VALUES (1000, 100), (2000, 100)`));
+    const split = await pgstack(["split", "price", "--dir", dir], { DATABASE_URL: url });
+    if (split.code !== 0) return; // refused: acceptable
+    await ok(["apply", "--all", "--to", "20250102000000_price_2_backfill", "--dir", dir], url);
+    // The old version changes scale only (its request succeeds).
+    await withDb(url, (c) => c.query(`UPDATE items SET scale = 10 WHERE id = 1`));
+    await ok(["apply", "--all", "--dir", dir], url);
+    const prices = await withDb(url, async (c) => (await c.query(`SELECT price::text AS p FROM items ORDER BY id`)).rows.map((r) => Number(r.p)));
+    // What the plain migration gives on the same rows: price / scale as they are.
+    expect(prices).toEqual([100, 20]);
+  });
+});
