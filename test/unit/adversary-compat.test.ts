@@ -17,6 +17,16 @@ const CASES: [string, string][] = [
     "a procedure that drops a column, run with CALL",
     `CREATE PROCEDURE "drop_name"() LANGUAGE plpgsql AS $$ BEGIN ALTER TABLE "User" DROP COLUMN "name"; END $$;\nCALL "drop_name"();`,
   ],
+  // In a DO block, EXECUTE of a constant is classified before the block's other statements, whatever their order:
+  // the CREATE that runs after the DROP makes the DROP look like acting on a new table. The table's rows are gone.
+  [
+    "a DO block that drops a table, then EXECUTEs its CREATE",
+    `DO $$ BEGIN\n  DROP TABLE "User";\n  EXECUTE 'CREATE TABLE "User" ("id" INTEGER)';\nEND $$;`,
+  ],
+  [
+    "a DO block that drops a column, then EXECUTEs its ADD",
+    `DO $$ BEGIN\n  ALTER TABLE "User" DROP COLUMN "email";\n  EXECUTE 'ALTER TABLE "User" ADD COLUMN "email" TEXT';\nEND $$;`,
+  ],
   // "Created in this migration" matches a table of another schema: the unqualified name is public's (search_path).
   ["DROP TABLE of public.User after creating audit.User", `CREATE TABLE "audit"."User" ("id" INTEGER);\nDROP TABLE "User";`],
   ["TRUNCATE of public.User after CREATE TABLE audit.User AS", `CREATE TABLE "audit"."User" AS SELECT 1 AS "id";\nTRUNCATE "User";`],
@@ -31,6 +41,7 @@ const CASES: [string, string][] = [
   ["ALTER COLUMN TYPE after ADD COLUMN IF NOT EXISTS of the same (existing) column", `ALTER TABLE "User" ADD COLUMN IF NOT EXISTS "email" TEXT;\nALTER TABLE "User" ALTER COLUMN "email" TYPE INTEGER USING 0;`],
   // The running version's next inserts take ids that exist: unique violation on the primary key.
   ["ALTER SEQUENCE ... RESTART of a serial key's sequence", `ALTER SEQUENCE "User_id_seq" RESTART WITH 1;`],
+  ["ALTER SEQUENCE ... MAXVALUE below the key's current value", `ALTER SEQUENCE "User_id_seq" MAXVALUE 10;`],
   ["setval() moving a serial key's sequence back", `SELECT setval('"User_id_seq"', 1, false);`],
   // SET DEFAULT NULL is DROP DEFAULT: the running version's inserts leaving createdAt out write NULL into a NOT NULL column.
   ["SET DEFAULT NULL on an existing column", `ALTER TABLE "User" ALTER COLUMN "createdAt" SET DEFAULT NULL;`],
