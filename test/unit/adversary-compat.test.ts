@@ -68,6 +68,9 @@ const CASES: [string, string][] = [
   // GENERATED ALWAYS refuses the running version's inserts that give the id.
   ["SET GENERATED ALWAYS on an identity column", `ALTER TABLE "User" ALTER COLUMN "id" SET GENERATED ALWAYS;`],
   ["ADD GENERATED ALWAYS AS IDENTITY on an existing column", `ALTER TABLE "User" ALTER COLUMN "id" ADD GENERATED ALWAYS AS IDENTITY;`],
+  // The role the running version connects as often owns its tables (Prisma: one role for migrate and the app);
+  // handing the table to another role takes every privilege away from it, as a REVOKE (contract) would.
+  ["ALTER TABLE ... OWNER TO another role", `ALTER TABLE "User" OWNER TO "admin";`],
 ];
 
 describe("classifier: migrations that break the running version are contract", () => {
