@@ -205,6 +205,37 @@ describe("classifyMigration", () => {
     }
   });
 
+  test("`-- pgstack:expand <why>` makes the migration expand, named as declaredExpand, and keeps the reasons pgstack found", async () => {
+    const sql = `-- pgstack:expand email_address mirrors email, which is unique already\nCREATE UNIQUE INDEX CONCURRENTLY "User_email_address_key" ON "User"("email_address");`;
+    const result = await classifyMigration(sql);
+    expect(result).toEqual({
+      compatibility: "expand",
+      declaredExpand: "email_address mirrors email, which is unique already",
+      reasons: [expect.objectContaining({ line: 2, rule: "add-unique" })],
+    });
+    // On an expand migration it is shown too, with no reason to overrule.
+    expect(await classifyMigration(`-- pgstack:expand only adds a column\nALTER TABLE "User" ADD COLUMN "bio" TEXT;`)).toEqual({
+      compatibility: "expand",
+      declaredExpand: "only adds a column",
+      reasons: [],
+    });
+  });
+
+  test("a declaration of expand needs a reason, must be a comment, and is no other marker", async () => {
+    for (const sql of [
+      `-- pgstack:expand\nALTER TABLE "User" DROP COLUMN "legacy";`,
+      `-- pgstack:expand   \nALTER TABLE "User" DROP COLUMN "legacy";`,
+      `-- pgstack:expanded because\nALTER TABLE "User" DROP COLUMN "legacy";`,
+      `-- pgstack:allow-contract because\nALTER TABLE "User" DROP COLUMN "legacy";`,
+      `SELECT '-- pgstack:expand in a string';\nALTER TABLE "User" DROP COLUMN "legacy";`,
+      `COMMENT ON TABLE "User" IS '\n-- pgstack:expand a line of a string';\nALTER TABLE "User" DROP COLUMN "legacy";`,
+    ]) {
+      const result = await classifyMigration(sql);
+      expect(result.compatibility).toBe("contract");
+      expect(result.declaredExpand).toBeUndefined();
+    }
+  });
+
   test("a file PostgreSQL's parser rejects is contract, at the error's line (lint and the runner refuse it)", async () => {
     const result = await classifyMigration(`ALTER TABLE "User" ADD COLUMN "a" TEXT;\nALTER TABLE DROP;`);
     expect(result.compatibility).toBe("contract");

@@ -32,9 +32,15 @@ export interface MigrationCompatibility {
   reasons: CompatibilityReason[];
   /** The text of a `-- pgstack:allow-contract <why>` comment, if present. */
   acknowledged?: string;
+  /**
+   * The text of a `-- pgstack:expand <why>` comment, if present: the author declares the migration safe for the
+   * running version, so it is `expand` (runs in the expand phase); `reasons` still lists what pgstack found.
+   */
+  declaredExpand?: string;
 }
 
 export const ALLOW_CONTRACT_PREFIX = "pgstack:allow-contract";
+export const DECLARE_EXPAND_PREFIX = "pgstack:expand";
 
 /** Every contract rule: what breaks the version now running. */
 export const COMPAT_RULES: Record<string, string> = {
@@ -179,7 +185,8 @@ export async function classifyMigration(sql: string): Promise<MigrationCompatibi
       rule: "unknown-statement",
       reason: `PostgreSQL's parser rejects this file at line ${line} (${String(err.details.error ?? "syntax error")}), so pgstack cannot tell what it changes.`,
     };
-    const acknowledged = acknowledgement(sql, []);
+    // A declared expand does not cover a file pgstack cannot read at all (the runner refuses it anyway).
+    const acknowledged = commentReason(ALLOW_CONTRACT_LINE, sql, []);
     return { compatibility: "contract", reasons: [reason], ...(acknowledged ? { acknowledged } : {}) };
   }
   const created = new Created();
@@ -194,21 +201,29 @@ export async function classifyMigration(sql: string): Promise<MigrationCompatibi
       reasons.push({ statement: statement.sql.split(/\r?\n/)[0].trim(), line: statement.line, rule: b.rule, reason: b.reason });
     }
   }
-  const acknowledged = acknowledgement(sql, parsed.map((p) => p.statement));
-  return { compatibility: reasons.length > 0 ? "contract" : "expand", reasons, ...(acknowledged ? { acknowledged } : {}) };
+  const statements = parsed.map((p) => p.statement);
+  const acknowledged = commentReason(ALLOW_CONTRACT_LINE, sql, statements);
+  const declaredExpand = commentReason(DECLARE_EXPAND_LINE, sql, statements);
+  return {
+    compatibility: reasons.length > 0 && !declaredExpand ? "contract" : "expand",
+    reasons,
+    ...(acknowledged ? { acknowledged } : {}),
+    ...(declaredExpand ? { declaredExpand } : {}),
+  };
 }
 
 const ALLOW_CONTRACT_LINE = /^[ \t]*--[ \t]*pgstack:allow-contract(?:[ \t]+([^\r\n]*))?[ \t]*\r?$/gm;
+const DECLARE_EXPAND_LINE = /^[ \t]*--[ \t]*pgstack:expand(?:[ \t]+([^\r\n]*))?[ \t]*\r?$/gm;
 
 /**
- * The reasons of every `-- pgstack:allow-contract <why>` line (one without a
- * reason acknowledges nothing). Between statements a line starting with `--` is
- * a comment; inside one (a string or a function body) it is checked with
- * PostgreSQL's scanner.
+ * The reasons of every such line, `-- pgstack:allow-contract <why>` or
+ * `-- pgstack:expand <why>` (one without a reason counts for nothing), joined.
+ * Between statements a line starting with `--` is a comment; inside one (a
+ * string or a function body) it is checked with PostgreSQL's scanner.
  */
-function acknowledgement(sql: string, statements: Statement[]): string | undefined {
+function commentReason(pattern: RegExp, sql: string, statements: Statement[]): string | undefined {
   const whys: string[] = [];
-  for (const match of sql.matchAll(ALLOW_CONTRACT_LINE)) {
+  for (const match of sql.matchAll(pattern)) {
     const why = (match[1] ?? "").trim();
     if (!why) continue;
     const at = match.index! + match[0].indexOf("--");
