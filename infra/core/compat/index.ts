@@ -87,7 +87,7 @@ class Created {
   private readonly objects: { kind: string; name: Required<Name> }[] = [];
   /** Columns added to tables that existed before, by schema-qualified table name. */
   private readonly columns = new Map<string, Map<string, ColumnState>>();
-  /** Constraints dropped, by schema-qualified table and name, with the break the drop was (re-added: compared). */
+  /** Constraints dropped, by schema-qualified table and name: re-adding a foreign key so is compared by its actions. */
   readonly droppedConstraints = new Set<string>();
   readonly enumTypes: Required<Name>[] = [];
   /** Existing objects renamed by this migration, under their new name: the rename was the break. */
