@@ -36,6 +36,11 @@ describe("what split reads in a migration", () => {
     expect(err.message).toMatch(message);
   });
 
+  test("a rename declared expand (-- pgstack:expand) is still split: the declaration does not make it nothing to split", async () => {
+    const { change } = await parseSplitInput(`-- pgstack:expand the old version never reads name\nALTER TABLE "t" RENAME COLUMN "name" TO "full_name";`, "m");
+    expect(change).toMatchObject({ table: "t", column: "name", newName: "full_name" });
+  });
+
   test("a rename of a column the migration itself creates is nothing to split", async () => {
     const err = await expectFailure(parseSplitInput(`CREATE TABLE "n" ("a" int);\nALTER TABLE "n" RENAME COLUMN "a" TO "b";`, "m"));
     expect(err.message).toBe("Migration m changes only what it creates itself, so the running application keeps working through it: there is nothing to split, apply it as it is.");

@@ -78,7 +78,8 @@ export async function parseSplitInput(sql: string, migrationName: string): Promi
       `Migration ${migrationName} changes more than one column (again at line ${extra.line}): split turns one column at a time, so move each other change into a migration of its own and split each.`,
     );
   }
-  if ((await classifyMigration(sql)).compatibility === "expand") {
+  // By what pgstack finds, not a `-- pgstack:expand` declaration (which makes a rename expand without making it safe).
+  if ((await classifyMigration(sql)).reasons.length === 0) {
     throw new PgstackError(
       "E_SPLIT",
       `Migration ${migrationName} changes only what it creates itself, so the running application keeps working through it: there is nothing to split, apply it as it is.`,
