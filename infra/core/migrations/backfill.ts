@@ -234,8 +234,9 @@ async function offendingRow(client: Client, plan: BackfillPlan, from: string | n
       if (stage === "update") await client.query("BEGIN");
       await client.query(sql, params);
       return false;
-    } catch {
-      return true;
+    } catch (e) {
+      // Only a data error counts: a lock timeout meanwhile says nothing about the rows.
+      return /^2[23]/.test((e as { code?: string }).code ?? "");
     } finally {
       if (stage === "update") await client.query("ROLLBACK").catch(() => undefined);
     }
