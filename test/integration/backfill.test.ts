@@ -157,7 +157,7 @@ describe("a split's backfill under pgstack apply", () => {
     const failed = await run(["apply", "--all", "--to", "20250102000000_retype_2_backfill"]);
     expect(failed.code).toBe(1);
     expect(failed.stderr.trim().split("\n").pop()).toBe(
-      `pgstack: Migration 20250102000000_retype_2_backfill failed in its backfill of "t": invalid input syntax for type integer: "x" (SQLSTATE 22P02); no row was copied and it is not recorded as applied: remove the cause and run again.`,
+      `pgstack: Migration 20250102000000_retype_2_backfill failed in its backfill of "t" at the row id = 2500: invalid input syntax for type integer: "x" (SQLSTATE 22P02); no row was copied and it is not recorded as applied: change that row (through the old column: the trigger copies it) or the conversion, then run again.`,
     );
     const state = async () =>
       withDb(url, async (c) => ({

@@ -67,7 +67,7 @@ CREATE TABLE "notes" ("id" INTEGER);
     expect(split.stdout.trim().split("\n")).toEqual([
       "Split 20250102000000_rename_name into 20250102000000_rename_name_1_expand, 20250102000000_rename_name_2_backfill, 20250102000000_rename_name_2_index, 20250102000000_rename_name_3_contract.",
       "Deploy 20250102000000_rename_name_1_expand and 20250102000000_rename_name_2_backfill (the old application version keeps working), then the application version that reads and writes users.full_name, then 20250102000000_rename_name_3_contract once no instance of the old version runs.",
-      "20250102000000_rename_name_2_index builds the old column's indexes on the new one, before 20250102000000_rename_name_3_contract, on either side of the rollout.",
+      "20250102000000_rename_name_2_index builds the old column's indexes on the new one: deploy it before the rollout too, so the new version finds them (a unique one for its ON CONFLICT) from its first request.",
       "Until 20250102000000_rename_name_3_contract runs, a trigger keeps name and full_name in step.",
     ]);
     expect(await folders(dir)).toEqual([
@@ -83,8 +83,9 @@ CREATE TABLE "notes" ("id" INTEGER);
     expect(expand).toContain(`CREATE TABLE "notes" ("id" INTEGER);`);
     expect(expand).not.toContain("ALTER INDEX");
 
-    // Classified as the phases need them: everything but the contract part runs before the rollout (the
-    // unique index waits for it: the old column's unique index guards the same values until then).
+    // Classified as the phases need them: everything but the contract part runs before the rollout, the unique
+    // index too (its file declares pgstack:expand: the old column's unique index guards the same values through the
+    // trigger, and the new version's ON CONFLICT on the new column needs it live).
     const classes: Record<string, string> = {};
     for (const f of (await folders(dir)).filter((f) => f.startsWith("20250102"))) {
       classes[f] = (await classifyMigration(await fs.readFile(path.join(dir, f, "migration.sql"), "utf8"))).compatibility;
@@ -92,7 +93,7 @@ CREATE TABLE "notes" ("id" INTEGER);
     expect(classes).toEqual({
       "20250102000000_rename_name_1_expand": "expand",
       "20250102000000_rename_name_2_backfill": "expand",
-      "20250102000000_rename_name_2_index": "contract",
+      "20250102000000_rename_name_2_index": "expand",
       "20250102000000_rename_name_3_contract": "contract",
     });
 
@@ -242,6 +243,42 @@ describe("pgstack split: a rename and a type change of the same column", () => {
   });
 });
 
+describe("pgstack split: a narrowing type change converts by assignment, never cuts", () => {
+  test("VARCHAR(20) -> VARCHAR(5): the old version's too-long write fails during the window, the backfill stops naming the row, nothing is cut", async () => {
+    const url = await createTestDatabase("split_narrow");
+    const dir = await migrationsDir({
+      [INIT]: `CREATE TABLE "t" ("id" SERIAL PRIMARY KEY, "c" VARCHAR(20));\n`,
+      "20250102000000_narrow": `ALTER TABLE "t" ALTER COLUMN "c" SET DATA TYPE VARCHAR(5);\n`,
+    });
+    await ok(["apply", INIT, "--dir", dir], url);
+    await withDb(url, (c) => c.query(`INSERT INTO t (c) VALUES ('ok'), ('abcdefghij'), ('fine')`));
+    await ok(["split", "narrow", "--dir", dir], url);
+    await ok(["apply", "--all", "--to", "20250102000000_narrow_1_expand", "--dir", dir], url);
+    await withDb(url, async (c) => {
+      // The old version: a value that fits is copied; one that does not is refused (the plain ALTER would refuse it too).
+      await c.query(`INSERT INTO t (c) VALUES ('abc')`);
+      await expect(c.query(`INSERT INTO t (c) VALUES ('klmnopqrst')`)).rejects.toThrow(/value too long for type character varying\(5\)/);
+      await expect(c.query(`UPDATE t SET c = 'klmnopqrst' WHERE id = 1`)).rejects.toThrow(/value too long for type character varying\(5\)/);
+    });
+    const failed = await pgstack(["apply", "--all", "--dir", dir], { DATABASE_URL: url });
+    expect(failed.code).toBe(1);
+    expect(failed.stderr.trim().split("\n").pop()).toMatch(
+      /^pgstack: Migration 20250102000000_narrow_2_backfill failed in its backfill of "t" at the row id = 2: value too long for type character varying\(5\) \(SQLSTATE 22001\); no row was copied and it is not recorded as applied: change that row \(through the old column: the trigger copies it\) or the conversion, then run again\.$/,
+    );
+    const rows = await withDb(url, async (c) => (await c.query(`SELECT c, c_pgstack_new AS n FROM t ORDER BY id`)).rows);
+    expect(rows).toEqual([
+      { c: "ok", n: null },
+      { c: "abcdefghij", n: null },
+      { c: "fine", n: null },
+      { c: "abc", n: "abc" },
+    ]);
+    // The application shortens the value through the old column; the backfill then completes, nothing cut.
+    await withDb(url, (c) => c.query(`UPDATE t SET c = 'abcde' WHERE id = 2`));
+    await ok(["apply", "--all", "--dir", dir], url);
+    expect(await withDb(url, async (c) => (await c.query(`SELECT c FROM t ORDER BY id`)).rows.map((r) => r.c))).toEqual(["ok", "abcde", "fine", "abc"]);
+  });
+});
+
 describe("pgstack split refuses, in one sentence, and writes nothing", () => {
   const cases: [string, string, RegExp][] = [
     ["no rename or type change", `CREATE TABLE "x" ("id" INTEGER);`, /neither renames a column .* nor changes a column's type/],
@@ -251,12 +288,15 @@ describe("pgstack split refuses, in one sentence, and writes nothing", () => {
     ["a column under a foreign key", `ALTER TABLE "child" RENAME COLUMN "t_id" TO "parent_id";`, /foreign key child_t_id_fkey/],
     ["a default that does not fit the new type", `ALTER TABLE "t" ALTER COLUMN "d" TYPE BOOLEAN USING "d" = 'yes';`, /The default of t\.d \('no'::text\) does not fit the new type BOOLEAN \(.*\): change the default in an earlier migration, then split\./],
     ["the primary key", `ALTER TABLE "t" ALTER COLUMN "id" TYPE BIGINT;`, /is the table's primary key/],
+    ["a USING expression that reads another column", `ALTER TABLE "t" ALTER COLUMN "a" TYPE BIGINT USING "a" + "other";`, /^pgstack: The USING expression at line 1 of 20250102000000_change reads column other besides a, which split cannot keep in step while the old version writes it: /],
+    ["a column a generated column is computed from", `ALTER TABLE "t" RENAME COLUMN "other" TO "other2";`, /^pgstack: Generated column t\.g is computed from t\.other, which split cannot move to the new column \(the contract part could not drop other\): drop it in an earlier migration/],
+    ["a type the database cannot assign without USING", `ALTER TABLE "t" ALTER COLUMN "d" TYPE INTEGER;`, /The new type of t\.d cannot be computed from the old column \(column "d" is of type integer but expression is of type text\)/],
     ["two columns", `ALTER TABLE "t" RENAME COLUMN "a" TO "b";\nALTER TABLE "t" RENAME COLUMN "other" TO "b2";`, /changes more than one column/],
   ];
   test.each(cases)("%s", async (_what, sql, message) => {
     const url = await createTestDatabase("split_refuse");
     const dir = await migrationsDir({
-      [INIT]: `CREATE TABLE "t" ("id" INTEGER PRIMARY KEY, "a" INTEGER, "other" INTEGER, "d" TEXT DEFAULT 'no');\nCREATE TABLE "child" ("id" INTEGER PRIMARY KEY, "t_id" INTEGER REFERENCES "t"("id"));\n`,
+      [INIT]: `CREATE TABLE "t" ("id" INTEGER PRIMARY KEY, "a" INTEGER, "other" INTEGER, "d" TEXT DEFAULT 'no', "g" INTEGER GENERATED ALWAYS AS ("other" * 2) STORED);\nCREATE TABLE "child" ("id" INTEGER PRIMARY KEY, "t_id" INTEGER REFERENCES "t"("id"));\n`,
       "20250102000000_change": sql + "\n",
     });
     await ok(["apply", INIT, "--dir", dir], url);

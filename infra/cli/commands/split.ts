@@ -30,8 +30,12 @@ export function splitCommand(ctx: Context): Command {
         [
           `Split ${result.original} into ${result.migrations.map((m) => m.name).join(", ")}.`,
           `Deploy ${expand} and ${part("backfill")[0]} (the old application version keeps working), then the application version that reads and writes ${result.table}.${result.applicationColumn}, then ${contract} once no instance of the old version runs.`,
-          ...(indexes.length > 0 ? [`${indexes.join(", ")} build${indexes.length > 1 ? "" : "s"} the old column's indexes on the new one, before ${contract}, on either side of the rollout.`] : []),
+          ...(indexes.length > 0 ? [`${indexes.join(", ")} build${indexes.length > 1 ? "" : "s"} the old column's indexes on the new one: deploy ${indexes.length > 1 ? "them" : "it"} before the rollout too, so the new version finds them (a unique one for its ON CONFLICT) from its first request.`] : []),
           `Until ${contract} runs, a trigger keeps ${result.column} and ${result.newColumn} in step.`,
+          // The trigger cannot tell the new version's explicit NULL from the old version leaving the new column out.
+          ...(!result.notNull && result.default !== null && result.applicationColumn !== result.column
+            ? [`Until then, an INSERT of the new version that gives ${result.applicationColumn} NULL gets ${result.column}'s default (${result.default}) instead, as one of the old version would: set it to NULL with an UPDATE, which is kept.`]
+            : []),
         ].join("\n"),
       );
     });

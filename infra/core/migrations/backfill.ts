@@ -153,13 +153,15 @@ export async function runBackfill(
     }
   };
   // Rows still to copy, and the first of them: where this run starts (after a kill, past what was committed).
-  const todo = await withRetries("counting the rows to copy", () =>
-    client.query<{ n: string; first: string | null }>(`SELECT count(*) AS n, min(${key})::text AS first FROM ${plan.table} WHERE ${where}`),
-  ).catch((err) => {
-    throw failed(migration, plan, 0, undefined, err);
+  // The first by ORDER BY ... LIMIT 1, not min(): a key of any btree-ordered type (uuid, a text cuid) has no min().
+  const todo = await withRetries("counting the rows to copy", async () => ({
+    total: Number((await client.query<{ n: string }>(`SELECT count(*) AS n FROM ${plan.table} WHERE ${where}`)).rows[0].n),
+    first: (await client.query<{ k: string }>(`SELECT ${key}::text AS k FROM ${plan.table} WHERE ${where} ORDER BY ${key} LIMIT 1`)).rows[0]?.k ?? null,
+  })).catch(async (err) => {
+    throw failed(migration, plan, 0, undefined, err, await offendingRow(client, plan, null, null, err, "count"));
   });
-  const total = Number(todo.rows[0].n);
-  let lo = todo.rows[0].first;
+  const total = todo.total;
+  let lo = todo.first;
   log.info(`${migration.name}: backfill of ${plan.table}: ${total} row(s) to copy in batches of ${plan.directive.batch}${lo !== null ? `, the first at ${plan.directive.key} = ${lo}` : ""}`);
   const started = Date.now();
   let lastReport = started;
@@ -173,13 +175,13 @@ export async function runBackfill(
     const from = lo;
     // The batch is [lo, hi): the next `batch` keys from lo; its UPDATE is one short transaction.
     const hi = (await withRetries("finding the next batch", () => client.query<{ k: string }>(nextStart, [from])).catch((err) => {
-      throw failed(migration, plan, batches, from, err);
+      throw failed(migration, plan, batches, from, err, undefined, true);
     })).rows[0]?.k ?? null;
     const t0 = process.hrtime.bigint();
     const result = await withRetries(`batch ${batches + 1} (${plan.directive.key} from ${from})`, () =>
       hi === null ? client.query(last, [from]) : client.query(bounded, [from, hi]),
-    ).catch((err) => {
-      throw failed(migration, plan, batches, from, err);
+    ).catch(async (err) => {
+      throw failed(migration, plan, batches, from, err, await offendingRow(client, plan, from, hi, err, "update"));
     });
     const ms = Number(process.hrtime.bigint() - t0) / 1e6;
     longestBatchMs = Math.max(longestBatchMs, ms);
@@ -206,14 +208,85 @@ export async function runBackfill(
   return { rows, batches, longestBatchMs };
 }
 
-function failed(migration: Migration, plan: BackfillPlan, batches: number, from: string | null | undefined, err: unknown): PgstackError {
+/**
+ * The key of the row a data error comes from (a value the conversion refuses: too long, out of range, not a
+ * number), found by halving the range [from, to) that failed: each half is tried again in a transaction rolled
+ * back (the batch's UPDATE, which locks no more rows than the batch did) or, for the count, a plain SELECT.
+ * Undefined when the error is not about data or the rows changed meanwhile (then the message names the batch).
+ */
+async function offendingRow(client: Client, plan: BackfillPlan, from: string | null, to: string | null, err: unknown, stage: "count" | "update"): Promise<string | undefined> {
+  const code = (err as { code?: string }).code ?? "";
+  if (!/^2[23]/.test(code)) return undefined;
+  const key = quoteIdent(plan.directive.key);
+  const range = (lo: string | null, hi: string | null, params: string[]) => {
+    const parts: string[] = [];
+    if (lo !== null) parts.push(`${key} >= $${params.push(lo)}`);
+    if (hi !== null) parts.push(`${key} < $${params.push(hi)}`);
+    return parts.length ? parts.join(" AND ") : "true";
+  };
+  const fails = async (lo: string | null, hi: string | null): Promise<boolean> => {
+    const params: string[] = [];
+    const sql =
+      stage === "update"
+        ? `${plan.head} WHERE (${plan.condition}) AND ${range(lo, hi, params)}`
+        : `SELECT count(*) FROM ${plan.table} WHERE ${range(lo, hi, params)} AND (${plan.condition})`;
+    try {
+      if (stage === "update") await client.query("BEGIN");
+      await client.query(sql, params);
+      return false;
+    } catch (e) {
+      // Only a data error counts: a lock timeout meanwhile says nothing about the rows.
+      return /^2[23]/.test((e as { code?: string }).code ?? "");
+    } finally {
+      if (stage === "update") await client.query("ROLLBACK").catch(() => undefined);
+    }
+  };
+  try {
+    let lo = from;
+    let hi = to;
+    for (let step = 0; step < 64; step++) {
+      const params: string[] = [];
+      const n = Number((await client.query<{ n: string }>(`SELECT count(*) AS n FROM ${plan.table} WHERE ${range(lo, hi, params)}`, params)).rows[0].n);
+      if (n === 0) return undefined;
+      if (n === 1) {
+        const p: string[] = [];
+        const row = (await client.query<{ k: string }>(`SELECT ${key}::text AS k FROM ${plan.table} WHERE ${range(lo, hi, p)}`, p)).rows[0]?.k;
+        return row !== undefined && (await fails(row, hi)) ? row : undefined;
+      }
+      const p: string[] = [];
+      const mid = (await client.query<{ k: string }>(`SELECT ${key}::text AS k FROM ${plan.table} WHERE ${range(lo, hi, p)} ORDER BY ${key} OFFSET ${Math.floor(n / 2)} LIMIT 1`, p)).rows[0]?.k;
+      if (mid === undefined) return undefined;
+      if (await fails(lo, mid)) hi = mid;
+      else if (await fails(mid, hi)) lo = mid;
+      else return undefined; // the rows changed since: the batch is named instead
+    }
+  } catch {
+    // Only a better message was at stake.
+  }
+  return undefined;
+}
+
+function failed(
+  migration: Migration,
+  plan: BackfillPlan,
+  batches: number,
+  from: string | null | undefined,
+  err: unknown,
+  row?: string,
+  ownQuery = false,
+): PgstackError {
   const e = err as { code?: string };
+  const where = row !== undefined ? ` at the row ${plan.directive.key} = ${row}` : from != null ? ` (batch ${batches + 1}, ${plan.directive.key} from ${from})` : "";
+  const kept = batches === 0 ? "no row was copied and it is not recorded as applied" : `the ${batches} batch(es) before it are committed and kept, and it is not recorded as applied`;
+  const again = batches === 0 ? "run again" : "run again, the backfill continues from the first row still to copy";
   return new PgstackError(
     "E_MIGRATION_FAILED",
-    `Migration ${migration.name} failed in its backfill of ${plan.table}${from != null ? ` (batch ${batches + 1}, ${plan.directive.key} from ${from})` : ""}: ${messageOf(err).split("\n")[0]}${e.code ? ` (SQLSTATE ${e.code})` : ""}; ` +
-      (batches === 0
-        ? "no row was copied and it is not recorded as applied: remove the cause and run again."
-        : `the ${batches} batch(es) before it are committed and kept, and it is not recorded as applied: remove the cause and run again, the backfill continues from the first row still to copy.`),
-    { migration: migration.name, sqlstate: e.code, batches },
+    `Migration ${migration.name} failed in its backfill of ${plan.table}${where}: ${messageOf(err).split("\n")[0]}${e.code ? ` (SQLSTATE ${e.code})` : ""}; ${kept}: ` +
+      (ownQuery
+        ? `the query that failed is pgstack's own (finding the next batch), not the migration's, so there is nothing in the migration to change: ${again}, and report it as a pgstack bug if it fails again.`
+        : row !== undefined
+          ? `change that row (through the old column: the trigger copies it) or the conversion, then ${again}.`
+          : `remove the cause and ${again}.`),
+    { migration: migration.name, sqlstate: e.code, batches, ...(row !== undefined ? { row } : {}) },
   );
 }

@@ -59,6 +59,16 @@ export async function parseSplitInput(sql: string, migrationName: string): Promi
             `Line ${statement.line} of ${migrationName} changes a column's type together with ${cmds.length - 1} other change(s) in one ALTER TABLE: give the type change an ALTER TABLE statement of its own, then split.`,
           );
         }
+        const others = [...new Set(columnsRead(retype[0].def?.ColumnDef?.raw_default))].filter((c) => c !== retype[0].name);
+        if (others.length > 0) {
+          // The sync trigger recomputes the new column when this column is written, not when those are: the
+          // old version changing only them would leave the new column holding a value USING never gives.
+          throw new PgstackError(
+            "E_SPLIT",
+            `The USING expression at line ${statement.line} of ${migrationName} reads ${others.length > 1 ? "columns" : "column"} ${others.join(", ")} besides ${retype[0].name}, which split cannot keep in step while the old version writes ${others.length > 1 ? "them" : "it"}: compute the value from ${retype[0].name} alone, or add the new column yourself and move the application over by hand.`,
+            { columns: others },
+          );
+        }
         retypes.push({ statement, schema: body.relation.schemaname, table: body.relation.relname, column: retype[0].name, ...typeClauses(statement.sql) });
         continue;
       }
@@ -131,6 +141,22 @@ export async function parseSplitInput(sql: string, migrationName: string): Promi
     );
   }
   return { change, others };
+}
+
+/** The column names an expression's parse tree reads (the last part of each reference; `*` for a whole row). */
+function columnsRead(node: unknown, out: string[] = []): string[] {
+  if (Array.isArray(node)) {
+    for (const n of node) columnsRead(n, out);
+  } else if (node && typeof node === "object") {
+    const ref = (node as Record<string, any>).ColumnRef;
+    if (ref) {
+      const last = ref.fields?.[ref.fields.length - 1];
+      out.push(last?.String?.sval ?? last?.String?.str ?? "*");
+    } else {
+      for (const v of Object.values(node)) columnsRead(v, out);
+    }
+  }
+  return out;
 }
 
 function firstNode(sql: string): Record<string, unknown> {

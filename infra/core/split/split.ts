@@ -35,6 +35,8 @@ export interface SplitResult {
   /** The column the new application version reads and writes (the old name for a type change alone). */
   applicationColumn: string;
   notNull: boolean;
+  /** The old column's default (as the database shows it), or null. */
+  default: string | null;
 }
 
 interface ColumnFacts {
@@ -129,6 +131,7 @@ export async function splitMigration(settings: Settings, ref: string, options: {
       newColumn: plan.newColumn,
       applicationColumn: change.newName,
       notNull: facts.notNull,
+      default: facts.default,
     };
   });
 }
@@ -213,6 +216,23 @@ async function refuseWhatCannotBeCarried(client: Client, change: ColumnChange, f
       );
     }
   }
+  // A generated column computed from this one: dropping the old column in the contract part would fail
+  // after the rollout (the expression names it), so nothing is written.
+  const generated = await client.query<{ name: string }>(
+    `SELECT DISTINCT a.attname AS name FROM pg_depend dp
+       JOIN pg_attrdef ad ON ad.oid = dp.objid
+       JOIN pg_attribute a ON a.attrelid = ad.adrelid AND a.attnum = ad.adnum
+      WHERE dp.classid = 'pg_attrdef'::regclass AND dp.refobjid = $1 AND dp.refobjsubid = $2 AND a.attgenerated <> '' AND a.attnum <> $2
+      ORDER BY 1`,
+    [facts.oid, facts.attnum],
+  );
+  if (generated.rows.length > 0) {
+    const names = generated.rows.map((r) => r.name);
+    throw refuse(
+      `Generated column${names.length > 1 ? "s" : ""} ${names.map((n) => `${change.table}.${n}`).join(", ")} ${names.length > 1 ? "are" : "is"} computed from ${col}, which split cannot move to the new column (the contract part could not drop ${change.column}): drop ${names.length > 1 ? "them" : "it"} in an earlier migration and add ${names.length > 1 ? "them" : "it"} again from the new column after the split.`,
+      { generated: names },
+    );
+  }
   const constraints = await client.query<{ conname: string; contype: string; own: boolean }>(
     `SELECT conname, contype, conrelid = $1 AS own FROM pg_constraint
       WHERE contype IN ('c', 'f') AND ((conrelid = $1 AND $2 = ANY(conkey)) OR (confrelid = $1 AND $2 = ANY(confkey)))
@@ -286,27 +306,37 @@ async function planSql(
   const newType = change.newType ?? facts.type;
   const collate = change.collate ? ` COLLATE ${change.collate}` : !retyped && facts.collation ? ` COLLATE ${facts.collation}` : "";
 
-  // f: the new column's value from a row (the USING expression, else a cast); g: back, for writes of the new version.
+  // f: the new column's value from a row, and back: the old column's from the new one. Both are plain
+  // assignments (to the column, or to a PL/pgSQL variable of the new type), converted as ALTER COLUMN ... TYPE
+  // converts, with assignment semantics: a value that does not fit (VARCHAR(5) given 10 characters, an
+  // integer overflow) is an error, where an explicit cast (`::VARCHAR(5)`) would silently cut it.
   const forwardOf = (row: string) => {
-    if (change.using) return `(SELECT (${change.using})::${newType} FROM (SELECT ${row}.*) AS ${quoteIdent(change.table)})`;
-    return retyped ? `${row}.${oldQ}::${newType}` : `${row}.${oldQ}`;
+    if (change.using) return `(SELECT (${change.using}) FROM (SELECT ${row}.*) AS ${quoteIdent(change.table)})`;
+    return `${row}.${oldQ}`;
   };
-  const forwardSql = change.using ? `(${change.using})::${newType}` : retyped ? `${oldQ}::${newType}` : oldQ;
-  const back = retyped ? `NEW.${newQ}::${facts.type}` : `NEW.${newQ}`;
+  const forwardSql = change.using ? `(${change.using})` : oldQ;
   if (retyped) {
-    await probe(client, `SELECT ${forwardSql} FROM ${qualifiedIn(schema, change)} LIMIT 0`, (e) =>
-      refuse(`The new type of ${change.table}.${change.column} cannot be computed from the old column (${e}): fix the type or the USING expression, then split.`),
-    );
-    if (facts.default) {
-      // The contract sets the old default on the new column: the server says now whether it fits.
-      await client.query("BEGIN");
-      try {
-        await probe(client, `CREATE TEMPORARY TABLE pgstack_split_probe (x ${newType} DEFAULT ${facts.default})`, (e) =>
+    // The server judges now, as the plain ALTER would: the assignment exists (an INSERT ... SELECT assigns like
+    // ALTER COLUMN TYPE does), and the old default, which the contract sets on the new column, fits the new type.
+    await client.query("BEGIN");
+    try {
+      await probe(client, `CREATE TEMPORARY TABLE pgstack_split_probe (${quoteIdent(change.newName)} ${newType})`, (e) =>
+        refuse(`The new type ${newType} of ${change.table}.${change.column} is not a type the database knows (${e}): fix the type, then split.`),
+      );
+      await probe(client, `INSERT INTO pgstack_split_probe SELECT ${forwardSql} FROM ${qualifiedIn(schema, change)} LIMIT 0`, (e) =>
+        refuse(`The new type of ${change.table}.${change.column} cannot be computed from the old column (${e}): fix the type or the USING expression, then split.`),
+      );
+      if (facts.default) {
+        await probe(client, `ALTER TABLE pgstack_split_probe ALTER COLUMN ${quoteIdent(change.newName)} SET DEFAULT ${facts.default}`, (e) =>
           refuse(`The default of ${change.table}.${change.column} (${facts.default}) does not fit the new type ${newType} (${e}): change the default in an earlier migration, then split.`),
         );
-      } finally {
-        await client.query("ROLLBACK");
+        // Evaluated for its value (too long, out of range); a sequence's nextval() is not, which no rollback would undo.
+        if (!/\bnextval\s*\(/i.test(facts.default)) await probe(client, `INSERT INTO pgstack_split_probe DEFAULT VALUES`, (e) =>
+          refuse(`The default of ${change.table}.${change.column} (${facts.default}) does not fit the new type ${newType} (${e}): change the default in an earlier migration, then split.`),
+        );
       }
+    } finally {
+      await client.query("ROLLBACK");
     }
     await probe(client, `SELECT CAST(NULL::${newType} AS ${facts.type})`, (e) =>
       refuse(
@@ -317,25 +347,34 @@ async function planSql(
   const fn = identifier(`pgstack_sync_${change.table}_${newColumn}`);
   const fnQ = qualify(fn);
   const f = forwardOf("NEW");
+  // In the function: f as converted (a variable of the new type) for a type change, the old column itself for a rename.
+  const fv = retyped ? "f" : f;
   const header = (part: string, what: string) =>
     [`-- pgstack split: ${part}, of the change to ${change.table}.${change.column}${renamed ? ` (renamed to ${change.newName})` : ""}${retyped ? ` (type ${facts.type} -> ${newType})` : ""}.`, ...what.split("\n").map((l) => `-- ${l}`)].join("\n");
 
   const expand = [
     header("expand (1/3)", `The new column, nullable and without a default until the contract step, and a trigger that keeps\n${change.column} and ${newColumn} in step in both directions while both application versions write.`),
     `ALTER TABLE ${table} ADD COLUMN ${newQ} ${newType}${collate};`,
-    `CREATE FUNCTION ${fnQ}() RETURNS trigger LANGUAGE plpgsql AS $pgstack$
+    `CREATE FUNCTION ${fnQ}() RETURNS trigger LANGUAGE plpgsql AS $pgstack$${retyped ? `
+DECLARE
+  -- ${change.column} converted to ${newType} by assignment (as ALTER COLUMN TYPE converts): a value that does not fit fails the write.
+  f ${newType};` : ""}
 BEGIN
   IF TG_OP = 'INSERT' THEN
     -- A write of the version that knows only ${change.column} leaves ${newColumn} NULL; one of the new version sets ${newColumn}.
     IF NEW.${newQ} IS NULL THEN
       NEW.${newQ} := ${f};
-    ELSIF NEW.${newQ} IS DISTINCT FROM ${f} THEN
-      NEW.${oldQ} := ${back};
+    ELSE${retyped ? `
+      f := ${f};` : ""}
+      IF NEW.${newQ} IS DISTINCT FROM ${fv} THEN
+        NEW.${oldQ} := NEW.${newQ};
+      END IF;
     END IF;
   ELSIF NEW.${newQ} IS DISTINCT FROM OLD.${newQ} THEN
-    -- ${newColumn} was written (by the new version, or the backfill with the value ${change.column} already maps to).
-    IF NEW.${newQ} IS DISTINCT FROM ${f} THEN
-      NEW.${oldQ} := ${back};
+    -- ${newColumn} was written (by the new version, or the backfill with the value ${change.column} already maps to).${retyped ? `
+    f := ${f};` : ""}
+    IF NEW.${newQ} IS DISTINCT FROM ${fv} THEN
+      NEW.${oldQ} := NEW.${newQ};
     END IF;
   ELSIF NEW.${oldQ} IS DISTINCT FROM OLD.${oldQ} OR NEW.${newQ} IS NULL THEN
     -- ${change.column} was written, or the row predates the trigger and is not backfilled yet.
@@ -344,16 +383,19 @@ BEGIN
   RETURN NEW;
 END
 $pgstack$;`,
-    // The function runs only for a row whose columns are out of step (WHEN is evaluated without calling
-    // PL/pgSQL): the backfill's own UPDATE, which writes new = f(old), costs no call. A USING expression,
-    // read through a subquery, cannot go in WHEN: then every write calls the function.
-    `CREATE TRIGGER ${quoteIdent(fn)} BEFORE INSERT OR UPDATE ON ${table} FOR EACH ROW${change.using ? "" : ` WHEN (NEW.${newQ} IS DISTINCT FROM ${f})`} EXECUTE FUNCTION ${fnQ}();`,
+    // For a rename the function runs only for a row whose columns differ (WHEN is evaluated without calling
+    // PL/pgSQL): the backfill's own UPDATE, which writes new = old, costs no call. A type change converts by
+    // assignment, which only PL/pgSQL does (WHEN would need an explicit cast, which cuts instead of failing):
+    // then every write calls the function.
+    `CREATE TRIGGER ${quoteIdent(fn)} BEFORE INSERT OR UPDATE ON ${table} FOR EACH ROW${retyped ? "" : ` WHEN (NEW.${newQ} IS DISTINCT FROM ${f})`} EXECUTE FUNCTION ${fnQ}();`,
   ];
 
   const backfill = [
     `${BACKFILL_DIRECTIVE} key=${quoteIdent(facts.key!.name)} batch=${batch}`,
     header("backfill (2/3)", `Copies ${change.column} into ${newColumn} for the rows written before the expand step. prisma migrate deploy runs\nthis UPDATE as it stands; pgstack runs it in batches of ${batch} rows by ${facts.key!.name}, each its own short transaction,\nand continues from the first row still to copy after an interruption.`),
-    `UPDATE ${table} SET ${newQ} = ${forwardSql} WHERE ${newQ} IS DISTINCT FROM ${forwardSql};`,
+    // SET assigns (a value that does not fit stops the backfill); the WHERE only picks the rows still to copy, where
+    // an explicit cast is enough: a copied row holds a value that fit, which both conversions give alike.
+    `UPDATE ${table} SET ${newQ} = ${forwardSql} WHERE ${newQ} IS DISTINCT FROM ${retyped ? `${forwardSql}::${newType}` : forwardSql};`,
   ];
 
   // Indexes: built CONCURRENTLY on the new column under a name of their own, renamed to their final name in the contract.
@@ -371,6 +413,10 @@ $pgstack$;`,
     indexSql.push(
       [
         header("index (between 2/3 and 3/3)", `${ix.name} of ${change.column}, built on ${newColumn} without blocking writes (CONCURRENTLY, so alone in its migration).`),
+        // A unique index is a contract change in general (the running version may write duplicates); here the old
+        // column's unique index already refuses them through the trigger, and the new version needs it live
+        // (INSERT ... ON CONFLICT on the new column): it belongs to the expand phase, before the rollout.
+        ...(ix.unique ? [`-- pgstack:expand the old column's unique index ${ix.name} guards the same values through the sync trigger, and the new version's ON CONFLICT needs this one before it goes live`] : []),
         `CREATE ${ix.unique ? "UNIQUE " : ""}INDEX CONCURRENTLY ${quoteIdent(buildName)} ON ${table} USING ${ix.method} (${cols});`,
       ].join("\n"),
     );
