@@ -118,7 +118,7 @@ export const observeLive: Observe = async (url, options) => {
 };
 
 /** Serves the update's migration steps (see infra/cli/session.ts); tests pass their own. */
-export type ServeSteps = (options: { projectDir: string; stack: string; databaseUrl: pulumi.Output<string>; steps: string[][]; releaseAfter?: string[][] }) => Promise<{ close(): void }>;
+export type ServeSteps = (options: { projectDir: string; stack: string; databaseUrl: pulumi.Output<string>; steps: string[][] }) => Promise<{ close(): void }>;
 
 /** The names of the rollout's resources, as the preview shows them. */
 async function resourceNames(resources: pulumi.Input<pulumi.Resource>[]): Promise<string[]> {
@@ -279,15 +279,14 @@ export async function defineStack(
   // The expand phase ends with its last step; before any, with the snapshot; without a chain, with the database.
   deps.expanded?.(chain.expandCommands[chain.expandCommands.length - 1] ?? snapshot?.resource ?? db.ready[db.ready.length - 1]);
 
-  // An update (not a preview) serves its own migration steps; the session closes once the last one ran, and
-  // lets go of the migration lock during the rollout.
+  // An update (not a preview) serves its own migration steps; the session closes once the last one ran. It holds
+  // the migration lock from the first step to the last, through the rollout of a split chain (infra/cli/session.ts).
   if (!pulumi.runtime.isDryRun() && chain.steps.length > 0) {
     const session = await (deps.serveSteps ?? serveSteps)({
       projectDir,
       stack: config.stack,
       databaseUrl: db.url,
       steps: chain.steps,
-      ...(chain.lastExpandStep ? { releaseAfter: [chain.lastExpandStep] } : {}),
     });
     chain.appliedMigrations.apply(() => session.close());
     closeSession = () => session.close();
