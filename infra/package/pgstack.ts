@@ -283,7 +283,7 @@ export class PgStack extends pulumi.ComponentResource {
         parent: this,
         ready: readyParts,
         contractAfter: rollout,
-        expanded: (last) => void last.urn.apply((urn) => expandedUrn.resolve(urn)),
+        expanded: (last) => void last.then((r) => r.urn.apply((urn) => expandedUrn.resolve(urn)), (err) => expandedUrn.reject(err)),
       }),
     );
     // The outputs are the class's fields; registered empty so that a refusal is not reported once more from here.
