@@ -6,7 +6,7 @@ import type { LoadedStackConfig } from "./config";
 import type { StackConfig } from "./config/schema";
 import { commandDirFor } from "./components/command";
 import { Database, type DatabaseArgs } from "./components/database";
-import { MigrationChain, pendingLinks, phasesMessage, planChain, splitPoint, type ChainLink, type ChainMigration } from "./components/migrations";
+import { expandAfterSplit, MigrationChain, pendingLinks, phasesMessage, planChain, splitPoint, splitPointByLedger, type ChainLink, type ChainMigration } from "./components/migrations";
 import { classifyMigration, type MigrationCompatibility } from "./core/compat";
 import { SEED_SCRIPT, Seed } from "./components/seed";
 import { migrationSetKey, PreUpdateSnapshot } from "./components/snapshot";
@@ -20,7 +20,7 @@ import { DEFAULT_SNAPSHOTS_DIR } from "./core/snapshot/store";
 import { discoverMigrations } from "./core/migrations/discover";
 import { modesOf } from "./core/migrations/mode";
 import { previouslyAppliedMigrations } from "./config/stack";
-import { contractGateMessage, contractNote, enforceLintGate, pendingContract } from "./guards/lint";
+import { contractGateMessage, contractNote, enforceLintGate, expandAfterContractMessage, pendingContract } from "./guards/lint";
 
 /** Every stack's outputs. */
 export interface StackOutputs {
@@ -118,7 +118,7 @@ export const observeLive: Observe = async (url, options) => {
 };
 
 /** Serves the update's migration steps (see infra/cli/session.ts); tests pass their own. */
-export type ServeSteps = (options: { projectDir: string; stack: string; databaseUrl: pulumi.Output<string>; steps: string[][]; releaseAfter?: string[][] }) => Promise<{ close(): void }>;
+export type ServeSteps = (options: { projectDir: string; stack: string; databaseUrl: pulumi.Output<string>; steps: string[][] }) => Promise<{ close(): void }>;
 
 /** The names of the rollout's resources, as the preview shows them. */
 async function resourceNames(resources: pulumi.Input<pulumi.Resource>[]): Promise<string[]> {
@@ -154,8 +154,8 @@ export async function defineStack(
     ready?: pulumi.Resource[];
     /** The application rollout (PgStackArgs.contractAfter): the contract phase waits for it. */
     contractAfter?: pulumi.Input<pulumi.Resource>[];
-    /** Told the last resource of the expand phase (PgStack.expanded stands for it). */
-    expanded?: (last: pulumi.Resource) => void;
+    /** Told the last resource of the expand phase (PgStack.expanded stands for it), once the split is decided. */
+    expanded?: (last: Promise<pulumi.Resource>) => void;
   } = {},
 ): Promise<StackOutputs> {
   const observe = deps.observe ?? observeLive;
@@ -183,8 +183,19 @@ export async function defineStack(
       if (refusal) throw new pulumi.RunError(refusal);
       for (const m of contract) pulumi.log.info(`contract: accepted ${m.name} while the application version now running is live: ${m.compatibility!.acknowledged}`, deps.parent);
     }
+    if (deps.contractAfter && previouslyApplied !== undefined) {
+      // An expand migration that sorts after the first pending contract one runs after the rollout: refused unless
+      // acknowledged (the new version does not need it). Said again, by the database's ledger, once it is read.
+      const split = splitPoint(links, previouslyApplied);
+      const later = expandAfterSplit(links, split, new Set(pendingLinks(links, previouslyApplied).map((l) => l.migration.name))).filter((m) => !m.compatibility?.acknowledged);
+      if (later.length > 0) throw new pulumi.RunError(expandAfterContractMessage(config.stack, links[split!].migration, later, true));
+    }
   }
-  const split = deps.contractAfter ? splitPoint(links, previouslyApplied) : undefined;
+  // Where the chain splits around the rollout: decided once the database's ledger is read (below), by the ledger when
+  // the program can read it, else by the previous update's outputs. Every step's dependencies wait for the decision
+  // (MigrationChain); nothing it waits for comes after a step, so the steps before the split never wait on the rollout.
+  let decideSplit!: { resolve(split: number | undefined): void };
+  const decided = new Promise<number | undefined>((resolve) => (decideSplit = { resolve }));
   const key = migrationSetKey(chainSet);
 
   const dir = commandDirFor(projectDir);
@@ -194,22 +205,40 @@ export async function defineStack(
   let refused = false;
   let closeSession = () => undefined as void;
 
-  // What the update will run in each phase, or which contract migrations run while the old version serves:
-  // said once, from the database's ledger when it answers, else from what the previous update applied.
+  // Where the chain splits, what the update will run in each phase, or which contract migrations run while the old
+  // version serves: decided and said once, from the database's ledger when it answers, else from what the previous
+  // update applied.
   let reported = false;
-  const reportPhases = (ledger: Set<string> | undefined) => {
+  const decidePhases = (ledger: Set<string> | undefined): void => {
     if (reported) return;
     reported = true;
     const pending = ledger ? links.filter((l) => !ledger.has(l.migration.name)) : previouslyApplied ? pendingLinks(links, previouslyApplied) : undefined;
-    if (!pending) return;
     if (deps.contractAfter) {
-      const rollout = deps.contractAfter;
-      void resourceNames(rollout).then((names) => {
-        const message = phasesMessage(links, split, new Set(pending.map((l) => l.migration.name)), names);
-        if (message) pulumi.log.info(message, deps.parent);
-      });
+      // By the ledger: an adopted database with an application on it, or one a restore took back behind the outputs,
+      // splits too; an empty ledger is a new database (no split).
+      const split = ledger ? splitPointByLedger(links, ledger) : splitPoint(links, previouslyApplied);
+      if (pending) {
+        const names = new Set(pending.map((l) => l.migration.name));
+        const rollout = deps.contractAfter;
+        void resourceNames(rollout).then((resources) => {
+          const message = phasesMessage(links, split, names, resources);
+          if (message) pulumi.log.info(message, deps.parent);
+        });
+        // An expand migration sorted after the split runs after the rollout: the new version goes live without it.
+        // (A strict stack refused the unacknowledged ones before registering anything, by its outputs; this is by the ledger.)
+        const later = expandAfterSplit(links, split, names);
+        const strict = config.lint === "strict";
+        const blocked = later.filter((m) => !(strict && m.compatibility?.acknowledged));
+        if (blocked.length > 0) pulumi.log.warn(expandAfterContractMessage(config.stack, links[split!].migration, blocked, false), deps.parent);
+        for (const m of later.filter((x) => strict && x.compatibility?.acknowledged)) {
+          pulumi.log.info(`contract: accepted ${m.name} after the application rollout: ${m.compatibility!.acknowledged}`, deps.parent);
+        }
+      }
+      decideSplit.resolve(split);
       return;
     }
+    decideSplit.resolve(undefined);
+    if (!pending) return;
     // A fresh database (an empty ledger) has no application running on it yet.
     if (ledger && ledger.size === 0) return;
     const note = contractNote(pendingContract(pending.map((l) => l.migration)));
@@ -222,11 +251,11 @@ export async function defineStack(
   const underIdentity = pulumi.unsecret(
     pulumi.all([db.url, db.identity]).apply(async ([url, recorded]) => {
       if (config.engine === "rds" || names.length === 0) {
-        reportPhases(undefined);
+        decidePhases(undefined);
         return appliedUnder(names, undefined, recorded, undefined);
       }
       const observation = await observe(url, { repair: !pulumi.runtime.isDryRun(), snapshotsDir: path.join(projectDir, DEFAULT_SNAPSHOTS_DIR) });
-      reportPhases(observation ? new Set(observation.applied.keys()) : undefined);
+      decidePhases(observation ? new Set(observation.applied.keys()) : undefined);
       // A rollback killed (or a `pgstack revert` run by hand) past its point of no return, before the pin:
       // applying what it removed would undo it, so nothing runs until it is finished.
       // Only while the ledger agrees with it: a stale or forged record never blocks the update.
@@ -246,6 +275,9 @@ export async function defineStack(
       return under;
     }),
   );
+  // A preview of a database not created yet runs no apply above: the previous outputs decide (no split without them).
+  const settled = () => void decidePhases(undefined);
+  (underIdentity as unknown as { isKnown: Promise<boolean> }).isKnown.then(settled, settled);
   const snapshotIdentity = pulumi.all([underIdentity, db.identity]).apply(([under, recorded]) => chainIdentity(under, recorded));
 
   // Every engine snapshots before an update that applies migrations; no migration runs unless it succeeded.
@@ -274,20 +306,19 @@ export async function defineStack(
     appliedUnder: underIdentity,
     pinnedMigration: config.pinnedMigration,
     // Split only around a rollout: without one the chain (its steps and their dependencies) is as it always was.
-    ...(deps.contractAfter && split !== undefined ? { contractAfter: deps.contractAfter, contractFrom: links[split].migration.name } : {}),
+    ...(deps.contractAfter ? { contractAfter: deps.contractAfter, contractFrom: decided.then((split) => (split === undefined ? undefined : links[split].migration.name)) } : {}),
   }, { ...under(NAMES.chain), dependsOn: snapshot ? [snapshot] : db.ready });
   // The expand phase ends with its last step; before any, with the snapshot; without a chain, with the database.
-  deps.expanded?.(chain.expandCommands[chain.expandCommands.length - 1] ?? snapshot?.resource ?? db.ready[db.ready.length - 1]);
+  deps.expanded?.(chain.expandCommands.then((expand) => expand[expand.length - 1] ?? snapshot?.resource ?? db.ready[db.ready.length - 1]));
 
-  // An update (not a preview) serves its own migration steps; the session closes once the last one ran, and
-  // lets go of the migration lock during the rollout.
+  // An update (not a preview) serves its own migration steps; the session closes once the last one ran. It holds
+  // the migration lock from the first step to the last, through the rollout of a split chain (infra/cli/session.ts).
   if (!pulumi.runtime.isDryRun() && chain.steps.length > 0) {
     const session = await (deps.serveSteps ?? serveSteps)({
       projectDir,
       stack: config.stack,
       databaseUrl: db.url,
       steps: chain.steps,
-      ...(chain.lastExpandStep ? { releaseAfter: [chain.lastExpandStep] } : {}),
     });
     chain.appliedMigrations.apply(() => session.close());
     closeSession = () => session.close();

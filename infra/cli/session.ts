@@ -21,14 +21,6 @@ export interface MigrationStepsOptions {
   databaseUrl: Promise<string>;
   /** Each step's command line (`apply <name> --dir <dir> [--mode m]`): the only ones served. */
   steps: string[][];
-  /**
-   * Steps after which the session lets go of its connection and the migration
-   * lock until the next step: the last expand step of a chain split around the
-   * application rollout (infra/stack.ts), so that the new application version,
-   * or anything else that deploys meanwhile (`prisma migrate deploy` at its
-   * start), is not kept waiting for the minutes the rollout takes.
-   */
-  releaseAfter?: string[][];
   runner: CliRunner;
   env?: NodeJS.ProcessEnv;
 }
@@ -65,11 +57,11 @@ export async function serveMigrationSteps(options: MigrationStepsOptions): Promi
 
   const allowed = new Set(options.steps.map((argv) => JSON.stringify(argv)));
   const last = JSON.stringify(options.steps[options.steps.length - 1]);
-  const release = new Set((options.releaseAfter ?? []).map((argv) => JSON.stringify(argv)));
   // One deployer for the whole chain, as one `apply --all`: its connection and the migration lock are taken at
   // the first step, not before (an idle session of this program during the pre-update snapshot would make it
-  // take a pg_dump instead of a template copy), and kept until the chain's last step or a failed one; a chain
-  // split around the application rollout lets go after its last expand step and takes them again at the next.
+  // take a pg_dump instead of a template copy), and kept until the chain's last step or a failed one. A chain
+  // split around the application rollout keeps them through the rollout: while the old version may still serve, no
+  // other deployer (another update, `pgstack apply`, `prisma migrate deploy`) can apply a contract migration.
   const deployer = deployerSession();
   // Each step reads the whole history: read each file once (again when it changes).
   cacheDiscoveries();
@@ -92,9 +84,8 @@ export async function serveMigrationSteps(options: MigrationStepsOptions): Promi
         step: { deployer },
       };
       const code = await options.runner(withProjectDir(argv, options.projectDir), ctx);
-      // The chain stops at a failed step; after its last one the lock is for whoever deploys next (the seed, another update),
-      // and after the expand phase for the application rollout.
-      if (code !== 0 || step === last || release.has(step)) await deployer.close();
+      // The chain stops at a failed step; after its last one the lock is for whoever deploys next (the seed, another update).
+      if (code !== 0 || step === last) await deployer.close();
       return code;
     },
     onStepGone: () => deployer.abort(),

@@ -86,3 +86,23 @@ export function contractGateMessage(stack: string, contract: ClassifiedMigration
     `or acknowledge the downtime with a line \`-- pgstack:allow-contract <why>\` in ${n === 1 ? "its" : "each"} migration.sql.`
   );
 }
+
+/**
+ * An update with the rollout wired whose pending expand migrations sort after
+ * the first pending contract one: the chain keeps history order, so they run
+ * after the rollout and the new version goes live without them. The warning
+ * (or, on a strict stack, the refusal) naming them, the contract migration and
+ * the fix. Pure.
+ */
+export function expandAfterContractMessage(stack: string, contract: ClassifiedMigration, later: ClassifiedMigration[], strict: boolean): string {
+  const n = later.length;
+  const them = n === 1 ? "it" : "them";
+  const list = later.map((m) => m.name).join(", ");
+  const what =
+    `${n === 1 ? "expand migration" : "expand migrations"} ${list} ${n === 1 ? "sorts" : "sort"} after the contract migration ${contract.name}, ` +
+    `so ${n === 1 ? "it runs" : "they run"} after the application rollout and the new version goes live without ${them}: ` +
+    `rename ${them} so ${n === 1 ? "it sorts" : "they sort"} before ${contract.name}, or ship ${them} in an earlier update`;
+  return strict
+    ? `Stack '${stack}' has lint: strict and ${what}; if the new version does not need ${them}, acknowledge with a line \`-- pgstack:allow-contract <why>\` in ${n === 1 ? "its" : "each"} migration.sql.`
+    : `${what.charAt(0).toUpperCase()}${what.slice(1)}.`;
+}

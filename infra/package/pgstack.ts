@@ -136,8 +136,8 @@ function describe(v: unknown): string {
  * The expand phase's handle: one resource that stands for the database and
  * every migration step before the contract phase (it is their last one, which
  * the others come before), known in the constructor although where the chain
- * splits is read asynchronously (the migration folders, the stack's previous
- * update). Never registered: a resource that depends on it waits for that last
+ * splits is read asynchronously (the migration folders, the database's
+ * ledger, the stack's previous update). Never registered: a resource that depends on it waits for that last
  * step; nothing else in the state changes.
  */
 class ExpandPhase extends pulumi.DependencyResource {
@@ -283,7 +283,7 @@ export class PgStack extends pulumi.ComponentResource {
         parent: this,
         ready: readyParts,
         contractAfter: rollout,
-        expanded: (last) => void last.urn.apply((urn) => expandedUrn.resolve(urn)),
+        expanded: (last) => void last.then((r) => r.urn.apply((urn) => expandedUrn.resolve(urn)), (err) => expandedUrn.reject(err)),
       }),
     );
     // The outputs are the class's fields; registered empty so that a refusal is not reported once more from here.

@@ -4,10 +4,11 @@
  * `contractAfter: (expanded, db) => [rollout]`, where the rollout is a command
  * that records what the database looks like when it runs: the columns of the
  * application's table, the migrations applied, and whether it could take the
- * migration lock (the new version's own `prisma migrate deploy` would).
+ * migration lock (another deployer, e.g. `prisma migrate deploy`, would try).
  *  - One `pulumi up` with an expand migration (ADD COLUMN) and a contract one
  *    (DROP COLUMN): the rollout sees the expand applied and the contract not,
- *    and the lock free; the contract runs after it.
+ *    and the lock held by the update (no one else can apply the contract
+ *    meanwhile); the contract runs after it.
  *  - A rollout that fails: the database stays expanded, the old version's
  *    column is still there, the contract migration is not applied; the next
  *    `up` (rollout fixed) applies it.
@@ -106,7 +107,7 @@ afterAll(async () => {
   await project?.teardown(STACK);
 });
 
-test("one pulumi up: expand, then the rollout (migration lock free), then contract", async () => {
+test("one pulumi up: expand, then the rollout (migration lock held by the update), then contract", async () => {
   await project.addMigration(EXPAND_A, 'ALTER TABLE "people" ADD COLUMN "full_name" TEXT;\n');
   await project.addMigration(CONTRACT_A, 'ALTER TABLE "people" DROP COLUMN "name";\n');
   const phases = `expand: 1 migration (${EXPAND_A}); then the application rollout (rollout); then contract: 1 migration (${CONTRACT_A})`;
@@ -116,8 +117,9 @@ test("one pulumi up: expand, then the rollout (migration lock free), then contra
   expect(result.stdout).toContain(phases);
 
   const [, v2] = await rollouts();
-  // The new version found the expanded database, the old column still there, and nobody holding the migration lock.
-  expect(v2).toMatchObject({ version: "v2", cols: ["full_name", "id", "name", "title"], lock: true });
+  // The new version found the expanded database, the old column still there, and the migration lock held by the
+  // update: no other deployer could apply the contract migration while the old version might still serve.
+  expect(v2).toMatchObject({ version: "v2", cols: ["full_name", "id", "name", "title"], lock: false });
   expect(v2.ledger).toContain(EXPAND_A);
   expect(v2.ledger).not.toContain(CONTRACT_A);
   // Then the contract ran.
@@ -150,7 +152,9 @@ test("a failed rollout leaves the database expanded and the contract unapplied; 
     ["v3", true],
     ["v3", false],
   ]);
-  expect(last[1]).toMatchObject({ cols: ["full_name", "id", "nickname", "title"], lock: true });
+  // (No lock assertion: no expand step ran in this update, and the deploy session takes the lock at its first step,
+  // here the contract one, so the lock is free during this rollout; a known gap.)
+  expect(last[1]).toMatchObject({ cols: ["full_name", "id", "nickname", "title"] });
   expect(last[1].ledger).not.toContain(CONTRACT_B);
   expect(await columns()).toEqual(["full_name", "id", "nickname"]);
   expect(await applied()).toContain(CONTRACT_B);

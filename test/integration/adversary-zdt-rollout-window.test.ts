@@ -62,12 +62,15 @@ describe("the rollout window between the phases", () => {
     const ok = await pgstack(["apply", INIT, "--dir", path.join(project, "migrations")], { DATABASE_URL: url });
     expect(ok.code).toBe(0);
     const steps = [EXPAND, CONTRACT].map((m) => ["apply", m, "--dir", "migrations"]);
-    // What infra/stack.ts serves for a chain split before CONTRACT: it lets go after the last expand step.
-    session = await serveMigrationSteps({ projectDir: project, stack, databaseUrl: Promise.resolve(url), steps, releaseAfter: [steps[0]], runner: run });
+    // What infra/stack.ts serves for a chain split before CONTRACT (it used to let go after the last expand step:
+    // `releaseAfter`, now gone; the session holds the lock through the rollout).
+    session = await serveMigrationSteps({ projectDir: project, stack, databaseUrl: Promise.resolve(url), steps, runner: run });
     expect((await runStep(steps[0])).code).toBe(0);
 
     // The rollout is under way; the old version still serves and reads "name". Another deployer runs meanwhile.
-    await pgstack(["apply", "--all", "--dir", path.join(project, "migrations")], { DATABASE_URL: url });
+    // (--lock-wait 1: the default waits 60 s for the lock, then fails the same way.)
+    const other = await pgstack(["apply", "--all", "--dir", path.join(project, "migrations"), "--lock-wait", "1"], { DATABASE_URL: url });
+    expect(other.code).not.toBe(0);
     const columns = await withDb(url, async (c) =>
       (await c.query(`SELECT column_name FROM information_schema.columns WHERE table_name = 'users' ORDER BY ordinal_position`)).rows.map((r) => r.column_name),
     );

@@ -317,26 +317,34 @@ describe("one deployer for the whole chain, as one `apply --all`", () => {
     await eventually(async () => ((await holders()).length === 0 && (await pgstackSessions()) === 0 ? true : undefined), "the session to let go");
   });
 
-  it("split around the application rollout: lets go after the last expand step, so another deployer gets the lock meanwhile, and takes it again at the contract phase", async () => {
+  it("split around the application rollout: keeps the connection and the lock through the rollout, so no other deployer applies a contract migration while the old version may serve", async () => {
     const db = await createTestDatabase("session_phases");
     const steps = ["20250201000000_c1", "20250202000000_c2", "20250203000000_c3"].map(chainStep);
-    session = await serveMigrationSteps({ projectDir: project, stack, databaseUrl: Promise.resolve(db), steps, releaseAfter: [steps[0]], runner: run });
+    session = await serveMigrationSteps({ projectDir: project, stack, databaseUrl: Promise.resolve(db), steps, runner: run });
     expect((await runStep(steps[0])).code).toBe(0);
-    // The rollout: no lock and no connection of the program; the new version's `prisma migrate deploy` takes the lock at once.
-    await eventually(async () => ((await holders(db)).length === 0 && (await pgstackSessions(db)) === 0 ? true : undefined), "the session to let go");
-    await withDb(db, async (c) => {
-      expect((await c.query<{ ok: boolean }>("SELECT pg_try_advisory_lock($1) AS ok", [MIGRATION_LOCK_KEY])).rows[0].ok).toBe(true);
-      await c.query("SELECT pg_advisory_unlock($1)", [MIGRATION_LOCK_KEY]);
-    });
-    // The contract phase: one deployer again, from its first step to its last.
-    expect((await runStep(steps[1])).code).toBe(0);
+    // The rollout (between the last expand step and the first contract step): the program still holds the lock.
     const [holder] = await holders(db);
     expect(holder.app).toBe("pgstack");
+    await withDb(db, async (c) => {
+      expect((await c.query<{ ok: boolean }>("SELECT pg_try_advisory_lock($1) AS ok", [MIGRATION_LOCK_KEY])).rows[0].ok).toBe(false);
+    });
+    // Another deployer (a CI job's `pgstack apply --all`, or the same as `prisma migrate deploy` at the new version's start) times out, applying nothing.
+    const lines: string[] = [];
+    const other = await run(["apply", "--all", "--dir", path.join(project, "chain"), "--lock-wait", "1"], {
+      env: { ...process.env, DATABASE_URL: db },
+      output: { out: (l) => lines.push(l), err: (l) => lines.push(l) },
+      logger: () => ({ info: () => undefined, warn: () => undefined, error: () => undefined }) as never,
+    });
+    expect(other).toBe(1);
+    expect(lines.join("\n")).toContain(`Another deployer holds the migration lock on database`);
+    const applied = () => withDb(db, (c) => c.query(`SELECT migration_name FROM "_prisma_migrations" WHERE finished_at IS NOT NULL ORDER BY 1`)).then((r) => r.rows.map((x) => x.migration_name));
+    expect(await applied()).toEqual([steps[0][1]]);
+    // The contract phase: the same deployer, from the first step to the last.
+    expect((await runStep(steps[1])).code).toBe(0);
+    expect(await holders(db)).toEqual([holder]);
     expect((await runStep(steps[2])).code).toBe(0);
     await eventually(async () => ((await holders(db)).length === 0 && (await pgstackSessions(db)) === 0 ? true : undefined), "the session to let go");
-    expect((await withDb(db, (c) => c.query(`SELECT migration_name FROM "_prisma_migrations" WHERE finished_at IS NOT NULL ORDER BY 1`))).rows.map((r) => r.migration_name)).toEqual(
-      steps.map((s) => s[1]),
-    );
+    expect(await applied()).toEqual(steps.map((s) => s[1]));
   });
 });
 

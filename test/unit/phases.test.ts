@@ -118,9 +118,10 @@ describe("a rollout wired with pending contract migrations (the previous update 
     expect(named(run.resources, "seed-run").dependencies).toContain(named(run.resources, step(LATER)).urn);
   });
 
-  it("lets go of the migration lock after the last expand step for the rollout", () => {
+  it("serves the whole chain in one deploy session, which keeps the migration lock through the rollout (no release between the phases)", () => {
     expect(run.sessions).toHaveLength(1);
-    expect(run.sessions[0].releaseAfter).toEqual([["apply", ADD, "--dir", "migrations"]]);
+    expect(run.sessions[0].steps).toEqual(ALL.map((n) => ["apply", n, "--dir", "migrations"]));
+    expect(Object.keys(run.sessions[0]).sort()).toEqual(["closed", "databaseUrl", "projectDir", "stack", "steps"]);
   });
 
   it("changes no migration's inputs: the split is in the dependencies only", async () => {
@@ -169,7 +170,6 @@ describe("no split: the stack registers exactly what it does without a rollout",
     expect(shape(wired.resources)).toEqual(shape(plain.resources));
     // The rollout still comes after the whole chain: the expand phase is all of it.
     expect(named(wired.resources, "rollout").dependencies).toContain(named(wired.resources, step(LATER)).urn);
-    expect(wired.sessions[0].releaseAfter).toBeUndefined();
   });
 
   it("on the stack's first update (no application runs on its database yet)", async () => {
@@ -183,7 +183,6 @@ describe("no split: the stack registers exactly what it does without a rollout",
     // The chain's dependencies (the snapshot, through it the database) and the step before.
     expect([...deps(plain, step(DROP))].sort()).toEqual(["db-cluster", "pre-update-copy", step(ADD)].map((n) => named(plain.resources, n).urn).sort());
     expect(plain.resources.some((r) => r.type === "pulumi:pulumi:StackReference")).toBe(false);
-    expect(plain.sessions[0].releaseAfter).toBeUndefined();
   });
 });
 
@@ -220,12 +219,14 @@ describe("a stack without a rollout wired", () => {
       const run = await dev({ applied: [INIT, DROP_OLD], config: strict, preview: true });
       expect(run.resources.map((r) => r.name)).toContain(step(DROP));
 
-      // Wired: it goes ahead too, after the rollout.
+      // Wired: it goes ahead too, after the rollout (the expand migration sorted after it acknowledged: see below).
       await writeMigration(DROP, `-- pgstack:allow ban-drop-column name is read by nobody since v3\n${SQL[DROP]}`);
+      await writeMigration(LATER, `-- pgstack:allow-contract the new version does not read nickname yet\n${SQL[LATER]}`);
       const wired = await dev({ applied: [INIT, DROP_OLD], config: strict, preview: true, args: rolloutArgs({}) });
       expect(deps(wired, step(DROP))).toContain(named(wired.resources, "rollout").urn);
     } finally {
       await writeMigration(DROP, SQL[DROP]);
+      await writeMigration(LATER, SQL[LATER]);
     }
   });
 });
@@ -238,5 +239,69 @@ describe("contractAfter of the wrong type", () => {
     expect(items.message).toBe("PgStackArgs.contractAfter must be a list of resources or a function (expanded) => resources; item 0 is the string 'app-service', not a resource.");
     const returned = await dev({ args: { contractAfter: () => "app" } }).catch((e) => e);
     expect(returned.message).toBe("PgStackArgs.contractAfter's function must return the list of the rollout's resources; it returned the string 'app'.");
+  });
+});
+
+describe("an expand migration that sorts after a pending contract one (it runs after the rollout)", () => {
+  const later = (strict: boolean) =>
+    `${strict ? "e" : "E"}xpand migration ${LATER} sorts after the contract migration ${DROP}, so it runs after the application rollout and the new version goes live without it: ` +
+    `rename it so it sorts before ${DROP}, or ship it in an earlier update`;
+
+  it("is named in a warning with the contract migration and the fix", async () => {
+    const warn = jest.spyOn(pulumi.log, "warn");
+    try {
+      await dev({ applied: [INIT, DROP_OLD], args: rolloutArgs({}), preview: true });
+      expect(warn.mock.calls.map((c) => String(c[0]))).toContain(`${later(false)}.`);
+    } finally {
+      warn.mockRestore();
+    }
+  });
+
+  it("with lint: strict, is refused before anything is registered unless it is acknowledged", async () => {
+    const strict = { "pgstack:lint": "strict" };
+    await writeMigration(DROP, `-- pgstack:allow ban-drop-column name is read by nobody since v3\n${SQL[DROP]}`);
+    const info = jest.spyOn(pulumi.log, "info");
+    try {
+      // (A rollout that depends on nothing of the component: what does is refused too, and reports the same error first.)
+      const bare = { contractAfter: () => [new command.local.Command("rollout", { create: "true" })] };
+      const err = await dev({ applied: [INIT, DROP_OLD], config: strict, preview: true, args: bare }).catch((e) => e);
+      expect(pulumi.RunError.isInstance(err)).toBe(true);
+      expect(err.message).toBe(
+        `Stack 'dev' has lint: strict and ${later(true)}; if the new version does not need it, acknowledge with a line \`-- pgstack:allow-contract <why>\` in its migration.sql.`,
+      );
+      await writeMigration(LATER, `-- pgstack:allow-contract the new version does not read nickname yet\n${SQL[LATER]}`);
+      const run = await dev({ applied: [INIT, DROP_OLD], config: strict, preview: true, args: rolloutArgs({}) });
+      expect(deps(run, step(LATER))).toContain(named(run.resources, "rollout").urn);
+      expect(info.mock.calls.map((c) => String(c[0]))).toContain(`contract: accepted ${LATER} after the application rollout: the new version does not read nickname yet`);
+    } finally {
+      info.mockRestore();
+      await writeMigration(DROP, SQL[DROP]);
+      await writeMigration(LATER, SQL[LATER]);
+    }
+  });
+});
+
+describe("the split decided by the database's ledger (contractAfter wired)", () => {
+  const observation = (applied: string[]) => ({ identity: "7311111111111111111/app/16384", applied: new Map(applied.map((n) => [n, new Date(0)])) });
+
+  it("an adopted database with an application on it (no previous outputs, a ledger with history): the pending contract migration waits for the rollout", async () => {
+    const run = await dev({ args: rolloutArgs({}), observation: observation([INIT, DROP_OLD, ADD]) });
+    const rollout = named(run.resources, "rollout");
+    for (const name of [DROP, LATER]) expect(deps(run, step(name))).toContain(rollout.urn);
+    for (const name of [INIT, DROP_OLD, ADD]) expect(deps(run, step(name))).not.toContain(rollout.urn);
+    expect(rollout.dependencies).toContain(named(run.resources, step(ADD)).urn);
+  });
+
+  it("a ledger behind the outputs (a restore): the contract migration it removed waits for the rollout again", async () => {
+    const run = await dev({ applied: ALL, args: rolloutArgs({}), observation: observation([INIT, DROP_OLD, ADD]) });
+    expect(deps(run, step(DROP))).toContain(named(run.resources, "rollout").urn);
+    expect(deps(run, step(ADD))).not.toContain(named(run.resources, "rollout").urn);
+  });
+
+  it("a new database (an empty ledger): no split, the stack is what it is without contractAfter", async () => {
+    const wired = await dev({ applied: [INIT, DROP_OLD], args: rolloutArgs({}), observation: observation([]) });
+    const plain = await dev({ applied: [INIT, DROP_OLD], observation: observation([]) });
+    expect(shape(wired.resources)).toEqual(shape(plain.resources));
+    expect(named(wired.resources, "rollout").dependencies).toContain(named(wired.resources, step(LATER)).urn);
   });
 });

@@ -57,8 +57,12 @@ export interface MigrationChainArgs {
    * and every later one also wait for them. Default: none.
    */
   contractAfter?: pulumi.Input<pulumi.Resource>[];
-  /** The first migration of the contract phase (see splitPoint); undefined: the chain is not split. */
-  contractFrom?: string;
+  /**
+   * The first migration of the contract phase (see splitPoint); undefined: the chain is not split. A promise when
+   * it is decided from the database's ledger (infra/stack.ts): each step's dependencies wait for it, so the steps
+   * before the split never wait on the rollout.
+   */
+  contractFrom?: string | Promise<string | undefined>;
 }
 
 export interface ChainLink {
@@ -110,6 +114,27 @@ export function splitPoint(links: ChainLink[], previouslyApplied: string[] | und
   if (previouslyApplied === undefined) return undefined;
   const first = pendingLinks(links, previouslyApplied).find((l) => l.migration.compatibility?.compatibility === "contract");
   return first ? links.indexOf(first) : undefined;
+}
+
+/**
+ * splitPoint by the database's own ledger (the migrations it records as
+ * applied), which is what an application on it runs against: an adopted
+ * database, or one a restore took back behind the stack's outputs. No split
+ * when the ledger is empty (a new database: nothing runs on it yet). Pure.
+ */
+export function splitPointByLedger(links: ChainLink[], ledger: Set<string>): number | undefined {
+  if (ledger.size === 0) return undefined;
+  const first = links.find((l) => !ledger.has(l.migration.name) && l.migration.compatibility?.compatibility === "contract");
+  return first ? links.indexOf(first) : undefined;
+}
+
+/**
+ * The pending expand migrations that sort after the split: they run after the
+ * rollout, so the new version goes live without them. Pure.
+ */
+export function expandAfterSplit(links: ChainLink[], split: number | undefined, pending: Set<string>): ChainMigration[] {
+  if (split === undefined) return [];
+  return links.slice(split + 1).map((l) => l.migration).filter((m) => pending.has(m.name) && m.compatibility?.compatibility === "expand");
 }
 
 /** The update's two phases as the preview shows them (`pending` are the names that will run), or undefined without a split. Pure. */
@@ -174,10 +199,8 @@ export class MigrationChain extends pulumi.ComponentResource {
   public readonly last?: command.local.Command;
   /** Each command's step (stepArgs), in order: what the update's deploy session serves. */
   public readonly steps: string[][];
-  /** The commands before the contract phase (all of them when the chain is not split). */
-  public readonly expandCommands: command.local.Command[];
-  /** The step after which the deploy session lets go of the lock for the rollout, when the chain is split after an expand step. */
-  public readonly lastExpandStep?: string[];
+  /** The commands before the contract phase (all of them when the chain is not split), once the split is decided. */
+  public readonly expandCommands: Promise<command.local.Command[]>;
 
   constructor(name: string, args: MigrationChainArgs, opts: pulumi.ComponentResourceOptions = {}) {
     super("pgstack:db:MigrationChain", name, {}, opts);
@@ -187,20 +210,23 @@ export class MigrationChain extends pulumi.ComponentResource {
     } catch (err) {
       throw new pulumi.ResourceError((err as Error).message, this);
     }
-    const split = args.contractFrom === undefined || args.contractAfter === undefined ? -1 : links.findIndex((l) => l.migration.name === args.contractFrom);
+    const at = (from: string | undefined) => (from === undefined || args.contractAfter === undefined ? -1 : links.findIndex((l) => l.migration.name === from));
+    // Known now, or (decided from the database's ledger) later: then every step's dependencies wait for it.
+    const split: number | Promise<number> = args.contractFrom instanceof Promise ? args.contractFrom.then(at) : at(args.contractFrom);
     const commands: command.local.Command[] = [];
     for (const [i, link] of links.entries()) {
       const previous = commands[commands.length - 1];
       const own = childDependencies(opts.dependsOn, ...(previous ? [previous] : []));
       // The contract phase: every step from the split on names the rollout among its dependencies (not only
       // through the step before it), so the state says what each one waits for.
-      const dependsOn = split >= 0 && i >= split ? withRollout(own, args.contractAfter!) : own;
+      const phase = (s: number) => (s >= 0 && i >= s ? withRollout(own, args.contractAfter!) : own);
+      const dependsOn = typeof split === "number" ? phase(split) : (pulumi.output(split).apply(phase) as pulumi.Input<pulumi.Input<pulumi.Resource>[]>);
       const cmd = new command.local.Command(link.resourceName, migrationCommandArgs(link.migration, args), { parent: this, dependsOn });
       commands.push(cmd);
     }
     this.commands = commands;
-    this.expandCommands = split >= 0 ? commands.slice(0, split) : commands;
-    this.lastExpandStep = split > 0 ? stepArgs(links[split - 1].migration, args.migrationsDir) : undefined;
+    this.expandCommands = Promise.resolve(split).then((s) => (s >= 0 ? commands.slice(0, s) : commands));
+    this.expandCommands.catch(() => undefined);
     this.last = commands[commands.length - 1];
     this.steps = links.map((l) => stepArgs(l.migration, args.migrationsDir));
     const names = links.map((l) => l.migration.name);
