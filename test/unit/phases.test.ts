@@ -11,22 +11,11 @@ import * as os from "node:os";
 import * as path from "node:path";
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
+import { ADD, DROP, DROP_OLD, INIT, LATER, SQL } from "../support/phases-history";
 import { fakeProject, lastComponent, named, runStack, stackFileConfig, type Registered, type RunResult } from "../support/pulumi-mocks";
 
 jest.setTimeout(60_000);
 
-const INIT = "20260101000000_init";
-const DROP_OLD = "20260102000000_drop_legacy";
-const ADD = "20260103000000_add_full_name";
-const DROP = "20260104000000_drop_name";
-const LATER = "20260105000000_add_nickname";
-const SQL: Record<string, string> = {
-  [INIT]: 'CREATE TABLE "users" ("id" SERIAL PRIMARY KEY, "name" TEXT, "legacy" TEXT);\n',
-  [DROP_OLD]: 'ALTER TABLE "users" DROP COLUMN "legacy";\n',
-  [ADD]: 'ALTER TABLE "users" ADD COLUMN "full_name" TEXT;\n',
-  [DROP]: 'ALTER TABLE "users" DROP COLUMN "name";\n',
-  [LATER]: 'ALTER TABLE "users" ADD COLUMN "nickname" TEXT;\n',
-};
 const ALL = Object.keys(SQL);
 const PASSWORD = "0123456789abcdef0123456789abcdef";
 const COMMAND = "command:local:Command";

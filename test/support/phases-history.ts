@@ -1,0 +1,17 @@
+/**
+ * One small history for the phases tests: a table, an old contract migration
+ * (applied long ago in most cases), an expand one, the contract one the
+ * rollout must come before, and a later expand one.
+ */
+export const INIT = "20260101000000_init";
+export const DROP_OLD = "20260102000000_drop_legacy";
+export const ADD = "20260103000000_add_full_name";
+export const DROP = "20260104000000_drop_name";
+export const LATER = "20260105000000_add_nickname";
+export const SQL: Record<string, string> = {
+  [INIT]: 'CREATE TABLE "users" ("id" SERIAL PRIMARY KEY, "name" TEXT, "legacy" TEXT);\n',
+  [DROP_OLD]: 'ALTER TABLE "users" DROP COLUMN "legacy";\n',
+  [ADD]: 'ALTER TABLE "users" ADD COLUMN "full_name" TEXT;\n',
+  [DROP]: 'ALTER TABLE "users" DROP COLUMN "name";\n',
+  [LATER]: 'ALTER TABLE "users" ADD COLUMN "nickname" TEXT;\n',
+};
