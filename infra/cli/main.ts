@@ -17,6 +17,7 @@ import { revertCommand } from "./commands/revert";
 import { seedCommand } from "./commands/seed";
 import { snapshotCommand } from "./commands/snapshot";
 import { statusCommand } from "./commands/status";
+import { verifyCommand } from "./commands/verify";
 import { processContext, type Context } from "./context";
 import type { Logger } from "../core/logger";
 
@@ -30,7 +31,7 @@ export function buildProgram(ctx: Context): Command {
   // A migration step runs `apply` and nothing else: building the other commands would be most of its own cost.
   const commands = ctx.step
     ? [applyCommand(ctx)]
-    : [statusCommand(ctx), applyCommand(ctx), planCommand(ctx), lintCommand(ctx), resolveCommand(ctx), revertCommand(ctx), snapshotCommand(ctx), pingCommand(ctx), clusterCommand(ctx), identityCommand(ctx), seedCommand(ctx), initCommand(ctx)];
+    : [statusCommand(ctx), applyCommand(ctx), planCommand(ctx), lintCommand(ctx), resolveCommand(ctx), revertCommand(ctx), snapshotCommand(ctx), pingCommand(ctx), clusterCommand(ctx), identityCommand(ctx), seedCommand(ctx), initCommand(ctx), verifyCommand(ctx)];
   for (const command of commands) {
     program.addCommand(command.exitOverride());
   }
