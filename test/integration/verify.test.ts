@@ -71,11 +71,13 @@ const checksOf = (stdout: string): JsonCheck[] => stdout.trim().split("\n").filt
 let dir: string;
 let cacheDir: string;
 let baseDb: string;
+let snapshotsDir: string;
 
 beforeAll(async () => {
   dir = await copyOfRepoMigrations();
   await writeMigrations(dir, { "20270101000000_touch_function": FUNCTION_MIGRATION });
   cacheDir = await fs.mkdtemp(path.join(os.tmpdir(), "pgstack-verify-cache-"));
+  snapshotsDir = await fs.mkdtemp(path.join(os.tmpdir(), "pgstack-verify-snapshots-"));
   const url = await createTestDatabase("verify_base");
   baseDb = new URL(url).pathname.slice(1);
   const applied = await pgstack(["apply", "--all", "--dir", dir], { DATABASE_URL: url });
@@ -89,9 +91,9 @@ async function copyOfBase(): Promise<string> {
   return urlFor(name);
 }
 
-const verify = (url: string, ...args: string[]) => pgstack(["verify", "--dir", dir, "--json", "--cache-dir", cacheDir, ...args], { DATABASE_URL: url });
+const verify = (url: string, ...args: string[]) => pgstack(["verify", "--dir", dir, "--json", "--cache-dir", cacheDir, "--snapshots-dir", snapshotsDir, ...args], { DATABASE_URL: url });
 
-test("the untouched database passes every check, replaying the history once and then from the cache", async () => {
+test("the untouched database passes the database, ledger and drift checks (no snapshot yet: a warning), replaying the history once and then from the cache", async () => {
   const url = await copyOfBase();
   const first = await verify(url);
   expect(first.stderr).toBe("");
@@ -101,7 +103,9 @@ test("the untouched database passes every check, replaying the history once and 
     ["database", "pass"],
     ["ledger", "pass"],
     ["drift", "pass"],
+    ["snapshot", "warn"],
   ]);
+  expect(first.stdout).toContain("The database has no snapshot to roll back to");
   const drift = checks.find((c) => c.name === "drift")!;
   expect(drift.details.cached).toBe(false);
   expect(drift.details.objects).toEqual([]);
@@ -190,6 +194,24 @@ test("database health: an INVALID index fails, a NOT VALID constraint warns, a s
   expect(database.status).toBe("fail");
   expect(database.details.sentence).toMatch(/index public\.organizations_name_key is INVALID/);
   expect(database.details.sentence).toMatch(/runs PostgreSQL \d+ but the stack is configured for 99/);
+}, 120_000);
+
+test("snapshot health: the latest snapshot verifies, and fails verify once it was changed", async () => {
+  const url = await copyOfBase();
+  const made = await pgstack(["snapshot", "create", "--stack", "dev", "--engine", "template", "--json", "--snapshots-dir", snapshotsDir], { DATABASE_URL: url });
+  expect(made.code).toBe(0);
+  const id = (JSON.parse(made.stdout) as { snapshotId: string }).snapshotId;
+  const ok = await verify(url);
+  expect(ok.code).toBe(0);
+  const snapshot = checksOf(ok.stdout).find((c) => c.name === "snapshot")!;
+  expect(snapshot.status).toBe("pass");
+  expect(snapshot.details.sentence).toContain(`Snapshot '${id}' (read in place) verified`);
+  await adminQuery(`ALTER DATABASE "${id}" ALLOW_CONNECTIONS true`);
+  await withDb(urlFor(id), (c) => c.query(`ALTER TABLE users ADD COLUMN x int`));
+  await adminQuery(`ALTER DATABASE "${id}" ALLOW_CONNECTIONS false`);
+  const bad = await verify(url);
+  expect(bad.code).toBe(1);
+  expect(bad.stderr).toContain(`snapshot: Snapshot '${id}' (read in place) no longer matches the schema digest recorded when it was taken`);
 }, 120_000);
 
 test("usage errors exit 2", async () => {

@@ -4,6 +4,7 @@ import { StackConfigError, parseDriftPolicy } from "../../config/schema";
 import { readStack } from "../../config/stack";
 import { PgstackError } from "../../core/errors";
 import { findProjectDir } from "../../core/project";
+import { DEFAULT_SNAPSHOTS_DIR } from "../../core/snapshot/store";
 import { failureSentence, verifyDatabase, type ReplayOn } from "../../core/verify";
 import type { Context } from "../context";
 import { settingsFrom, withDatabaseOptions, type DatabaseFlags } from "../options";
@@ -17,6 +18,8 @@ type VerifyFlags = DatabaseFlags & {
   postgresVersion?: string;
   cache?: boolean;
   cacheDir?: string;
+  snapshot?: boolean;
+  snapshotsDir?: string;
 };
 
 /** Where expected schemas are cached: the project's .pgstack/cache/verify (the migrations folder's project). */
@@ -31,7 +34,7 @@ export function verifyCacheDir(migrationsDir: string): string {
  */
 export function verifyCommand(ctx: Context): Command {
   return withDatabaseOptions(new Command("verify"))
-    .description("check the database: it answers, its ledger agrees with the folder, its schema is what the applied migrations make (drift)")
+    .description("check the database: it answers, its ledger agrees with the folder, its schema is what the applied migrations make (drift), its latest snapshot verifies")
     .option("--stack <name>", "the database of a Pulumi stack (its databaseUrl output) and its pgstack:drift and postgresVersion config")
     .addOption(new Option("--changed <status>", "status of an object the migrations made and someone changed (default: pgstack:drift.changed, else fail)").choices(["pass", "warn", "fail"]))
     .addOption(new Option("--extra <status>", "status of an object no migration made (default: pgstack:drift.extra, else warn)").choices(["pass", "warn", "fail"]))
@@ -39,6 +42,8 @@ export function verifyCommand(ctx: Context): Command {
     .addOption(new Option("--replay-on <where>", "replay the history on a throwaway local embedded PostgreSQL (default) or in a throwaway database on the database's own server").choices(["local", "server"]).default("local"))
     .option("--postgres-version <major>", "the major the server must run (default: the stack's pgstack:postgresVersion)")
     .option("--no-cache", "replay the history even when the expected schema of this applied set is cached")
+    .option("--no-snapshot", "leave out the snapshot check (the latest snapshot exists and verifies)")
+    .addOption(new Option("--snapshots-dir <path>", "folder of pg_dump snapshots").default(DEFAULT_SNAPSHOTS_DIR))
     .addOption(new Option("--cache-dir <path>", "where expected schemas are cached (default: the project's .pgstack/cache/verify)").hideHelp())
     .action(async (flags: VerifyFlags) => {
       let configured: { drift?: unknown; postgresVersion?: string } = {};
@@ -70,6 +75,7 @@ export function verifyCommand(ctx: Context): Command {
         expectedMajor: flags.postgresVersion ?? configured.postgresVersion,
         cacheDir: flags.cache === false ? undefined : flags.cacheDir ? path.resolve(flags.cacheDir) : verifyCacheDir(settings.migrationsDir),
         replayOn: flags.replayOn ?? "local",
+        snapshots: flags.snapshot === false ? false : { snapshotsDir: flags.snapshotsDir, env: ctx.env },
       });
       if (flags.json) {
         for (const c of result.checks) ctx.output.out(JSON.stringify({ name: c.name, status: c.status, details: { sentence: c.sentence, ...c.details } }));

@@ -4,6 +4,8 @@ import { checkDrift, DEFAULT_DRIFT_POLICY, type DriftPolicy } from "./drift";
 import { checkDatabase } from "./health";
 import { checkLedger, readLedgerFacts } from "./ledger";
 import type { ReplayOn } from "./replay";
+import { latestSnapshot, verifySnapshot } from "./snapshot";
+import type { StoreOptions } from "../snapshot/store";
 
 export { worst, failureSentence, type CheckResult, type CheckStatus } from "./check";
 export { DEFAULT_DRIFT_POLICY, compareSchemas, type DriftPolicy, type DriftedObject } from "./drift";
@@ -17,6 +19,8 @@ export interface VerifyOptions {
   expectedMajor?: string;
   cacheDir?: string;
   replayOn?: ReplayOn;
+  /** Verify the database's latest snapshot (snapshot.ts) where its snapshots are; false: no snapshot check. */
+  snapshots?: StoreOptions | false;
 }
 
 export interface Verification {
@@ -26,7 +30,8 @@ export interface Verification {
 
 /**
  * Every check of `pgstack verify`, in order: the database (when it cannot be
- * reached the others are not run), the ledger, the schema's drift.
+ * reached the others are not run), the ledger, the schema's drift, the
+ * latest snapshot.
  */
 export async function verifyDatabase(url: string, options: VerifyOptions): Promise<Verification> {
   const database = await checkDatabase(url, { expectedMajor: options.expectedMajor });
@@ -43,6 +48,16 @@ export async function verifyDatabase(url: string, options: VerifyOptions): Promi
         log: options.log,
       }),
     );
+    if (options.snapshots !== false) checks.push(await checkLatestSnapshot(url, options.snapshots ?? {}, options.log));
   }
   return { status: worst(checks.map((c) => c.status)), checks };
+}
+
+/** Snapshot health: the database's latest snapshot exists (else a warning) and verifies. */
+async function checkLatestSnapshot(url: string, store: StoreOptions, log: Logger): Promise<CheckResult> {
+  const latest = await latestSnapshot(url, store).catch(() => undefined);
+  if (!latest) {
+    return { name: "snapshot", status: "warn", sentence: "The database has no snapshot to roll back to (the next update that applies migrations takes one; `pgstack snapshot create` takes one now).", details: { snapshotId: null } };
+  }
+  return verifySnapshot(url, latest.snapshotId, { ...store, log });
 }
