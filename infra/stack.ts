@@ -9,6 +9,7 @@ import { Database, type DatabaseArgs } from "./components/database";
 import { MigrationChain, pendingLinks, phasesMessage, planChain, splitPoint, type ChainLink, type ChainMigration } from "./components/migrations";
 import { classifyMigration, type MigrationCompatibility } from "./core/compat";
 import { SEED_SCRIPT, Seed } from "./components/seed";
+import { Verification } from "./components/verify";
 import { migrationSetKey, PreUpdateSnapshot } from "./components/snapshot";
 import { isPgstackError } from "./core/errors";
 import type { Logger } from "./core/logger";
@@ -37,7 +38,7 @@ export interface StackOutputs {
 }
 
 /** Resource names: state, never renamed. */
-export const NAMES = { database: "db", snapshot: "pre-update", chain: "migrations", seed: "seed" } as const;
+export const NAMES = { database: "db", snapshot: "pre-update", chain: "migrations", seed: "seed", verify: "verify" } as const;
 
 /**
  * The parts' options under a parent (the PgStack component): the same names,
@@ -118,7 +119,7 @@ export const observeLive: Observe = async (url, options) => {
 };
 
 /** Serves the update's migration steps (see infra/cli/session.ts); tests pass their own. */
-export type ServeSteps = (options: { projectDir: string; stack: string; databaseUrl: pulumi.Output<string>; steps: string[][]; releaseAfter?: string[][] }) => Promise<{ close(): void }>;
+export type ServeSteps = (options: { projectDir: string; stack: string; databaseUrl: pulumi.Output<string>; steps: string[][]; releaseAfter?: string[][]; after?: string[][] }) => Promise<{ close(): void }>;
 
 /** The names of the rollout's resources, as the preview shows them. */
 async function resourceNames(resources: pulumi.Input<pulumi.Resource>[]): Promise<string[]> {
@@ -279,6 +280,36 @@ export async function defineStack(
   // The expand phase ends with its last step; before any, with the snapshot; without a chain, with the database.
   deps.expanded?.(chain.expandCommands[chain.expandCommands.length - 1] ?? snapshot?.resource ?? db.ready[db.ready.length - 1]);
 
+  let seeded: Seed | undefined;
+  // A database whose first migration is (again) to be applied is a new one: seed it again.
+  const seedIdentity = config.seed ? pulumi.all([underIdentity, db.identity]).apply(([under, recorded]) => (names.length > 0 ? under[names[0]] : recorded)) : undefined;
+  if (config.seed) {
+    seeded = new Seed(NAMES.seed, {
+      environment: config.environment,
+      stack: config.stack,
+      dir,
+      databaseUrl: db.url,
+      identity: seedIdentity!,
+      scriptChecksum: seedChecksum(projectDir),
+    }, { ...under(NAMES.seed), dependsOn: chain.last ? [chain.last] : db.ready });
+  }
+
+  // Every update that ran a migration or the seed ends by verifying the database (README, "Verify"): served by the
+  // deploy session like the steps, so only where there are steps (the session serves nothing else).
+  let verification: Verification | undefined;
+  if (chain.steps.length > 0) {
+    verification = new Verification(NAMES.verify, {
+      stack: config.stack,
+      dir,
+      migrationsDir: config.migrationsDir,
+      postgresVersion: config.postgresVersion,
+      drift: config.drift,
+      // rds snapshots are RDS's own (aws.rds.Snapshot), not pgstack's to read.
+      snapshot: config.engine !== "rds",
+      triggers: [key, snapshotIdentity, ...(seeded ? [seedChecksum(projectDir), seedIdentity!] : [])],
+    }, { ...under(NAMES.verify), dependsOn: [...(chain.last ? [chain.last] : []), ...(seeded ? [seeded] : [])] });
+  }
+
   // An update (not a preview) serves its own migration steps; the session closes once the last one ran, and
   // lets go of the migration lock during the rollout.
   if (!pulumi.runtime.isDryRun() && chain.steps.length > 0) {
@@ -288,27 +319,16 @@ export async function defineStack(
       databaseUrl: db.url,
       steps: chain.steps,
       ...(chain.lastExpandStep ? { releaseAfter: [chain.lastExpandStep] } : {}),
+      ...(verification ? { after: [verification.step] } : {}),
     });
-    chain.appliedMigrations.apply(() => session.close());
+    // Open until the verification ran too (it is served after the chain and the seed, without the migration lock).
+    pulumi.all([chain.appliedMigrations, verification ? verification.command.id : ""]).apply(() => session.close());
     closeSession = () => session.close();
     if (refused) session.close();
   }
 
-  let seeded: Seed | undefined;
-  if (config.seed) {
-    seeded = new Seed(NAMES.seed, {
-      environment: config.environment,
-      stack: config.stack,
-      dir,
-      databaseUrl: db.url,
-      // A database whose first migration is (again) to be applied is a new one: seed it again.
-      identity: pulumi.all([underIdentity, db.identity]).apply(([under, recorded]) => (names.length > 0 ? under[names[0]] : recorded)),
-      scriptChecksum: seedChecksum(projectDir),
-    }, { ...under(NAMES.seed), dependsOn: chain.last ? [chain.last] : db.ready });
-  }
-
-  // What application resources depend on (PgStack.ready): every step and the seed.
-  deps.ready?.push(db, chain, ...(seeded ? [seeded] : []));
+  // What application resources depend on (PgStack.ready): every step, the seed and the verification.
+  deps.ready?.push(db, chain, ...(seeded ? [seeded] : []), ...(verification ? [verification] : []));
 
   const latestSnapshot = snapshot ? snapshot.snapshotId : pulumi.output("");
   return {

@@ -28,9 +28,9 @@ export function buildProgram(ctx: Context): Command {
     .showSuggestionAfterError()
     .exitOverride()
     .configureOutput({ writeOut: (s) => ctx.output.out(s.trimEnd()), writeErr: (s) => ctx.output.err(s.trimEnd()) });
-  // A migration step runs `apply` and nothing else: building the other commands would be most of its own cost.
+  // A migration step runs `apply` (and the verification step `verify`) and nothing else: building the other commands would be most of its own cost.
   const commands = ctx.step
-    ? [applyCommand(ctx)]
+    ? [applyCommand(ctx), verifyCommand(ctx)]
     : [statusCommand(ctx), applyCommand(ctx), planCommand(ctx), lintCommand(ctx), resolveCommand(ctx), revertCommand(ctx), snapshotCommand(ctx), pingCommand(ctx), clusterCommand(ctx), identityCommand(ctx), seedCommand(ctx), initCommand(ctx), verifyCommand(ctx)];
   for (const command of commands) {
     program.addCommand(command.exitOverride());
