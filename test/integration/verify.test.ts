@@ -214,6 +214,33 @@ test("snapshot health: the latest snapshot verifies, and fails verify once it wa
   expect(bad.stderr).toContain(`snapshot: Snapshot '${id}' (read in place) no longer matches the schema digest recorded when it was taken`);
 }, 120_000);
 
+test("plan reports drift found on the live database (text, --json, --markdown); --strict refuses it with the DDL unless --accept-drift", async () => {
+  const url = await copyOfBase();
+  await withDb(url, (client) => client.query(`ALTER TABLE users ADD COLUMN nickname text`));
+  const env = { DATABASE_URL: url };
+  const base = ["plan", "--dir", dir];
+  const json = await pgstack([...base, "--json"], env);
+  expect(json.code).toBe(0);
+  const planned = JSON.parse(json.stdout) as { drift: { status: string; objects: Array<{ kind: string; name: string; ddl: string[] }> } };
+  expect(planned.drift.status).toBe("fail");
+  expect(planned.drift.objects.map((o) => `${o.kind} ${o.name}`)).toEqual(["table public.users"]);
+  const text = await pgstack(base, env);
+  expect(text.stdout).toMatch(/Drift: The schema differs from what the 11 applied migrations make: changed: table public\.users/);
+  expect(text.stdout).toContain('alter table "public"."users" add column "nickname" text;');
+  const markdown = await pgstack([...base, "--markdown"], env);
+  expect(markdown.stdout).toContain("#### Drift");
+  expect(markdown.stdout).toMatch(/\*\*changed\*\* table `public\.users` \(changed\):\n\n  ```sql\n  alter table "public"\."users" add column "nickname" text;/);
+  const strict = await pgstack([...base, "--strict"], env);
+  expect(strict.code).toBe(1);
+  expect(strict.stderr).toMatch(/^pgstack: The plan refuses to deploy onto a database that differs from its migrations \(lint: strict\): .*alter table "public"\."users" add column "nickname" text;.*--accept-drift/);
+  expect((await pgstack([...base, "--strict", "--accept-drift"], env)).code).toBe(0);
+  // Untouched: nothing to report, strict passes.
+  const clean = await copyOfBase();
+  const cleanPlan = await pgstack([...base, "--strict", "--json"], { DATABASE_URL: clean });
+  expect(cleanPlan.code).toBe(0);
+  expect(JSON.parse(cleanPlan.stdout).drift).toMatchObject({ status: "pass", objects: [] });
+}, 120_000);
+
 test("usage errors exit 2", async () => {
   const url = await copyOfBase();
   expect((await verify(url, "--extra", "maybe")).code).toBe(2);

@@ -7,6 +7,7 @@ import { findProjectDir } from "../../core/project";
 import { DEFAULT_SNAPSHOTS_DIR } from "../../core/snapshot/store";
 import { failureSentence, verifyDatabase, type ReplayOn } from "../../core/verify";
 import type { Context } from "../context";
+import { driftLines } from "../render/drift";
 import { settingsFrom, withDatabaseOptions, type DatabaseFlags } from "../options";
 
 type VerifyFlags = DatabaseFlags & {
@@ -82,11 +83,7 @@ export function verifyCommand(ctx: Context): Command {
       } else {
         for (const c of result.checks) {
           ctx.output.out(`${c.status.toUpperCase().padEnd(4)}  ${c.name}: ${c.sentence}`);
-          const objects = (c.details.objects ?? []) as Array<{ kind: string; name: string; class: string; how: string; ddl: string[]; allowed: boolean }>;
-          for (const o of objects) {
-            ctx.output.out(`      ${o.allowed ? "allowed " : ""}${o.class} ${o.kind} ${o.name} (${o.how}):`);
-            for (const s of o.ddl) ctx.output.out(s.split("\n").map((l) => `        ${l}`).join("\n"));
-          }
+          for (const line of driftLines(c)) ctx.output.out(line);
         }
       }
       const failed = failureSentence(result.checks);

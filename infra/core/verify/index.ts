@@ -61,3 +61,18 @@ async function checkLatestSnapshot(url: string, store: StoreOptions, log: Logger
   }
   return verifySnapshot(url, latest.snapshotId, { ...store, log });
 }
+
+/** The drift check alone (plan, the program's gate): the ledger's applied migrations replayed and compared. */
+export async function driftOf(url: string, options: { migrationsDir: string; policy: DriftPolicy; cacheDir?: string; replayOn?: ReplayOn; log: Logger }): Promise<CheckResult> {
+  const facts = await readLedgerFacts(url, options.migrationsDir, (note) => options.log.warn(note));
+  return checkDrift(url, facts, { ...options, replayOn: options.replayOn ?? "local" });
+}
+
+/**
+ * The refusal of a strict stack's deploy onto drift that fails by its policy,
+ * with the objects' DDL; undefined when nothing fails or it was accepted. Pure.
+ */
+export function driftRefusal(check: CheckResult, where: string): string | undefined {
+  if (check.status !== "fail") return undefined;
+  return `${where} refuses to deploy onto a database that differs from its migrations (lint: strict): ${check.sentence.replace(/\.$/, "")}; put the change in a migration or undo it, allow the object in pgstack:drift, or pass --accept-drift to deploy anyway.`;
+}
