@@ -144,6 +144,35 @@ export const serveSteps: ServeSteps = async (options) => {
   }
 };
 
+/**
+ * Drift found on the live database before an update applies migrations onto
+ * it: said as a warning; on a `lint: strict` stack, failing drift (by
+ * pgstack:drift) refuses the preview and the update, with the objects' DDL,
+ * unless PGSTACK_ACCEPT_DRIFT=1 (the one-off acceptance) or the config allows
+ * it. The check itself never stops an update: a drift check that cannot run is
+ * a warning here (the verification after the update reports it).
+ */
+async function driftGate(url: string, projectDir: string, config: StackConfig): Promise<string | undefined> {
+  // Loaded only by a program that will apply migrations onto a database it can read.
+  const { driftOf, driftRefusal } = require("./core/verify") as typeof import("./core/verify");
+  const check = await driftOf(url, {
+    migrationsDir: path.join(projectDir, config.migrationsDir),
+    policy: config.drift,
+    cacheDir: path.join(projectDir, ".pgstack", "cache", "verify"),
+    log: { debug: () => undefined, info: () => undefined, warn: (m) => pulumi.log.warn(m), error: (m) => pulumi.log.error(m) },
+  });
+  if (check.status === "pass") return undefined;
+  if (check.details.error !== undefined) {
+    pulumi.log.warn(`drift: not checked before the update: ${check.sentence}`);
+    return undefined;
+  }
+  const accepted = process.env.PGSTACK_ACCEPT_DRIFT === "1";
+  const refusal = config.lint === "strict" && !accepted ? driftRefusal(check, `Stack '${config.stack}'`) : undefined;
+  if (refusal) return refusal.replace("or pass --accept-drift to deploy anyway", "or set PGSTACK_ACCEPT_DRIFT=1 for this preview and update to deploy anyway");
+  pulumi.log.warn(`drift: ${check.sentence}${accepted && check.status === "fail" ? " (accepted: PGSTACK_ACCEPT_DRIFT=1)" : ""}`);
+  return undefined;
+}
+
 /** The pgstack program: database, pre-update snapshot, migration chain, seed. */
 export async function defineStack(
   loaded: LoadedStackConfig,
@@ -239,6 +268,17 @@ export async function defineStack(
         refused = true;
         closeSession();
         throw new pulumi.RunError(`this update is refused until the interrupted rollback of stack '${config.stack}' is finished (see the error above)`);
+      }
+      // Drift before the update (README, "Verify"): only when it will apply something onto this database.
+      // (With the live observer only: a program under test that is handed its observation reads no database.)
+      if (deps.observe === undefined && observation && observation.applied.size > 0 && names.some((n) => !observation.applied.has(n))) {
+        const refusal = await driftGate(url, projectDir, config);
+        if (refusal) {
+          pulumi.log.error(refusal);
+          refused = true;
+          closeSession();
+          throw new pulumi.RunError(`this update is refused: database of stack '${config.stack}' differs from its migrations (see the error above)`);
+        }
       }
       const live = observation ? stackIdentity(config.engine, observation.identity) : undefined;
       const under = appliedUnder(names, observation, recorded, live);
