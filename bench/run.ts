@@ -8,6 +8,7 @@
  *   npm run bench -- window     application errors and the closed window of a snapshot/restore under continuous writes
  *   npm run bench -- bigfile    a 60,000-statement migration and the 300-migration history, now vs before issue 10
  *   npm run bench -- revert     undoing a deploy on the 1 GiB database: its reverse (keeps writes) vs a snapshot restore
+ *   npm run bench -- expand     a split rename in force: inserts with the sync trigger vs without; backfill of 1 M rows
  *   npm run bench -- compat     expand/contract classification of Prisma histories on disk (counts, misses)
  *   npm run bench -- verify     pgstack verify on the 200-migration history, first run and cached, vs apply --all
  *   npm run bench -- revert-dev undoing a one-table update on a dev-sized database with an application writing: revert vs restore
@@ -20,6 +21,7 @@ import { applyBench } from "./apply";
 import { bigfileBench } from "./bigfile";
 import { BenchSetupError } from "./lib/common";
 import { chainBench } from "./chain";
+import { expandBench } from "./expand";
 import { compatBench } from "./compat-histories";
 import { lockBench } from "./lock";
 import { revertBench, revertDevBench } from "./revert";
@@ -36,6 +38,7 @@ const benches: Record<string, (argv: string[]) => Promise<void>> = {
   window: windowBench,
   revert: revertBench,
   "revert-dev": revertDevBench,
+  expand: expandBench,
   compat: compatBench,
   verify: verifyBench,
 };

@@ -16,6 +16,7 @@ import { resolveCommand } from "./commands/resolve";
 import { revertCommand } from "./commands/revert";
 import { seedCommand } from "./commands/seed";
 import { snapshotCommand } from "./commands/snapshot";
+import { splitCommand } from "./commands/split";
 import { statusCommand } from "./commands/status";
 import { verifyCommand } from "./commands/verify";
 import { processContext, type Context } from "./context";
@@ -31,7 +32,7 @@ export function buildProgram(ctx: Context): Command {
   // A migration step runs `apply` (and the verification step `verify`) and nothing else: building the other commands would be most of its own cost.
   const commands = ctx.step
     ? [applyCommand(ctx), verifyCommand(ctx)]
-    : [statusCommand(ctx), applyCommand(ctx), planCommand(ctx), lintCommand(ctx), resolveCommand(ctx), revertCommand(ctx), snapshotCommand(ctx), pingCommand(ctx), clusterCommand(ctx), identityCommand(ctx), seedCommand(ctx), initCommand(ctx), verifyCommand(ctx)];
+    : [statusCommand(ctx), applyCommand(ctx), planCommand(ctx), lintCommand(ctx), resolveCommand(ctx), revertCommand(ctx), splitCommand(ctx), snapshotCommand(ctx), pingCommand(ctx), clusterCommand(ctx), identityCommand(ctx), seedCommand(ctx), initCommand(ctx), verifyCommand(ctx)];
   for (const command of commands) {
     program.addCommand(command.exitOverride());
   }

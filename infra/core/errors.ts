@@ -35,7 +35,9 @@ export type ErrorCode =
   | "E_SESSION_DIR"
   | "E_TOOLCHAIN"
   | "E_VERIFY"
-  | "E_USAGE";
+  | "E_USAGE"
+  | "E_BACKFILL"
+  | "E_SPLIT";
 
 export class PgstackError extends Error {
   constructor(

@@ -25,7 +25,7 @@ describe("pgstack apply <name> --mode", () => {
     expect(await state()).toEqual({ index: 0, ledger: 0 });
 
     expect((await pgstack(["apply", "20250102000000_idx", "--dir", dir, "--mode", "bogus"], { DATABASE_URL: url })).stderr).toBe(
-      "pgstack: --mode must be one of transaction, statements, as-written (got 'bogus').\n",
+      "pgstack: --mode must be one of transaction, statements, as-written, batches (got 'bogus').\n",
     );
     expect((await pgstack(["apply", "20250102000000_idx", "--dir", dir, "--mode", "statements"], { DATABASE_URL: url })).code).toBe(0);
     expect(await state()).toEqual({ index: 1, ledger: 1 });

@@ -129,5 +129,34 @@ describe("pgstack plan with lint findings", () => {
       expect(md).toContain("| 1 | `20250204000000_bio` | 1 | transaction (atomic) | expand |");
       expect(md).not.toContain("contract");
     });
+
+    it("a declared expand migration is expand, with its declaration and the reasons it overrules, in the table, --json and --markdown", async () => {
+      const dir = await migrationsDir({
+        ...applied,
+        "20250202000000_drop_nickname": `-- pgstack:expand no released version reads nickname\n${risky["20250202000000_drop_nickname"]}`,
+      });
+      const json = JSON.parse((await pgstack(["plan", "--json", "--dir", dir], { DATABASE_URL: url })).stdout);
+      expect(json.pending[0]).toMatchObject({
+        compatibility: "expand",
+        declaredExpand: "no released version reads nickname",
+        reasons: [expect.objectContaining({ line: 3, rule: "drop-column" })],
+      });
+      const markdown = (await pgstack(["plan", "--markdown", "--dir", dir], { DATABASE_URL: url })).stdout;
+      expect(markdown).toContain("| expand, declared: no released version reads nickname |");
+      expect(markdown).toContain("#### Declared expand");
+      expect(markdown).toContain('| `20250202000000_drop_nickname` | 3 | `drop-column` |');
+      expect(markdown).not.toContain("contract migration will run");
+      const text = (await pgstack(["plan", "--dir", dir], { DATABASE_URL: url })).stdout;
+      expect(text).toContain("expand (declared)");
+      expect(text).toContain("20250202000000_drop_nickname: declared expand: no released version reads nickname");
+      expect(text).toContain('20250202000000_drop_nickname:3: drop-column: Dropping column "nickname" of "users": the running version still selects and writes it. (overruled by the declaration)');
+    });
+
+    it("with only expand migrations, no contract sentence", async () => {
+      const expandOnly = await migrationsDir({ ...applied, "20250204000000_bio": contract["20250204000000_bio"] });
+      const md = (await pgstack(["plan", "--markdown", "--dir", expandOnly], { DATABASE_URL: url })).stdout;
+      expect(md).toContain("| 1 | `20250204000000_bio` | 1 | transaction (atomic) | expand |");
+      expect(md).not.toContain("contract");
+    });
   });
 });

@@ -171,7 +171,7 @@ function printPlan(
           p.name + (p.retry ? " (retry of a failed attempt)" : ""),
           String(p.statements),
           modeCell(p),
-          compatibility[i].compatibility + (compatibility[i].acknowledged ? " (acknowledged)" : ""),
+          compatibility[i].compatibility + (compatibility[i].acknowledged ? " (acknowledged)" : "") + (compatibility[i].declaredExpand ? " (declared)" : ""),
         ]),
       ),
     );
@@ -188,6 +188,15 @@ function printPlan(
     for (const c of contract) {
       if (c.acknowledged) ctx.output.out(`${c.name}: acknowledged: ${c.acknowledged}`);
       for (const r of c.reasons) ctx.output.out(`${c.name}:${r.line}: ${r.rule}: ${r.reason}`);
+    }
+  }
+  // Declared expand by its author (`-- pgstack:expand <why>`): runs before the rollout; what pgstack found is shown.
+  const declared = plan.pending.map((p, i) => ({ name: p.name, ...compatibility[i] })).filter((c) => c.declaredExpand);
+  if (declared.length > 0) {
+    ctx.output.out(`\nDeclared expand (\`-- pgstack:expand\`): runs before the rollout, on its author's word`);
+    for (const c of declared) {
+      ctx.output.out(`${c.name}: declared expand: ${c.declaredExpand}`);
+      for (const r of c.reasons) ctx.output.out(`${c.name}:${r.line}: ${r.rule}: ${r.reason} (overruled by the declaration)`);
     }
   }
   for (const note of plan.notes ?? []) ctx.output.out(`note: ${note}`);

@@ -130,13 +130,35 @@ export function contractSentence(n: number): string {
 }
 
 function compatCell(c: MigrationCompatibility): string {
+  if (c.declaredExpand) return `expand, declared: ${cell(c.declaredExpand)}`;
   if (c.compatibility === "expand") return "expand";
   return c.acknowledged ? `**contract**, acknowledged: ${cell(c.acknowledged)}` : "**contract**";
 }
 
-/** Each contract migration's breaking statements; nothing when all are expand. */
+/** Each contract migration's breaking statements, then those a `-- pgstack:expand` declaration overrules; nothing when none. */
 function renderCompatibility(plan: Plan, compat: MigrationCompatibility[]): string[] {
-  const contract = plan.pending.map((p, i) => ({ name: p.name, ...compat[i] })).filter((c) => c.compatibility === "contract");
+  const named = plan.pending.map((p, i) => ({ name: p.name, ...compat[i] }));
+  const declared = named.filter((c) => c.declaredExpand && c.reasons.length > 0);
+  const overruled: string[] = [];
+  if (declared.length > 0) {
+    overruled.push(
+      "#### Declared expand",
+      "",
+      "Their authors declare these migrations safe for the running version (`-- pgstack:expand <why>`), so they run before the rollout; pgstack found these statements that can make that version fail:",
+      "",
+      "| migration | line | rule | statement | why |",
+      "| --- | --- | --- | --- | --- |",
+    );
+    for (const c of declared) {
+      for (const r of c.reasons) overruled.push(`| \`${c.name}\` | ${r.line} | \`${r.rule}\` | \`${cell(r.statement).replace(/`/g, "'")}\` | ${cell(r.reason)} |`);
+    }
+    overruled.push("");
+  }
+  return [...contractLines(named), ...overruled];
+}
+
+function contractLines(named: (MigrationCompatibility & { name: string })[]): string[] {
+  const contract = named.filter((c) => c.compatibility === "contract");
   if (contract.length === 0) return [];
   const lines = [
     "#### Contract migrations",

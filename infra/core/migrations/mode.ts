@@ -1,3 +1,4 @@
+import { hasBackfillDirective } from "./backfill";
 import type { Migration } from "./discover";
 import { loadSqlParser, splitStatements, type Statement } from "./sql";
 import type { MigrationStatus } from "./status";
@@ -16,10 +17,16 @@ import type { MigrationStatus } from "./status";
  * The last two are not atomic: progress is recorded in applied_steps_count and
  * a failed run resumes at the failed statement.
  */
-export type ExecutionMode = "transaction" | "statements" | "as-written";
-export const EXECUTION_MODES: readonly ExecutionMode[] = ["transaction", "statements", "as-written"];
+export type ExecutionMode = "transaction" | "statements" | "as-written" | "batches";
+export const EXECUTION_MODES: readonly ExecutionMode[] = ["transaction", "statements", "as-written", "batches"];
 
-export function executionModeOf(migration: Pick<Migration, "noTransaction">, statements: Statement[]): ExecutionMode {
+/**
+ * `batches`: a backfill migration (`-- pgstack:backfill`, see backfill.ts):
+ * its one UPDATE runs in batches by key range, each its own transaction,
+ * recorded applied after the last; a killed run continues where it stopped.
+ */
+export function executionModeOf(migration: Pick<Migration, "noTransaction"> & { sql?: string }, statements: Statement[]): ExecutionMode {
+  if (migration.sql !== undefined && hasBackfillDirective(migration.sql)) return "batches";
   if (statements.some((s) => s.kind === "transaction-control")) return "as-written";
   if (migration.noTransaction || statements.some((s) => s.kind === "no-transaction-block")) return "statements";
   return "transaction";
@@ -38,6 +45,8 @@ export function describeMode(mode: ExecutionMode): string {
       return "statement by statement (NOT atomic)";
     case "as-written":
       return "as written, own BEGIN/COMMIT (NOT atomic)";
+    case "batches":
+      return "backfill in batches, one transaction each (NOT atomic, resumable)";
   }
 }
 

@@ -3,7 +3,8 @@ import { Query, type Client, type DatabaseError } from "pg";
 import { sleep, transactionStatus, withClient } from "../db/client";
 import { MIGRATION_LOCK_KEY, withAdvisoryLock, type DeployerSession, type LockOptions } from "../db/deployers";
 import type { ConnectionTarget } from "../db/url";
-import { PgstackError } from "../errors";
+import { PgstackError, messageOf } from "../errors";
+import { backfillDirectiveOf, backfillPlanOf, runBackfill, type BackfillPlan } from "./backfill";
 import { quoteIdent } from "../db/url";
 import {
   ensureLedger,
@@ -115,7 +116,9 @@ export async function applyMigrations(
     const plans: RunPlan[] = selected.map((m) => {
       const statements = splitStatements(m.sql, m.name);
       const resume = status.find((s) => s.name === m.name)?.resume;
-      return { migration: m, statements, mode: executionModeOf(m, statements), resume: resume && { ledgerId: resume.ledgerId, steps: resume.steps } };
+      const mode = executionModeOf(m, statements);
+      const backfill = mode === "batches" ? backfillPlanOf(m, backfillDirectiveOf(m.sql, m.name)!) : undefined;
+      return { migration: m, statements, mode, backfill, resume: resume && { ledgerId: resume.ledgerId, steps: resume.steps } };
     });
     if (ledger === undefined) await ensureLedger(client, db.schema);
     // From PostgreSQL 13 on, statement_timeout applies to each statement of
@@ -142,6 +145,8 @@ interface RunPlan {
   statements: Statement[];
   mode: ExecutionMode;
   resume?: { ledgerId: string; steps: number };
+  /** A backfill migration: its UPDATE cut for running in batches. */
+  backfill?: BackfillPlan;
 }
 
 /** Drift and vanished files stop a deploy before anything runs. */
@@ -278,6 +283,7 @@ async function applyWithRetries(
   session: string,
 ): Promise<AppliedMigration> {
   const { migration, statements, mode } = plan;
+  if (plan.backfill) return applyBackfill(client, db, plan, plan.backfill, settings, log, observer);
   let resume = plan.resume;
   if (resume && resume.steps > 0 && !isAtomic(mode)) log.info(`${migration.name}: resuming after the ${resume.steps} statement(s) a previous run committed`);
   for (let attempt = 1; ; attempt++) {
@@ -351,6 +357,39 @@ async function applyWithRetries(
         statements: statements.length,
       },
     );
+  }
+}
+
+/** A backfill migration: batches (each retried on lock_timeout by itself), then its ledger row. */
+async function applyBackfill(
+  client: Client,
+  db: ConnectionTarget,
+  plan: RunPlan,
+  backfill: BackfillPlan,
+  settings: Settings,
+  log: Logger,
+  observer: ApplyObserver,
+): Promise<AppliedMigration> {
+  const { migration } = plan;
+  const started = process.hrtime.bigint();
+  try {
+    const result = await runBackfill(client, db.schema, migration, backfill, settings, log);
+    const durationMs = Number(process.hrtime.bigint() - started) / 1e6;
+    if (observer.logApplied !== false) {
+      log.info(`applied ${migration.name} (${durationMs.toFixed(0)} ms, batches: ${result.rows} row(s) in ${result.batches}, longest batch ${result.longestBatchMs.toFixed(0)} ms)`);
+    }
+    return { name: migration.name, checksum: migration.checksum, durationMs, attempts: 1, mode: plan.mode };
+  } catch (err) {
+    // Each batch is one autocommitted statement: nothing is left open. Recorded as a failed attempt, not rolled back: the committed batches stay (consistent with the
+    // trigger that keeps both columns in step); the next run continues from the first row still to copy.
+    await recordFailed(client, db.schema, {
+      name: migration.name,
+      checksum: migration.checksum,
+      logs: `Backfill stopped: ${messageOf(err)}`,
+      rolledBack: false,
+      appliedSteps: 0,
+    }).catch(() => undefined);
+    throw err;
   }
 }
 
