@@ -10,6 +10,7 @@
  *   npm run bench -- revert     undoing a deploy on the 1 GiB database: its reverse (keeps writes) vs a snapshot restore
  *   npm run bench -- expand     a split rename in force: inserts with the sync trigger vs without; backfill of 1 M rows
  *   npm run bench -- compat     expand/contract classification of Prisma histories on disk (counts, misses)
+ *   npm run bench -- verify     pgstack verify on the 200-migration history, first run and cached, vs apply --all
  *   npm run bench -- revert-dev undoing a one-table update on a dev-sized database with an application writing: revert vs restore
  *
  * Each prints a markdown table and writes bench/results/<name>.json. Every
@@ -25,6 +26,7 @@ import { compatBench } from "./compat-histories";
 import { lockBench } from "./lock";
 import { revertBench, revertDevBench } from "./revert";
 import { snapshotBench } from "./snapshot";
+import { verifyBench } from "./verify";
 import { windowBench } from "./window";
 
 const benches: Record<string, (argv: string[]) => Promise<void>> = {
@@ -38,6 +40,7 @@ const benches: Record<string, (argv: string[]) => Promise<void>> = {
   "revert-dev": revertDevBench,
   expand: expandBench,
   compat: compatBench,
+  verify: verifyBench,
 };
 
 async function main(): Promise<number> {

@@ -9,6 +9,7 @@ import { Database, type DatabaseArgs } from "./components/database";
 import { expandAfterSplit, MigrationChain, pendingLinks, phasesMessage, planChain, splitPoint, splitPointByLedger, type ChainLink, type ChainMigration } from "./components/migrations";
 import { classifyMigration, type MigrationCompatibility } from "./core/compat";
 import { SEED_SCRIPT, Seed } from "./components/seed";
+import { Verification } from "./components/verify";
 import { migrationSetKey, PreUpdateSnapshot } from "./components/snapshot";
 import { isPgstackError } from "./core/errors";
 import type { Logger } from "./core/logger";
@@ -37,7 +38,7 @@ export interface StackOutputs {
 }
 
 /** Resource names: state, never renamed. */
-export const NAMES = { database: "db", snapshot: "pre-update", chain: "migrations", seed: "seed" } as const;
+export const NAMES = { database: "db", snapshot: "pre-update", chain: "migrations", seed: "seed", verify: "verify" } as const;
 
 /**
  * The parts' options under a parent (the PgStack component): the same names,
@@ -118,7 +119,7 @@ export const observeLive: Observe = async (url, options) => {
 };
 
 /** Serves the update's migration steps (see infra/cli/session.ts); tests pass their own. */
-export type ServeSteps = (options: { projectDir: string; stack: string; databaseUrl: pulumi.Output<string>; steps: string[][] }) => Promise<{ close(): void }>;
+export type ServeSteps = (options: { projectDir: string; stack: string; databaseUrl: pulumi.Output<string>; steps: string[][]; after?: string[][] }) => Promise<{ close(): void }>;
 
 /** The names of the rollout's resources, as the preview shows them. */
 async function resourceNames(resources: pulumi.Input<pulumi.Resource>[]): Promise<string[]> {
@@ -142,6 +143,35 @@ export const serveSteps: ServeSteps = async (options) => {
     throw err;
   }
 };
+
+/**
+ * Drift found on the live database before an update applies migrations onto
+ * it: said as a warning; on a `lint: strict` stack, failing drift (by
+ * pgstack:drift) refuses the preview and the update, with the objects' DDL,
+ * unless PGSTACK_ACCEPT_DRIFT=1 (the one-off acceptance) or the config allows
+ * it. The check itself never stops an update: a drift check that cannot run is
+ * a warning here (the verification after the update reports it).
+ */
+async function driftGate(url: string, projectDir: string, config: StackConfig): Promise<string | undefined> {
+  // Loaded only by a program that will apply migrations onto a database it can read.
+  const { driftOf, driftRefusal } = require("./core/verify") as typeof import("./core/verify");
+  const check = await driftOf(url, {
+    migrationsDir: path.join(projectDir, config.migrationsDir),
+    policy: config.drift,
+    cacheDir: path.join(projectDir, ".pgstack", "cache", "verify"),
+    log: { debug: () => undefined, info: () => undefined, warn: (m) => pulumi.log.warn(m), error: (m) => pulumi.log.error(m) },
+  });
+  if (check.status === "pass") return undefined;
+  if (check.details.error !== undefined) {
+    pulumi.log.warn(`drift: not checked before the update: ${check.sentence}`);
+    return undefined;
+  }
+  const accepted = process.env.PGSTACK_ACCEPT_DRIFT === "1";
+  const refusal = config.lint === "strict" && !accepted ? driftRefusal(check, `Stack '${config.stack}'`) : undefined;
+  if (refusal) return refusal.replace("or pass --accept-drift to deploy anyway", "or set PGSTACK_ACCEPT_DRIFT=1 for this preview and update to deploy anyway");
+  pulumi.log.warn(`drift: ${check.sentence}${accepted && check.status === "fail" ? " (accepted: PGSTACK_ACCEPT_DRIFT=1)" : ""}`);
+  return undefined;
+}
 
 /** The pgstack program: database, pre-update snapshot, migration chain, seed. */
 export async function defineStack(
@@ -268,6 +298,17 @@ export async function defineStack(
         closeSession();
         throw new pulumi.RunError(`this update is refused until the interrupted rollback of stack '${config.stack}' is finished (see the error above)`);
       }
+      // Drift before the update (README, "Verify"): only when it will apply something onto this database.
+      // (With the live observer only: a program under test that is handed its observation reads no database.)
+      if (deps.observe === undefined && observation && observation.applied.size > 0 && names.some((n) => !observation.applied.has(n))) {
+        const refusal = await driftGate(url, projectDir, config);
+        if (refusal) {
+          pulumi.log.error(refusal);
+          refused = true;
+          closeSession();
+          throw new pulumi.RunError(`this update is refused: database of stack '${config.stack}' differs from its migrations (see the error above)`);
+        }
+      }
       const live = observation ? stackIdentity(config.engine, observation.identity) : undefined;
       const under = appliedUnder(names, observation, recorded, live);
       const note = missingMigrationsNote(names, observation, recorded, live);
@@ -311,6 +352,36 @@ export async function defineStack(
   // The expand phase ends with its last step; before any, with the snapshot; without a chain, with the database.
   deps.expanded?.(chain.expandCommands.then((expand) => expand[expand.length - 1] ?? snapshot?.resource ?? db.ready[db.ready.length - 1]));
 
+  let seeded: Seed | undefined;
+  // A database whose first migration is (again) to be applied is a new one: seed it again.
+  const seedIdentity = config.seed ? pulumi.all([underIdentity, db.identity]).apply(([under, recorded]) => (names.length > 0 ? under[names[0]] : recorded)) : undefined;
+  if (config.seed) {
+    seeded = new Seed(NAMES.seed, {
+      environment: config.environment,
+      stack: config.stack,
+      dir,
+      databaseUrl: db.url,
+      identity: seedIdentity!,
+      scriptChecksum: seedChecksum(projectDir),
+    }, { ...under(NAMES.seed), dependsOn: chain.last ? [chain.last] : db.ready });
+  }
+
+  // Every update that ran a migration or the seed ends by verifying the database (README, "Verify"): served by the
+  // deploy session like the steps, so only where there are steps (the session serves nothing else).
+  let verification: Verification | undefined;
+  if (chain.steps.length > 0) {
+    verification = new Verification(NAMES.verify, {
+      stack: config.stack,
+      dir,
+      migrationsDir: config.migrationsDir,
+      postgresVersion: config.postgresVersion,
+      drift: config.drift,
+      // rds snapshots are RDS's own (aws.rds.Snapshot), not pgstack's to read.
+      snapshot: config.engine !== "rds",
+      triggers: [key, snapshotIdentity, ...(seeded ? [seedChecksum(projectDir), seedIdentity!] : [])],
+    }, { ...under(NAMES.verify), dependsOn: [...(chain.last ? [chain.last] : []), ...(seeded ? [seeded] : [])] });
+  }
+
   // An update (not a preview) serves its own migration steps; the session closes once the last one ran. It holds
   // the migration lock from the first step to the last, through the rollout of a split chain (infra/cli/session.ts).
   if (!pulumi.runtime.isDryRun() && chain.steps.length > 0) {
@@ -319,27 +390,16 @@ export async function defineStack(
       stack: config.stack,
       databaseUrl: db.url,
       steps: chain.steps,
+      ...(verification ? { after: [verification.step] } : {}),
     });
-    chain.appliedMigrations.apply(() => session.close());
+    // Open until the verification ran too (it is served after the chain and the seed, without the migration lock).
+    pulumi.all([chain.appliedMigrations, verification ? verification.command.id : ""]).apply(() => session.close());
     closeSession = () => session.close();
     if (refused) session.close();
   }
 
-  let seeded: Seed | undefined;
-  if (config.seed) {
-    seeded = new Seed(NAMES.seed, {
-      environment: config.environment,
-      stack: config.stack,
-      dir,
-      databaseUrl: db.url,
-      // A database whose first migration is (again) to be applied is a new one: seed it again.
-      identity: pulumi.all([underIdentity, db.identity]).apply(([under, recorded]) => (names.length > 0 ? under[names[0]] : recorded)),
-      scriptChecksum: seedChecksum(projectDir),
-    }, { ...under(NAMES.seed), dependsOn: chain.last ? [chain.last] : db.ready });
-  }
-
-  // What application resources depend on (PgStack.ready): every step and the seed.
-  deps.ready?.push(db, chain, ...(seeded ? [seeded] : []));
+  // What application resources depend on (PgStack.ready): every step, the seed and the verification.
+  deps.ready?.push(db, chain, ...(seeded ? [seeded] : []), ...(verification ? [verification] : []));
 
   const latestSnapshot = snapshot ? snapshot.snapshotId : pulumi.output("");
   return {

@@ -18,6 +18,7 @@ import { seedCommand } from "./commands/seed";
 import { snapshotCommand } from "./commands/snapshot";
 import { splitCommand } from "./commands/split";
 import { statusCommand } from "./commands/status";
+import { verifyCommand } from "./commands/verify";
 import { processContext, type Context } from "./context";
 import type { Logger } from "../core/logger";
 
@@ -28,10 +29,10 @@ export function buildProgram(ctx: Context): Command {
     .showSuggestionAfterError()
     .exitOverride()
     .configureOutput({ writeOut: (s) => ctx.output.out(s.trimEnd()), writeErr: (s) => ctx.output.err(s.trimEnd()) });
-  // A migration step runs `apply` and nothing else: building the other commands would be most of its own cost.
+  // A migration step runs `apply` (and the verification step `verify`) and nothing else: building the other commands would be most of its own cost.
   const commands = ctx.step
-    ? [applyCommand(ctx)]
-    : [statusCommand(ctx), applyCommand(ctx), planCommand(ctx), lintCommand(ctx), resolveCommand(ctx), revertCommand(ctx), splitCommand(ctx), snapshotCommand(ctx), pingCommand(ctx), clusterCommand(ctx), identityCommand(ctx), seedCommand(ctx), initCommand(ctx)];
+    ? [applyCommand(ctx), verifyCommand(ctx)]
+    : [statusCommand(ctx), applyCommand(ctx), planCommand(ctx), lintCommand(ctx), resolveCommand(ctx), revertCommand(ctx), splitCommand(ctx), snapshotCommand(ctx), pingCommand(ctx), clusterCommand(ctx), identityCommand(ctx), seedCommand(ctx), initCommand(ctx), verifyCommand(ctx)];
   for (const command of commands) {
     program.addCommand(command.exitOverride());
   }

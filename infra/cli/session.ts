@@ -21,6 +21,12 @@ export interface MigrationStepsOptions {
   databaseUrl: Promise<string>;
   /** Each step's command line (`apply <name> --dir <dir> [--mode m]`): the only ones served. */
   steps: string[][];
+  /**
+   * Command lines served after the chain (the verification, `verify ...`):
+   * run without the deployer's connection or the migration lock, which the
+   * chain's last step let go of.
+   */
+  after?: string[][];
   runner: CliRunner;
   env?: NodeJS.ProcessEnv;
 }
@@ -55,7 +61,8 @@ export async function serveMigrationSteps(options: MigrationStepsOptions): Promi
   });
   const written = { ...partial, path: tokenFile };
 
-  const allowed = new Set(options.steps.map((argv) => JSON.stringify(argv)));
+  const allowed = new Set([...options.steps, ...(options.after ?? [])].map((argv) => JSON.stringify(argv)));
+  const afterChain = new Set((options.after ?? []).map((argv) => JSON.stringify(argv)));
   const last = JSON.stringify(options.steps[options.steps.length - 1]);
   // One deployer for the whole chain, as one `apply --all`: its connection and the migration lock are taken at
   // the first step, not before (an idle session of this program during the pre-update snapshot would make it
@@ -84,6 +91,7 @@ export async function serveMigrationSteps(options: MigrationStepsOptions): Promi
         step: { deployer },
       };
       const code = await options.runner(withProjectDir(argv, options.projectDir), ctx);
+      if (afterChain.has(step)) return code;
       // The chain stops at a failed step; after its last one the lock is for whoever deploys next (the seed, another update).
       if (code !== 0 || step === last) await deployer.close();
       return code;
@@ -114,9 +122,13 @@ export async function serveMigrationSteps(options: MigrationStepsOptions): Promi
   };
 }
 
-/** The step's `--dir` is relative to the project root; the program runs elsewhere (Pulumi.yaml's main). Pure. */
+/** The step's `--dir` (and `--snapshots-dir`) are relative to the project root; the program runs elsewhere (Pulumi.yaml's main). Pure. */
 export function withProjectDir(argv: string[], projectDir: string): string[] {
-  const i = argv.indexOf("--dir");
-  if (i < 0 || i + 1 >= argv.length) return argv;
-  return [...argv.slice(0, i + 1), path.resolve(projectDir, argv[i + 1]), ...argv.slice(i + 2)];
+  let out = argv;
+  for (const flag of ["--dir", "--snapshots-dir"]) {
+    const i = out.indexOf(flag);
+    if (i < 0 || i + 1 >= out.length) continue;
+    out = [...out.slice(0, i + 1), path.resolve(projectDir, out[i + 1]), ...out.slice(i + 2)];
+  }
+  return out;
 }

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { stackSlug } from "../core/snapshot/naming";
+import { DEFAULT_DRIFT_POLICY, type DriftPolicy } from "../core/verify/policy";
 
 /**
  * The stack configuration, validated in one place. Pure: no @pulumi import, so
@@ -17,6 +18,10 @@ import { stackSlug } from "../core/snapshot/naming";
  *   pgstack:pinnedMigration  the chain stops after this migration (set by rollback; default: none)
  *   pgstack:lint             strict | warn: strict fails preview and up on an unaccepted blocking lint finding
  *                            in a migration the update would run (default: strict on staging and prod, warn on dev)
+ *   pgstack:drift            { changed, extra, allow }: what `pgstack verify` and the verification step of an update do
+ *                            with schema drift: changed (objects the history made, changed by hand) and extra (objects no
+ *                            migration made) are each pass | warn | fail (default changed: fail, extra: warn); allow lists
+ *                            objects never counted ("table public.audit", "public.audit", "audit_*")
  *   pgstack:embedded         { port, dataDir, removeDataOnDestroy }
  *   pgstack:docker           { image, port }
  *   pgstack:rds              { instanceClass, vpcId, subnetIds, ... } (see RdsConfig), including the restore keys
@@ -33,7 +38,7 @@ export type Environment = (typeof ENVIRONMENTS)[number];
 
 export const NAMESPACE = "pgstack";
 /** Keys whose value is an object (set with `pulumi config set --path`). */
-export const OBJECT_KEYS: ReadonlySet<string> = new Set(["embedded", "docker", "rds", "snapshots"]);
+export const OBJECT_KEYS: ReadonlySet<string> = new Set(["embedded", "docker", "rds", "snapshots", "drift"]);
 /** Keys that must be secrets; the schema sees only whether they are set. */
 export const SECRET_KEYS: ReadonlySet<string> = new Set(["password", "externalUrl"]);
 export const POSTGRES_VERSIONS = ["15", "16", "17", "18"] as const;
@@ -168,6 +173,8 @@ export interface StackConfig {
   rds?: RdsConfig;
   /** Retention of pre-update snapshots. */
   snapshots: SnapshotsConfig;
+  /** What schema drift does to `pgstack verify` and the verification step (pgstack:drift). */
+  drift: DriftPolicy;
   /** Whether the secrets were set (their values stay in pulumi Outputs). */
   hasPassword: boolean;
   hasExternalUrl: boolean;
@@ -209,6 +216,7 @@ const KNOWN_KEYS = [
   "docker",
   "rds",
   "snapshots",
+  "drift",
   "password",
   "externalUrl",
 ] as const;
@@ -276,6 +284,21 @@ const rdsSchema = z.strictObject({
   original: z.enum(RDS_ORIGINAL_FATES, { error: `must be one of ${RDS_ORIGINAL_FATES.join(", ")}` }).default("keep"),
 });
 
+const checkStatus = z.enum(["pass", "warn", "fail"], { error: "must be pass, warn or fail" });
+export const driftSchema = z.strictObject({
+  changed: checkStatus.default(DEFAULT_DRIFT_POLICY.changed),
+  extra: checkStatus.default(DEFAULT_DRIFT_POLICY.extra),
+  allow: stringList.default([]),
+});
+
+/** `pgstack:drift` (or the same object from flags), validated; one sentence naming each problem. */
+export function parseDriftPolicy(value: unknown, where = `${NAMESPACE}:drift`): DriftPolicy {
+  const problems: string[] = [];
+  const parsed = parsePart(driftSchema, value, where.replace(`${NAMESPACE}:`, ""), problems);
+  if (!parsed) throw new StackConfigError(`${problems.join("; ")}.`);
+  return parsed;
+}
+
 const snapshotsSchema = z.strictObject({
   keep: int(0, 1000).default(DEFAULT_SNAPSHOTS_KEEP),
 });
@@ -295,6 +318,7 @@ const topSchema = z.object({
   docker: z.unknown().optional(),
   rds: z.unknown().optional(),
   snapshots: z.unknown().optional(),
+  drift: z.unknown().optional(),
 });
 
 /** prod / production (or a trailing `/prod` segment) is prod; staging is staging; anything else is dev. */
@@ -369,6 +393,7 @@ export function parseStackConfig(raw: RawStackConfig): StackConfig {
   }
 
   const snapshots = parsePart(snapshotsSchema, raw.values.snapshots, "snapshots", problems);
+  const drift = parsePart(driftSchema, raw.values.drift, "drift", problems);
   const embedded = needs("embedded") ? parsePart(embeddedSchema, raw.values.embedded, "embedded", problems) : undefined;
   const pg = top.postgresVersion;
   const dockerParsed = needs("docker") ? parsePart(dockerSchema, raw.values.docker, "docker", problems) : undefined;
@@ -460,6 +485,7 @@ export function parseStackConfig(raw: RawStackConfig): StackConfig {
     docker,
     rds,
     snapshots: snapshots ?? { keep: DEFAULT_SNAPSHOTS_KEEP },
+    drift: drift ?? { ...DEFAULT_DRIFT_POLICY },
     hasPassword: raw.hasPassword,
     hasExternalUrl: raw.hasExternalUrl,
   };

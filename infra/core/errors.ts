@@ -34,6 +34,7 @@ export type ErrorCode =
   | "E_STACK"
   | "E_SESSION_DIR"
   | "E_TOOLCHAIN"
+  | "E_VERIFY"
   | "E_USAGE"
   | "E_BACKFILL"
   | "E_SPLIT";

@@ -1,14 +1,14 @@
 /**
- * `npm run preview -- --stack <name> [--markdown] [--rehearse] [more pulumi preview flags]`:
+ * `npm run preview -- --stack <name> [--markdown] [--rehearse] [--accept-drift] [more pulumi preview flags]`:
  * first pgstack's plan for the stack (the migrations that would run, the
- * snapshot that would be taken, lint findings; strict stacks fail on a
- * blocking one), then `pulumi preview --diff` (default stack: dev). Exits
+ * snapshot that would be taken, lint findings, drift on the database; strict
+ * stacks fail on a blocking finding or on drift not accepted), then `pulumi preview --diff` (default stack: dev). Exits
  * non-zero when either fails.
  */
 import { run as pgstack } from "../cli/main";
 import { pulumiForScript, runMain, takeStack } from "./run-pulumi";
 
-const PLAN_FLAGS = new Set(["--markdown", "--rehearse", "--strict"]);
+const PLAN_FLAGS = new Set(["--markdown", "--rehearse", "--strict", "--accept-drift", "--no-drift"]);
 
 async function main(): Promise<number> {
   const { stack, rest } = takeStack(process.argv.slice(2), "dev");

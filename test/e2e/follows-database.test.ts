@@ -78,7 +78,7 @@ describe("the stack follows the database after a restore it did not make", () =>
     const steps = await preview("preview after the restore");
     // The removed migration runs again, after a new snapshot; every other step is unchanged.
     expect(steps.filter((s) => s.name.startsWith("migrations-")).map((s) => s.name)).toEqual([`migrations-${EXTRA}`]);
-    expect(steps.map((s) => s.name).sort()).toEqual([`migrations-${EXTRA}`, "pre-update-copy"]);
+    expect(steps.map((s) => s.name).sort()).toEqual([`migrations-${EXTRA}`, "pre-update-copy", "verify-run"]);
 
     const r = await up("up after the restore");
     expect(r.stdout + r.stderr).toContain(`its ledger lacks ${EXTRA}`);

@@ -181,6 +181,7 @@ describe("a Prisma application that installs the packed pgstack", () => {
     expect(steps.sort((a, b) => a.name.localeCompare(b.name))).toEqual([
       { op: "create", name: `migrations-${FOURTH}`, type: "command:local:Command" },
       { op: "replace", name: "pre-update-copy", type: "command:local:Command" },
+      { op: "replace", name: "verify-run", type: "command:local:Command" },
     ]);
   });
 

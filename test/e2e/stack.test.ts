@@ -115,10 +115,12 @@ describe("the dev stack with the real pulumi CLI", () => {
     await addMigration(name, "CREATE TABLE e2e_widgets (id int PRIMARY KEY);\n");
     const preview = ok(await project.pulumi(["preview", "--json", "--stack", STACK]), "preview (one new migration)");
     const steps = changedSteps(preview.stdout);
-    // Real resources: exactly one new migration command, and the snapshot taken anew.
+    // Real resources: exactly one new migration command, the snapshot taken anew and the verification run again.
     expect(steps.filter((s) => !s.type.startsWith("pgstack:")).sort((x, y) => x.name.localeCompare(y.name))).toEqual([
       { op: "create", name: `migrations-${name}`, type: "command:local:Command" },
       { op: "replace", name: "pre-update-copy", type: "command:local:Command" },
+      // The verification runs again after it (README, "Verify").
+      { op: "replace", name: "verify-run", type: "command:local:Command" },
     ]);
     // Components carry no inputs of their own (their children do): a reviewer sees nothing else change.
     expect(steps.filter((s) => s.type.startsWith("pgstack:"))).toEqual([]);

@@ -141,7 +141,7 @@ export interface RunResult {
   resources: Registered[];
   outputs: Record<string, { value: unknown; secret: boolean; known: boolean }>;
   /** The deploy sessions the program started (an update with steps starts one; a preview none), with the URL it serves them with. */
-  sessions: { projectDir: string; stack: string; steps: string[][]; databaseUrl: string; closed: boolean }[];
+  sessions: { projectDir: string; stack: string; steps: string[][]; after?: string[][]; databaseUrl: string; closed: boolean }[];
 }
 
 async function settle(output: pulumi.Output<unknown>): Promise<{ value: unknown; secret: boolean; known: boolean }> {
@@ -181,7 +181,7 @@ export async function runStack(options: RunOptions): Promise<RunResult> {
   Object.assign(programDeps, {
     projectDir: options.projectDir,
     observe: async () => options.observation,
-    serveSteps: async ({ databaseUrl, ...rest }: { projectDir: string; stack: string; databaseUrl: pulumi.Output<string>; steps: string[][] }) => {
+    serveSteps: async ({ databaseUrl, ...rest }: { projectDir: string; stack: string; databaseUrl: pulumi.Output<string>; steps: string[][]; after?: string[][] }) => {
       const session = { ...rest, databaseUrl: "", closed: false };
       sessions.push(session);
       databaseUrl.apply((url) => (session.databaseUrl = url));

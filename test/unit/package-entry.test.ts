@@ -39,12 +39,12 @@ describe("new PgStack(name) with every setting from the stack config", () => {
     }
   });
 
-  it("has the stack outputs, the URL secret, and a `ready` that holds the database, the chain and the seed", async () => {
+  it("has the stack outputs, the URL secret, and a `ready` that holds the database, the chain, the seed and the verification", async () => {
     expect(Object.keys(run.outputs).sort()).toEqual(["appliedMigrations", "databaseUrl", "latestSnapshot", "pinnedMigration", "rollbackCommand"]);
     expect(run.outputs.databaseUrl.secret).toBe(true);
     const ready = await new Promise<pulumi.Resource[]>((resolve) => lastComponent!.ready.apply(resolve));
     const urns = await Promise.all(ready.map((r) => new Promise<string>((resolve) => r.urn.apply(resolve))));
-    expect(urns.sort()).toEqual(["db", "migrations", "seed"].map((n) => named(run.resources, n).urn).sort());
+    expect(urns.sort()).toEqual(["db", "migrations", "seed", "verify"].map((n) => named(run.resources, n).urn).sort());
   });
 });
 

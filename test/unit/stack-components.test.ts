@@ -157,13 +157,14 @@ describe("adding a migration folder", () => {
     for (const d of dirs) await fs.rm(d, { recursive: true, force: true });
   });
 
-  it("adds exactly one migration command, leaves every other command's inputs alone, and re-keys only the snapshot", () => {
+  it("adds exactly one migration command, leaves every other command's inputs alone, and re-keys only the snapshot and the verification", () => {
     const inputsOf = (rs: Registered[]) => new Map(byType(rs, COMMAND).map((r) => [r.name, JSON.stringify(r.inputs)]));
     const old = inputsOf(before);
     const now = inputsOf(after);
     expect([...now.keys()].filter((n) => !old.has(n))).toEqual([`migrations-${added}`]);
     const changed = [...old.keys()].filter((n) => now.get(n) !== old.get(n)).sort();
-    expect(changed).toEqual(["pre-update-copy"]);
+    // The verification runs again after the new migration (its triggers carry the migration set's key).
+    expect(changed).toEqual(["pre-update-copy", "verify-run"]);
     expect(named(after, "pre-update-copy").inputs.triggers[0]).not.toBe(named(before, "pre-update-copy").inputs.triggers[0]);
   });
 

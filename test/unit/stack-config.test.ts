@@ -180,3 +180,16 @@ describe("stack config", () => {
     expect(environmentOf("e2e-1234")).toBe("dev");
   });
 });
+
+describe("pgstack:drift", () => {
+  it("defaults to changed: fail, extra: warn, nothing allowed; reads a stack's own; refuses a bad value naming the key", () => {
+    expect(parseStackConfig(raw("dev", {})).drift).toEqual({ changed: "fail", extra: "warn", allow: [] });
+    expect(parseStackConfig(raw("dev", { "pgstack:drift": { extra: "fail", allow: ["table public.audit", "*_tmp"] } })).drift).toEqual({
+      changed: "fail",
+      extra: "fail",
+      allow: ["table public.audit", "*_tmp"],
+    });
+    expect(() => parseStackConfig(raw("dev", { "pgstack:drift": { changed: "ignore" } }))).toThrow(/pgstack:drift\.changed must be pass, warn or fail/);
+    expect(() => parseStackConfig(raw("dev", { "pgstack:drift": { allowed: [] } }))).toThrow(/pgstack:drift/);
+  });
+});

@@ -49,7 +49,8 @@ describe("dev stack (embedded engine)", () => {
     expect(named(run.resources, "db-cluster").parent).toBe(named(run.resources, "db").urn);
     expect(named(run.resources, "pre-update-copy").parent).toBe(named(run.resources, "pre-update").urn);
     expect(named(run.resources, "seed-run").parent).toBe(named(run.resources, "seed").urn);
-    expect(run.resources.filter((r) => r.type === COMMAND)).toHaveLength(migrationNames.length + 3);
+    // The cluster, the snapshot, the seed and the verification, and one per migration.
+    expect(run.resources.filter((r) => r.type === COMMAND)).toHaveLength(migrationNames.length + 4);
   });
 
   it("starts the cluster with a command whose inputs hold no secret and whose delete keeps the data", () => {

@@ -17,9 +17,12 @@ import { loadSqlParser } from "../../core/migrations/sql";
 import { postgresSnapshotName, rdsSnapshotId } from "../../core/snapshot/naming";
 import type { Plan } from "../../core/migrations/plan";
 import { classifyMigration, type MigrationCompatibility } from "../../core/compat";
+import { DEFAULT_DRIFT_POLICY, driftOf, driftRefusal, type CheckResult } from "../../core/verify";
+import { driftLines, driftObjects, renderDriftMarkdown } from "../render/drift";
+import { verifyCacheDir } from "./verify";
 import { contractSentence, renderLintMarkdown, renderPlanMarkdown, type Revertibility } from "../render/plan-markdown";
 
-type PlanFlags = DatabaseFlags & { to?: string; markdown?: boolean; rehearse?: boolean; strict?: boolean; stack?: string };
+type PlanFlags = DatabaseFlags & { to?: string; markdown?: boolean; rehearse?: boolean; strict?: boolean; stack?: string; drift?: boolean; acceptDrift?: boolean };
 
 export function planCommand(ctx: Context): Command {
   return withDatabaseOptions(new Command("plan"))
@@ -29,6 +32,8 @@ export function planCommand(ctx: Context): Command {
     .option("--rehearse", "apply the pending migrations to a throwaway copy of the database and report errors, durations and locks")
     .option("--strict", "fail on a blocking lint finding in a pending migration (stacks with `lint: strict`)")
     .option("--stack <name>", "plan for a Pulumi stack: pending migrations from its state, its database for --rehearse, its lint setting")
+    .option("--no-drift", "do not compare the database's schema with what its applied migrations make")
+    .option("--accept-drift", "with --strict: plan anyway when the database differs from its migrations")
     .action(async (flags: PlanFlags) => {
       let stackState: StackState | undefined;
       if (flags.stack) {
@@ -46,6 +51,17 @@ export function planCommand(ctx: Context): Command {
       const lint = await lintMigrations(pending);
       // Whether each would break the application version now running (README "Expand and contract").
       const compatibility = await Promise.all(pending.map((m) => classifyMigration(m.sql)));
+      // Drift found on the live database before anything runs (README, "Verify"), when there is one to read.
+      let drift: CheckResult | undefined;
+      const liveUrl = stackState ? flags.url : (flags.url ?? ctx.env.DATABASE_URL);
+      if (flags.drift !== false && liveUrl) {
+        drift = await driftOf(settings.databaseUrl, {
+          migrationsDir: settings.migrationsDir,
+          policy: stackState?.config.drift ?? DEFAULT_DRIFT_POLICY,
+          cacheDir: verifyCacheDir(settings.migrationsDir),
+          log: ctx.logger(flags),
+        });
+      }
       let rehearsal: Rehearsal | undefined;
       let revert: Revertibility | undefined;
       if (flags.rehearse && plan.pending.length > 0 && plan.blockers.length === 0) {
@@ -59,18 +75,34 @@ export function planCommand(ctx: Context): Command {
       }
       if (flags.json) {
         const withCompat = plan.pending.map((p, i) => ({ ...p, ...compatibility[i] }));
-        ctx.output.out(JSON.stringify({ pending: withCompat, blockers: plan.blockers, lint, ...(rehearsal ? { rehearsal } : {}), ...(revert ? { revert } : {}) }));
+        ctx.output.out(
+          JSON.stringify({
+            pending: withCompat,
+            blockers: plan.blockers,
+            lint,
+            ...(drift ? { drift: { status: drift.status, sentence: drift.sentence, objects: driftObjects(drift) } } : {}),
+            ...(rehearsal ? { rehearsal } : {}),
+            ...(revert ? { revert } : {}),
+          }),
+        );
       } else if (flags.markdown) {
-        ctx.output.out(renderPlanMarkdown({ stack: flags.stack, plan, compatibility, rehearsal, revert, snapshot, sections: [renderLintMarkdown(lint, Boolean(flags.strict))] }));
+        ctx.output.out(renderPlanMarkdown({ stack: flags.stack, plan, compatibility, rehearsal, revert, snapshot, sections: [renderLintMarkdown(lint, Boolean(flags.strict)), ...(drift && driftObjects(drift).length > 0 ? [renderDriftMarkdown(drift)] : [])] }));
       } else {
         printPlan(ctx, plan, rehearsal, lint, compatibility);
         if (revert) ctx.output.out(describeRevertibility(revert));
         if (snapshot) ctx.output.out(`Snapshot before the first migration: ${snapshot}`);
+        // Said when there is something to say: a database that is what its migrations make prints nothing more.
+        if (drift && driftObjects(drift).length > 0) {
+          ctx.output.out(`\nDrift: ${drift.sentence}`);
+          for (const line of driftLines(drift, "  ")) ctx.output.out(line);
+        }
       }
       const blocked = planError(plan);
       if (blocked) throw blocked;
       const lintFailed = flags.strict ? lintError(lint) : undefined;
       if (lintFailed) throw lintFailed;
+      const refused = drift && flags.strict && !flags.acceptDrift ? driftRefusal(drift, "The plan") : undefined;
+      if (refused) throw new PgstackError("E_VERIFY", refused, { objects: driftObjects(drift!).filter((o) => !o.allowed).map((o) => `${o.kind} ${o.name}`) });
       if (rehearsal && !rehearsal.ok) {
         const failed = rehearsal.migrations.find((m) => m.outcome === "failed");
         throw new PgstackError(

@@ -4,6 +4,7 @@ import { PgstackError } from "../../core/errors";
 import { willApply } from "../../core/migrations/plan";
 import { DEFAULTS, resolveSettings } from "../../core/settings";
 import { snapshotId, type SnapshotIdStyle } from "../../core/snapshot/naming";
+import { verifySnapshot } from "../../core/verify/snapshot";
 import { DEFAULT_SNAPSHOTS_DIR, createSnapshot, deleteSnapshot, listAllSnapshots, type EngineChoice, type StoreOptions } from "../../core/snapshot/store";
 import type { SnapshotInfo } from "../../core/snapshot/engine";
 import { planRestore, restoreSnapshot, type RestorePlan, type RestoreResult } from "../../core/snapshot/restore";
@@ -100,7 +101,7 @@ export function planJson(plan: RestorePlan) {
 }
 
 export function snapshotCommand(ctx: Context): Command {
-  const snapshot = new Command("snapshot").description("snapshots of the database: list, create, restore, delete, prune");
+  const snapshot = new Command("snapshot").description("snapshots of the database: list, create, restore, verify, delete, prune");
 
   snapshot.addCommand(
     withSnapshotOptions(new Command("list"))
@@ -186,6 +187,18 @@ export function snapshotCommand(ctx: Context): Command {
             ? JSON.stringify({ restored: true, plan: planJson(plan), discarded: result.discarded, keptAs: result.keptAs ?? null })
             : `Restored '${result.database}' from ${result.snapshotId}${result.keptAs ? `; the previous database is kept as ${result.keptAs} (remove it with: DROP DATABASE "${result.keptAs}";)` : ""}.`,
         );
+      })
+      .exitOverride(),
+  );
+
+  snapshot.addCommand(
+    withSnapshotOptions(new Command("verify"))
+      .description("check that a snapshot still holds what it held when taken: a template copy's content digests, or a dump restored into a throwaway database")
+      .argument("<id>", "the snapshot id")
+      .action(async (id: string, flags: SnapshotFlags) => {
+        const check = await verifySnapshot(urlOf(flags, ctx), id, { ...store(flags, ctx), log: ctx.logger(flags) });
+        ctx.output.out(flags.json ? JSON.stringify({ name: check.name, status: check.status, details: { sentence: check.sentence, ...check.details } }) : `${check.status.toUpperCase().padEnd(4)}  ${check.sentence}`);
+        if (check.status === "fail") throw new PgstackError("E_SNAPSHOT", check.sentence, { snapshotId: id });
       })
       .exitOverride(),
   );

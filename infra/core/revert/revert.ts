@@ -180,7 +180,7 @@ async function appliedAfter(url: string, migrations: Migration[], to: string | n
 }
 
 /** Kinds of schema object migra inspects, with the word the reports use. */
-const OBJECT_KINDS = [
+export const OBJECT_KINDS = [
   ["tables", "table"],
   ["views", "view"],
   ["materialized_views", "materialized view"],
