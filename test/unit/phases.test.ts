@@ -110,7 +110,9 @@ describe("a rollout wired with pending contract migrations (the previous update 
   it("serves the whole chain in one deploy session, which keeps the migration lock through the rollout (no release between the phases)", () => {
     expect(run.sessions).toHaveLength(1);
     expect(run.sessions[0].steps).toEqual(ALL.map((n) => ["apply", n, "--dir", "migrations"]));
-    expect(Object.keys(run.sessions[0]).sort()).toEqual(["closed", "databaseUrl", "projectDir", "stack", "steps"]);
+    // No release between the phases: the only other thing it serves is the verification, after the chain.
+    expect(Object.keys(run.sessions[0]).sort()).toEqual(["after", "closed", "databaseUrl", "projectDir", "stack", "steps"]);
+    expect(run.sessions[0].after).toEqual([expect.arrayContaining(["verify"])]);
   });
 
   it("changes no migration's inputs: the split is in the dependencies only", async () => {
