@@ -10,7 +10,8 @@ import * as path from "node:path";
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import { ADD, DROP, DROP_OLD, INIT, SQL as HISTORY } from "../support/phases-history";
-import { fakeProject, named, runStack, stackFileConfig, type RunResult } from "../support/pulumi-mocks";
+import { runDevStack } from "../support/phases-history";
+import { fakeProject, named, type RunResult } from "../support/pulumi-mocks";
 
 jest.setTimeout(60_000);
 
@@ -38,17 +39,7 @@ const rollout = {
   contractAfter: (expanded: pulumi.Resource[]) => [new command.local.Command("rollout", { create: "true" }, { dependsOn: expanded })],
 };
 
-async function dev(options: { applied?: string[]; args?: object; preview?: boolean; observation?: object } = {}): Promise<RunResult> {
-  return runStack({
-    stack: "dev",
-    config: await stackFileConfig("dev"),
-    projectDir,
-    previousOutputs: options.applied ? { appliedMigrations: options.applied } : undefined,
-    args: options.args as never,
-    preview: options.preview,
-    observation: options.observation as never,
-  });
-}
+const dev = (options: { applied?: string[]; args?: object; preview?: boolean; observation?: object } = {}): Promise<RunResult> => runDevStack(projectDir, options);
 
 const step = (name: string) => `migrations-${name}`;
 const observation = (applied: string[]) => ({ identity: "7311111111111111111/app/16384", applied: new Map(applied.map((n) => [n, new Date(0)])) });

@@ -15,3 +15,21 @@ export const SQL: Record<string, string> = {
   [DROP]: 'ALTER TABLE "users" DROP COLUMN "name";\n',
   [LATER]: 'ALTER TABLE "users" ADD COLUMN "nickname" TEXT;\n',
 };
+
+import { runStack, stackFileConfig, type RunResult } from "./pulumi-mocks";
+
+/** The dev stack of `projectDir` under Pulumi mocks, as the previous update (`applied`) and the database (`observation`) left it. */
+export async function runDevStack(
+  projectDir: string,
+  options: { applied?: string[]; args?: object; preview?: boolean; config?: Record<string, unknown>; observation?: object } = {},
+): Promise<RunResult> {
+  return runStack({
+    stack: "dev",
+    config: { ...(await stackFileConfig("dev")), ...(options.config ?? {}) },
+    projectDir,
+    previousOutputs: options.applied ? { appliedMigrations: options.applied } : undefined,
+    args: options.args as never,
+    preview: options.preview,
+    observation: options.observation as never,
+  });
+}

@@ -12,7 +12,8 @@ import * as path from "node:path";
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import { ADD, DROP, DROP_OLD, INIT, LATER, SQL } from "../support/phases-history";
-import { fakeProject, lastComponent, named, runStack, stackFileConfig, type Registered, type RunResult } from "../support/pulumi-mocks";
+import { runDevStack } from "../support/phases-history";
+import { fakeProject, lastComponent, named, type Registered, type RunResult } from "../support/pulumi-mocks";
 
 jest.setTimeout(60_000);
 
@@ -48,17 +49,7 @@ function rolloutArgs(received: { expanded?: pulumi.Resource[] }) {
   };
 }
 
-async function dev(options: { applied?: string[]; args?: object; preview?: boolean; config?: Record<string, unknown>; observation?: object } = {}): Promise<RunResult> {
-  return runStack({
-    stack: "dev",
-    config: { ...(await stackFileConfig("dev")), ...(options.config ?? {}) },
-    projectDir,
-    previousOutputs: options.applied ? { appliedMigrations: options.applied } : undefined,
-    args: options.args as never,
-    preview: options.preview,
-    observation: options.observation as never,
-  });
-}
+const dev = (options: { applied?: string[]; args?: object; preview?: boolean; config?: Record<string, unknown>; observation?: object } = {}): Promise<RunResult> => runDevStack(projectDir, options);
 
 const step = (name: string) => `migrations-${name}`;
 const deps = (run: RunResult, name: string) => named(run.resources, name).dependencies;
