@@ -227,7 +227,7 @@ export async function drainSessions(
     for (const r of rows) if (r.done) ended.add(r.pid);
     const busy = rows.filter((r) => !r.done).length;
     if (busy === 0 || Date.now() >= deadline) {
-      if (ended.size > 0) options.log.info(`ended ${ended.size} session(s) of ${db} once they had no transaction open from before the close`);
+      if (ended.size > 0) options.log.warn(`ended ${ended.size} session(s) still connected to ${db} so it could be ${options.purpose === "snapshot" ? "copied" : "replaced"}`);
       return { ended: ended.size, busy };
     }
     await sleep(10);
