@@ -11,7 +11,7 @@ import { pgstack } from "../support/cli";
 import { withDb } from "../support/cluster";
 import { acceptsConnectionsAt, databasesAt, eventually, tableDigests } from "../support/data";
 import { reflinkFolder } from "../support/reflink";
-import { startWriter } from "../support/writer";
+import { expectNoUnreportedLoss, startWriter } from "../support/writer";
 
 /**
  * Copy-on-write snapshots and restores on a real reflink file system: a
@@ -71,9 +71,11 @@ describe("copy-on-write snapshots on an XFS reflink file system (PostgreSQL 18)"
     const size = await withDb(url, async (c) => Number((await c.query("SELECT pg_database_size('big') AS s")).rows[0].s));
     expect(size).toBeGreaterThan(1024 ** 3);
     const before = await bigDigest(url);
+    const t0 = Date.now();
 
     const log = memoryLogger();
     const snap = await createSnapshot({ url, stack: "big", log, snapshotsDir });
+    const t1 = Date.now();
     expect(snap).toMatchObject({ engine: "template", method: "clone", pauseMs: expect.any(Number) });
     expect(snap.methodReason).toMatch(/^no session is connected; PostgreSQL 18 with file_copy_method = clone on a file system \(xfs\) that reflinks/);
     // Read back from the record (the snapshot database's comment).
@@ -85,9 +87,11 @@ describe("copy-on-write snapshots on an XFS reflink file system (PostgreSQL 18)"
     const restoreLog = memoryLogger();
     await restoreSnapshot(url, await planRestore(url, snap.snapshotId, { snapshotsDir }), { log: restoreLog });
     expect(restoreLog.lines.some((l) => new RegExp(`^info: copied snapshot ${snap.snapshotId} into big_restoring by clone in \\d+ ms`).test(l))).toBe(true);
+    const t2 = Date.now();
     expect(await bigDigest(url)).toBe(before);
+    process.stderr.write(`1 GiB clone test: snapshot ${t1 - t0} ms (pause ${snap.pauseMs} ms), restore ${t2 - t1} ms\n`);
     await withDb(admin, (c) => c.query(`DROP DATABASE big WITH (FORCE); DROP DATABASE "${snap.snapshotId}"`));
-  });
+  }, 1_200_000);
 
   it("`snapshot create --json` prints method, reason and pause; the human line says them truthfully", async () => {
     const url = await createDb("cli", "CREATE TABLE t (id int); INSERT INTO t SELECT generate_series(1, 100)");
@@ -126,6 +130,24 @@ describe("copy-on-write snapshots on an XFS reflink file system (PostgreSQL 18)"
     const snapRows = snap.states?.["public.w"]?.rows ?? 0;
     expect(snapRows).toBeGreaterThan(20);
     expect(snapRows).toBeLessThan(written.acked.length);
+  });
+
+  it("restore with the application writing: copied by clone, the swap's pause measured and reported, every acknowledged write restored or counted as discarded", async () => {
+    const url = await createDb("swap", "CREATE TABLE ticks (id bigserial PRIMARY KEY, tag text NOT NULL UNIQUE)");
+    const snap = await createSnapshot({ url, stack: "swap", log: memoryLogger(), snapshotsDir });
+    const writer = startWriter(url, "ticks");
+    await new Promise((r) => setTimeout(r, 500));
+    const restore = await pgstack(["snapshot", "restore", snap.snapshotId, "--yes", "--json", "--snapshots-dir", snapshotsDir, "--verbose"], { DATABASE_URL: url });
+    await new Promise((r) => setTimeout(r, 300));
+    const written = await writer.stop();
+    expect(restore.code).toBe(0);
+    const report = JSON.parse(restore.stdout) as { method: string; pauseMs: number; countMs: number; discarded: { table: string; inserted: number }[] };
+    expect(report.method).toBe("clone");
+    expect(report.pauseMs).toEqual(expect.any(Number));
+    expect(report.countMs).toBeLessThanOrEqual(report.pauseMs);
+    expect(report.pauseMs).toBeLessThan(1000 + 3000);
+    expect(restore.stderr).toContain(`swap was closed to the application for ${report.pauseMs} ms by the swap (counting what it discards took ${report.countMs} ms of it)`);
+    await expectNoUnreportedLoss(url, "ticks", written, report.discarded.find((d) => d.table === "public.ticks")?.inserted ?? 0);
   });
 
   it("a session still in a transaction at the bound: the database is reopened and the snapshot is a pg_dump, saying so", async () => {
