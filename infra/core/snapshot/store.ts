@@ -4,7 +4,7 @@ import { withClient } from "../db/client";
 import { parseDatabaseUrl } from "../db/url";
 import { PgstackError, messageOf } from "../errors";
 import type { Logger } from "../logger";
-import { checkDumpTool, resolveTool } from "../pgtools";
+import { checkDumpTool, resolveTool, serverMajor } from "../pgtools";
 import { dumpEngine, snapshotIdOfFile } from "./dump";
 import type { CreateOptions, SnapshotEngine, SnapshotKind } from "./engine";
 import { sealKeyPath } from "./seal";
@@ -95,7 +95,7 @@ export async function chooseEngine(url: string, choice: EngineChoice, options: S
   );
   if (sessions === 0) return engines.template;
   try {
-    await checkDumpTool(resolveTool("pg_dump", { pgDump: options.pgDump, env: options.env }), versionNum, options.env);
+    await checkDumpTool(await resolveTool("pg_dump", { serverMajor: serverMajor(versionNum), pgDump: options.pgDump, env: options.env }), versionNum, options.env);
   } catch (err) {
     log?.warn(`${sessions} session(s) are connected and a template copy ends them; no usable pg_dump to avoid it (${messageOf(err)})`);
     return engines.template;
