@@ -24,11 +24,11 @@ export async function privateDir(dir: string): Promise<string> {
   return dir;
 }
 
-/** Throws unless `dir` is owned by this user and writable by nobody else. */
-export function assertPrivate(dir: string): void {
+/** Throws unless `dir` is owned by this user and writable by nobody else (and, unless allowed, readable by nobody else). */
+export function assertPrivate(dir: string, options: { othersMayRead?: boolean } = {}): void {
   const st = statSync(dir);
   const uid = typeof process.getuid === "function" ? process.getuid() : undefined;
-  if ((uid !== undefined && st.uid !== uid) || (st.mode & 0o022) !== 0) {
+  if ((uid !== undefined && st.uid !== uid) || (st.mode & (options.othersMayRead ? 0o022 : 0o077)) !== 0) {
     throw new PgstackError(
       "E_TOOLCHAIN",
       `pgstack's cache folder ${dir} is writable by another user (or owned by one), so nothing is run from it: remove it (pgstack installs it again) or run \`chmod go-w ${dir}\`.`,
