@@ -28,11 +28,14 @@ export async function privateDir(dir: string): Promise<string> {
 export function assertPrivate(dir: string, options: { othersMayRead?: boolean } = {}): void {
   const st = statSync(dir);
   const uid = typeof process.getuid === "function" ? process.getuid() : undefined;
-  if ((uid !== undefined && st.uid !== uid) || (st.mode & (options.othersMayRead ? 0o022 : 0o077)) !== 0) {
+  if ((uid !== undefined && st.uid !== uid) || (st.mode & 0o022) !== 0) {
     throw new PgstackError(
       "E_TOOLCHAIN",
       `pgstack's cache folder ${dir} is writable by another user (or owned by one), so nothing is run from it: remove it (pgstack installs it again) or run \`chmod go-w ${dir}\`.`,
     );
+  }
+  if (!options.othersMayRead && (st.mode & 0o055) !== 0) {
+    throw new PgstackError("E_TOOLCHAIN", `pgstack's cache folder ${dir} is open to other users: run \`chmod 700 ${dir}\` (or remove it; pgstack installs it again).`);
   }
 }
 
