@@ -228,6 +228,9 @@ async function copySnapshot(
   // Decided before anything is closed: the probe is not part of the pause.
   const how = options.chosen?.how ?? (await decideCopy(client, options.copyMethod));
   const maxPauseMs = options.maxPauseMs ?? DEFAULT_MAX_PAUSE_MS;
+  // FILE_COPY starts with a checkpoint: flushed now, with the database open, it has little left to write inside the
+  // pause (measured: 9.7 s of a 1 GiB clone's pause right after loading it). Needs superuser or pg_checkpoint; else skipped.
+  if (how.clone) await client.query("CHECKPOINT").catch(() => undefined);
   const closedAt = await serverNow(client);
   // Closed and marked in one transaction, so a process killed from here on is
   // reopened by its guardian (or the next pgstack command: fence.ts); the
