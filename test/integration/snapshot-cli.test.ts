@@ -275,7 +275,7 @@ describe("pgstack snapshot list | create | restore | delete | prune", () => {
 
     const created = await run(["create", "--stack", STACK]);
     expect(created.code).toBe(0);
-    const m = /^Snapshot (snap_clife_20250102000000_seed_widgets_\d{14}) taken \(template, last migration: 20250102000000_seed_widgets\)\.$/.exec(created.stdout.trim());
+    const m = /^Snapshot (snap_clife_20250102000000_seed_widgets_\d{14}) taken \(template, template copy, paused \d+ ms, last migration: 20250102000000_seed_widgets\)\.$/.exec(created.stdout.trim());
     expect(m).not.toBeNull();
     ids.push(m![1]);
     await withDb(url, (c) => c.query("INSERT INTO widgets (name) SELECT 'second ' || g FROM generate_series(1, 20) g"));
@@ -301,7 +301,7 @@ describe("pgstack snapshot list | create | restore | delete | prune", () => {
       [ids[2], "template", STACK, db, LAST],
       [ids[3], "template", "otherstack", db, LAST],
     ]);
-    for (const s of snapshots) expect(Object.keys(s).sort()).toEqual(["clean", "createdAt", "engine", "key", "lastMigration", "snapshotId", "source", "stack"]);
+    for (const s of snapshots) expect(Object.keys(s).sort()).toEqual(["clean", "createdAt", "engine", "key", "lastMigration", "method", "pauseMs", "reason", "snapshotId", "source", "stack"]);
     expect((JSON.parse((await run(["list", "--json", "--stack", STACK])).stdout).snapshots as SnapshotInfo[]).map((s) => s.snapshotId)).toEqual(ids.slice(0, 3));
     const text = await run(["list"]);
     expect(text.stdout.split("\n")[0]).toMatch(/^SNAPSHOT\s+ENGINE\s+STACK\s+LAST MIGRATION\s+TAKEN AT/);
@@ -336,8 +336,8 @@ describe("pgstack snapshot list | create | restore | delete | prune", () => {
 
     const done = await run(["restore", ids[1], "--yes"]);
     expect(done.code).toBe(0);
-    // The test cluster is on ext4: a full template copy, and the swap's pause measured.
-    expect(done.stdout.trim()).toMatch(new RegExp(`^Restored '${db}' from ${ids[1]} \\(template, paused \\d+ ms\\)\\.$`));
+    // A dump's copy is made by pg_restore, and the swap's pause measured.
+    expect(done.stdout.trim()).toMatch(new RegExp(`^Restored '${db}' from ${ids[1]} \\(pg_restore, paused \\d+ ms\\)\\.$`));
     expect(done.stdout + done.stderr).not.toContain(adminPassword());
     expect(await restoredFrom(url, { snapshotsDir })).toBe(ids[1]);
     const n = await withDb(url, (c) => c.query("SELECT count(*)::int AS n FROM widgets"));
