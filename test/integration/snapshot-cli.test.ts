@@ -304,7 +304,7 @@ describe("pgstack snapshot list | create | restore | delete | prune", () => {
     for (const s of snapshots) expect(Object.keys(s).sort()).toEqual(["clean", "createdAt", "engine", "key", "lastMigration", "method", "pauseMs", "reason", "snapshotId", "source", "stack"]);
     expect((JSON.parse((await run(["list", "--json", "--stack", STACK])).stdout).snapshots as SnapshotInfo[]).map((s) => s.snapshotId)).toEqual(ids.slice(0, 3));
     const text = await run(["list"]);
-    expect(text.stdout.split("\n")[0]).toMatch(/^SNAPSHOT\s+ENGINE\s+STACK\s+LAST MIGRATION\s+TAKEN AT/);
+    expect(text.stdout.split("\n")[0]).toMatch(/^SNAPSHOT\s+ENGINE\s+METHOD\s+PAUSE\s+STACK\s+LAST MIGRATION\s+TAKEN AT/);
     expect(text.stdout).toContain(ids[1]);
     for (const r of [listed, text]) expect(r.stdout + r.stderr).not.toContain(adminPassword());
   });
