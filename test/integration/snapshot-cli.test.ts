@@ -113,18 +113,33 @@ describe("the stack's snapshot command, run as its command resource runs it", ()
     await fs.rm(path.join(project, ".pgstack"), { recursive: true });
   });
 
-  it("no pg_dump on PATH: exit 1, one sentence saying what to install, nothing taken, database unchanged and open", async () => {
+  it("no pg_dump on PATH: pgstack's cached copy takes it; when that copy cannot be used: exit 1, one sentence, nothing taken, database unchanged and open", async () => {
     const before = await stateOf(db, ownerUrl, project);
     const bin = await pathWithOnlyNode();
-    const result = await runCommandText(snapshotCommandText("nodump"), { DATABASE_URL: ownerUrl, PATH: bin, PGSTACK_PG_DUMP: undefined }, project);
-    expect(result.code).toBe(1);
-    expectOneSentence(result.stderr, /^pgstack: pg_dump was not found on PATH: install the PostgreSQL client tools \(Debian\/Ubuntu: apt-get install postgresql-client\) or set PGSTACK_PG_DUMP to its path\.$/, [
-      owner.password,
-    ]);
-    // --json: the CLI's error contract, the sentence and its code as the one JSON line.
-    expect(JSON.parse(result.stdout).error).toMatchObject({ code: "E_SNAPSHOT", message: expect.stringMatching(/^pg_dump was not found on PATH/) });
-    expect(await stateOf(db, ownerUrl, project)).toEqual(before);
-    await expect(fs.stat(path.join(project, ".pgstack"))).rejects.toThrow(/ENOENT/);
+    // A cache whose tools folder others may write to is never run from.
+    const cache = await fs.mkdtemp(path.join(os.tmpdir(), "pgstack-opencache-"));
+    await fs.mkdir(path.join(cache, "pgstack", "pgtools", "18.6"), { recursive: true });
+    await fs.chmod(path.join(cache, "pgstack", "pgtools"), 0o777);
+    try {
+      const result = await runCommandText(snapshotCommandText("nodump"), { DATABASE_URL: ownerUrl, PATH: bin, PGSTACK_PG_DUMP: undefined, XDG_CACHE_HOME: cache }, project);
+      expect(result.code).toBe(1);
+      expectOneSentence(result.stderr, /^pgstack: pgstack's cache folder \S+\/pgstack\/pgtools is writable by another user \(or owned by one\), so nothing is run from it: remove it \(pgstack installs it again\) or run `chmod go-w \S+`\.$/, [
+        owner.password,
+      ]);
+      // --json: the CLI's error contract, the sentence and its code as the one JSON line.
+      expect(JSON.parse(result.stdout).error).toMatchObject({ code: "E_TOOLCHAIN", message: expect.stringMatching(/^pgstack's cache folder/) });
+      expect(await stateOf(db, ownerUrl, project)).toEqual(before);
+      await expect(fs.stat(path.join(project, ".pgstack"))).rejects.toThrow(/ENOENT/);
+    } finally {
+      await fs.rm(cache, { recursive: true, force: true });
+    }
+
+    // With the user's own cache: pgstack's pg_dump of the server's major takes the snapshot.
+    const taken = await runCommandText(snapshotCommandText("nodump"), { DATABASE_URL: ownerUrl, PATH: bin, PGSTACK_PG_DUMP: undefined }, project);
+    expect(taken.code).toBe(0);
+    expect(JSON.parse(taken.stdout).snapshotId).toMatch(/^snap_nodump_/);
+    expect((await stateOf(db, ownerUrl, project)).files.filter((f) => f.endsWith(".dump"))).toHaveLength(1);
+    await fs.rm(path.join(project, ".pgstack"), { recursive: true });
   });
 
   it("a role that may not create databases nor read the tables: exit 1, one sentence naming the role and the fix, nothing taken", async () => {
@@ -143,10 +158,11 @@ describe("the stack's snapshot command, run as its command resource runs it", ()
       expect(await stateOf(db, ownerUrl, project)).toEqual(before);
 
       // It may read every table but not the sequences pg_dump must read too: pg_dump itself fails, no partial file is left.
+      // (pg_dump 18 reads sequences with pg_get_sequence_data and says so in its own words.)
       await withDb(ownerUrl, (c) => c.query(`GRANT SELECT ON ALL TABLES IN SCHEMA public TO "${reader.name}"`));
       const dumped = await runCommandText(snapshotCommandText("noread"), { DATABASE_URL: reader.urlFor(db) }, project);
       expect(dumped.code).toBe(1);
-      expectOneSentence(dumped.stderr, new RegExp(`^pgstack: pg_dump could not dump database '${db}': permission denied for sequence widgets_id_seq\\.$`), [reader.password]);
+      expectOneSentence(dumped.stderr, new RegExp(`^pgstack: pg_dump could not dump database '${db}': failed to get data for sequence "widgets_id_seq"; user may lack SELECT privilege on the sequence or the sequence may have been concurrently dropped\\.$`), [reader.password]);
       const after = await stateOf(db, ownerUrl, project);
       expect(after.files.filter((f) => !f.endsWith(".partial"))).toEqual([]);
       expect(after.files).toEqual([]);

@@ -114,3 +114,22 @@ describe("installing pgstack's client tools", () => {
     });
   });
 });
+
+describe("the npm install of another major's embedded binaries", () => {
+  it("keeps the user's npm settings and drops the deploy's secrets from npm's environment", async () => {
+    const { npmEnvironment } = await import("../../infra/core/cluster/embedded");
+    const env = npmEnvironment({
+      PATH: "/usr/bin",
+      HOME: "/home/u",
+      HTTPS_PROXY: "http://proxy:3128",
+      npm_config_registry: "https://registry.example/",
+      NPM_TOKEN: "npm-token",
+      PULUMI_CONFIG_PASSPHRASE: "stack passphrase",
+      PULUMI_BACKEND_URL: "s3://bucket/pgstack",
+      DATABASE_URL: "postgresql://app:pw@db/app",
+      PGPASSWORD: "pw",
+      AWS_SECRET_ACCESS_KEY: "aws",
+    });
+    expect(env).toEqual({ PATH: "/usr/bin", HOME: "/home/u", HTTPS_PROXY: "http://proxy:3128", npm_config_registry: "https://registry.example/", NPM_TOKEN: "npm-token" });
+  });
+});

@@ -130,7 +130,7 @@ export async function ensureBinaries(major?: string, log?: (line: string) => voi
     const staging = await fs.mkdtemp(`${target}.tmp-${process.pid}-`);
     try {
       const result = await runProcess("npm", ["install", "--prefix", staging, "--no-save", "--ignore-scripts", "--no-audit", "--no-fund", "--no-package-lock", `${pkg}@${version}`], {
-        env: { ...process.env, npm_config_loglevel: "error" },
+        env: { ...npmEnvironment(process.env), npm_config_loglevel: "error" },
       });
       if (result.code !== 0) {
         const tail = (result.stderr || result.stdout).trim().split("\n").slice(-2).join(" / ");
@@ -147,6 +147,17 @@ export async function ensureBinaries(major?: string, log?: (line: string) => voi
   }
   assertPrivate(target, { othersMayRead: serverUser().uid !== undefined });
   return bin;
+}
+
+/**
+ * npm's environment for that install: the user's own (registry, proxy and
+ * certificate settings, npm tokens) without the deploy's secrets (stack
+ * passphrase, backend URL, database URLs, cloud credentials) in scope of the
+ * Pulumi command that may run this.
+ */
+export function npmEnvironment(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const secret = /PASSPHRASE|PASSWORD|SECRET|DATABASE_URL|BACKEND_URL|^PULUMI_|^AWS_|^PG[A-Z]+$/;
+  return Object.fromEntries(Object.entries(env).filter(([k]) => /^npm_config_|^NPM_TOKEN$/i.test(k) || !secret.test(k)));
 }
 
 /** The bin folder for the cluster in `dataDir`: of the major that made it. */
