@@ -1,0 +1,58 @@
+/**
+ * What the clone benchmarks (snapshot, window) share: a throwaway cluster
+ * whose data directory is on the loop-mounted XFS reflink image of the clone
+ * tests (test/support/reflink.ts; root only, as on CI), the bytes the file
+ * system holds (a clone adds none: the evidence that it cloned), and a
+ * pg_dump of the server's major.
+ */
+import { promises as fs } from "node:fs";
+import { checkDumpTool, resolveTool } from "../../infra/core/pgtools";
+import { canReflink, reflinkFolder } from "../../test/support/reflink";
+import { type BenchCluster, startBenchCluster } from "./cluster";
+import { BenchSetupError, log } from "./common";
+
+export interface ReflinkCluster extends BenchCluster {
+  /** The folder on the reflink mount holding the data directory. */
+  folder: string;
+}
+
+/** A cluster on the reflink mount; destroy() also removes its folder. */
+export async function startReflinkCluster(name: string, conf: Record<string, string> = {}): Promise<ReflinkCluster> {
+  let folder: { dir: string; remove: () => void };
+  try {
+    folder = reflinkFolder(`bench-${name}`);
+  } catch (err) {
+    throw new BenchSetupError(`this benchmark needs the XFS reflink mount of the clone tests: ${(err as Error).message}`);
+  }
+  if (!canReflink(folder.dir)) throw new BenchSetupError(`${folder.dir} cannot clone files (FICLONE): not a reflink file system.`);
+  // Room for the bulk load without a checkpoint every GiB; the measured copies checkpoint themselves.
+  const cluster = await startBenchCluster(name, { root: folder.dir, conf: { max_wal_size: "8GB", checkpoint_timeout: "30min", ...conf } });
+  const destroy = cluster.destroy;
+  return {
+    ...cluster,
+    folder: folder.dir,
+    async destroy() {
+      await destroy();
+      folder.remove();
+    },
+  };
+}
+
+/** Bytes in use on the file system of `dir` (statfs): a clone of a database adds about none, a copy adds its size. */
+export async function usedBytes(dir: string): Promise<number> {
+  const s = await fs.statfs(dir);
+  return (s.blocks - s.bfree) * s.bsize;
+}
+
+/** The pg_dump pgstack resolves (PGSTACK_PG_DUMP, else PATH), refused before any work when older than the server. */
+export async function requireDumpFor(cluster: BenchCluster): Promise<string> {
+  const [row] = await cluster.query<{ v: string }>("SELECT current_setting('server_version_num') AS v");
+  try {
+    const pgDump = resolveTool("pg_dump", { env: process.env });
+    const major = await checkDumpTool(pgDump, Number(row.v), process.env);
+    log(`pg_dump ${major} at ${pgDump}`);
+    return pgDump;
+  } catch (err) {
+    throw new BenchSetupError(`${(err as Error).message} (set PGSTACK_PG_DUMP to a pg_dump ${Math.floor(Number(row.v) / 10000)} whose folder also holds pg_restore)`);
+  }
+}
