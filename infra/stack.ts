@@ -333,6 +333,7 @@ export async function defineStack(
       identity: snapshotIdentity,
       rdsInstanceIdentifier: db.rdsInstanceIdentifier,
       keep: config.engine === "rds" ? undefined : config.snapshots.keep,
+      maxPauseMs: config.engine === "rds" ? undefined : config.snapshots.maxPauseMs,
       migrationsDir: config.migrationsDir,
       pinnedMigration: config.pinnedMigration,
     }, { ...under(NAMES.snapshot), dependsOn: db.ready });

@@ -26,7 +26,9 @@ import { DEFAULT_DRIFT_POLICY, type DriftPolicy } from "../core/verify/policy";
  *   pgstack:docker           { image, port }
  *   pgstack:rds              { instanceClass, vpcId, subnetIds, ... } (see RdsConfig), including the restore keys
  *                            rds.restoreFromSnapshot, rds.instance and rds.original (see RdsConfig)
- *   pgstack:snapshots        { keep } pre-update snapshots kept per stack by the template-copy engines (default 5)
+ *   pgstack:snapshots        { keep, maxPauseMs } pre-update snapshots kept per stack by the template-copy engines (default 5);
+ *                            how long a snapshot or a restore's swap waits, with the database closed, for the application's
+ *                            transactions to finish before ending its sessions (ms, default 1000)
  *   pgstack:password         secret: superuser password for docker, master password for rds without manageMasterUserPassword
  *   pgstack:externalUrl      secret: the connection URL of the external engine
  */
@@ -141,6 +143,8 @@ export const RDS_ORIGINAL_FATES = ["keep", "unprotect", "delete"] as const;
 export type RdsOriginalFate = (typeof RDS_ORIGINAL_FATES)[number];
 
 export const DEFAULT_SNAPSHOTS_KEEP = 5;
+/** pgstack:snapshots.maxPauseMs default (the same as core/snapshot/engine.ts DEFAULT_MAX_PAUSE_MS; config/ imports no core). */
+export const DEFAULT_MAX_PAUSE_MS = 1000;
 
 export const LINT_MODES = ["strict", "warn"] as const;
 export type LintMode = (typeof LINT_MODES)[number];
@@ -152,6 +156,12 @@ export interface SnapshotsConfig {
    * 0 keeps every snapshot. Default 5. RDS snapshots are not pruned.
    */
   keep: number;
+  /**
+   * How long a snapshot or a restore's swap waits, with the database closed
+   * to new sessions, for the application's transactions to finish before
+   * ending its sessions, ms (`--max-pause-ms`). Default 1000.
+   */
+  maxPauseMs: number;
 }
 
 /** Everything a stack needs, typed; nothing else reads pulumi.Config. */
@@ -301,6 +311,7 @@ export function parseDriftPolicy(value: unknown, where = `${NAMESPACE}:drift`): 
 
 const snapshotsSchema = z.strictObject({
   keep: int(0, 1000).default(DEFAULT_SNAPSHOTS_KEEP),
+  maxPauseMs: int(0, 600_000).default(DEFAULT_MAX_PAUSE_MS),
 });
 
 const topSchema = z.object({
@@ -484,7 +495,7 @@ export function parseStackConfig(raw: RawStackConfig): StackConfig {
     embedded: embedded && { ...embedded, dataDir: embedded.dataDir ?? `.pgstack/${stackDir}/data` },
     docker,
     rds,
-    snapshots: snapshots ?? { keep: DEFAULT_SNAPSHOTS_KEEP },
+    snapshots: snapshots ?? { keep: DEFAULT_SNAPSHOTS_KEEP, maxPauseMs: DEFAULT_MAX_PAUSE_MS },
     drift: drift ?? { ...DEFAULT_DRIFT_POLICY },
     hasPassword: raw.hasPassword,
     hasExternalUrl: raw.hasExternalUrl,

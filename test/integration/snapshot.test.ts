@@ -67,6 +67,10 @@ describe("template-copy snapshots (embedded engine)", () => {
       schema: expect.stringMatching(/^[0-9a-f]{32}$/),
       seal: expect.stringMatching(/^[0-9a-f]{64}$/),
       sealKeyId: expect.stringMatching(/^[0-9a-f]{16}$/),
+      // The test cluster's data directory is on /tmp (ext4): a full copy, and the record says why.
+      method: "template",
+      methodReason: expect.stringMatching(/^the data directory's file system \(ext4\) cannot reflink \(E[A-Z]+\)$/),
+      pauseMs: expect.any(Number),
     });
   });
 

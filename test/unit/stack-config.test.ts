@@ -148,7 +148,9 @@ describe("stack config", () => {
         "run `pulumi config rm pgstack:snapshots.keep` and set it again with `pulumi config set --path pgstack:snapshots.keep <value>`.",
     );
     expect(() => parseStackConfig(raw("dev", { "pgstack:embedded.port": "55432" }))).toThrow(/pgstack:embedded\.port was set as one key .*`pulumi config set --path pgstack:embedded\.port <value>`/);
-    expect(parseStackConfig(raw("dev", { "pgstack:snapshots": { keep: "10" } })).snapshots).toEqual({ keep: 10 });
+    expect(parseStackConfig(raw("dev", { "pgstack:snapshots": { keep: "10" } })).snapshots).toEqual({ keep: 10, maxPauseMs: 1000 });
+    expect(parseStackConfig(raw("dev", { "pgstack:snapshots": { maxPauseMs: "250" } })).snapshots).toEqual({ keep: 5, maxPauseMs: 250 });
+    expect(() => parseStackConfig(raw("dev", { "pgstack:snapshots": { maxPauseMs: "-1" } }))).toThrow(/pgstack:snapshots\.maxPauseMs/);
   });
 
   it("takes numbers and booleans as strings too (pulumi config set --path)", () => {

@@ -44,10 +44,27 @@ function store(flags: SnapshotFlags, ctx: Context): StoreOptions {
 
 /** What a restore will do, for people: the snapshot, then every table that differs from it. */
 
-/** A snapshot as --json prints it: without the digests, the seal and the table list a restore checks against. */
-function publicRecord(info: SnapshotInfo): Omit<SnapshotInfo, "tables" | "states" | "fileDigest" | "schema" | "seal" | "sealKeyId"> {
-  const { tables: _t, states: _s, fileDigest: _f, schema: _c, seal: _l, sealKeyId: _k, ...plain } = info;
-  return plain;
+/**
+ * A snapshot as --json prints it: without the digests, the seal and the table
+ * list a restore checks against; how it was made as `method`, `reason`, `pauseMs`.
+ */
+function publicRecord(info: SnapshotInfo): Omit<SnapshotInfo, "tables" | "states" | "fileDigest" | "schema" | "seal" | "sealKeyId" | "methodReason"> & { reason?: string } {
+  const { tables: _t, states: _s, fileDigest: _f, schema: _c, seal: _l, sealKeyId: _k, methodReason, ...plain } = info;
+  return methodReason === undefined ? plain : { ...plain, reason: methodReason };
+}
+
+/** How a snapshot was made, for people: "clone, paused 95 ms" (nothing for one taken by an older pgstack). */
+function howMade(info: SnapshotInfo): string {
+  if (!info.method) return "";
+  if (info.method === "dump") return info.pauseMs ? `, pg_dump after a pause of ${info.pauseMs} ms` : ", pg_dump, no pause";
+  return `, ${info.method === "clone" ? "clone" : "template copy"}, paused ${info.pauseMs ?? 0} ms`;
+}
+
+/** `--max-pause-ms`: a whole number of ms. */
+export function parseMaxPause(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  if (!/^\d+$/.test(text)) throw new PgstackError("E_USAGE", `--max-pause-ms must be a whole number of milliseconds (got '${text}').`);
+  return Number(text);
 }
 
 export function renderRestorePlan(plan: RestorePlan): string {
@@ -111,7 +128,12 @@ export function snapshotCommand(ctx: Context): Command {
         const list = await listAllSnapshots(urlOf(flags, ctx), { stack: flags.stack }, store(flags, ctx));
         if (flags.json) return ctx.output.out(JSON.stringify({ snapshots: list.map(publicRecord) }));
         if (list.length === 0) return ctx.output.out("No snapshots.");
-        ctx.output.out(table(["SNAPSHOT", "ENGINE", "STACK", "LAST MIGRATION", "TAKEN AT"], list.map((s) => [s.snapshotId, s.engine ?? "template", s.stack, s.lastMigration ?? "-", s.createdAt])));
+        ctx.output.out(
+          table(
+            ["SNAPSHOT", "ENGINE", "METHOD", "PAUSE", "STACK", "LAST MIGRATION", "TAKEN AT"],
+            list.map((s) => [s.snapshotId, s.engine ?? "template", s.method ?? "-", s.pauseMs === undefined ? "-" : `${s.pauseMs} ms`, s.stack, s.lastMigration ?? "-", s.createdAt]),
+          ),
+        );
       })
       .exitOverride(),
   );
@@ -127,10 +149,12 @@ export function snapshotCommand(ctx: Context): Command {
       .option("--lock-wait <seconds>", `wait for another deployer of the database to finish (default ${DEFAULTS.lockWaitSeconds})`)
       .option("--migrations-dir <path>", "take no snapshot when the migrations in this folder (up to --to) would apply nothing")
       .option("--to <migration>", "with --migrations-dir: the migration the chain is pinned at")
-      .action(async (flags: SnapshotFlags & { engine: EngineChoice; name?: string; key?: string; keep?: string; lockWait?: string; migrationsDir?: string; to?: string }) => {
+      .option("--max-pause-ms <ms>", "how long the database may stay closed while the application's transactions finish (default 1000)")
+      .action(async (flags: SnapshotFlags & { engine: EngineChoice; name?: string; key?: string; keep?: string; lockWait?: string; migrationsDir?: string; to?: string; maxPauseMs?: string }) => {
         const url = urlOf(flags, ctx);
         const log = ctx.logger(flags);
         const keep = flags.keep === undefined ? undefined : parseKeep(flags.keep);
+        const maxPauseMs = parseMaxPause(flags.maxPauseMs);
         const settings = resolveSettings({ url, dir: flags.migrationsDir, lockWait: flags.lockWait });
         if (flags.migrationsDir && !(await willApply(settings, flags.to))) {
           // Nothing to protect (e.g. the update right after a rollback shrinks the chain): the stack's newest snapshot stands.
@@ -140,11 +164,11 @@ export function snapshotCommand(ctx: Context): Command {
           return ctx.output.out(flags.json ? JSON.stringify(skipped) : "No snapshot taken: every migration of the chain is applied already.");
         }
         const info = await whenNoDeployer(url, { waitSeconds: settings.lockWaitSeconds, log }, () =>
-          createSnapshot({ url, stack: flags.stack!, name: flags.name, key: flags.key, engine: flags.engine, log, ...store(flags, ctx) }),
+          createSnapshot({ url, stack: flags.stack!, name: flags.name, key: flags.key, engine: flags.engine, maxPauseMs, log, ...store(flags, ctx) }),
         );
         // Retention only once the new snapshot exists, and never the new one.
         if (keep !== undefined) await pruneSnapshots(url, { keep, stack: flags.stack, log, protect: [info.snapshotId], ...store(flags, ctx) });
-        ctx.output.out(flags.json ? JSON.stringify(publicRecord(info)) : `Snapshot ${info.snapshotId} taken (${info.engine}, last migration: ${info.lastMigration ?? "none"}).`);
+        ctx.output.out(flags.json ? JSON.stringify(publicRecord(info)) : `Snapshot ${info.snapshotId} taken (${info.engine}${howMade(info)}, last migration: ${info.lastMigration ?? "none"}).`);
       })
       .exitOverride(),
   );

@@ -2,7 +2,7 @@ import * as aws from "@pulumi/aws";
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import { createHash } from "node:crypto";
-import { DEFAULT_SNAPSHOTS_KEEP, ENGINES, type Engine } from "../../config/schema";
+import { DEFAULT_MAX_PAUSE_MS, DEFAULT_SNAPSHOTS_KEEP, ENGINES, type Engine } from "../../config/schema";
 import { DEFAULTS } from "../../core/settings";
 import { childDependencies, parseScriptOutput, pgstackCommand } from "../command";
 
@@ -74,6 +74,12 @@ export interface PreUpdateSnapshotArgs {
    */
   keep?: number;
   /**
+   * Template-copy engines: how long the snapshot may keep the database
+   * closed while the application's transactions finish, ms
+   * (`--max-pause-ms`, `pgstack:snapshots.maxPauseMs`). Default: the CLI's (1000).
+   */
+  maxPauseMs?: number;
+  /**
    * Template-copy engines: how long the snapshot waits, in seconds, for
    * another deployer of the same database (a concurrent `pulumi up` of
    * another stack, a `prisma migrate deploy`) to finish before it fails with
@@ -94,12 +100,12 @@ export interface PreUpdateSnapshotArgs {
 /**
  * The template-copy engines' snapshot command (embedded, docker, external).
  * Contract with `pgstack snapshot create --json` (infra/cli/commands/snapshot.ts):
- *   --stack <stack> --key <key> [--keep <n>] --lock-wait <s>, DATABASE_URL in the environment;
+ *   --stack <stack> --key <key> [--keep <n>] [--max-pause-ms <ms>] --lock-wait <s>, DATABASE_URL in the environment;
  *   prints the SnapshotInfo as one JSON line ({"snapshotId", ...}); exits non-zero with one sentence.
  * Pure.
  */
 export function templateSnapshotCommandArgs(
-  args: Pick<PreUpdateSnapshotArgs, "stack" | "key" | "databaseUrl" | "identity" | "dir" | "keep" | "lockWaitSeconds" | "migrationsDir" | "pinnedMigration">,
+  args: Pick<PreUpdateSnapshotArgs, "stack" | "key" | "databaseUrl" | "identity" | "dir" | "keep" | "maxPauseMs" | "lockWaitSeconds" | "migrationsDir" | "pinnedMigration">,
 ): command.local.CommandArgs {
   const keep = args.keep ?? DEFAULT_KEEP;
   return {
@@ -114,6 +120,8 @@ export function templateSnapshotCommandArgs(
       args.key,
       // 0 keeps all: the CLI's --keep is at least 1, so then no --keep at all.
       ...(keep > 0 ? ["--keep", String(keep)] : []),
+      // Only when not the CLI's default: an unchanged command line does not update the existing stacks' step.
+      ...(args.maxPauseMs !== undefined && args.maxPauseMs !== DEFAULT_MAX_PAUSE_MS ? ["--max-pause-ms", String(args.maxPauseMs)] : []),
       "--lock-wait",
       String(args.lockWaitSeconds ?? DEFAULTS.lockWaitSeconds),
       ...(args.migrationsDir ? ["--migrations-dir", args.migrationsDir] : []),

@@ -1,6 +1,7 @@
 import * as os from "node:os";
 import type { Client } from "pg";
 import { sleep } from "./client";
+import { cloneSupport, type CloneDecision } from "./clone";
 import { deployerBusy, migrationLockHolder } from "./deployers";
 import { quoteIdent, quoteLiteral } from "./url";
 import { failpoint, failpointDuring } from "../failpoint";
@@ -52,7 +53,21 @@ export type WhenSourceBusy =
     }
   | { mode: "refuse" };
 
+/** Forces a copy method (tests, benches): "clone" (file_copy_method = clone, FILE_COPY) or "copy" (never clone). */
+export type CopyMethod = "clone" | "copy";
+
+/** How a copy on the server of `client` is made: detected (cloneSupport) unless `forced`. */
+export async function decideCopy(client: Client, forced?: CopyMethod): Promise<CloneDecision> {
+  if (forced === "clone") return { clone: true, reason: "cloning was forced (copyMethod: clone)" };
+  if (forced === "copy") return { clone: false, reason: "a full copy was forced (copyMethod: copy)" };
+  return cloneSupport(client);
+}
+
 export interface CopyOptions {
+  /** Clone or copy, as decided by decideCopy (default: decided here). */
+  how?: CloneDecision;
+  /** Forces the method when `how` is not given. */
+  copyMethod?: CopyMethod;
   whenBusy: WhenSourceBusy;
   /** Prefix of the fail-points inside the copy (`<prefix>:sessions-ended`, `<prefix>:copying`). */
   failpoints?: string;
@@ -67,7 +82,21 @@ export interface CopyOptions {
  * Other errors are PostgreSQL's (or deployerBusy's), for the caller to word.
  */
 export async function copyDatabase(client: Client, source: string, target: string, options: CopyOptions): Promise<"copied" | "busy"> {
-  const strategy = await copyStrategy(client, source);
+  const how = options.how ?? (await decideCopy(client, options.copyMethod));
+  // A clone shares blocks: FILE_COPY whatever the size (WAL_LOG would write every page).
+  const strategy = how.clone ? " STRATEGY = FILE_COPY" : await copyStrategy(client, source);
+  if (!how.clone) return copyAttempts(client, source, target, options, strategy);
+  const { rows } = await client.query<{ m: string }>("SELECT current_setting('file_copy_method') AS m");
+  await client.query("SET file_copy_method = clone");
+  try {
+    return await copyAttempts(client, source, target, options, strategy);
+  } finally {
+    // The session's own setting back: a maintenance connection may be reused.
+    await client.query(`SET file_copy_method = ${quoteLiteral(rows[0].m)}`).catch(() => undefined);
+  }
+}
+
+async function copyAttempts(client: Client, source: string, target: string, options: CopyOptions, strategy: string): Promise<"copied" | "busy"> {
   const busy = options.whenBusy;
   for (let attempt = 1; ; attempt++) {
     if (busy.mode === "end-sessions") {
@@ -167,4 +196,45 @@ export async function abandonedThrowaways(client: Client): Promise<{ database: s
     if (record && throwawayOwnerGone(record)) out.push({ database: row.datname, record });
   }
   return out;
+}
+
+/**
+ * The bounded pause: with `db` closed to new sessions since `closedAt` (the
+ * server's clock), ends each session as soon as it has no transaction that
+ * was open at the close (idle, or in a transaction begun after it: that one
+ * was never acknowledged, and ending it rolls it back), and waits up to
+ * `graceMs` for the others to finish theirs. A deployer holding the migration
+ * lock is never ended (deployerBusy). Returns how many sessions are still in
+ * a transaction begun before the close (0: nobody is left but `keep`).
+ */
+export async function drainSessions(
+  client: Client,
+  db: string,
+  options: { closedAt: string; graceMs: number; log: Logger; purpose: "snapshot" | "restore"; keep?: number },
+): Promise<{ ended: number; busy: number }> {
+  const deadline = Date.now() + options.graceMs;
+  const ended = new Set<number>();
+  for (;;) {
+    const holder = await migrationLockHolder(client, db);
+    if (holder) throw deployerBusy(options.purpose, db, holder);
+    const { rows } = await client.query<{ pid: number; done: boolean; ended: boolean | null }>(
+      `SELECT pid, done, CASE WHEN done THEN pg_terminate_backend(pid) END AS ended FROM (
+         SELECT pid, (state = 'idle' OR xact_start IS NULL OR xact_start >= $2::timestamptz) AS done
+           FROM pg_stat_activity
+          WHERE datname = $1 AND pid <> pg_backend_pid() AND pid <> $3 AND backend_type = 'client backend') s`,
+      [db, options.closedAt, options.keep ?? 0],
+    );
+    for (const r of rows) if (r.done) ended.add(r.pid);
+    const busy = rows.filter((r) => !r.done).length;
+    if (busy === 0 || Date.now() >= deadline) {
+      if (ended.size > 0) options.log.warn(`ended ${ended.size} session(s) still connected to ${db} so it could be ${options.purpose === "snapshot" ? "copied" : "replaced"}`);
+      return { ended: ended.size, busy };
+    }
+    await sleep(10);
+  }
+}
+
+/** The server's clock now, for drainSessions' `closedAt`. */
+export async function serverNow(client: Client): Promise<string> {
+  return (await client.query<{ t: string }>("SELECT clock_timestamp()::text AS t")).rows[0].t;
 }

@@ -220,6 +220,10 @@ export function dumpEngine(options: DumpEngineOptions): SnapshotEngine {
         states,
         schema,
         server: serverKey(o.url),
+        method: "dump",
+        methodReason: o.chosen?.reason ?? "a pg_dump snapshot was asked for (--engine dump)",
+        // A dump closes nothing; a bounded pause that ran out before it (store.ts) is reported as it was.
+        pauseMs: o.chosen?.pauseMs ?? 0,
       };
       failpoint("dump:dumped");
       info.fileDigest = await fileDigest(partial);
@@ -231,7 +235,7 @@ export function dumpEngine(options: DumpEngineOptions): SnapshotEngine {
       await fs.chmod(partial, 0o600);
       await fs.rename(partial, dump);
       await fs.writeFile(meta, JSON.stringify(info, null, 2) + "\n", { flag: "wx", mode: 0o600 });
-      o.log.info(`snapshot ${id} of ${source} dumped to ${path.relative(process.cwd(), dump) || dump} (last migration: ${lastMigration ?? "none"})`);
+      o.log.info(`snapshot ${id} of ${source} dumped to ${path.relative(process.cwd(), dump) || dump} (last migration: ${lastMigration ?? "none"}; ${info.methodReason})`);
       const { server: _server, ...plain } = info;
       return plain;
     },

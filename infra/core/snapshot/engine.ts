@@ -1,3 +1,5 @@
+import type { CloneDecision } from "../db/clone";
+import type { CopyMethod } from "../db/copy";
 import type { Logger } from "../logger";
 import type { TableCounts, TableStates } from "./tables";
 
@@ -45,7 +47,19 @@ export interface SnapshotInfo {
   clean?: boolean;
   /** Oids of the databases restored from it (so retention keeps it while they live). */
   restoredInto?: number[];
+  /** How the copy was made: "clone" (file_copy_method=clone, STRATEGY FILE_COPY on a file system that reflinks),
+   *  "template" (CREATE DATABASE … TEMPLATE, a full copy) or "dump" (pg_dump). Absent: an older pgstack. */
+  method?: SnapshotMethod;
+  /** One sentence: why this method. */
+  methodReason?: string;
+  /** How long the source database was closed to the application, ms (0 for a dump that closed nothing). */
+  pauseMs?: number;
 }
+
+export type SnapshotMethod = "clone" | "template" | "dump";
+
+/** The default bound of a snapshot's (and a restore swap's) wait for the application's transactions, ms (pgstack:snapshots.maxPauseMs). */
+export const DEFAULT_MAX_PAUSE_MS = 1000;
 
 export interface CreateOptions {
   /** URL of the database to snapshot (its password is never logged). */
@@ -66,6 +80,18 @@ export interface CreateOptions {
   drainTimeoutMs?: number;
   /** The project's seal key file (seal.ts), created when missing. Default `.pgstack/snapshot-seal.key`. */
   sealKeyFile?: string;
+  /** Forces the template engine's copy method (tests, benches); default: detected (db/clone.ts). */
+  copyMethod?: CopyMethod;
+  /** How long the template engine waits, with the source closed, for transactions open at the close to finish. Default 1000. */
+  maxPauseMs?: number;
+  /** Set by the store (chooseEngine): why this engine, and the copy decision it already made. */
+  chosen?: { reason: string; how?: CloneDecision; sessions?: number; pauseMs?: number };
+  /**
+   * Template engine: when sessions are still in a transaction at maxPauseMs,
+   * reopen and fail with details.reason "pause-exceeded" (the store then
+   * takes a dump) instead of ending them.
+   */
+  giveUpAtBound?: boolean;
 }
 
 export interface SnapshotEngine {
@@ -77,7 +103,7 @@ export interface SnapshotEngine {
   /** Rows and content digest per table at the moment the snapshot was taken. */
   tableStates(url: string, snapshot: SnapshotInfo): Promise<TableStates>;
   /** Creates database `target` (which must not exist) on the server of `url` holding the snapshot's data. */
-  materialize(url: string, snapshot: SnapshotInfo, target: string, log: Logger): Promise<void>;
+  materialize(url: string, snapshot: SnapshotInfo, target: string, log: Logger): Promise<void | { method: SnapshotMethod; reason: string }>;
   /** Records that database `oid` was restored from the snapshot (retention keeps such a snapshot). */
   markRestored(url: string, snapshot: SnapshotInfo, oid: number): Promise<void>;
   /** Removes the snapshot, and nothing else. */

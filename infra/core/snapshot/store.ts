@@ -1,8 +1,9 @@
 import { promises as fs } from "node:fs";
 import * as path from "node:path";
 import { withClient } from "../db/client";
-import { parseDatabaseUrl } from "../db/url";
-import { PgstackError, messageOf } from "../errors";
+import { decideCopy, type CopyMethod } from "../db/copy";
+import { parseDatabaseUrl, withDatabase } from "../db/url";
+import { PgstackError, isPgstackError, messageOf } from "../errors";
 import type { Logger } from "../logger";
 import { checkDumpTool, resolveTool } from "../pgtools";
 import { dumpEngine, snapshotIdOfFile } from "./dump";
@@ -65,48 +66,96 @@ export async function canTemplateCopy(url: string): Promise<{ ok: boolean; why: 
   );
 }
 
+/** What the store decided for one snapshot: the engine, why, and (template) the copy decision already made. */
+export interface EngineChosen {
+  engine: SnapshotEngine;
+  chosen: NonNullable<CreateOptions["chosen"]>;
+  /** Template with sessions connected: fall back to a dump when they outlast the bounded pause. */
+  giveUpAtBound: boolean;
+}
+
 /**
  * `auto`: a template copy where the role may make one and nobody else is
- * connected; with application sessions connected, a pg_dump snapshot, which
- * reads an MVCC snapshot beside them instead of ending them (a template copy
- * must: PostgreSQL copies a database only while nobody uses it). Without a
- * usable pg_dump the template copy is taken anyway, saying so.
+ * connected (a clone where the server can: db/clone.ts). With application
+ * sessions connected: a clone with a bounded pause where cloning works (the
+ * source closed, each session ended once its transaction is over, at most
+ * maxPauseMs; see template.ts), else a pg_dump snapshot, which reads an MVCC
+ * snapshot beside them instead of ending them (a full template copy would
+ * close the database for as long as it copies). Without a usable pg_dump the
+ * template copy is taken anyway, saying so.
  */
-export async function chooseEngine(url: string, choice: EngineChoice, options: StoreOptions = {}, log?: Logger): Promise<SnapshotEngine> {
+export async function chooseSnapshotEngine(url: string, choice: EngineChoice, options: StoreOptions & { copyMethod?: CopyMethod } = {}, log?: Logger): Promise<EngineChosen> {
   const engines = enginesFor(options);
-  if (choice === "dump") return engines.dump;
+  if (choice === "dump") return { engine: engines.dump, chosen: { reason: "a pg_dump snapshot was asked for (--engine dump)" }, giveUpAtBound: false };
   const copy = await canTemplateCopy(url);
   if (choice === "template" && !copy.ok) {
     throw new PgstackError("E_SNAPSHOT", `A template-copy snapshot is not possible here (${copy.why}): use --engine dump (pg_dump) or a role that may create databases.`);
   }
-  if (!copy.ok) return engines.dump;
-  if (choice === "template") return engines.template;
-  const { sessions, versionNum } = await withClient(
-    url,
+  if (!copy.ok) return { engine: engines.dump, chosen: { reason: `a server-side copy is not possible here (${copy.why}): pg_dump reads the database instead` }, giveUpAtBound: false };
+  const { sessions, versionNum, how } = await withClient(
+    withDatabase(url, "postgres"),
     async (client) => {
       const { rows } = await client.query<{ sessions: number; v: string }>(
         `SELECT (SELECT count(*)::int FROM pg_stat_activity
-                  WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend') AS sessions,
+                  WHERE datname = $1 AND backend_type = 'client backend') AS sessions,
                 current_setting('server_version_num') AS v`,
+        [parseDatabaseUrl(url).database],
       );
-      return { sessions: rows[0].sessions, versionNum: Number(rows[0].v) };
+      return { sessions: rows[0].sessions, versionNum: Number(rows[0].v), how: await decideCopy(client, options.copyMethod) };
     },
     { applicationName: "pgstack snapshot" },
   );
-  if (sessions === 0) return engines.template;
-  try {
-    await checkDumpTool(resolveTool("pg_dump", { pgDump: options.pgDump, env: options.env }), versionNum, options.env);
-  } catch (err) {
-    log?.warn(`${sessions} session(s) are connected and a template copy ends them; no usable pg_dump to avoid it (${messageOf(err)})`);
-    return engines.template;
+  if (choice === "template") return { engine: engines.template, chosen: { reason: how.reason, how, sessions }, giveUpAtBound: false };
+  if (sessions === 0) return { engine: engines.template, chosen: { reason: `no session is connected; ${how.reason}`, how, sessions }, giveUpAtBound: false };
+  // Why no pg_dump can be used here, or undefined when one can.
+  const dumpTool = await Promise.resolve()
+    .then(() => checkDumpTool(resolveTool("pg_dump", { pgDump: options.pgDump, env: options.env }), versionNum, options.env))
+    .then(
+    () => undefined,
+    (err: unknown) => messageOf(err),
+  );
+  if (how.clone) {
+    log?.info(`${sessions} session(s) connected to the database and cloning works here: a clone with a bounded pause`);
+    // Without a usable pg_dump to fall back on, sessions still in a transaction at the bound are ended (as a template copy does).
+    const fallback = dumpTool === undefined ? "" : `; no usable pg_dump to fall back on, so sessions still in a transaction at the bound are ended (${dumpTool})`;
+    return { engine: engines.template, chosen: { reason: `${sessions} session(s) connected: a clone with a bounded pause (${how.reason})${fallback}`, how, sessions }, giveUpAtBound: dumpTool === undefined };
+  }
+  const dumpReason = `${sessions} session(s) connected and cloning is not possible here (${how.reason}): pg_dump ends none`;
+  if (dumpTool !== undefined) {
+    log?.warn(`${sessions} session(s) are connected and a template copy ends them; no usable pg_dump to avoid it (${dumpTool})`);
+    return {
+      engine: engines.template,
+      chosen: { reason: `${sessions} session(s) connected, cloning is not possible here (${how.reason}) and no usable pg_dump: a template copy, ending them`, how, sessions },
+      giveUpAtBound: false,
+    };
   }
   log?.info(`${sessions} session(s) connected to the database: taking a pg_dump snapshot, which ends none of them`);
-  return engines.dump;
+  return { engine: engines.dump, chosen: { reason: dumpReason, sessions }, giveUpAtBound: false };
 }
 
+/** The engine `auto` (or `choice`) takes for the database of `url` (see chooseSnapshotEngine). */
+export async function chooseEngine(url: string, choice: EngineChoice, options: StoreOptions = {}, log?: Logger): Promise<SnapshotEngine> {
+  return (await chooseSnapshotEngine(url, choice, options, log)).engine;
+}
+
+/**
+ * Takes a snapshot with the engine the store chooses. A clone whose sessions
+ * were still in a transaction at the bound reopened the database without a
+ * copy: then a pg_dump is taken instead, saying so (nothing was lost: the
+ * database was only closed to new sessions meanwhile).
+ */
 export async function createSnapshot(options: CreateOptions & StoreOptions & { engine?: EngineChoice }): Promise<SnapshotInfo> {
-  const engine = await chooseEngine(options.url, options.engine ?? "auto", options, options.log);
-  return engine.create({ ...options, sealKeyFile: options.sealKeyFile ?? sealKeyFileOf(options), reserved: [...(options.reserved ?? []), ...(await idsInUse(options.url, options))] });
+  const picked = await chooseSnapshotEngine(options.url, options.engine ?? "auto", options, options.log);
+  const reserved = async () => [...(options.reserved ?? []), ...(await idsInUse(options.url, options))];
+  const base = { ...options, sealKeyFile: options.sealKeyFile ?? sealKeyFileOf(options) };
+  try {
+    return await picked.engine.create({ ...base, chosen: picked.chosen, giveUpAtBound: picked.giveUpAtBound, reserved: await reserved() });
+  } catch (err) {
+    if (!(picked.giveUpAtBound && isPgstackError(err) && err.details.reason === "pause-exceeded")) throw err;
+    const reason = `${err.details.busy} session(s) were still in a transaction after ${err.details.maxPauseMs} ms, so the database was reopened (closed for ${err.details.pauseMs} ms) and pg_dump took the snapshot instead`;
+    options.log.warn(reason);
+    return enginesFor(options).dump.create({ ...base, chosen: { reason, pauseMs: Number(err.details.pauseMs), sessions: picked.chosen.sessions }, reserved: await reserved() });
+  }
 }
 
 /**

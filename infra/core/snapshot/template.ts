@@ -1,14 +1,14 @@
 import * as path from "node:path";
 import type { Client } from "pg";
 import { openSession, withClient } from "../db/client";
-import { copyDatabase } from "../db/copy";
+import { copyDatabase, decideCopy, drainSessions, serverNow } from "../db/copy";
 import { parseDatabaseUrl, quoteIdent, quoteLiteral, withDatabase } from "../db/url";
 import { PgstackError, isPgstackError, messageOf } from "../errors";
 import { readLedger } from "../ledger/ledger";
 import { failpoint } from "../failpoint";
 import type { Logger } from "../logger";
 import { beginOperation, endOperation, reopenKeepingMarker } from "./fence";
-import type { CreateOptions, SnapshotEngine, SnapshotInfo } from "./engine";
+import { DEFAULT_MAX_PAUSE_MS, type CreateOptions, type SnapshotEngine, type SnapshotInfo } from "./engine";
 import { isPostgresSnapshotName, postgresSnapshotName } from "./naming";
 import { connectionEnded, withGuardian, type GuardedFailure } from "./guardian";
 import { DEFAULT_SEAL_KEY_FILE, schemaDigestOn, sealKey, sealKeyIdOf, sealOf } from "./seal";
@@ -74,6 +74,9 @@ function parseComment(name: string, comment: string | null): SnapshotInfo | unde
       ...(typeof data.schema === "string" ? { schema: data.schema } : {}),
       ...(typeof data.seal === "string" ? { seal: data.seal } : {}),
       ...(typeof data.sealKeyId === "string" ? { sealKeyId: data.sealKeyId } : {}),
+      ...(data.method === "clone" || data.method === "template" ? { method: data.method } : {}),
+      ...(typeof data.methodReason === "string" ? { methodReason: data.methodReason } : {}),
+      ...(typeof data.pauseMs === "number" ? { pauseMs: data.pauseMs } : {}),
     };
   } catch {
     return undefined;
@@ -154,7 +157,9 @@ export async function createTemplateSnapshot(options: CreateSnapshotOptions): Pr
         () => copySnapshot(client, source, snapshotId, options, info, key, state),
         (err, failure) => snapshotFailure(err, failure, source, snapshotId, state),
       );
-      options.log.info(`snapshot ${snapshotId} of ${source} taken (last migration: ${lastMigration ?? "none"}; ${Object.keys(sealed.states ?? {}).length} table digest(s) and a schema digest recorded, sealed)`);
+      options.log.info(
+        `snapshot ${snapshotId} of ${source} taken by ${sealed.method === "clone" ? "clone" : "template copy"}, ${source} closed for ${sealed.pauseMs} ms (${sealed.methodReason}; last migration: ${lastMigration ?? "none"}; ${Object.keys(sealed.states ?? {}).length} table digest(s) and a schema digest recorded, sealed)`,
+      );
       return sealed;
     },
     { applicationName: "pgstack snapshot" },
@@ -220,17 +225,36 @@ async function copySnapshot(
   if (rows.length === 0) {
     throw new PgstackError("E_DB_MISSING", `Database '${source}' does not exist, so there is nothing to snapshot.`);
   }
+  // Decided before anything is closed: the probe is not part of the pause.
+  const how = options.chosen?.how ?? (await decideCopy(client, options.copyMethod));
+  const maxPauseMs = options.maxPauseMs ?? DEFAULT_MAX_PAUSE_MS;
+  const closedAt = await serverNow(client);
   // Closed and marked in one transaction, so a process killed from here on is
   // reopened by its guardian (or the next pgstack command: fence.ts); the
   // finally only covers a process that lives.
   await beginOperation(client, source, { op: "snapshot", copy: snapshot }, { close: rows[0].allowed });
+  const closedSince = Date.now();
   state.closed = rows[0].allowed;
   let labelled = false;
   try {
     failpoint("snapshot:closed");
+    // The bounded pause: each session is ended once the transaction it had open at the close is over.
+    const { busy } = await drainSessions(client, source, { closedAt, graceMs: maxPauseMs, log: options.log, purpose: "snapshot" });
+    failpoint("snapshot:drained");
+    if (busy > 0 && options.giveUpAtBound) {
+      await endOperation(client, source);
+      state.closed = false;
+      const pauseMs = Date.now() - closedSince;
+      throw new PgstackError(
+        "E_SNAPSHOT",
+        `${busy} session(s) of '${source}' were still in a transaction after ${maxPauseMs} ms, so it was reopened (closed for ${pauseMs} ms) and no copy was made.`,
+        { reason: "pause-exceeded", busy, pauseMs, maxPauseMs },
+      );
+    }
+    if (busy > 0) options.log.warn(`${busy} session(s) of ${source} were still in a transaction after ${maxPauseMs} ms: ending them (their transactions roll back)`);
     try {
-      // Closed to new sessions now; the copy ends the ones still in it.
-      await copyDatabase(client, source, snapshot, { whenBusy: { mode: "end-sessions", log: options.log, until, purpose: "snapshot" }, failpoints: "snapshot", closed: true });
+      // Closed to new sessions now; the copy ends any still in it.
+      await copyDatabase(client, source, snapshot, { how, whenBusy: { mode: "end-sessions", log: options.log, until, purpose: "snapshot" }, failpoints: "snapshot", closed: true });
     } catch (err) {
       // A session ended under it is said by withGuardian, once the database is repaired.
       if (isPgstackError(err) || connectionEnded(err)) throw err;
@@ -242,6 +266,9 @@ async function copySnapshot(
     // The application may come back now; the digests are read from the copy, which nobody else can enter.
     if (rows[0].allowed) await reopenKeepingMarker(client, source);
     state.closed = false;
+    const pauseMs = Date.now() - closedSince;
+    // Not sealed (seal.ts): how the copy was made says nothing about what it holds, which the digests do.
+    info = { ...info, method: how.clone ? "clone" : "template", methodReason: options.chosen?.reason ?? how.reason, pauseMs };
     const { states, schema } = await withSnapshotSession(client, options.url, snapshot, async (s) => ({ states: await tableStatesOn(s), schema: await schemaDigestOn(s) }));
     // The owner of the copy can rewrite this comment; not the seal, whose key stays with the deployer (seal.ts).
     const record = { ...info, states, schema, seal: sealOf(key, { ...info, states, schema }), sealKeyId: sealKeyIdOf(key) };
@@ -309,15 +336,19 @@ export const templateEngine: SnapshotEngine = {
     });
   },
   async materialize(url, snapshot, target, log) {
-    await withClient(
+    const how = await withClient(
       withDatabase(url, "postgres"),
       async (client) => {
+        const how = await decideCopy(client);
+        const started = Date.now();
         // Nobody should be in a snapshot, but a psql left open would make the copy fail: ended, without retrying.
-        await copyDatabase(client, snapshot.snapshotId, target, { whenBusy: { mode: "end-sessions", log, until: 0, purpose: "restore" } });
+        await copyDatabase(client, snapshot.snapshotId, target, { how, whenBusy: { mode: "end-sessions", log, until: 0, purpose: "restore" } });
+        return { ...how, ms: Date.now() - started };
       },
       { applicationName: "pgstack restore" },
     );
-    log.info(`copied snapshot ${snapshot.snapshotId} into ${target}`);
+    log.info(`copied snapshot ${snapshot.snapshotId} into ${target} by ${how.clone ? "clone" : "template copy"} in ${how.ms} ms (${how.reason})`);
+    return { method: how.clone ? "clone" : "template", reason: how.reason };
   },
   remove: (url, snapshot, log) => dropTemplateSnapshot(url, snapshot.snapshotId, log),
 };
