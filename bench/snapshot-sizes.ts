@@ -25,9 +25,10 @@ import { Client } from "pg";
 import { silentLogger } from "../infra/core/logger";
 import { planRestore, restoreSnapshot } from "../infra/core/snapshot/restore";
 import { createSnapshot, deleteSnapshot } from "../infra/core/snapshot/store";
+import { tableStates } from "../infra/core/snapshot/tables";
 import type { SnapshotInfo } from "../infra/core/snapshot/engine";
 import { serverVersion } from "./lib/cluster";
-import { argValue, fmtMs, fmtRatio, intArg, log, machineInfo, markdownTable, median, REPO, rotate, timeIt, WORK, writeResult } from "./lib/common";
+import { argValue, fmtMs, fmtRatio, runTimed, intArg, log, machineInfo, markdownTable, median, REPO, rotate, timeIt, WORK, writeResult } from "./lib/common";
 import { requireDumpFor, startReflinkCluster, usedBytes, type ReflinkCluster } from "./lib/reflink";
 
 type Method = "clone" | "template" | "pg_dump";
@@ -59,21 +60,6 @@ async function probe(cluster: ReflinkCluster, db: string): Promise<string> {
   return r.d;
 }
 
-/**
- * Runs `fn` with the cluster's file_copy_method set to `copy` or `clone`:
- * every session pgstack opens meanwhile copies databases that way.
- */
-async function withCopyMethod<T>(cluster: ReflinkCluster, method: "clone" | "copy", fn: () => Promise<T>): Promise<T> {
-  await cluster.query(`ALTER SYSTEM SET file_copy_method = '${method}'`);
-  await cluster.query("SELECT pg_reload_conf()");
-  try {
-    return await fn();
-  } finally {
-    await cluster.query("ALTER SYSTEM RESET file_copy_method");
-    await cluster.query("SELECT pg_reload_conf()");
-  }
-}
-
 interface Sample {
   size: number;
   method: Method;
@@ -98,6 +84,8 @@ interface BareSample {
 export async function snapshotSizesBench(argv: string[]): Promise<void> {
   const rounds = intArg(argv, "--rounds", 2);
   const sizes = (argValue(argv, "--sizes") ?? "1,4").split(",").map(Number);
+  const level = argValue(argv, "--level") ?? "pgstack";
+  if (level !== "pgstack" && level !== "copy") throw new Error("--level is pgstack (pgstack's snapshot and restore) or copy (the copies alone, no pgstack)");
   if (sizes.some((s) => !(s > 0))) throw new Error("--sizes takes GiB numbers, e.g. 1,4");
   const dumps = path.join(WORK, "snapshot-sizes", "snapshots");
   await fs.rm(path.dirname(dumps), { recursive: true, force: true });
@@ -119,6 +107,7 @@ export async function snapshotSizesBench(argv: string[]): Promise<void> {
     const copyOf = (m: Method): "clone" | "copy" => (m === "clone" ? "clone" : "copy");
     const samples: Sample[] = [];
     const bare: BareSample[] = [];
+    const digests: { size: number; ms: number }[] = [];
     const options = { stack: "bench", snapshotsDir: dumps, log: silentLogger };
 
     const one = async (size: number, method: Method, round: number) => {
@@ -126,20 +115,69 @@ export async function snapshotSizesBench(argv: string[]): Promise<void> {
       const url = cluster.url(db);
       await cluster.query("CHECKPOINT");
       const before = await usedBytes(cluster.folder);
-      const run = <T>(fn: () => Promise<T>) => (method === "pg_dump" ? fn() : withCopyMethod(cluster, copyOf(method), fn));
-      const snap = await run(() => timeIt(() => createSnapshot({ ...options, url, engine: method === "pg_dump" ? "dump" : "template" })));
-      const info: SnapshotInfo & { method?: string; pauseMs?: number } = snap.value;
+      const copyMethod = method === "pg_dump" ? undefined : copyOf(method);
+      const snap = await timeIt(() => createSnapshot({ ...options, url, engine: method === "pg_dump" ? "dump" : "template", copyMethod }));
+      const info: SnapshotInfo = snap.value;
+      if (info.method !== (method === "pg_dump" ? "dump" : method)) throw new Error(`${method}: pgstack recorded method ${info.method} (${info.methodReason})`);
       const snapshotBytes = (await usedBytes(cluster.folder)) - before;
       const dumpBytes = method === "pg_dump" ? (await fs.stat(path.join(dumps, `${info.snapshotId}.dump`))).size : undefined;
       // Writes after the snapshot, which the restore must discard.
       await cluster.query("UPDATE big SET payload = 'changed after the snapshot' WHERE id = ANY($1)", [PROBE], db);
       await cluster.query("CHECKPOINT");
-      const restore = await run(() => timeIt(async () => restoreSnapshot(url, await planRestore(url, info.snapshotId, { snapshotsDir: dumps }), { log: silentLogger })));
+      const restore = await timeIt(async () => restoreSnapshot(url, await planRestore(url, info.snapshotId, { snapshotsDir: dumps }), { log: silentLogger, copyMethod }));
       const got = await probe(cluster, db);
       if (got !== expected[size]) throw new Error(`${method} at ${size} GiB: the restored rows differ from the snapshot's`);
       await deleteSnapshot(url, info.snapshotId, silentLogger, { snapshotsDir: dumps });
       samples.push({ size, method, round, snapshotMs: snap.ms, restoreMs: restore.ms, snapshotBytes, recordedMethod: info.method, pauseMs: info.pauseMs, dumpBytes });
       log(`  ${size} GiB ${method}: snapshot ${fmtMs(snap.ms)} (+${gib(snapshotBytes)} on disk), restore ${fmtMs(restore.ms)}`);
+    };
+
+    /**
+     * --level copy: the same three without pgstack (no content digests, no
+     * closing, no seal): the server's copy both ways, or pg_dump -Fc and
+     * DROP + CREATE + pg_restore -j2.
+     */
+    const oneRaw = async (size: number, method: Method, round: number) => {
+      const db = dbName(size);
+      await cluster.query("CHECKPOINT");
+      const before = await usedBytes(cluster.folder);
+      const file = path.join(dumps, `${db}.dump`);
+      const copy = async (from: string, to: string) => {
+        const client = new Client({ connectionString: cluster.url() });
+        await client.connect();
+        try {
+          await client.query(`SET file_copy_method = ${copyOf(method)}`);
+          await client.query(`CREATE DATABASE ${to} TEMPLATE ${from} STRATEGY FILE_COPY`);
+        } finally {
+          await client.end();
+        }
+      };
+      let snap: { ms: number };
+      let dumpBytes: number | undefined;
+      if (method === "pg_dump") {
+        await fs.mkdir(dumps, { recursive: true });
+        snap = await runTimed(pgDump, ["-Fc", "-f", file], { env: cluster.pgEnv(db), memory: false });
+        dumpBytes = (await fs.stat(file)).size;
+      } else {
+        snap = await timeIt(() => copy(db, "raw_snapshot"));
+      }
+      const snapshotBytes = (await usedBytes(cluster.folder)) - before;
+      await cluster.query("UPDATE big SET payload = 'changed after the snapshot' WHERE id = ANY($1)", [PROBE], db);
+      await cluster.query("CHECKPOINT");
+      const restore = await timeIt(async () => {
+        await cluster.query(`DROP DATABASE ${db}`);
+        if (method === "pg_dump") {
+          await cluster.query(`CREATE DATABASE ${db}`);
+          await runTimed(path.join(path.dirname(pgDump), "pg_restore"), ["-j2", "-d", db, file], { env: cluster.pgEnv(), memory: false });
+        } else {
+          await copy("raw_snapshot", db);
+        }
+      });
+      if ((await probe(cluster, db)) !== expected[size]) throw new Error(`${method} at ${size} GiB: the restored rows differ from the snapshot's`);
+      if (method === "pg_dump") await fs.rm(file, { force: true });
+      else await cluster.query("DROP DATABASE raw_snapshot");
+      samples.push({ size, method, round, snapshotMs: snap.ms, restoreMs: restore.ms, snapshotBytes, dumpBytes });
+      log(`  ${size} GiB ${method} (no pgstack): snapshot ${fmtMs(snap.ms)} (+${gib(snapshotBytes)} on disk), restore ${fmtMs(restore.ms)}`);
     };
 
     const bareCopy = async (size: number, method: "clone" | "copy") => {
@@ -164,7 +202,15 @@ export async function snapshotSizesBench(argv: string[]): Promise<void> {
       for (const size of rotate(sizes, round)) {
         const order = rotate(METHODS, round);
         log(`round ${round + 1}/${rounds}, ${size} GiB: ${order.join(", ")}`);
+        if (level === "copy") {
+          for (const method of order) await oneRaw(size, method, round);
+          continue;
+        }
         for (const method of rotate(["clone", "copy"] as const, round)) await bareCopy(size, method);
+        // One content digest of every table (tables.ts), which a snapshot records and a restore recomputes.
+        const d = await timeIt(() => tableStates(cluster.url(dbName(size))));
+        digests.push({ size, ms: d.ms });
+        log(`  ${size} GiB content digest: ${fmtMs(d.ms)}`);
         for (const method of order) await one(size, method, round);
       }
     }
@@ -177,7 +223,10 @@ export async function snapshotSizesBench(argv: string[]): Promise<void> {
     /** large/small, the median of the per-round ratios (both sizes run in every round). */
     const scaling = (m: Method, f: (s: Sample) => number) =>
       median(Array.from({ length: rounds }, (_, r) => f(of(large, m).find((s) => s.round === r)!) / f(of(small, m).find((s) => s.round === r)!)));
-    const names: Record<Method, string> = { clone: "clone (pgstack, reflink)", template: "template copy (pgstack, full copy)", pg_dump: "pg_dump (pgstack dump engine)" };
+    const names: Record<Method, string> =
+      level === "pgstack"
+        ? { clone: "clone (pgstack, reflink)", template: "template copy (pgstack, full copy)", pg_dump: "pg_dump (pgstack dump engine)" }
+        : { clone: "clone: CREATE DATABASE … FILE_COPY, file_copy_method = clone", template: "template copy: the same, file_copy_method = copy", pg_dump: "pg_dump -Fc / DROP + CREATE + pg_restore -j2" };
     const table = markdownTable(
       ["method", ...sizes.flatMap((s) => [`${s} GiB snapshot`, `${s} GiB restore`, `${s} GiB snapshot + restore`]), `snapshot + restore ${large} GiB / ${small} GiB`, "added to disk per snapshot"],
       METHODS.map((m) => [
@@ -197,6 +246,8 @@ export async function snapshotSizesBench(argv: string[]): Promise<void> {
         sizes.map((s) => gib(median(bareOf(s, m).map((b) => b.bytes)))).join(" / "),
       ]),
     );
+    const digestOf = (size: number) => median(digests.filter((d) => d.size === size).map((d) => d.ms));
+    const digestLine = `one content digest of every table (infra/core/snapshot/tables.ts, read by the snapshot and again by the restore): ${sizes.map((s) => `${fmtMs(digestOf(s))} at ${s} GiB`).join(", ")} (${fmtRatio(digestOf(large) / digestOf(small))})`;
     const cloneScale = scaling("clone", total);
     const verdict =
       `clone snapshot + restore ${large} GiB / ${small} GiB: ${fmtRatio(cloneScale)} (${cloneScale <= 1.5 ? "within" : "NOT within"} 1.5x); ` +
@@ -204,6 +255,7 @@ export async function snapshotSizesBench(argv: string[]): Promise<void> {
     const load = (await fs.readFile("/proc/loadavg", "utf8")).split(" ").slice(0, 3).join(" ");
     const result = {
       benchmark: "snapshot",
+      level,
       generatedAt: new Date().toISOString(),
       machine: machineInfo({ server, pgDump: pgDump, loadAverageAtEnd: load }),
       fileSystem: "XFS reflink=1, loop-mounted sparse image (test/support/reflink.ts)",
@@ -216,11 +268,14 @@ export async function snapshotSizesBench(argv: string[]): Promise<void> {
       ),
       samples,
       bare,
+      digests,
+      digestLine,
       table,
       bareTable,
     };
-    const file = await writeResult("snapshot", result);
-    process.stdout.write(`\n## snapshot (${sizes.map((s) => gib(dbBytes[s])).join(" and ")}, ${rounds} rounds, medians; load ${load})\n\n${table}\n\n${bareTable}\n\n${verdict}\n\nwrote ${path.relative(REPO, file)}\n`);
+    const file = await writeResult(level === "copy" ? "snapshot-copy" : "snapshot", result);
+    const extra = level === "copy" ? "" : `${bareTable}\n\n${digestLine}\n\n`;
+    process.stdout.write(`\n## snapshot, level ${level} (${sizes.map((s) => gib(dbBytes[s])).join(" and ")}, ${rounds} rounds, medians; load ${load})\n\n${table}\n\n${extra}${verdict}\n\nwrote ${path.relative(REPO, file)}\n`);
   } finally {
     await cluster.destroy();
     await fs.rm(path.dirname(dumps), { recursive: true, force: true });

@@ -28,7 +28,7 @@ import type { SnapshotInfo } from "../infra/core/snapshot/engine";
 import { createSnapshot, deleteSnapshot } from "../infra/core/snapshot/store";
 import { serverVersion } from "./lib/cluster";
 import { argValue, fmtMs, intArg, log, machineInfo, markdownTable, median, REPO, rotate, timeIt, WORK, writeResult } from "./lib/common";
-import { requireDumpFor, startReflinkCluster, type ReflinkCluster } from "./lib/reflink";
+import { requireDumpFor, startReflinkCluster } from "./lib/reflink";
 
 const DB = "app";
 type Op = "clone" | "pg_dump" | "template" | "idle";
@@ -80,21 +80,6 @@ function startWriter(url: string): Writer {
   };
 }
 
-/**
- * Runs `fn` with the cluster's file_copy_method set (every session pgstack
- * opens meanwhile copies databases that way).
- */
-async function withCopyMethod<T>(cluster: ReflinkCluster, method: "clone" | "copy", fn: () => Promise<T>): Promise<T> {
-  await cluster.query(`ALTER SYSTEM SET file_copy_method = '${method}'`);
-  await cluster.query("SELECT pg_reload_conf()");
-  try {
-    return await fn();
-  } finally {
-    await cluster.query("ALTER SYSTEM RESET file_copy_method");
-    await cluster.query("SELECT pg_reload_conf()");
-  }
-}
-
 export async function windowBench(argv: string[]): Promise<void> {
   const rounds = intArg(argv, "--rounds", 5);
   const size = Number(argValue(argv, "--gib") ?? 0.5);
@@ -124,8 +109,11 @@ export async function windowBench(argv: string[]): Promise<void> {
     const snapshot = async (op: Exclude<Op, "idle">): Promise<SnapshotInfo> => {
       const options = { url, stack: "bench", snapshotsDir: dumps, log: silentLogger };
       if (op === "pg_dump") return createSnapshot({ ...options, engine: "dump" });
-      if (op === "template") return withCopyMethod(cluster, "copy", () => createSnapshot({ ...options, engine: "template" }));
-      return withCopyMethod(cluster, "clone", () => createSnapshot({ ...options, engine: "template" }));
+      if (op === "template") return createSnapshot({ ...options, engine: "template", copyMethod: "copy" });
+      // What a deploy's snapshot takes with the application connected: auto, detected.
+      const taken = await createSnapshot({ ...options, engine: "auto" });
+      if (taken.method !== "clone") throw new Error(`auto took a ${taken.method} snapshot with the application connected (${taken.methodReason})`);
+      return taken;
     };
     const measure = async (op: Op, round: number) => {
       await new Promise((r) => setTimeout(r, MARGIN_MS));
@@ -137,7 +125,7 @@ export async function windowBench(argv: string[]): Promise<void> {
       const times = writer.acked.filter((a) => a.t >= from - MARGIN_MS && a.t <= to + MARGIN_MS).map((a) => a.t);
       let gap = 0;
       for (let i = 1; i < times.length; i++) gap = Math.max(gap, times[i] - times[i - 1]);
-      const info = t.value as (SnapshotInfo & { method?: string; pauseMs?: number }) | undefined;
+      const info = t.value as SnapshotInfo | undefined;
       samples.push({ op, round, from, to, ms: t.ms, pauseSeenMs: gap, errors: writer.errors.length - errorsBefore, method: info?.method, pauseMs: info?.pauseMs });
       log(`  ${op}: ${fmtMs(t.ms)}, the application saw a pause of ${fmtMs(gap)} and ${writer.errors.length - errorsBefore} error(s)${info?.pauseMs !== undefined ? `; pgstack reported ${info.method} paused ${info.pauseMs} ms` : ""}`);
       if (info) await deleteSnapshot(url, info.snapshotId, silentLogger, { snapshotsDir: dumps });

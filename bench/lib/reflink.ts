@@ -28,6 +28,8 @@ export async function startReflinkCluster(name: string, conf: Record<string, str
   // Room for the bulk load without a checkpoint every GiB; the measured copies checkpoint themselves.
   const cluster = await startBenchCluster(name, { root: folder.dir, conf: { max_wal_size: "8GB", checkpoint_timeout: "30min", ...conf } });
   const destroy = cluster.destroy;
+  // Ctrl-C: startBenchCluster's handler removes the data directory; the folder goes at exit.
+  process.once("exit", () => folder.remove());
   return {
     ...cluster,
     folder: folder.dir,

@@ -13,7 +13,7 @@ import { applyProperties, readProperties } from "./properties";
 import { checkSeal, schemaDigestOn, type SealCheck } from "./seal";
 import { findSnapshot, listAllSnapshots, sealKeyFileOf, type StoreOptions } from "./store";
 import { describeStateMismatch, diffTablesOn, differingTables, tableStatesOn, type TableDiff, type TableStates } from "./tables";
-import { endSessions, OBJECT_IN_USE } from "../db/copy";
+import { endSessions, OBJECT_IN_USE, type CopyMethod } from "../db/copy";
 import { deployerBusy, migrationLockHolder } from "../db/deployers";
 import { connectionEnded, withGuardian, type GuardedFailure } from "./guardian";
 import { withSnapshotSession, type SnapshotInfo } from "./template";
@@ -77,6 +77,8 @@ export interface RestoreOptions {
    * (intent.ts): the chain is to be pinned at `pin` (`npm run rollback`).
    */
   intent?: { pin: string };
+  /** Forces the template engine's copy method (tests, benches); default: detected (db/clone.ts). */
+  copyMethod?: CopyMethod;
 }
 
 export interface RestoreResult {
@@ -193,7 +195,7 @@ export async function restoreSnapshot(url: string, plan: RestorePlan, options: R
       let swapped = false;
       let discarded: TableDiff[] = [];
       try {
-        await failpointDuring("restore:materializing", () => engine.materialize(url, snapshot, restoring, log));
+        await failpointDuring("restore:materializing", () => engine.materialize(url, snapshot, restoring, log, { copyMethod: options.copyMethod }));
         failpoint("restore:materialized");
         // Verified closed to every session but the verifying one, and opened only
         // by the swap: the database put in place is exactly the one verified
