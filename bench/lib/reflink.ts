@@ -6,7 +6,7 @@
  * pg_dump of the server's major.
  */
 import { promises as fs } from "node:fs";
-import { checkDumpTool, resolveTool } from "../../infra/core/pgtools";
+import { resolveTool } from "../../infra/core/pgtools";
 import { canReflink, reflinkFolder } from "../../test/support/reflink";
 import { type BenchCluster, startBenchCluster } from "./cluster";
 import { BenchSetupError, log } from "./common";
@@ -46,15 +46,15 @@ export async function usedBytes(dir: string): Promise<number> {
   return (s.blocks - s.bfree) * s.bsize;
 }
 
-/** The pg_dump pgstack resolves (PGSTACK_PG_DUMP, else PATH), refused before any work when older than the server. */
+/** The pg_dump pgstack resolves for the server's major (PGSTACK_PG_DUMP, PATH or pgstack's cached copy), before any work. */
 export async function requireDumpFor(cluster: BenchCluster): Promise<string> {
   const [row] = await cluster.query<{ v: string }>("SELECT current_setting('server_version_num') AS v");
+  const major = Math.floor(Number(row.v) / 10000);
   try {
-    const pgDump = resolveTool("pg_dump", { env: process.env });
-    const major = await checkDumpTool(pgDump, Number(row.v), process.env);
-    log(`pg_dump ${major} at ${pgDump}`);
+    const pgDump = await resolveTool("pg_dump", { serverMajor: major, env: process.env, log });
+    log(`pg_dump for PostgreSQL ${major}: ${pgDump}`);
     return pgDump;
   } catch (err) {
-    throw new BenchSetupError(`${(err as Error).message} (set PGSTACK_PG_DUMP to a pg_dump ${Math.floor(Number(row.v) / 10000)} whose folder also holds pg_restore)`);
+    throw new BenchSetupError((err as Error).message);
   }
 }

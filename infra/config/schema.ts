@@ -11,7 +11,7 @@ import { DEFAULT_DRIFT_POLICY, type DriftPolicy } from "../core/verify/policy";
  *
  *   pgstack:engine           embedded | docker | rds | external (default embedded)
  *   pgstack:environment      dev | staging | prod (default: from the stack name)
- *   pgstack:postgresVersion  PostgreSQL major of every engine: 15, 16, 17 or 18 (default 15); dev runs what prod runs
+ *   pgstack:postgresVersion  PostgreSQL major of every engine: 15, 16, 17 or 18 (default 18); dev runs what prod runs
  *   pgstack:databaseName     the application database (default app)
  *   pgstack:migrationsDir    migrations folder, relative to the project (default migrations)
  *   pgstack:seed             run prisma/seed.ts after the migrations (default: true on dev only; never on prod)
@@ -46,7 +46,7 @@ export const SECRET_KEYS: ReadonlySet<string> = new Set(["password", "externalUr
 export const POSTGRES_VERSIONS = ["15", "16", "17", "18"] as const;
 export type PostgresVersion = (typeof POSTGRES_VERSIONS)[number];
 /** The embedded binaries the project installs, and the pg_dump Debian's stable release ships. */
-export const DEFAULT_POSTGRES_VERSION: PostgresVersion = "15";
+export const DEFAULT_POSTGRES_VERSION: PostgresVersion = "18";
 export const DEFAULT_EMBEDDED_PORT = 54329;
 export const DEFAULT_DATABASE_NAME = "app";
 

@@ -1,13 +1,15 @@
 /**
  * The PostgreSQL client tools (pg_dump, pg_restore, psql), for snapshots,
- * restore and the rehearsal: one resolution (PGSTACK_PG_DUMP, else PATH), one
- * version check, one way to run them (credentials in libpq's environment
+ * restore and the rehearsal: one resolution (PGSTACK_PG_DUMP, else PATH when
+ * new enough for the server, else pgstack's cached copy), one version check, one way to run them (credentials in libpq's environment
  * variables, never on a command line).
  */
 import { spawn } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, statSync } from "node:fs";
 import * as path from "node:path";
+import { withClient } from "./db/client";
 import { PgstackError, messageOf } from "./errors";
+import { ensurePgTools, PGTOOLS_MAJOR } from "./pgtools-cache";
 import { findOnPath, runProcess, type ProcessResult } from "./process";
 
 export type PgTool = "pg_dump" | "pg_restore" | "psql";
@@ -25,22 +27,69 @@ export function serverMajor(versionNum: number): number {
 
 const INSTALL_HINT = "install the PostgreSQL client tools (Debian/Ubuntu: apt-get install postgresql-client) or set PGSTACK_PG_DUMP to its path";
 
+export interface ResolveToolOptions {
+  /** The major of the server the tool will talk to: the tool must be at least that. */
+  serverMajor: number;
+  /** Default PGSTACK_PG_DUMP: that pg_dump and its neighbours, and nothing else. */
+  pgDump?: string;
+  env?: NodeJS.ProcessEnv;
+  /** `<platform>-<arch>` for the cached copy (tests). */
+  platform?: string;
+  /** Told once when the cached copy is installed. */
+  log?: (line: string) => void;
+}
+
 /**
- * Where a PostgreSQL client tool is: next to PGSTACK_PG_DUMP (or `pgDump`)
- * when set, so one setting picks the whole set of one version, else on PATH;
- * one sentence saying what to install when it is not there.
+ * A PostgreSQL client tool of at least the server's major: next to
+ * PGSTACK_PG_DUMP (or `pgDump`) when set, so one setting picks the whole set
+ * of one version (refused when older than the server); else the user's own on
+ * PATH when new enough; else pgstack's cached copy, installed once
+ * (core/pgtools-cache.ts).
  */
-export function resolveTool(tool: PgTool, options: { pgDump?: string; env?: NodeJS.ProcessEnv }): string {
+export async function resolveTool(tool: PgTool, options: ResolveToolOptions): Promise<string> {
   const env = options.env ?? process.env;
   const dump = options.pgDump ?? env.PGSTACK_PG_DUMP;
   if (dump) {
     const file = tool === "pg_dump" ? dump : path.join(path.dirname(dump), tool);
-    if (existsSync(file)) return file;
-    throw new PgstackError("E_SNAPSHOT", `${tool} was not found at ${file}: ${INSTALL_HINT}.`);
+    if (!existsSync(file)) throw new PgstackError("E_SNAPSHOT", `${tool} was not found at ${file}: ${INSTALL_HINT}.`);
+    await checkToolVersion(file, options.serverMajor * 10000, env);
+    return file;
   }
   const found = findOnPath(tool, env.PATH);
-  if (!found) throw new PgstackError("E_SNAPSHOT", `${tool} was not found on PATH: ${INSTALL_HINT}.`);
-  return found;
+  if (found && ((await toolMajor(found, env)) ?? 0) >= options.serverMajor) return found;
+  if (options.serverMajor > PGTOOLS_MAJOR) {
+    throw new PgstackError(
+      "E_SNAPSHOT",
+      `The server is PostgreSQL ${options.serverMajor} and ${found ? `the ${tool} on PATH is older` : `no ${tool} is on PATH`}: install the PostgreSQL ${options.serverMajor} client tools or set PGSTACK_PG_DUMP to that pg_dump.`,
+    );
+  }
+  const bin = await ensurePgTools({ env, platform: options.platform, log: options.log });
+  return path.join(bin, tool);
+}
+
+/** resolveTool for the server of `url` (one query for its version). */
+export async function resolveToolFor(tool: PgTool, url: string, options: Omit<ResolveToolOptions, "serverMajor">): Promise<string> {
+  const versionNum = await withClient(url, async (c) => Number((await c.query<{ v: string }>("SELECT current_setting('server_version_num') AS v")).rows[0].v), {
+    applicationName: "pgstack",
+  });
+  return resolveTool(tool, { ...options, serverMajor: serverMajor(versionNum) });
+}
+
+const majors = new Map<string, number | undefined>();
+
+/** The major a tool reports with --version (remembered per file and modification time). */
+async function toolMajor(file: string, env: NodeJS.ProcessEnv): Promise<number | undefined> {
+  let key: string;
+  try {
+    key = `${file}\0${statSync(file).mtimeMs}`;
+  } catch {
+    return undefined;
+  }
+  if (!majors.has(key)) {
+    const out = await runTool(file, ["--version"], {}, env);
+    majors.set(key, out.code === 0 ? parseToolMajor(out.stdout) : undefined);
+  }
+  return majors.get(key);
 }
 
 /** Runs a client tool with the connection in libpq variables: no URL or password on its command line. */
@@ -50,14 +99,18 @@ export function runTool(file: string, args: string[], connEnv: Record<string, st
 
 /** Refuses a pg_dump older than the server: it cannot read a newer server's catalogs correctly. */
 export async function checkDumpTool(pgDump: string, serverVersionNum: number, env: NodeJS.ProcessEnv = process.env): Promise<number> {
-  const out = await runTool(pgDump, ["--version"], {}, env);
-  const major = out.code === 0 ? parseToolMajor(out.stdout) : undefined;
-  if (major === undefined) throw new PgstackError("E_SNAPSHOT", `${pgDump} did not report a PostgreSQL version (is it pg_dump?): ${INSTALL_HINT}.`);
+  return checkToolVersion(pgDump, serverVersionNum, env);
+}
+
+async function checkToolVersion(file: string, serverVersionNum: number, env: NodeJS.ProcessEnv): Promise<number> {
+  const name = path.basename(file);
+  const major = await toolMajor(file, env);
+  if (major === undefined) throw new PgstackError("E_SNAPSHOT", `${file} did not report a PostgreSQL version (is it ${name === "pg_dump" ? "pg_dump" : "a PostgreSQL client tool"}?): ${INSTALL_HINT}.`);
   const server = serverMajor(serverVersionNum);
   if (major < server) {
     throw new PgstackError(
       "E_SNAPSHOT",
-      `The pg_dump at ${pgDump} is version ${major} but the server is PostgreSQL ${server}, and an older pg_dump cannot be trusted with a newer server: install pg_dump ${server} or newer (Debian/Ubuntu: apt-get install postgresql-client-${server}) or set PGSTACK_PG_DUMP to its path; nothing was dumped.`,
+      `The ${name} at ${file} is version ${major} but the server is PostgreSQL ${server}, and an older ${name} cannot be trusted with a newer server: install ${name} ${server} or newer (Debian/Ubuntu: apt-get install postgresql-client-${server}) or set PGSTACK_PG_DUMP to its path; nothing was dumped.`,
     );
   }
   return major;

@@ -27,7 +27,7 @@ export interface PgStackArgs {
   engine?: Engine;
   /** dev, staging or prod: decides the defaults (seed, lint) and the prod rules. Default: from the stack name (prod/production, staging/stage, else dev). */
   environment?: Environment;
-  /** PostgreSQL major of every engine: "15", "16", "17" or "18"; dev runs what prod runs. Default "15". */
+  /** PostgreSQL major of every engine: "15", "16", "17" or "18"; dev runs what prod runs. Default "18". */
   postgresVersion?: PostgresVersion;
   /** The application database (a lower-case PostgreSQL identifier). Default `app`. */
   databaseName?: string;

@@ -27,7 +27,8 @@ async function main(): Promise<number> {
   // A config it cannot read fails through runMain: one sentence, exit 1.
   const config = await readStackConfig(DEV_STACK, pulumi);
   if (config.embedded) {
-    const { started } = await clusterResume({ dataDir: path.join(PROJECT_ROOT, config.embedded.dataDir) });
+    // A data dir of another major (made before the default became 18, say) stops here: nothing started or changed.
+    const { started } = await clusterResume({ dataDir: path.join(PROJECT_ROOT, config.embedded.dataDir), major: config.postgresVersion });
     if (started) say("restarted the stopped dev PostgreSQL");
   }
 

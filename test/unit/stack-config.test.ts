@@ -28,12 +28,13 @@ describe("stack config", () => {
   it("runs one PostgreSQL major everywhere: rds and docker follow pgstack:postgresVersion, a different one is refused", () => {
     const rdsStack = (extra: Record<string, unknown>, top: Record<string, unknown> = {}) =>
       parseStackConfig(raw("staging", { "pgstack:engine": "rds", "pgstack:rds": { ...rds, ...extra }, ...top }));
-    expect(rdsStack({}).rds).toMatchObject({ engineVersion: "15", parameterGroupFamily: "postgres15" });
+    expect(rdsStack({}).rds).toMatchObject({ engineVersion: "18", parameterGroupFamily: "postgres18" });
     expect(rdsStack({}, { "pgstack:postgresVersion": "17" }).rds).toMatchObject({ engineVersion: "17", parameterGroupFamily: "postgres17" });
-    expect(rdsStack({ engineVersion: "15.8" }).rds?.engineVersion).toBe("15.8");
+    expect(rdsStack({ engineVersion: "18.1" }).rds?.engineVersion).toBe("18.1");
+    expect(rdsStack({ engineVersion: "15.8" }, { "pgstack:postgresVersion": "15" }).rds).toMatchObject({ engineVersion: "15.8", parameterGroupFamily: "postgres15" });
     expect(() => rdsStack({ engineVersion: "16", parameterGroupFamily: "postgres16" })).toThrow(
-      "Stack 'staging' config is invalid: pgstack:rds.engineVersion is 16 but pgstack:postgresVersion is 15 (dev and every stack run one major: remove rds.engineVersion or change postgresVersion); " +
-        "pgstack:rds.parameterGroupFamily is postgres16 but pgstack:postgresVersion is 15 (expected postgres15).",
+      "Stack 'staging' config is invalid: pgstack:rds.engineVersion is 16 but pgstack:postgresVersion is 18 (dev and every stack run one major: remove rds.engineVersion or change postgresVersion); " +
+        "pgstack:rds.parameterGroupFamily is postgres16 but pgstack:postgresVersion is 18 (expected postgres18).",
     );
     expect(parseStackConfig(raw("dev", { "pgstack:engine": "docker", "pgstack:postgresVersion": "18" }, { password: true })).docker?.image).toBe("postgres:18-alpine");
     expect(() => parseStackConfig(raw("dev", { "pgstack:postgresVersion": "14" }))).toThrow(/pgstack:postgresVersion must be one of 15, 16, 17, 18 \(got '14'\)/);
@@ -41,7 +42,7 @@ describe("stack config", () => {
 
   it("the committed stacks agree on one major", async () => {
     const majors = await Promise.all(["dev", "staging", "prod"].map(async (s) => (await stackFileConfig(s))["pgstack:postgresVersion"]));
-    expect(majors).toEqual(["15", "15", "15"]);
+    expect(majors).toEqual(["18", "18", "18"]);
   });
 
   it("refuses secrets in plain text and the committed dev passphrase outside the dev stack, together", () => {
@@ -131,7 +132,7 @@ describe("stack config", () => {
   it("needs the docker password and the external URL as secrets", () => {
     expect(() => parseStackConfig(raw("dev", { "pgstack:engine": "docker" }))).toThrow(/pgstack:password is missing \(the docker engine needs it as a secret/);
     expect(() => parseStackConfig(raw("dev", { "pgstack:engine": "external" }))).toThrow(/pgstack:externalUrl is missing/);
-    expect(parseStackConfig(raw("dev", { "pgstack:engine": "docker" }, { password: true })).docker).toEqual({ image: "postgres:15-alpine", port: 5432 });
+    expect(parseStackConfig(raw("dev", { "pgstack:engine": "docker" }, { password: true })).docker).toEqual({ image: "postgres:18-alpine", port: 5432 });
   });
 
   it("rejects unknown keys, misplaced engine blocks and bad values, all in one sentence", () => {

@@ -58,7 +58,7 @@ describe("dev stack (embedded engine)", () => {
     expect(cluster.inputs).toEqual({
       // The project root relative to the program's working directory ("..", from infra/, under pulumi).
       dir: path.relative(process.cwd(), projectDir),
-      create: "node infra/bin/pgstack.js cluster up --data-dir .pgstack/dev/data --port 54329 --database app --json",
+      create: "node infra/bin/pgstack.js cluster up --data-dir .pgstack/dev/data --port 54329 --database app --postgres-version 18 --json",
       delete: "node infra/bin/pgstack.js cluster down --data-dir .pgstack/dev/data",
     });
     expect(cluster.secretInputs).toEqual([]);
@@ -249,7 +249,7 @@ describe("prod stack (rds engine)", () => {
     expect(instance.type).toBe("aws:rds/instance:Instance");
     expect(instance.inputs).toMatchObject({
       engine: "postgres",
-      engineVersion: "15",
+      engineVersion: "18",
       instanceClass: "db.m7g.large",
       multiAz: true,
       deletionProtection: true,
@@ -276,7 +276,7 @@ describe("prod stack (rds engine)", () => {
     expect(sg.inputs.ingress).toEqual([expect.objectContaining({ protocol: "tcp", fromPort: 5432, toPort: 5432, securityGroups: ["sg-REPLACE-ME-app"] })]);
     expect(sg.inputs.ingress[0].cidrBlocks).toBeUndefined();
     const params = named(run.resources, "db-params");
-    expect(params.inputs.family).toBe("postgres15");
+    expect(params.inputs.family).toBe("postgres18");
     expect(params.inputs.parameters).toEqual(expect.arrayContaining([{ name: "rds.force_ssl", value: "1", applyMethod: "immediate" }]));
   });
 

@@ -35,7 +35,7 @@ describe("dev stack", () => {
     const chain = run.resources.filter((r) => r.type === COMMAND && r.name.startsWith("migrations-"));
     expect(step.dependencies).toEqual(expect.arrayContaining([chain[chain.length - 1].urn, named(run.resources, "seed-run").urn]));
     expect(step.inputs.create).toBe(
-      "sh infra/bin/pgstack-step verify --dir migrations --postgres-version 15 --changed fail --extra fail --allow 'table public.audit_*'",
+      "sh infra/bin/pgstack-step verify --dir migrations --postgres-version 18 --changed fail --extra fail --allow 'table public.audit_*'",
     );
     // No URL in the step: the session has it.
     expect(step.inputs.environment).toEqual({ PGSTACK_STACK: "dev" });
@@ -48,7 +48,7 @@ describe("dev stack", () => {
   it("is served by the update's deploy session after the chain, which stays open until it ran", () => {
     expect(run.sessions).toHaveLength(1);
     const session = run.sessions[0];
-    expect(session.after).toEqual([["verify", "--dir", "migrations", "--postgres-version", "15", "--changed", "fail", "--extra", "fail", "--allow", "table public.audit_*"]]);
+    expect(session.after).toEqual([["verify", "--dir", "migrations", "--postgres-version", "18", "--changed", "fail", "--extra", "fail", "--allow", "table public.audit_*"]]);
     expect(session.steps.some((s) => s[0] === "verify")).toBe(false);
     expect(session.closed).toBe(true);
   });

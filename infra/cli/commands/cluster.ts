@@ -16,12 +16,16 @@ export function clusterCommand(ctx: Context): Command {
       .requiredOption("--data-dir <path>", "the cluster's data directory")
       .requiredOption("--port <n>", "TCP port on 127.0.0.1")
       .requiredOption("--database <name>", "the database to create if missing")
+      .option("--postgres-version <major>", "the PostgreSQL major to run (default: the installed embedded binaries'); a data dir of another major is refused")
       .addOption(new Option("--json", "machine-readable output on stdout"))
-      .action(async (flags: { dataDir: string; port: string; database: string; json?: boolean }) => {
+      .action(async (flags: { dataDir: string; port: string; database: string; postgresVersion?: string; json?: boolean }) => {
         if (!/^\d+$/.test(flags.port) || Number(flags.port) < 1 || Number(flags.port) > 65535) {
           throw new PgstackError("E_USAGE", `--port must be a TCP port number (got '${flags.port}').`);
         }
-        const result = await clusterUp({ dataDir: flags.dataDir, port: Number(flags.port), database: flags.database }, ctx.logger(flags));
+        if (flags.postgresVersion !== undefined && !/^\d+$/.test(flags.postgresVersion)) {
+          throw new PgstackError("E_USAGE", `--postgres-version must be a PostgreSQL major such as 18 (got '${flags.postgresVersion}').`);
+        }
+        const result = await clusterUp({ dataDir: flags.dataDir, port: Number(flags.port), database: flags.database, major: flags.postgresVersion }, ctx.logger(flags));
         ctx.output.out(flags.json ? JSON.stringify(result) : `PostgreSQL ready on 127.0.0.1:${result.port}, database ${result.database}.`);
       })
       .exitOverride(),

@@ -195,8 +195,10 @@ export function snapshotCommand(ctx: Context): Command {
       .argument("<id>", "the snapshot id")
       .option("--yes", "restore (without it: only show what would be discarded)")
       .option("--keep-old", "keep the replaced database as <db>_before_restore_<time>")
-      .action(async (id: string, flags: SnapshotFlags & { yes?: boolean; keepOld?: boolean }) => {
+      .option("--max-pause-ms <ms>", "how long the swap waits, with the database closed, for the application's transactions before ending its sessions (default 1000)")
+      .action(async (id: string, flags: SnapshotFlags & { yes?: boolean; keepOld?: boolean; maxPauseMs?: string }) => {
         const url = urlOf(flags, ctx);
+        const maxPauseMs = parseMaxPause(flags.maxPauseMs);
         const plan = await planRestore(url, id, store(flags, ctx));
         if (!flags.json) ctx.output.err(renderRestorePlan(plan));
         if (!flags.yes) {
@@ -204,12 +206,12 @@ export function snapshotCommand(ctx: Context): Command {
           else ctx.output.out("Nothing changed: run again with --yes to restore.");
           return;
         }
-        const result = await restoreSnapshot(url, plan, { log: ctx.logger(flags), keepOld: flags.keepOld });
+        const result = await restoreSnapshot(url, plan, { log: ctx.logger(flags), keepOld: flags.keepOld, maxPauseMs });
         if (!flags.json) ctx.output.err(renderDiscarded(result));
         ctx.output.out(
           flags.json
-            ? JSON.stringify({ restored: true, plan: planJson(plan), discarded: result.discarded, keptAs: result.keptAs ?? null })
-            : `Restored '${result.database}' from ${result.snapshotId}${result.keptAs ? `; the previous database is kept as ${result.keptAs} (remove it with: DROP DATABASE "${result.keptAs}";)` : ""}.`,
+            ? JSON.stringify({ restored: true, plan: planJson(plan), discarded: result.discarded, keptAs: result.keptAs ?? null, method: result.method, pauseMs: result.pauseMs, countMs: result.countMs })
+            : `Restored '${result.database}' from ${result.snapshotId} (${result.method}, paused ${result.pauseMs} ms)${result.keptAs ? `; the previous database is kept as ${result.keptAs} (remove it with: DROP DATABASE "${result.keptAs}";)` : ""}.`,
         );
       })
       .exitOverride(),

@@ -9,7 +9,7 @@ export const DOCKER_SUPERUSER = "postgres";
 
 /** PostgreSQL in a container from an official image, its data in a named volume. */
 export interface DockerArgs {
-  /** Image reference. Default `postgres:16-alpine`. */
+  /** Image reference. Default `postgres:18-alpine`. */
   image?: string;
   /** Host port published on 127.0.0.1. Default 5432. */
   port?: number;
@@ -67,7 +67,7 @@ export function dockerUrl(password: string, port: number, databaseName: string):
 
 export function provisionDocker(name: string, args: DockerArgs, databaseName: string, stack: string, dir: string, parent: pulumi.Resource): DatabaseEndpoint {
   const port = args.port ?? 5432;
-  const image = new docker.RemoteImage(`${name}-image`, { name: args.image ?? "postgres:16-alpine", keepLocally: true }, { parent });
+  const image = new docker.RemoteImage(`${name}-image`, { name: args.image ?? "postgres:18-alpine", keepLocally: true }, { parent });
   // No fixed name: Docker generates one, so a replaced volume (new data) has a new name.
   const volume = new docker.Volume(`${name}-data`, { labels: [{ label: "pgstack.stack", value: stack }] }, { parent, retainOnDelete: true });
   const container = new docker.Container(

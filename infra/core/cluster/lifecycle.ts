@@ -18,7 +18,7 @@ import { localServerUrl, quoteIdent } from "../db/url";
 import { PgstackError } from "../errors";
 import type { Logger } from "../logger";
 import { databaseIdentity } from "../snapshot/identity";
-import { initCluster, isRunning, serverUser, startCluster, stopCluster } from "./embedded";
+import { dataDirMajor, initCluster, isRunning, majorMismatch, serverUser, startCluster, stopCluster } from "./embedded";
 
 /** The embedded cluster's superuser. */
 export const EMBEDDED_SUPERUSER = "postgres";
@@ -90,13 +90,14 @@ export interface ClusterUpResult {
   port: number;
 }
 
-export async function clusterUp(opts: { dataDir: string; port: number; database: string }, log: Logger): Promise<ClusterUpResult> {
+export async function clusterUp(opts: { dataDir: string; port: number; database: string; major?: string }, log: Logger): Promise<ClusterUpResult> {
   // pg_ctl gets absolute paths (the server runs in its data dir); messages keep the relative one.
   const dataDir = path.resolve(opts.dataDir);
+  refuseOtherMajor(opts.dataDir, opts.major);
   assertReachable(dataDir);
   await fs.mkdir(path.dirname(dataDir), { recursive: true, mode: 0o755 });
   const password = await readOrCreatePassword(dataDir);
-  const { created } = await initCluster({ dataDir, port: opts.port, user: EMBEDDED_SUPERUSER, password });
+  const { created } = await initCluster({ dataDir, port: opts.port, user: EMBEDDED_SUPERUSER, password, major: opts.major });
   if (created) log.info(`created the embedded PostgreSQL cluster in ${opts.dataDir}`);
   if (await isRunning(dataDir)) {
     const running = recordedPort(dataDir, "postmaster.pid");
@@ -105,7 +106,7 @@ export async function clusterUp(opts: { dataDir: string; port: number; database:
       await stopCluster(dataDir);
     }
   }
-  const { started } = await startCluster({ dataDir, port: opts.port });
+  const { started } = await startCluster({ dataDir, port: opts.port, major: opts.major });
   if (started) log.info(`started the embedded PostgreSQL on 127.0.0.1:${opts.port}`);
   await withClient(embeddedUrl(password, opts.port, "postgres"), async (client) => {
     const { rowCount } = await client.query("SELECT 1 FROM pg_database WHERE datname = $1", [opts.database]);
@@ -132,11 +133,18 @@ export async function clusterDown(opts: { dataDir: string; removeData: boolean }
   }
 }
 
-/** Starts a stopped cluster on the port it last ran on; a no-op when running or absent. */
-export async function clusterResume(opts: { dataDir: string }): Promise<{ started: boolean }> {
+/** A data dir made by another major than `major` is refused before anything is done (nothing installed, started or changed). */
+function refuseOtherMajor(dataDir: string, major: string | undefined): void {
+  const made = dataDirMajor(path.resolve(dataDir));
+  if (major !== undefined && made !== undefined && made !== major) throw majorMismatch(dataDir, made, major);
+}
+
+/** Starts a stopped cluster on the port it last ran on; a no-op when running or absent. Refuses a data dir of another major than `major`. */
+export async function clusterResume(opts: { dataDir: string; major?: string }): Promise<{ started: boolean }> {
+  refuseOtherMajor(opts.dataDir, opts.major);
   const dataDir = path.resolve(opts.dataDir);
   if (!existsSync(path.join(dataDir, "PG_VERSION")) || (await isRunning(dataDir))) return { started: false };
   const port = recordedPort(dataDir, "postmaster.opts");
   if (port === undefined) return { started: false };
-  return startCluster({ dataDir, port });
+  return startCluster({ dataDir, port, major: opts.major });
 }

@@ -10,7 +10,7 @@ import { applyMigrations } from "../migrations/runner";
 import { ledgerExists } from "../ledger/ledger";
 import { planMigrations } from "../migrations/plan";
 import type { Settings } from "../settings";
-import { checkDumpTool, resolveTool, runToolPipe } from "../pgtools";
+import { checkDumpTool, resolveTool, runToolPipe, serverMajor } from "../pgtools";
 
 /** SQLSTATE of CREATE DATABASE without CREATEDB. */
 const INSUFFICIENT_PRIVILEGE = "42501";
@@ -201,9 +201,9 @@ async function copyLedger(fromUrl: string, toUrl: string): Promise<void> {
 
 /** The schema of `fromUrl` into `toUrl` with pg_dump | psql, resolved and version-checked like the snapshots' (core/pgtools.ts). */
 async function pipeSchema(fromUrl: string, toUrl: string): Promise<void> {
-  const pgDump = resolveTool("pg_dump", {});
-  const psql = resolveTool("psql", {});
   const version = await withClient(fromUrl, async (c) => Number((await c.query<{ v: string }>("SELECT current_setting('server_version_num') AS v")).rows[0].v));
+  const pgDump = await resolveTool("pg_dump", { serverMajor: serverMajor(version) });
+  const psql = await resolveTool("psql", { serverMajor: serverMajor(version) });
   await checkDumpTool(pgDump, version);
   const { code, stderr } = await runToolPipe(
     { file: pgDump, args: ["--schema-only", "--no-owner", "--no-privileges", "--no-password"], connEnv: libpqEnv(fromUrl) },

@@ -7,7 +7,7 @@ import { libpqEnv, parseDatabaseUrl, quoteIdent, withDatabase } from "../db/url"
 import { PgstackError, messageOf } from "../errors";
 import { failpoint, failpointDuring } from "../failpoint";
 import type { Logger } from "../logger";
-import { checkDumpTool, resolveTool, runTool } from "../pgtools";
+import { checkDumpTool, resolveToolFor, runTool } from "../pgtools";
 import { processAlive } from "../process";
 import type { CreateOptions, SnapshotEngine } from "./engine";
 import { isPostgresSnapshotName, postgresSnapshotName } from "./naming";
@@ -56,7 +56,7 @@ export function serverKey(url: string): string {
  */
 export async function dumpSchema(url: string, options: Pick<DumpEngineOptions, "pgDump" | "env"> = {}): Promise<string> {
   const env = options.env ?? process.env;
-  const pgDump = resolveTool("pg_dump", { ...options, env });
+  const pgDump = await resolveToolFor("pg_dump", url, { pgDump: options.pgDump, env });
   const result = await runTool(pgDump, ["--schema-only", "--no-owner", "--no-privileges", "--no-password"], libpqEnv(url), env);
   if (result.code !== 0) throw new PgstackError("E_SNAPSHOT", `pg_dump could not read the schema of database '${parseDatabaseUrl(url).database}': ${toolError(result.stderr)}.`);
   return result.stdout
@@ -150,7 +150,7 @@ export function dumpEngine(options: DumpEngineOptions): SnapshotEngine {
 
     async create(o: CreateOptions): Promise<SnapshotInfo> {
       const source = parseDatabaseUrl(o.url).database;
-      const pgDump = resolveTool("pg_dump", { ...options, env });
+      const pgDump = await resolveToolFor("pg_dump", o.url, { pgDump: options.pgDump, env });
       const { lastMigration, clean } = await ledgerState(o.url).catch((err) => {
         throw notReadable(err, o.url, source) ?? err;
       });
@@ -262,7 +262,7 @@ export function dumpEngine(options: DumpEngineOptions): SnapshotEngine {
     },
 
     async materialize(url, snapshot, target, log) {
-      const pgRestore = resolveTool("pg_restore", { ...options, env });
+      const pgRestore = await resolveToolFor("pg_restore", url, { pgDump: options.pgDump, env });
       const file = files(snapshot.snapshotId).dump;
       if (snapshot.fileDigest === undefined) {
         log.warn(`snapshot ${snapshot.snapshotId} was dumped by an older pgstack that recorded no digest of its dump file: restored as the file is now`);

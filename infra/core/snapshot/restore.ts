@@ -5,7 +5,7 @@ import { PgstackError, messageOf } from "../errors";
 import { failpoint, failpointDuring } from "../failpoint";
 import { readLedger } from "../ledger/ledger";
 import type { Logger } from "../logger";
-import type { SnapshotEngine } from "./engine";
+import { DEFAULT_MAX_PAUSE_MS, type SnapshotEngine } from "./engine";
 import { beginOperation, endOperation, reopenKeepingMarker, rewriteOperation } from "./fence";
 import { recordRollbackIntent, type RollbackIntent } from "./intent";
 import { timestamp } from "./naming";
@@ -13,7 +13,7 @@ import { applyProperties, readProperties } from "./properties";
 import { checkSeal, schemaDigestOn, type SealCheck } from "./seal";
 import { findSnapshot, listAllSnapshots, sealKeyFileOf, type StoreOptions } from "./store";
 import { describeStateMismatch, diffTablesOn, differingTables, tableStatesOn, type TableDiff, type TableStates } from "./tables";
-import { endSessions, OBJECT_IN_USE, type CopyMethod } from "../db/copy";
+import { drainSessions, endSessions, OBJECT_IN_USE, serverNow, type CopyMethod } from "../db/copy";
 import { deployerBusy, migrationLockHolder } from "../db/deployers";
 import { connectionEnded, withGuardian, type GuardedFailure } from "./guardian";
 import { withSnapshotSession, type SnapshotInfo } from "./template";
@@ -72,6 +72,8 @@ export interface RestoreOptions {
   now?: () => Date;
   /** How long to keep trying while sessions linger, ms. Default 15000. */
   drainTimeoutMs?: number;
+  /** How long the swap waits, with the database closed, for the application's transactions before ending its sessions, ms. Default 1000. */
+  maxPauseMs?: number;
   /**
    * Record, in the swap's transaction, the rollback this restore is part of
    * (intent.ts): the chain is to be pinned at `pin` (`npm run rollback`).
@@ -89,6 +91,11 @@ export interface RestoreResult {
   /** Exactly what the restore discarded, counted with the old database closed to writes. */
   discarded: TableDiff[];
   tables: TableChange[];
+  /** How long the database was closed to the application by the swap, ms, and how much of it counting the discarded rows took. */
+  pauseMs: number;
+  countMs: number;
+  /** How the snapshot was copied into place ("clone", "template" or, for a dump, pg_restore). */
+  method?: string;
 }
 
 const RESTORED_MARK = "pgstack-restored-from";
@@ -194,8 +201,11 @@ export async function restoreSnapshot(url: string, plan: RestorePlan, options: R
       await beginOperation(client, db, { op: "restore", copy: restoring, keepOld: Boolean(options.keepOld) }, { close: false });
       let swapped = false;
       let discarded: TableDiff[] = [];
+      let method = "";
+      const pause = { pauseMs: 0, countMs: 0 };
       try {
-        await failpointDuring("restore:materializing", () => engine.materialize(url, snapshot, restoring, log, { copyMethod: options.copyMethod }));
+        const made = await failpointDuring("restore:materializing", () => engine.materialize(url, snapshot, restoring, log, { copyMethod: options.copyMethod }));
+        method = made ? made.method : "pg_restore";
         failpoint("restore:materialized");
         // Verified closed to every session but the verifying one, and opened only
         // by the swap: the database put in place is exactly the one verified
@@ -236,7 +246,7 @@ export async function restoreSnapshot(url: string, plan: RestorePlan, options: R
             const intent: RollbackIntent | undefined = options.intent
               ? { op: "restore", pin: options.intent.pin, snapshot: snapshot.snapshotId, removed: plan.discardedMigrations, at: new Date().toISOString() }
               : undefined;
-            return swap(client, url, db, restoring, before, log, options.drainTimeoutMs ?? 15_000, copySession, copy, intent, state);
+            return swap(client, url, db, restoring, before, log, { drainMs: options.drainTimeoutMs ?? 15_000, maxPauseMs: options.maxPauseMs ?? DEFAULT_MAX_PAUSE_MS, pause }, copySession, copy, intent, state);
           },
           { applicationName: "pgstack restore" },
         );
@@ -257,7 +267,7 @@ export async function restoreSnapshot(url: string, plan: RestorePlan, options: R
       log.info(
         `restored ${db} from snapshot ${snapshot.snapshotId}${options.keepOld ? `; the previous database is kept as ${before} (remove it with: DROP DATABASE ${quoteIdent(before)};)` : ""}`,
       );
-      return { database: db, snapshotId: snapshot.snapshotId, keptAs: options.keepOld ? before : undefined, discarded, tables: plan.tables };
+      return { database: db, snapshotId: snapshot.snapshotId, keptAs: options.keepOld ? before : undefined, discarded, tables: plan.tables, ...pause, method };
     },
     { applicationName: "pgstack restore" },
   ), (err, failure) => restoreFailure(err, failure, db, snapshot.snapshotId, state.closed, Boolean(options.keepOld)));
@@ -337,26 +347,35 @@ async function swap(
   restoring: string,
   before: string,
   log: Logger,
-  drainMs: number,
+  timing: { drainMs: number; maxPauseMs: number; pause: { pauseMs: number; countMs: number } },
   copySession: Client,
   copyStates: TableStates,
   intent: RollbackIntent | undefined,
   state: { closed: boolean },
 ): Promise<TableDiff[]> {
-  const deadline = Date.now() + drainMs;
+  const deadline = Date.now() + timing.drainMs;
+  let closedSince = 0;
   // The counting session enters `db` before it closes: nobody else can after.
   return withClient(
     url,
     async (counter) => {
       const { rows: me } = await counter.query<{ pid: number }>("SELECT pg_backend_pid() AS pid");
+      const closedAt = await serverNow(client);
       await client.query("BEGIN");
       await rewriteOperation(client, db, { closed: true });
       await client.query(`ALTER DATABASE ${quoteIdent(db)} ALLOW_CONNECTIONS false`);
       await client.query("COMMIT");
+      closedSince = Date.now();
       state.closed = true;
       failpoint("restore:closed");
+      // The bounded pause: each session ended once the transaction it had open at the close is over; the rest after maxPauseMs.
+      const { busy } = await drainSessions(client, db, { closedAt, graceMs: timing.maxPauseMs, log, purpose: "restore", keep: me[0].pid });
+      if (busy > 0) log.warn(`${busy} session(s) of ${db} were still in a transaction after ${timing.maxPauseMs} ms: ending them (their transactions roll back)`);
       await endSessionsAndWait(client, db, log, me[0].pid, deadline);
+      // Read with the database closed to writes, so the count is exact; it reads every table, so it is inside the pause (measured, said).
+      const counting = Date.now();
       const discarded = await diffTablesOn(counter, copySession, copyStates);
+      timing.pause.countMs = Date.now() - counting;
       // The copy may be renamed only with no session in it.
       await copySession.end();
       log.info(
@@ -382,6 +401,8 @@ async function swap(
         if (intent) await recordRollbackIntent(client, db, intent);
         await failpointDuring("restore:swapping", () => client.query("COMMIT"), 0);
         state.closed = false;
+        timing.pause.pauseMs = Date.now() - closedSince;
+        log.info(`${db} was closed to the application for ${timing.pause.pauseMs} ms by the swap (counting what it discards took ${timing.pause.countMs} ms of it)`);
         return discarded;
       } catch (err) {
         await client.query("ROLLBACK").catch(() => undefined);

@@ -5,7 +5,7 @@ import { decideCopy, type CopyMethod } from "../db/copy";
 import { parseDatabaseUrl, withDatabase } from "../db/url";
 import { PgstackError, isPgstackError, messageOf } from "../errors";
 import type { Logger } from "../logger";
-import { checkDumpTool, resolveTool } from "../pgtools";
+import { checkDumpTool, resolveTool, serverMajor } from "../pgtools";
 import { dumpEngine, snapshotIdOfFile } from "./dump";
 import type { CreateOptions, SnapshotEngine, SnapshotKind } from "./engine";
 import { sealKeyPath } from "./seal";
@@ -109,7 +109,7 @@ export async function chooseSnapshotEngine(url: string, choice: EngineChoice, op
   if (sessions === 0) return { engine: engines.template, chosen: { reason: `no session is connected; ${how.reason}`, how, sessions }, giveUpAtBound: false };
   // Why no pg_dump can be used here, or undefined when one can.
   const dumpTool = await Promise.resolve()
-    .then(() => checkDumpTool(resolveTool("pg_dump", { pgDump: options.pgDump, env: options.env }), versionNum, options.env))
+    .then(async () => checkDumpTool(await resolveTool("pg_dump", { serverMajor: serverMajor(versionNum), pgDump: options.pgDump, env: options.env }), versionNum, options.env))
     .then(
     () => undefined,
     (err: unknown) => messageOf(err),

