@@ -32,7 +32,7 @@ import { argValue, fmtMs, fmtRatio, runTimed, intArg, log, machineInfo, markdown
 import { requireDumpFor, startReflinkCluster, usedBytes, type ReflinkCluster } from "./lib/reflink";
 
 type Method = "clone" | "template" | "pg_dump";
-const METHODS: Method[] = ["clone", "template", "pg_dump"];
+const ALL_METHODS: Method[] = ["clone", "template", "pg_dump"];
 /** Rows of ~850 bytes per GiB of database (9 a page). */
 const ROWS_PER_GIB = 1_180_000;
 /** The rows changed after each snapshot, which the restore must bring back. */
@@ -85,6 +85,9 @@ export async function snapshotSizesBench(argv: string[]): Promise<void> {
   const rounds = intArg(argv, "--rounds", 2);
   const sizes = (argValue(argv, "--sizes") ?? "1,4").split(",").map(Number);
   const level = argValue(argv, "--level") ?? "pgstack";
+  // A subset for quick reruns (e.g. --methods clone,template --rounds 5: pg_dump at 4 GiB takes minutes).
+  const METHODS = (argValue(argv, "--methods") ?? ALL_METHODS.join(",")).split(",") as Method[];
+  if (METHODS.some((m) => !ALL_METHODS.includes(m))) throw new Error(`--methods takes a list of ${ALL_METHODS.join(", ")}`);
   if (level !== "pgstack" && level !== "copy") throw new Error("--level is pgstack (pgstack's snapshot and restore) or copy (the copies alone, no pgstack)");
   if (sizes.some((s) => !(s > 0))) throw new Error("--sizes takes GiB numbers, e.g. 1,4");
   const dumps = path.join(WORK, "snapshot-sizes", "snapshots");
@@ -248,10 +251,10 @@ export async function snapshotSizesBench(argv: string[]): Promise<void> {
     );
     const digestOf = (size: number) => median(digests.filter((d) => d.size === size).map((d) => d.ms));
     const digestLine = `one content digest of every table (infra/core/snapshot/tables.ts, read by the snapshot and again by the restore): ${sizes.map((s) => `${fmtMs(digestOf(s))} at ${s} GiB`).join(", ")} (${fmtRatio(digestOf(large) / digestOf(small))})`;
-    const cloneScale = scaling("clone", total);
+    const cloneScale = METHODS.includes("clone") ? scaling("clone", total) : NaN;
     const verdict =
       `clone snapshot + restore ${large} GiB / ${small} GiB: ${fmtRatio(cloneScale)} (${cloneScale <= 1.5 ? "within" : "NOT within"} 1.5x); ` +
-      `template copy ${fmtRatio(scaling("template", total))}, pg_dump ${fmtRatio(scaling("pg_dump", total))}`;
+      METHODS.filter((m) => m !== "clone").map((m) => `${m} ${fmtRatio(scaling(m, total))}`).join(", ");
     const load = (await fs.readFile("/proc/loadavg", "utf8")).split(" ").slice(0, 3).join(" ");
     const result = {
       benchmark: "snapshot",
@@ -273,7 +276,7 @@ export async function snapshotSizesBench(argv: string[]): Promise<void> {
       table,
       bareTable,
     };
-    const file = await writeResult(level === "copy" ? "snapshot-copy" : "snapshot", result);
+    const file = await writeResult(argValue(argv, "--out") ?? (level === "copy" ? "snapshot-copy" : "snapshot"), result);
     const extra = level === "copy" ? "" : `${bareTable}\n\n${digestLine}\n\n`;
     process.stdout.write(`\n## snapshot, level ${level} (${sizes.map((s) => gib(dbBytes[s])).join(" and ")}, ${rounds} rounds, medians; load ${load})\n\n${table}\n\n${extra}${verdict}\n\nwrote ${path.relative(REPO, file)}\n`);
   } finally {
