@@ -2,10 +2,12 @@
  * One command per benchmark:
  *
  *   npm run bench -- apply      300 Prisma-style migrations: pgstack vs psql vs node-pg-migrate vs Flyway
- *   npm run bench -- snapshot   1 GiB database: template copy vs pg_dump/pg_restore vs file copy
+ *   npm run bench -- snapshot   1 GiB and 4 GiB databases on a reflink file system: clone vs template copy vs pg_dump (issue 26)
+ *   npm run bench -- snapshot-strategies  1 GiB database: template copy (FILE_COPY vs WAL_LOG) vs pg_dump/pg_restore vs file copy
  *   npm run bench -- lock       a migration under pgbench load, with and without lock_timeout + retries
  *   npm run bench -- chain      pulumi up with N migration command resources vs pgstack apply --all
- *   npm run bench -- window     application errors and the closed window of a snapshot/restore under continuous writes
+ *   npm run bench -- window     a reconnecting application writing during clone / pg_dump / template-copy snapshots: its pauses, errors, lost writes (issue 26)
+ *   npm run bench -- window-restore  application errors and the closed window of a snapshot/restore under continuous writes (issue 11)
  *   npm run bench -- bigfile    a 60,000-statement migration and the 300-migration history, now vs before issue 10
  *   npm run bench -- revert     undoing a deploy on the 1 GiB database: its reverse (keeps writes) vs a snapshot restore
  *   npm run bench -- expand     a split rename in force: inserts with the sync trigger vs without; backfill of 1 M rows
@@ -26,16 +28,20 @@ import { compatBench } from "./compat-histories";
 import { lockBench } from "./lock";
 import { revertBench, revertDevBench } from "./revert";
 import { snapshotBench } from "./snapshot";
+import { snapshotSizesBench } from "./snapshot-sizes";
 import { verifyBench } from "./verify";
 import { windowBench } from "./window";
+import { windowRestoreBench } from "./window-restore";
 
 const benches: Record<string, (argv: string[]) => Promise<void>> = {
   apply: applyBench,
   bigfile: bigfileBench,
-  snapshot: snapshotBench,
+  snapshot: snapshotSizesBench,
+  "snapshot-strategies": snapshotBench,
   lock: lockBench,
   chain: chainBench,
   window: windowBench,
+  "window-restore": windowRestoreBench,
   revert: revertBench,
   "revert-dev": revertDevBench,
   expand: expandBench,

@@ -1,125 +1,190 @@
 /**
- * window: what a snapshot and a restore cost an application that writes
- * continuously (issue 11, item 8).
+ * window: what a snapshot of a live database costs a writing application
+ * (issue 26): the clone's bounded pause against today's pg_dump snapshot and
+ * the template copy, in the same run.
  *
- *   npm run bench -- window [--rounds 5] [--rows 200000]
+ *   npm run bench -- window [--rounds 5] [--gib 0.5]
  *
- * An application inserts one row every 20 ms through one connection,
- * reconnecting after an error, for the whole run. Each round takes a
- * template-copy snapshot, a pg_dump snapshot and a restore (template) of the
- * database, each with pgstack's own code, and counts for each operation the
- * application's failed writes and the longest time between two acknowledged
- * writes (the window in which the database refused it), next to the
- * operation's duration.
+ * The cluster's data directory is on the XFS reflink image of the clone tests
+ * (test/support/reflink.ts, root only); the database holds one table of wide
+ * rows (--gib of it) and `acks`, into which an application in its own process
+ * (lib/writer.js) inserts the values 1, 2, 3, ... every 10 ms, retrying a
+ * failed write with the same value on a new connection. For each operation,
+ * interleaved round by round with the order rotated, pgstack's own
+ * createSnapshot:
+ *   clone     the snapshot `auto` takes with the application connected where cloning works
+ *   pg_dump   the dump engine (what `auto` took before issue 26)
+ *   template  the template engine forced to a full copy: the database is closed for the whole copy
+ *   idle      nothing (the control: the gaps the application sees anyway)
+ * The pause the application saw is the longest time between two consecutive
+ * acknowledged writes from 300 ms before the operation to 300 ms after it.
+ * At the end every acknowledged value must be in `acks`: read back, not assumed.
  */
+import { fork } from "node:child_process";
 import { promises as fs } from "node:fs";
 import * as path from "node:path";
-import { Client } from "pg";
 import { silentLogger } from "../infra/core/logger";
-import { planRestore, restoreSnapshot } from "../infra/core/snapshot/restore";
-import { createSnapshot } from "../infra/core/snapshot/store";
-import { startBenchCluster } from "./lib/cluster";
-import { fmtMs, intArg, log, machineInfo, markdownTable, median, requireTools, WORK, writeResult } from "./lib/common";
+import type { SnapshotInfo } from "../infra/core/snapshot/engine";
+import { createSnapshot, deleteSnapshot } from "../infra/core/snapshot/store";
+import { serverVersion } from "./lib/cluster";
+import { argValue, fmtMs, intArg, log, machineInfo, markdownTable, median, REPO, rotate, timeIt, WORK, writeResult } from "./lib/common";
+import { requireDumpFor, startReflinkCluster } from "./lib/reflink";
 
 const DB = "app";
+type Op = "clone" | "pg_dump" | "template" | "idle";
+const OPS: Op[] = ["clone", "pg_dump", "template", "idle"];
+const MARGIN_MS = 300;
 
 interface Sample {
-  op: string;
+  op: Op;
+  round: number;
+  /** The operation's duration. */
   ms: number;
+  /** Longest time between two consecutive acknowledged writes around it. */
+  pauseSeenMs: number;
+  /** Failed write attempts (errors the application saw) during it. */
   errors: number;
-  longestGapMs: number;
+  from: number;
+  to: number;
+  /** What pgstack recorded. */
+  method?: string;
+  pauseMs?: number;
 }
 
-/** The application: one insert every 20 ms; acknowledged times and errors, in order. */
-function startWriter(url: string) {
-  const acked: number[] = [];
-  const failed: number[] = [];
-  let stop = false;
-  const done = (async () => {
-    let client: Client | undefined;
-    while (!stop) {
-      try {
-        if (!client) {
-          client = new Client({ connectionString: url, connectionTimeoutMillis: 2000 });
-          client.on("error", () => undefined);
-          await client.connect();
-        }
-        await client.query("INSERT INTO ticks (at) VALUES (now())");
-        acked.push(Date.now());
-      } catch {
-        failed.push(Date.now());
-        await client?.end().catch(() => undefined);
-        client = undefined;
-      }
-      await new Promise((r) => setTimeout(r, 20));
-    }
-    await client?.end().catch(() => undefined);
-  })();
+interface Writer {
+  acked: { v: number; t: number }[];
+  errors: { code: string; t: number }[];
+  stop(): Promise<void>;
+}
+
+function startWriter(url: string): Writer {
+  const child = fork(path.join(__dirname, "lib", "writer.js"), [], { stdio: ["ignore", "inherit", "inherit", "ipc"], env: { PATH: process.env.PATH ?? "" } });
+  const acked: Writer["acked"] = [];
+  const errors: Writer["errors"] = [];
+  let stopped: () => void;
+  const done = new Promise<void>((r) => (stopped = r));
+  child.on("message", (m: { ack?: number; error?: string; t: number; stopped?: number }) => {
+    if (m.ack !== undefined) acked.push({ v: m.ack, t: m.t });
+    else if (m.error !== undefined) errors.push({ code: m.error, t: m.t });
+    else if (m.stopped !== undefined) stopped();
+  });
+  child.on("exit", () => stopped());
+  child.send({ cmd: "start", url });
   return {
     acked,
-    failed,
+    errors,
     async stop() {
-      stop = true;
+      child.send({ cmd: "stop" });
       await done;
     },
   };
 }
 
 export async function windowBench(argv: string[]): Promise<void> {
-  requireTools(["pg_dump", "pg_restore"]);
   const rounds = intArg(argv, "--rounds", 5);
-  const rows = intArg(argv, "--rows", 200_000);
-  const cluster = await startBenchCluster("window");
-  const snapshotsDir = path.join(WORK, "window-dumps");
-  await fs.rm(snapshotsDir, { recursive: true, force: true });
+  const size = Number(argValue(argv, "--gib") ?? 0.5);
+  const dumps = path.join(WORK, "window", "snapshots");
+  await fs.rm(path.dirname(dumps), { recursive: true, force: true });
+  const cluster = await startReflinkCluster("window");
   try {
+    const pgDump = await requireDumpFor(cluster);
+    const server = await serverVersion(cluster);
     await cluster.query(`CREATE DATABASE ${DB}`);
-    await cluster.query("CREATE TABLE ticks (id bigserial PRIMARY KEY, at timestamptz NOT NULL)", [], DB);
-    await cluster.query("CREATE TABLE orders (id int PRIMARY KEY, note text NOT NULL)", [], DB);
-    await cluster.query(`INSERT INTO orders SELECT g, md5(g::text) || md5((g * 7)::text) FROM generate_series(1, ${rows}) g`, [], DB);
+    await cluster.query("CREATE TABLE big (id bigint PRIMARY KEY, payload text NOT NULL)", [], DB);
+    const rows = Math.round(1_180_000 * size);
+    for (let from = 1; from <= rows; from += 500_000) {
+      await cluster.query(`INSERT INTO big SELECT g, repeat(md5(g::text), 25) FROM generate_series(${from}, ${Math.min(rows, from + 499_999)}) g`, [], DB);
+    }
+    await cluster.query("VACUUM (FREEZE, ANALYZE) big", [], DB);
+    await cluster.query("CREATE TABLE acks (v bigint PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp())", [], DB);
+    await cluster.query("CHECKPOINT");
+    const [sz] = await cluster.query<{ b: string }>("SELECT pg_database_size($1)::bigint AS b", [DB]);
+    const dbBytes = Number(sz.b);
+    log(`database ${DB}: ${(dbBytes / 2 ** 20).toFixed(0)} MiB`);
+
     const url = cluster.url(DB);
     const writer = startWriter(url);
+    while (writer.acked.length < 50) await new Promise((r) => setTimeout(r, 50));
     const samples: Sample[] = [];
-    const measure = async (op: string, fn: () => Promise<unknown>) => {
-      await new Promise((r) => setTimeout(r, 300));
+    const snapshot = async (op: Exclude<Op, "idle">): Promise<SnapshotInfo> => {
+      const options = { url, stack: "bench", snapshotsDir: dumps, log: silentLogger };
+      if (op === "pg_dump") return createSnapshot({ ...options, engine: "dump" });
+      if (op === "template") return createSnapshot({ ...options, engine: "template", copyMethod: "copy" });
+      // What a deploy's snapshot takes with the application connected: auto, detected.
+      const taken = await createSnapshot({ ...options, engine: "auto" });
+      if (taken.method !== "clone") throw new Error(`auto took a ${taken.method} snapshot with the application connected (${taken.methodReason})`);
+      return taken;
+    };
+    const measure = async (op: Op, round: number) => {
+      await new Promise((r) => setTimeout(r, MARGIN_MS));
       const from = Date.now();
-      const errorsBefore = writer.failed.length;
-      await fn();
+      const errorsBefore = writer.errors.length;
+      const t = await timeIt(async () => (op === "idle" ? (await new Promise((r) => setTimeout(r, 2000)), undefined) : snapshot(op)));
       const to = Date.now();
-      await new Promise((r) => setTimeout(r, 300));
-      const times = writer.acked.filter((t) => t >= from - 300 && t <= to + 300);
+      await new Promise((r) => setTimeout(r, MARGIN_MS));
+      const times = writer.acked.filter((a) => a.t >= from - MARGIN_MS && a.t <= to + MARGIN_MS).map((a) => a.t);
       let gap = 0;
       for (let i = 1; i < times.length; i++) gap = Math.max(gap, times[i] - times[i - 1]);
-      samples.push({ op, ms: to - from, errors: writer.failed.length - errorsBefore, longestGapMs: gap });
+      const info = t.value as SnapshotInfo | undefined;
+      samples.push({ op, round, from, to, ms: t.ms, pauseSeenMs: gap, errors: writer.errors.length - errorsBefore, method: info?.method, pauseMs: info?.pauseMs });
+      log(`  ${op}: ${fmtMs(t.ms)}, the application saw a pause of ${fmtMs(gap)} and ${writer.errors.length - errorsBefore} error(s)${info?.pauseMs !== undefined ? `; pgstack reported ${info.method} paused ${info.pauseMs} ms` : ""}`);
+      if (info) await deleteSnapshot(url, info.snapshotId, silentLogger, { snapshotsDir: dumps });
     };
-    for (let round = 1; round <= rounds; round++) {
-      log(`round ${round}/${rounds}`);
-      let template = "";
-      await measure("template snapshot", async () => {
-        template = (await createSnapshot({ url, stack: "bench", engine: "template", snapshotsDir, log: silentLogger })).snapshotId;
-      });
-      await measure("pg_dump snapshot", () => createSnapshot({ url, stack: "bench", engine: "dump", snapshotsDir, log: silentLogger }));
-      // What a deploy takes by default: with the application connected, auto picks pg_dump.
-      await measure("auto snapshot (a deploy's default)", async () => {
-        const taken = await createSnapshot({ url, stack: "bench", engine: "auto", snapshotsDir, log: silentLogger });
-        if (taken.engine !== "dump") throw new Error(`auto took a ${taken.engine} snapshot with the application connected`);
-      });
-      await measure("restore (template)", async () => restoreSnapshot(url, await planRestore(url, template, { snapshotsDir }), { log: silentLogger }));
+    for (let round = 0; round < rounds; round++) {
+      const order = rotate(OPS, round);
+      log(`round ${round + 1}/${rounds}: ${order.join(", ")}`);
+      for (const op of order) await measure(op, round);
     }
     await writer.stop();
-    const ops = [...new Set(samples.map((s) => s.op))];
+
+    // Every acknowledged write must be in the database: read back.
+    const present = new Set((await cluster.query<{ v: string }>("SELECT v::text AS v FROM acks", [], DB)).map((r) => Number(r.v)));
+    const lost = writer.acked.filter((a) => !present.has(a.v));
+    /** Lost writes acknowledged around an operation of this kind. */
+    const lostIn = (op: Op) => lost.filter((l) => samples.some((s) => s.op === op && l.t >= s.from - MARGIN_MS && l.t <= s.to + MARGIN_MS)).length;
+    const load = (await fs.readFile("/proc/loadavg", "utf8")).split(" ").slice(0, 3).join(" ");
+    const names: Record<Op, string> = {
+      clone: "clone snapshot (bounded pause)",
+      pg_dump: "pg_dump snapshot (dump engine)",
+      template: "template-copy snapshot (full copy)",
+      idle: "nothing (control)",
+    };
+    const of = (op: Op) => samples.filter((s) => s.op === op);
     const table = markdownTable(
-      ["operation", "duration", "application errors per operation", "longest time without an acknowledged write (20 ms cadence)"],
-      ops.map((op) => {
-        const of = samples.filter((s) => s.op === op);
-        return [op, fmtMs(median(of.map((s) => s.ms))), String(median(of.map((s) => s.errors))), fmtMs(median(of.map((s) => s.longestGapMs)))];
-      }),
+      ["operation", "duration (median)", "pause the application saw: median", "max", "pgstack's reported pauseMs (median)", "application errors (median per operation / total)", "acknowledged writes lost"],
+      OPS.map((op) => [
+        names[op],
+        op === "idle" ? "2 s (by definition)" : fmtMs(median(of(op).map((s) => s.ms))),
+        `**${fmtMs(median(of(op).map((s) => s.pauseSeenMs)))}**`,
+        fmtMs(Math.max(...of(op).map((s) => s.pauseSeenMs))),
+        of(op).some((s) => s.pauseMs !== undefined) ? `${median(of(op).map((s) => s.pauseMs ?? 0)).toFixed(0)} ms` : "n/a",
+        `${median(of(op).map((s) => s.errors))} / ${of(op).reduce((n, s) => n + s.errors, 0)}`,
+        String(lostIn(op)),
+      ]),
     );
-    process.stdout.write(table + "\n");
-    const file = await writeResult("window", { machine: machineInfo(), rounds, rows, samples });
-    log(`wrote ${file}`);
+    const summary =
+      `${writer.acked.length} writes acknowledged, ${lost.length} of them missing from the database afterwards; ` +
+      `clone pause median ${fmtMs(median(of("clone").map((s) => s.pauseSeenMs)))} (${median(of("clone").map((s) => s.pauseSeenMs)) < 500 ? "under" : "NOT under"} 500 ms)`;
+    const result = {
+      benchmark: "window",
+      generatedAt: new Date().toISOString(),
+      machine: machineInfo({ server, pgDump, loadAverageAtEnd: load }),
+      fileSystem: "XFS reflink=1, loop-mounted sparse image (test/support/reflink.ts)",
+      database: { bytes: dbBytes, rows },
+      writerPeriodMs: 10,
+      rounds,
+      acknowledged: writer.acked.length,
+      lost: lost.map((l) => l.v),
+      errorCodes: [...new Set(writer.errors.map((e) => e.code))],
+      summary,
+      samples,
+      table,
+    };
+    const file = await writeResult("window", result);
+    process.stdout.write(`\n## window (${(dbBytes / 2 ** 20).toFixed(0)} MiB database, ${rounds} rounds; load ${load})\n\n${table}\n\n${summary}\n\nwrote ${path.relative(REPO, file)}\n`);
+    if (lost.length > 0) process.exitCode = 1;
   } finally {
     await cluster.destroy();
-    await fs.rm(snapshotsDir, { recursive: true, force: true });
+    await fs.rm(path.dirname(dumps), { recursive: true, force: true });
   }
 }

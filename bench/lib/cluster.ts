@@ -29,6 +29,8 @@ export interface BenchCluster {
 export interface ClusterSettings {
   /** Extra postgresql.conf lines, e.g. { max_wal_size: "4GB" }. */
   conf?: Record<string, string>;
+  /** Folder to make the data directory in (default bench/.work/clusters), e.g. a reflink mount's folder. */
+  root?: string;
 }
 
 const live = new Set<BenchCluster>();
@@ -46,7 +48,7 @@ function hookSignals(): void {
 
 export async function startBenchCluster(name: string, settings: ClusterSettings = {}): Promise<BenchCluster> {
   hookSignals();
-  const root = path.join(WORK, "clusters");
+  const root = settings.root ?? path.join(WORK, "clusters");
   await fs.mkdir(root, { recursive: true });
   const dataDir = await fs.mkdtemp(path.join(root, `${name}-`));
   await fs.rm(dataDir, { recursive: true, force: true }); // initCluster creates it with the server's owner

@@ -13,7 +13,7 @@ import { applyProperties, readProperties } from "./properties";
 import { checkSeal, schemaDigestOn, type SealCheck } from "./seal";
 import { findSnapshot, listAllSnapshots, sealKeyFileOf, type StoreOptions } from "./store";
 import { describeStateMismatch, diffTablesOn, differingTables, tableStatesOn, type TableDiff, type TableStates } from "./tables";
-import { drainSessions, endSessions, OBJECT_IN_USE, serverNow } from "../db/copy";
+import { drainSessions, endSessions, OBJECT_IN_USE, serverNow, type CopyMethod } from "../db/copy";
 import { deployerBusy, migrationLockHolder } from "../db/deployers";
 import { connectionEnded, withGuardian, type GuardedFailure } from "./guardian";
 import { withSnapshotSession, type SnapshotInfo } from "./template";
@@ -79,6 +79,8 @@ export interface RestoreOptions {
    * (intent.ts): the chain is to be pinned at `pin` (`npm run rollback`).
    */
   intent?: { pin: string };
+  /** Forces the template engine's copy method (tests, benches); default: detected (db/clone.ts). */
+  copyMethod?: CopyMethod;
 }
 
 export interface RestoreResult {
@@ -202,7 +204,7 @@ export async function restoreSnapshot(url: string, plan: RestorePlan, options: R
       let method = "";
       const pause = { pauseMs: 0, countMs: 0 };
       try {
-        const made = await failpointDuring("restore:materializing", () => engine.materialize(url, snapshot, restoring, log));
+        const made = await failpointDuring("restore:materializing", () => engine.materialize(url, snapshot, restoring, log, { copyMethod: options.copyMethod }));
         method = made ? made.method : "pg_restore";
         failpoint("restore:materialized");
         // Verified closed to every session but the verifying one, and opened only

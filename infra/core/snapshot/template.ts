@@ -338,11 +338,11 @@ export const templateEngine: SnapshotEngine = {
       applicationName: "pgstack restore",
     });
   },
-  async materialize(url, snapshot, target, log) {
+  async materialize(url, snapshot, target, log, options) {
     const how = await withClient(
       withDatabase(url, "postgres"),
       async (client) => {
-        const how = await decideCopy(client);
+        const how = await decideCopy(client, options?.copyMethod);
         const started = Date.now();
         // Nobody should be in a snapshot, but a psql left open would make the copy fail: ended, without retrying.
         await copyDatabase(client, snapshot.snapshotId, target, { how, whenBusy: { mode: "end-sessions", log, until: 0, purpose: "restore" } });
