@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// `npm test`: the suite as two jest processes at once, each --runInBand with
+// `npm run test:lanes`: the suite as two jest processes at once, each --runInBand with
 // its own throwaway cluster (globalSetup):
 //   e2e   test/e2e/* but package.test.ts (about 1200 s one after the other)
 //   rest  test/unit, test/integration and e2e/package.test.ts (about 1300 s)
