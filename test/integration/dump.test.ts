@@ -99,6 +99,10 @@ describe("pg_dump snapshots for a role that owns its database but may not create
       createdAt: AT.toISOString(),
       key: "aaaaaaaaaaaaaaaa",
       engine: "dump",
+      // How it was made and why: this role may not create databases, so pg_dump; the application was never paused.
+      method: "dump",
+      methodReason: expect.stringContaining("may not create databases"),
+      pauseMs: 0,
       clean: true,
       // Rows and a content digest per table, taken in the snapshot pg_dump reads.
       states: {
@@ -142,7 +146,8 @@ describe("pg_dump snapshots for a role that owns its database but may not create
   it("lists the dump with what it records, for this database only", async () => {
     const listed = await listAllSnapshots(url, {}, { snapshotsDir });
     expect(listed.map(({ states: _t, fileDigest: _f, schema: _c, seal: _s, sealKeyId: _k, ...s }) => s)).toEqual([
-      { snapshotId: SNAP_ID, source: db, stack: "dev", lastMigration: M1, createdAt: AT.toISOString(), key: "aaaaaaaaaaaaaaaa", engine: "dump", clean: true },
+      { snapshotId: SNAP_ID, source: db, stack: "dev", lastMigration: M1, createdAt: AT.toISOString(), key: "aaaaaaaaaaaaaaaa", engine: "dump", clean: true,
+        method: "dump", methodReason: expect.stringContaining("may not create databases"), pauseMs: 0 },
     ]);
     expect(await listAllSnapshots(url, { stack: "prod" }, { snapshotsDir })).toEqual([]);
     expect(await listAllSnapshots(urlFor("postgres"), {}, { snapshotsDir })).toEqual([]);

@@ -41,7 +41,8 @@ async function columns(url: string, table: string) {
     ).rows,
     indexes: (await c.query(`SELECT indexname, indexdef FROM pg_indexes WHERE tablename = $1 ORDER BY indexname`, [table])).rows,
     triggers: (await c.query(`SELECT tgname FROM pg_trigger WHERE tgrelid = $1::regclass AND NOT tgisinternal`, [table])).rows,
-    constraints: (await c.query(`SELECT conname, contype FROM pg_constraint WHERE conrelid = $1::regclass ORDER BY conname`, [table])).rows,
+    // PostgreSQL 18 also lists each NOT NULL as a constraint (contype n): NOT NULL is read from the columns above.
+    constraints: (await c.query(`SELECT conname, contype FROM pg_constraint WHERE conrelid = $1::regclass AND contype <> 'n' ORDER BY conname`, [table])).rows,
     functions: (await c.query(`SELECT proname FROM pg_proc WHERE proname LIKE 'pgstack_sync%'`)).rows,
   }));
 }

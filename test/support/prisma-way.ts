@@ -4,6 +4,7 @@ import { promises as fs } from "node:fs";
 import * as path from "node:path";
 import { promisify } from "node:util";
 import { withDb } from "./cluster";
+import { resolveToolFor } from "../../infra/core/pgtools";
 
 /**
  * Applies a migrations folder the way `prisma migrate deploy` (Prisma 7) does,
@@ -48,7 +49,9 @@ export async function applyThePrismaWay(url: string, dir: string, count = Infini
 
 /** `pg_dump -s` of a database, without the lines that differ between any two dumps (\restrict keys). */
 export async function schemaDump(url: string): Promise<string> {
-  const { stdout } = await promisify(execFile)(process.env.PGSTACK_PG_DUMP || "pg_dump", ["-s", "--no-owner", "--no-privileges", "-d", url], {
+  // A pg_dump of at least the server's major (the user's, or pgstack's cached one), as pgstack itself picks it.
+  const pgDump = await resolveToolFor("pg_dump", url, {});
+  const { stdout } = await promisify(execFile)(pgDump, ["-s", "--no-owner", "--no-privileges", "-d", url], {
     maxBuffer: 64 * 1024 * 1024,
   });
   return stdout
