@@ -71,7 +71,8 @@ it("the owning non-superuser role cannot reopen, change and re-seal a snapshot t
     const old = (await adminQuery(`SELECT shobj_description(oid, 'pg_database') AS c FROM pg_database WHERE datname = $1`, [snap])).rows[0].c as string;
     const label = JSON.parse(old);
     label.states["public.acct"].digest = rows[0].d;
-    await as(mine, `COMMENT ON DATABASE "${snap}" IS '${JSON.stringify(label)}'`);
+    // Quoted as a SQL literal: the record's methodReason may hold an apostrophe ("the data directory's file system").
+    await as(mine, `COMMENT ON DATABASE "${snap}" IS '${JSON.stringify(label).replace(/'/g, "''")}'`);
     await as(mine, `ALTER DATABASE "${snap}" ALLOW_CONNECTIONS false`);
   }
   const r = await pgstack(["snapshot", "restore", snap, "--yes"], { DATABASE_URL: url });
