@@ -1,6 +1,6 @@
 /**
- * pgstack's per-user cache (`$XDG_CACHE_HOME/pgstack`, else `~/.cache/pgstack`,
- * as infra/toolchain picks it): binaries installed once and then run, so every
+ * pgstack's per-user cache (`$XDG_CACHE_HOME/pgstack`, else `~/.cache/pgstack`; the
+ * Pulumi toolchain's cache too): binaries installed once and then run, so every
  * folder in it is private to the user.
  */
 import { promises as fs, statSync } from "node:fs";

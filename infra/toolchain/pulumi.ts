@@ -14,6 +14,7 @@ import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import { pgstackCacheDir } from "../core/cache";
 import { PgstackError } from "../core/errors";
 import { findOnPath, processAlive, runProcess } from "../core/process";
 import { findProjectDir, packageDir } from "../core/project";
@@ -68,9 +69,9 @@ export function readVersions(projectDir = PROJECT_ROOT): Versions {
   return { pulumi: read("@pulumi/pulumi"), command: read("@pulumi/command") };
 }
 
+/** pgstack's per-user cache folder: one definition, in core (cache.ts). */
 export function cacheRoot(env: Env = process.env): string {
-  const base = env.XDG_CACHE_HOME || path.join(env.HOME || os.homedir(), ".cache");
-  return path.join(base, "pgstack");
+  return pgstackCacheDir(env);
 }
 
 /** One directory per CLI version, so a version bump builds anew and old clones keep theirs. */
