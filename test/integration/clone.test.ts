@@ -1,12 +1,13 @@
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, statSync, utimesSync } from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { Client } from "pg";
 import { freePort, initCluster, startCluster, stopCluster } from "../../infra/core/cluster/embedded";
 import { cloneSupport } from "../../infra/core/db/clone";
 import { memoryLogger } from "../../infra/core/logger";
-import { createSnapshot, findSnapshot, listAllSnapshots, sealKeyFileOf } from "../../infra/core/snapshot/store";
-import { restoreSnapshot } from "../../infra/core/snapshot/restore";
+import { createSnapshot, listAllSnapshots } from "../../infra/core/snapshot/store";
+import { planRestore, restoreSnapshot } from "../../infra/core/snapshot/restore";
+import { verifySnapshot } from "../../infra/core/verify/snapshot";
 import { pgstack } from "../support/cli";
 import { startMajorCluster, withDb } from "../support/cluster";
 import { acceptsConnectionsAt, databasesAt, eventually, tableDigests } from "../support/data";
@@ -44,6 +45,17 @@ async function bigDigest(url: string): Promise<string> {
 
 async function smallDigest(url: string): Promise<string> {
   return withDb(url, async (c) => (await c.query<{ d: string }>("SELECT count(*) || ':' || md5(string_agg(s::text, '|' ORDER BY id)) AS d FROM small s")).rows[0].d);
+}
+
+/** Rows of `table` in a snapshot, read from a throwaway clone of it. */
+async function rowsInSnapshot(snapshotId: string, table: string): Promise<number> {
+  const probe = `probe_${Math.random().toString(36).slice(2, 8)}`;
+  await withDb(admin, (c) => c.query(`SET file_copy_method = clone; CREATE DATABASE ${probe} TEMPLATE "${snapshotId}" STRATEGY FILE_COPY`));
+  try {
+    return await withDb(urlOf(probe), async (c) => (await c.query<{ n: number }>(`SELECT count(*)::int AS n FROM "${table}"`)).rows[0].n);
+  } finally {
+    await withDb(admin, (c) => c.query(`DROP DATABASE ${probe} WITH (FORCE)`));
+  }
 }
 
 beforeAll(async () => {
@@ -103,20 +115,36 @@ describe("copy-on-write snapshots on an XFS reflink file system (PostgreSQL 18)"
     const listed = (await listAllSnapshots(url, {}, { snapshotsDir })).find((s) => s.snapshotId === snap.snapshotId);
     expect(listed).toMatchObject({ method: "clone", methodReason: snap.methodReason, pauseMs: snap.pauseMs });
 
-    // Changed after the snapshot: the small table (a change to the big one would only add a row-by-row count of 1 GiB to the swap).
-    await withDb(url, (c) => c.query("DELETE FROM small WHERE id % 7 = 0; UPDATE small SET v = 'x' WHERE id < 10"));
+    // Sealed by its files: its rows were not read (that is what grew with the database).
+    expect(snap.states).toBeUndefined();
+    expect(snap.files).toMatchObject({ digest: expect.stringMatching(/^[0-9a-f]{64}$/), files: expect.any(Number) });
+    expect(snap.files!.bytes).toBeGreaterThan(1024 ** 3);
+    expect(listed?.files).toEqual(snap.files);
+
+    // Changed after the snapshot: 100 rows of the 1 GiB table (no primary key: each counts as one row gone, one new), and the small one.
+    await withDb(url, (c) => c.query("UPDATE big SET pad = 'changed' WHERE id % 10500 = 0; DELETE FROM small WHERE id % 7 = 0; UPDATE small SET v = 'x' WHERE id < 10"));
     expect(await smallDigest(url)).not.toEqual(smallBefore);
+    const plan = await planRestore(url, snap.snapshotId, { snapshotsDir });
+    expect(plan.byFiles).toBe(true);
+    expect(plan.tables).toEqual([
+      { table: "public.big", changed: true, inserted: 100, updated: 0, deleted: 100 },
+      { table: "public.small", changed: true, inserted: 0, updated: expect.any(Number), deleted: 14 },
+    ]);
     const restoreLog = memoryLogger();
-    // The plan without planRestore's row-by-row preview (a full read of both sides, not what this test is about).
-    const { engine, snapshot } = await findSnapshot(url, snap.snapshotId, { snapshotsDir });
-    const plan = { database: "big", snapshot, engine, tables: [], discardedMigrations: [], sealKeyFile: sealKeyFileOf({ snapshotsDir }) };
     const restored = await restoreSnapshot(url, plan, { log: restoreLog });
     expect(restored).toMatchObject({ method: "clone", pauseMs: expect.any(Number), countMs: expect.any(Number) });
     expect(restoreLog.lines.some((l) => new RegExp(`^info: copied snapshot ${snap.snapshotId} into big_restoring by clone in \\d+ ms`).test(l))).toBe(true);
+    expect(restoreLog.lines.some((l) => new RegExp(`^info: big_restoring verified: it is a clone of snapshot ${snap.snapshotId}, whose \\d+ files \\(1\\.\\d\\d GiB\\) are unchanged since it was taken and the copy's schema matches`).test(l))).toBe(true);
     const t2 = Date.now();
     expect(await bigDigest(url)).toBe(before);
     expect(await smallDigest(url)).toEqual(smallBefore);
-    expect(restored.discarded).toEqual([{ table: "public.small", inserted: 0, updated: expect.any(Number), deleted: 14 }]);
+    expect(restored.discarded).toEqual([
+      { table: "public.big", inserted: 100, updated: 0, deleted: 100 },
+      { table: "public.small", inserted: 0, updated: expect.any(Number), deleted: 14 },
+    ]);
+    // Counted by the blocks the two databases do not share: a few hundred of the 1 GiB table's ~131,000.
+    expect(restored.countedByBlocks?.tables).toEqual(expect.arrayContaining(["public.big", "public.small"]));
+    expect(restored.countedByBlocks!.blocksRead).toBeLessThan(2000);
     process.stderr.write(`1 GiB clone test: snapshot ${t1 - t0} ms (pause ${snap.pauseMs} ms), restore ${t2 - t1} ms (swap paused ${restored.pauseMs} ms, counting ${restored.countMs} ms of it)\n`);
     await withDb(admin, async (c) => {
       await c.query("DROP DATABASE big WITH (FORCE)");
@@ -157,8 +185,8 @@ describe("copy-on-write snapshots on an XFS reflink file system (PostgreSQL 18)"
     expect(written.errors).toBeGreaterThan(0);
     const present = new Set((await withDb(url, (c) => c.query<{ tag: string }>("SELECT tag FROM w"))).rows.map((r) => r.tag));
     expect(written.acked.filter((t) => !present.has(t))).toEqual([]);
-    // The snapshot holds a prefix of the acknowledged writes: the ones before the close.
-    const snapRows = snap.states?.["public.w"]?.rows ?? 0;
+    // The snapshot holds a prefix of the acknowledged writes: the ones before the close (read from a clone of it: a session in it would change its files).
+    const snapRows = await rowsInSnapshot(snap.snapshotId, "w");
     expect(snapRows).toBeGreaterThan(20);
     expect(snapRows).toBeLessThan(written.acked.length);
   });
@@ -219,5 +247,66 @@ describe("copy-on-write snapshots on an XFS reflink file system (PostgreSQL 18)"
     } finally {
       await app.end().catch(() => undefined);
     }
+  });
+});
+
+describe("a clone snapshot is sealed by its files, and a change to it since is refused", () => {
+  const digestOf = (url: string) => tableDigests(url);
+
+  async function fresh(name: string) {
+    const url = await createDb(name, "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 2000) g");
+    const snap = await createSnapshot({ url, stack: name, log: memoryLogger(), snapshotsDir });
+    expect(snap).toMatchObject({ method: "clone", files: expect.any(Object) });
+    await withDb(url, (c) => c.query("UPDATE t SET v = 'after' WHERE id <= 10"));
+    return { url, snap, live: await digestOf(url) };
+  }
+
+  async function expectRefused(url: string, name: string, snapshotId: string, live: Record<string, string>, phrase: RegExp) {
+    const verified = await verifySnapshot(url, snapshotId, { snapshotsDir, log: memoryLogger() });
+    expect(verified).toMatchObject({ status: "fail", details: { reason: "changed-since-taken" } });
+    expect(verified.sentence).toMatch(phrase);
+    const plan = await planRestore(url, snapshotId, { snapshotsDir });
+    await expect(restoreSnapshot(url, plan, { log: memoryLogger() })).rejects.toMatchObject({ code: "E_SNAPSHOT", details: { reason: "changed-since-taken" } });
+    // Nothing changed: the live data, and no copy left behind.
+    expect(await digestOf(url)).toEqual(live);
+    expect(await databasesAt(url, `${name}_`)).toEqual([]);
+  }
+
+  it("untouched: verified by its files, restored twice (cloning it and previewing a restore change none of its files)", async () => {
+    const { url, snap } = await fresh("untouched");
+    const verified = await verifySnapshot(url, snap.snapshotId, { snapshotsDir, log: memoryLogger() });
+    expect(verified).toMatchObject({ status: "pass" });
+    expect(verified.sentence).toMatch(/^Snapshot '\S+' \(clone\) verified: its \d+ files \(0\.\d\d GiB\) are unchanged since it was taken \(sealed fingerprint; a clone's rows are not read\)\.$/);
+    for (let round = 1; round <= 2; round++) {
+      await withDb(url, (c) => c.query("UPDATE t SET v = $1 WHERE id <= 10", [`round ${round}`]));
+      const plan = await planRestore(url, snap.snapshotId, { snapshotsDir });
+      expect(plan.tables).toEqual([{ table: "public.t", changed: true, inserted: 0, updated: 10, deleted: 0 }]);
+      const restored = await restoreSnapshot(url, plan, { log: memoryLogger() });
+      expect(restored.discarded).toEqual([{ table: "public.t", inserted: 0, updated: 10, deleted: 0 }]);
+      expect((await withDb(url, (c) => c.query("SELECT count(*)::int AS n FROM t WHERE v LIKE 'round%' OR v = 'after'"))).rows[0].n).toBe(0);
+    }
+    expect(await verifySnapshot(url, snap.snapshotId, { snapshotsDir, log: memoryLogger() })).toMatchObject({ status: "pass" });
+  });
+
+  it("opened to connections and changed since: verify fails and the restore is refused, nothing changed", async () => {
+    const { url, snap, live } = await fresh("opened");
+    await withDb(admin, (c) => c.query(`ALTER DATABASE "${snap.snapshotId}" ALLOW_CONNECTIONS true`));
+    await withDb(urlOf(snap.snapshotId), (c) => c.query("UPDATE t SET v = 'forged' WHERE id = 1"));
+    await withDb(admin, (c) => c.query(`ALTER DATABASE "${snap.snapshotId}" ALLOW_CONNECTIONS false`));
+    await expectRefused(url, "opened", snap.snapshotId, live, /its pg_database row was rewritten: it was opened to connections/);
+  });
+
+  it("a file of it written behind PostgreSQL's back (its ctime moves, even with the mtime put back): refused", async () => {
+    const { url, snap, live } = await fresh("touched");
+    const { oid, rel } = await withDb(admin, async (c) => {
+      const { rows } = await c.query<{ oid: number }>("SELECT oid::int AS oid FROM pg_database WHERE datname = $1", [snap.snapshotId]);
+      return { oid: rows[0].oid, rel: (await withDb(url, (u) => u.query<{ f: string }>("SELECT pg_relation_filenode('t')::text AS f"))).rows[0].f };
+    });
+    // The live table's relfilenode is the snapshot's too (FILE_COPY keeps the directory's contents).
+    const file = path.join(dataDir, "base", String(oid), rel);
+    const stat = statSync(file);
+    await new Promise((r) => setTimeout(r, 20));
+    utimesSync(file, stat.atime, stat.mtime);
+    await expectRefused(url, "touched", snap.snapshotId, live, /a file was written since/);
   });
 });

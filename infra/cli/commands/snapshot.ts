@@ -48,8 +48,8 @@ function store(flags: SnapshotFlags, ctx: Context): StoreOptions {
  * A snapshot as --json prints it: without the digests, the seal and the table
  * list a restore checks against; how it was made as `method`, `reason`, `pauseMs`.
  */
-function publicRecord(info: SnapshotInfo): Omit<SnapshotInfo, "tables" | "states" | "fileDigest" | "schema" | "seal" | "sealKeyId" | "methodReason"> & { reason?: string } {
-  const { tables: _t, states: _s, fileDigest: _f, schema: _c, seal: _l, sealKeyId: _k, methodReason, ...plain } = info;
+function publicRecord(info: SnapshotInfo): Omit<SnapshotInfo, "tables" | "states" | "files" | "fileDigest" | "schema" | "seal" | "sealKeyId" | "methodReason"> & { reason?: string } {
+  const { tables: _t, states: _s, files: _fp, fileDigest: _f, schema: _c, seal: _l, sealKeyId: _k, methodReason, ...plain } = info;
   return methodReason === undefined ? plain : { ...plain, reason: methodReason };
 }
 
@@ -75,6 +75,22 @@ export function renderRestorePlan(plan: RestorePlan): string {
   ];
   if (plan.discardedMigrations.length > 0) lines.push(`  migrations rolled back: ${plan.discardedMigrations.join(", ")}`);
   const changed = plan.tables.filter((t) => t.changed);
+  if (plan.byFiles) {
+    // A clone snapshot's rows are not read: the changes only, counted against a throwaway clone of it.
+    lines.push(
+      changed.length > 0
+        ? "Discarded by the restore (writes since the snapshot, counted now by changed blocks while the application can still write):"
+        : "No table differs from the snapshot (compared now by changed blocks, while the application can still write).",
+    );
+    if (changed.length > 0) {
+      lines.push(
+        table(["TABLE", "INSERTED", "UPDATED", "DELETED"], changed.map((t) => [t.table, String(t.inserted ?? 0), String(t.updated ?? 0), String(t.deleted ?? 0)]))
+          .split("\n")
+          .map((l) => `  ${l}`)
+          .join("\n"),
+      );
+    }
+  } else {
   lines.push(changed.length > 0 ? "Discarded by the restore (rows now -> at the snapshot; writes since the snapshot):" : "No table differs from the snapshot (content digests).");
   if (changed.length > 0) {
     const cell = (n: number | null | undefined) => (n === null ? "(no table)" : n === undefined ? "?" : String(n));
@@ -85,7 +101,7 @@ export function renderRestorePlan(plan: RestorePlan): string {
           t.table,
           cell(t.now),
           cell(t.atSnapshot),
-          t.now !== null && t.atSnapshot !== null ? String(t.now - t.atSnapshot).replace(/^(\d)/, "+$1") : "-",
+          typeof t.now === "number" && typeof t.atSnapshot === "number" ? String(t.now - t.atSnapshot).replace(/^(\d)/, "+$1") : "-",
           cell(t.inserted),
           cell(t.updated),
           cell(t.deleted),
@@ -96,6 +112,7 @@ export function renderRestorePlan(plan: RestorePlan): string {
         .join("\n"),
     );
     if (changed.some((t) => t.inserted === undefined)) lines.push("  (? = counted exactly during the restore, once the dump is copied back)");
+  }
   }
   lines.push("The final count is taken with the database closed to writes, right before the swap, and printed with the result.");
   return lines.join("\n");
@@ -210,7 +227,7 @@ export function snapshotCommand(ctx: Context): Command {
         if (!flags.json) ctx.output.err(renderDiscarded(result));
         ctx.output.out(
           flags.json
-            ? JSON.stringify({ restored: true, plan: planJson(plan), discarded: result.discarded, keptAs: result.keptAs ?? null, method: result.method, pauseMs: result.pauseMs, countMs: result.countMs })
+            ? JSON.stringify({ restored: true, plan: planJson(plan), discarded: result.discarded, keptAs: result.keptAs ?? null, method: result.method, pauseMs: result.pauseMs, countMs: result.countMs, ...(result.countedByBlocks ? { countedByBlocks: result.countedByBlocks } : {}) })
             : `Restored '${result.database}' from ${result.snapshotId} (${result.method}, paused ${result.pauseMs} ms)${result.keptAs ? `; the previous database is kept as ${result.keptAs} (remove it with: DROP DATABASE "${result.keptAs}";)` : ""}.`,
         );
       })

@@ -1,6 +1,7 @@
 import type { CloneDecision } from "../db/clone";
 import type { CopyMethod } from "../db/copy";
 import type { Logger } from "../logger";
+import type { FilesFingerprint } from "./fingerprint";
 import type { TableCounts, TableStates } from "./tables";
 
 /**
@@ -35,6 +36,11 @@ export interface SnapshotInfo {
   tables?: TableCounts;
   /** Rows and content digest per table when it was taken (absent: taken by an older pgstack, or a dump sidecar with counts only). */
   states?: TableStates;
+  /**
+   * A clone snapshot's files when it was taken (fingerprint.ts), recorded instead of `states`: its rows
+   * are not read, its files are checked unchanged (absent: a full copy, a dump, or an older pgstack).
+   */
+  files?: FilesFingerprint;
   /** Digest of the user schemas' catalog when it was taken (seal.ts; absent: an older pgstack). */
   schema?: string;
   /** HMAC of the recorded digests with the project's key (seal.ts; absent: an older pgstack). */

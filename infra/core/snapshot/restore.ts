@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import type { Client } from "pg";
 import { sleep, withClient } from "../db/client";
 import { parseDatabaseUrl, quoteIdent, withDatabase } from "../db/url";
@@ -13,7 +14,9 @@ import { applyProperties, readProperties } from "./properties";
 import { checkSeal, schemaDigestOn, type SealCheck } from "./seal";
 import { findSnapshot, listAllSnapshots, sealKeyFileOf, type StoreOptions } from "./store";
 import { describeStateMismatch, diffTablesOn, differingTables, tableStatesOn, type TableDiff, type TableStates } from "./tables";
-import { drainSessions, endSessions, OBJECT_IN_USE, serverNow, type CopyMethod } from "../db/copy";
+import { copyDatabase, decideCopy, drainSessions, endSessions, OBJECT_IN_USE, recordThrowaway, serverNow, type CopyMethod } from "../db/copy";
+import { diffTablesByBlocks, type BlockDiffResult } from "./block-diff";
+import { filesFingerprint, sameFiles, type FilesFingerprint } from "./fingerprint";
 import { deployerBusy, migrationLockHolder } from "../db/deployers";
 import { connectionEnded, withGuardian, type GuardedFailure } from "./guardian";
 import { withSnapshotSession, type SnapshotInfo } from "./template";
@@ -42,9 +45,9 @@ import { withSnapshotSession, type SnapshotInfo } from "./template";
  */
 export interface TableChange {
   table: string;
-  /** Rows now and at the snapshot; null where the table does not exist. */
-  now: number | null;
-  atSnapshot: number | null;
+  /** Rows now and at the snapshot; null where the table does not exist; absent for a clone snapshot, whose rows are not read. */
+  now?: number | null;
+  atSnapshot?: number | null;
   /** Whether its contents differ (content digests), even with equal counts. */
   changed: boolean;
   /** Exact changes since the snapshot, where the snapshot can be read in place (template engine). */
@@ -63,6 +66,11 @@ export interface RestorePlan {
   discardedMigrations: string[];
   /** The project's seal key file (seal.ts) the snapshot's recorded digests are checked with. */
   sealKeyFile: string;
+  /**
+   * A clone snapshot (sealed by its files, fingerprint.ts): the preview was counted by
+   * changed blocks against a throwaway clone of it while the application could still write.
+   */
+  byFiles?: boolean;
 }
 
 export interface RestoreOptions {
@@ -94,6 +102,8 @@ export interface RestoreResult {
   /** How long the database was closed to the application by the swap, ms, and how much of it counting the discarded rows took. */
   pauseMs: number;
   countMs: number;
+  /** A clone snapshot's count (block-diff.ts): the tables compared by changed blocks and the blocks read, both sides. */
+  countedByBlocks?: { tables: string[]; blocksRead: number };
   /** How the snapshot was copied into place ("clone", "template" or, for a dump, pg_restore). */
   method?: string;
 }
@@ -133,6 +143,7 @@ export async function planRestore(url: string, id: string, options: StoreOptions
   const database = parseDatabaseUrl(url).database;
   refuseSystem(database);
   const { engine, snapshot } = await findSnapshot(url, id, options);
+  if (snapshot.files) return planByFiles(url, database, engine, snapshot, options);
   const atSnapshot = await engine.tableStates(url, snapshot);
   const { now, applied, exact } = await withClient(
     url,
@@ -162,6 +173,47 @@ export async function planRestore(url: string, id: string, options: StoreOptions
   };
 }
 
+/**
+ * The plan of a clone snapshot, reading neither all rows nor the snapshot
+ * itself (a session in it would change its files, fingerprint.ts): a
+ * throwaway clone of it, compared with the database by changed blocks.
+ */
+async function planByFiles(url: string, database: string, engine: SnapshotEngine, snapshot: SnapshotInfo, options: StoreOptions): Promise<RestorePlan> {
+  const admin = withDatabase(url, "postgres");
+  const preview = derivedName(database, `_plan_${randomBytes(4).toString("hex")}`);
+  try {
+    await withClient(
+      admin,
+      async (client) => {
+        await copyDatabase(client, snapshot.snapshotId, preview, { how: await decideCopy(client), whenBusy: { mode: "refuse" } });
+        await recordThrowaway(client, preview, "restore plan");
+      },
+      { applicationName: "pgstack restore" },
+    );
+    const { applied, diffs } = await withClient(
+      url,
+      async (client) => {
+        const ledger = await readLedger(client).catch(() => []);
+        const compared = await withClient(withDatabase(url, preview), (then) => diffTablesByBlocks(client, then), { applicationName: "pgstack restore" });
+        return { applied: ledger.filter((r) => r.finishedAt !== null && r.rolledBackAt === null).map((r) => r.migrationName).sort(), diffs: compared.diffs };
+      },
+      { applicationName: "pgstack restore" },
+    );
+    const last = snapshot.lastMigration;
+    return {
+      database,
+      snapshot,
+      engine,
+      tables: diffs.map((d) => ({ table: d.table, changed: true, inserted: d.inserted, updated: d.updated, deleted: d.deleted })),
+      discardedMigrations: applied.filter((m) => last === null || m > last),
+      sealKeyFile: sealKeyFileOf(options),
+      byFiles: true,
+    };
+  } finally {
+    await withClient(admin, (c) => c.query(`DROP DATABASE IF EXISTS ${quoteIdent(preview)} WITH (FORCE)`), { applicationName: "pgstack restore" }).catch(() => undefined);
+  }
+}
+
 async function exists(client: Client, name: string): Promise<boolean> {
   return ((await client.query("SELECT 1 FROM pg_database WHERE datname = $1", [name])).rowCount ?? 0) > 0;
 }
@@ -175,9 +227,11 @@ export async function restoreSnapshot(url: string, plan: RestorePlan, options: R
   const stamp = timestamp((options.now ?? (() => new Date()))());
   // First, before any copy: digests whose seal does not match were rewritten, refused here.
   const seal = await checkSeal(snapshot, plan.sealKeyFile);
-  const expected = await engine.tableStates(url, snapshot);
+  // A clone snapshot is checked by its files, never read (fingerprint.ts).
+  const byFiles = snapshot.files !== undefined;
+  const expected = byFiles ? {} : await engine.tableStates(url, snapshot);
   // Digests recorded when the snapshot was taken (absent: taken by an older pgstack, or a dump sidecar with counts only).
-  const recorded = snapshot.states !== undefined;
+  const recorded = snapshot.states !== undefined || byFiles;
 
   // Whether `db` is closed by this restore now: what the error says if the session ends under it.
   const state = { closed: false };
@@ -202,7 +256,7 @@ export async function restoreSnapshot(url: string, plan: RestorePlan, options: R
       let swapped = false;
       let discarded: TableDiff[] = [];
       let method = "";
-      const pause = { pauseMs: 0, countMs: 0 };
+      const pause: Pick<RestoreResult, "pauseMs" | "countMs" | "countedByBlocks"> = { pauseMs: 0, countMs: 0 };
       try {
         const made = await failpointDuring("restore:materializing", () => engine.materialize(url, snapshot, restoring, log, { copyMethod: options.copyMethod }));
         method = made ? made.method : "pg_restore";
@@ -216,7 +270,7 @@ export async function restoreSnapshot(url: string, plan: RestorePlan, options: R
             const { rows: me } = await copySession.query<{ pid: number }>("SELECT pg_backend_pid() AS pid");
             await client.query(`ALTER DATABASE ${quoteIdent(restoring)} ALLOW_CONNECTIONS false`);
             await endSessionsAndWait(client, restoring, log, me[0].pid, Date.now() + 5000);
-            const copy = await tableStatesOn(copySession);
+            const copy = byFiles ? {} : await tableStatesOn(copySession);
             if (snapshot.schema !== undefined && (await schemaDigestOn(copySession)) !== snapshot.schema) {
               throw new PgstackError(
                 "E_SNAPSHOT",
@@ -236,7 +290,9 @@ export async function restoreSnapshot(url: string, plan: RestorePlan, options: R
                     reason: "copy-differs",
                   });
             }
-            log.info(verdict(restoring, snapshot, Object.keys(expected).length, recorded, seal));
+            // After the copy: a change made to the snapshot before it was cloned shows in its files now.
+            const files = byFiles ? await checkFiles(client, snapshot) : undefined;
+            log.info(files ? filesVerdict(restoring, snapshot, files, seal) : verdict(restoring, snapshot, Object.keys(expected).length, recorded, seal));
             failpoint("restore:verified");
             await carryOver(client, db, restoring, log);
             // Recorded before the swap (a rename keeps the oid): a restore killed right after
@@ -246,7 +302,7 @@ export async function restoreSnapshot(url: string, plan: RestorePlan, options: R
             const intent: RollbackIntent | undefined = options.intent
               ? { op: "restore", pin: options.intent.pin, snapshot: snapshot.snapshotId, removed: plan.discardedMigrations, at: new Date().toISOString() }
               : undefined;
-            return swap(client, url, db, restoring, before, log, { drainMs: options.drainTimeoutMs ?? 15_000, maxPauseMs: options.maxPauseMs ?? DEFAULT_MAX_PAUSE_MS, pause }, copySession, copy, intent, state);
+            return swap(client, url, db, restoring, before, log, { drainMs: options.drainTimeoutMs ?? 15_000, maxPauseMs: options.maxPauseMs ?? DEFAULT_MAX_PAUSE_MS, pause }, copySession, byFiles ? "blocks" : copy, intent, state);
           },
           { applicationName: "pgstack restore" },
         );
@@ -299,6 +355,47 @@ function restoreFailure(err: unknown, failure: GuardedFailure, db: string, snaps
     : new PgstackError("E_SNAPSHOT", `The restore's connection to the server ${ENDED}; database '${db}' is open and nothing was changed.`, details);
 }
 
+/** The changes since the snapshot, reading only the blocks the two databases do not share (block-diff.ts). */
+async function countByBlocks(now: Client, then: Client, log: Logger): Promise<BlockDiffResult> {
+  const result = await diffTablesByBlocks(now, then);
+  const why = result.rowByRow.map((t) => `${t} (${result.reasons[t] ?? "not comparable by blocks"})`);
+  log.info(`counted by changed blocks: ${result.byBlocks.length} table(s), ${result.blocksRead} block(s) read${why.length > 0 ? `; row by row: ${why.join(", ")}` : ""}`);
+  return result;
+}
+
+/** The snapshot's files now against its sealed fingerprint: a difference refuses the restore. */
+async function checkFiles(client: Client, snapshot: SnapshotInfo): Promise<{ verified: true; fingerprint: FilesFingerprint } | { verified: false; reason: string }> {
+  const now = await filesFingerprint(client, snapshot.snapshotId);
+  if (!now.fingerprint) return { verified: false, reason: now.reason };
+  if (!sameFiles(now.fingerprint, snapshot.files!)) {
+    throw new PgstackError(
+      "E_SNAPSHOT",
+      `Snapshot '${snapshot.snapshotId}' no longer matches the fingerprint of its files recorded when it was taken (${describeFiles(now.fingerprint, snapshot.files!)}): it was opened or changed since, so it is not restored; nothing was changed.`,
+      { snapshotId: snapshot.snapshotId, reason: "changed-since-taken" },
+    );
+  }
+  return { verified: true, fingerprint: now.fingerprint };
+}
+
+/** What differs between two fingerprints, in a phrase. */
+export function describeFiles(now: FilesFingerprint, then: FilesFingerprint): string {
+  if (now.catalogXmin !== then.catalogXmin) return "its pg_database row was rewritten: it was opened to connections";
+  if (now.files !== then.files) return `${now.files} files, ${then.files} when taken`;
+  if (now.bytes !== then.bytes) return `${now.bytes} bytes, ${then.bytes} when taken`;
+  return "a file was written since";
+}
+
+/** What the check of a clone snapshot proved, in one sentence. */
+function filesVerdict(restoring: string, snapshot: SnapshotInfo, files: Awaited<ReturnType<typeof checkFiles>>, seal: SealCheck): string {
+  const id = snapshot.snapshotId;
+  if (!files.verified) {
+    return `${restoring} is a clone of snapshot ${id}, but its files could not be checked against the fingerprint recorded when it was taken (${files.reason}), so a change made to it since cannot be detected`;
+  }
+  const what = `its ${files.fingerprint.files} files (${(files.fingerprint.bytes / 2 ** 30).toFixed(2)} GiB) are unchanged since it was taken${snapshot.schema !== undefined ? " and the copy's schema matches" : ""}`;
+  if (seal.status === "sealed") return `${restoring} verified: it is a clone of snapshot ${id}, whose ${what.slice(4)} (sealed fingerprint; a clone's rows are not read)`;
+  return `${restoring} is a clone of snapshot ${id}, whose ${what.slice(4)}, but the fingerprint could not be verified against its seal (${seal.status === "unsealed" ? "none" : `key ${seal.keyFile} ${seal.other ? "is another one" : "is not on this machine"}`}), so a change made to it since by a role that owns it cannot be detected`;
+}
+
 /** What the check of the copy proved, in one sentence: "verified" only against sealed digests. */
 function verdict(restoring: string, snapshot: SnapshotInfo, tables: number, recorded: boolean, seal: SealCheck): string {
   const id = snapshot.snapshotId;
@@ -347,9 +444,10 @@ async function swap(
   restoring: string,
   before: string,
   log: Logger,
-  timing: { drainMs: number; maxPauseMs: number; pause: { pauseMs: number; countMs: number } },
+  timing: { drainMs: number; maxPauseMs: number; pause: Pick<RestoreResult, "pauseMs" | "countMs" | "countedByBlocks"> },
   copySession: Client,
-  copyStates: TableStates,
+  /** The copy's content digests (only tables whose digest differs are compared row by row), or "blocks": a clone, compared by changed blocks. */
+  copyStates: TableStates | "blocks",
   intent: RollbackIntent | undefined,
   state: { closed: boolean },
 ): Promise<TableDiff[]> {
@@ -374,7 +472,12 @@ async function swap(
       await endSessionsAndWait(client, db, log, me[0].pid, deadline);
       // Read with the database closed to writes, so the count is exact; it reads every table, so it is inside the pause (measured, said).
       const counting = Date.now();
-      const discarded = await diffTablesOn(counter, copySession, copyStates);
+      let discarded: TableDiff[];
+      if (copyStates === "blocks") {
+        const counted = await countByBlocks(counter, copySession, log);
+        timing.pause.countedByBlocks = { tables: counted.byBlocks, blocksRead: counted.blocksRead };
+        discarded = counted.diffs;
+      } else discarded = await diffTablesOn(counter, copySession, copyStates);
       timing.pause.countMs = Date.now() - counting;
       // The copy may be renamed only with no session in it.
       await copySession.end();

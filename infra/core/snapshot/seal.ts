@@ -75,14 +75,16 @@ export async function sealKey(file: string): Promise<Buffer> {
   return key;
 }
 
-type Sealed = Pick<SnapshotInfo, "snapshotId" | "source" | "lastMigration" | "createdAt" | "states" | "schema" | "fileDigest">;
+type Sealed = Pick<SnapshotInfo, "snapshotId" | "source" | "lastMigration" | "createdAt" | "states" | "schema" | "fileDigest" | "files">;
 
 /** HMAC-SHA256 of what a snapshot records (id and digests, tables in a fixed order), hex. */
 export function sealOf(key: Buffer, s: Sealed): string {
   const states = Object.keys(s.states ?? {})
     .sort()
     .map((t) => [t, s.states![t].rows, s.states![t].digest]);
-  const text = JSON.stringify([1, s.snapshotId, s.source, s.lastMigration, s.createdAt, states, s.schema ?? null, s.fileDigest ?? null]);
+  const fields = [s.snapshotId, s.source, s.lastMigration, s.createdAt, states, s.schema ?? null, s.fileDigest ?? null];
+  // A clone's files fingerprint (fingerprint.ts) makes a second form; records without one keep the first, so their seals still match.
+  const text = JSON.stringify(s.files ? [2, ...fields, [s.files.digest, s.files.files, s.files.bytes, s.files.catalogXmin]] : [1, ...fields]);
   return createHmac("sha256", key).update(text).digest("hex");
 }
 

@@ -12,6 +12,7 @@ import { DEFAULT_MAX_PAUSE_MS, type CreateOptions, type SnapshotEngine, type Sna
 import { isPostgresSnapshotName, postgresSnapshotName } from "./naming";
 import { connectionEnded, withGuardian, type GuardedFailure } from "./guardian";
 import { DEFAULT_SEAL_KEY_FILE, schemaDigestOn, sealKey, sealKeyIdOf, sealOf } from "./seal";
+import { filesFingerprint, parseFingerprint } from "./fingerprint";
 import { tableStatesOn, type TableStates } from "./tables";
 
 /**
@@ -72,6 +73,7 @@ function parseComment(name: string, comment: string | null): SnapshotInfo | unde
       ...(Array.isArray(data.restoredInto) ? { restoredInto: data.restoredInto.filter((o): o is number => typeof o === "number") } : {}),
       ...(data.states && typeof data.states === "object" ? { states: data.states as TableStates } : {}),
       ...(typeof data.schema === "string" ? { schema: data.schema } : {}),
+      ...(data.files !== undefined ? { files: parseFingerprint(data.files) ?? { digest: "", files: -1, bytes: -1, catalogXmin: "" } } : {}),
       ...(typeof data.seal === "string" ? { seal: data.seal } : {}),
       ...(typeof data.sealKeyId === "string" ? { sealKeyId: data.sealKeyId } : {}),
       ...(data.method === "clone" || data.method === "template" ? { method: data.method } : {}),
@@ -158,7 +160,7 @@ export async function createTemplateSnapshot(options: CreateSnapshotOptions): Pr
         (err, failure) => snapshotFailure(err, failure, source, snapshotId, state),
       );
       options.log.info(
-        `snapshot ${snapshotId} of ${source} taken by ${sealed.method === "clone" ? "clone" : "template copy"}, ${source} closed for ${sealed.pauseMs} ms (${sealed.methodReason}; last migration: ${lastMigration ?? "none"}; ${Object.keys(sealed.states ?? {}).length} table digest(s) and a schema digest recorded, sealed)`,
+        `snapshot ${snapshotId} of ${source} taken by ${sealed.method === "clone" ? "clone" : "template copy"}, ${source} closed for ${sealed.pauseMs} ms (${sealed.methodReason}; last migration: ${lastMigration ?? "none"}; ${sealed.files ? `a fingerprint of its ${sealed.files.files} files (${(sealed.files.bytes / 2 ** 30).toFixed(2)} GiB) and a schema digest recorded, sealed: a clone's rows are not read` : `${Object.keys(sealed.states ?? {}).length} table digest(s) and a schema digest recorded, sealed`})`,
       );
       return sealed;
     },
@@ -272,9 +274,16 @@ async function copySnapshot(
     const pauseMs = Date.now() - closedSince;
     // Not sealed (seal.ts): how the copy was made says nothing about what it holds, which the digests do.
     info = { ...info, method: how.clone ? "clone" : "template", methodReason: options.chosen?.reason ?? how.reason, pauseMs };
-    const { states, schema } = await withSnapshotSession(client, options.url, snapshot, async (s) => ({ states: await tableStatesOn(s), schema: await schemaDigestOn(s) }));
+    // A clone's rows are not read (that grows with the database): its files are fingerprinted
+    // once the schema digest's session has left (fingerprint.ts); a full copy's rows are digested.
+    const schema = await withSnapshotSession(client, options.url, snapshot, schemaDigestOn);
+    const files = how.clone ? await filesFingerprint(client, snapshot) : undefined;
+    if (files && !files.fingerprint) options.log.warn(`snapshot ${snapshot}: its files cannot be fingerprinted (${files.reason}), so its rows are digested instead`);
+    const digests: Pick<SnapshotInfo, "states" | "files"> = files?.fingerprint
+      ? { files: files.fingerprint }
+      : { states: await withSnapshotSession(client, options.url, snapshot, tableStatesOn) };
     // The owner of the copy can rewrite this comment; not the seal, whose key stays with the deployer (seal.ts).
-    const record = { ...info, states, schema, seal: sealOf(key, { ...info, states, schema }), sealKeyId: sealKeyIdOf(key) };
+    const record = { ...info, ...digests, schema, seal: sealOf(key, { ...info, ...digests, schema }), sealKeyId: sealKeyIdOf(key) };
     await client.query(`COMMENT ON DATABASE ${quoteIdent(snapshot)} IS ${quoteLiteral(commentOf(record))}`);
     labelled = true;
     state.labelled = true;
@@ -330,8 +339,11 @@ export const templateEngine: SnapshotEngine = {
   create: (options) => createTemplateSnapshot(options),
   list: (url, filter) => listSnapshots(url, filter),
   // As recorded when it was taken; a snapshot of an older pgstack has none: read as it is now.
-  tableStates: async (url, snapshot) =>
-    snapshot.states ?? withClient(withDatabase(url, "postgres"), (admin) => withSnapshotSession(admin, url, snapshot.snapshotId, tableStatesOn), { applicationName: "pgstack snapshot" }),
+  tableStates: async (url, snapshot) => {
+    // A session in a clone snapshot would change the files its seal fingerprints (fingerprint.ts).
+    if (snapshot.files) throw new PgstackError("E_SNAPSHOT", `Snapshot '${snapshot.snapshotId}' is a clone sealed by its files: its rows are not read in place.`);
+    return snapshot.states ?? withClient(withDatabase(url, "postgres"), (admin) => withSnapshotSession(admin, url, snapshot.snapshotId, tableStatesOn), { applicationName: "pgstack snapshot" });
+  },
   async markRestored(url, snapshot, oid) {
     const info: SnapshotInfo = { ...snapshot, restoredInto: [...new Set([...(snapshot.restoredInto ?? []), oid])] };
     await withClient(withDatabase(url, "postgres"), (c) => c.query(`COMMENT ON DATABASE ${quoteIdent(snapshot.snapshotId)} IS ${quoteLiteral(commentOf(info))}`), {

@@ -6,7 +6,9 @@ import { parseDatabaseUrl, quoteIdent, withDatabase } from "../db/url";
 import { isPgstackError, messageOf } from "../errors";
 import type { Logger } from "../logger";
 import { derivedName } from "../snapshot/restore";
-import { checkSeal, schemaDigestOn } from "../snapshot/seal";
+import { filesFingerprint, sameFiles } from "../snapshot/fingerprint";
+import { describeFiles } from "../snapshot/restore";
+import { checkSeal, schemaDigestOn, type SealCheck } from "../snapshot/seal";
 import { findSnapshot, listAllSnapshots, sealKeyFileOf, type StoreOptions } from "../snapshot/store";
 import { describeStateMismatch, differingTables, tableStatesOn, type TableStates } from "../snapshot/tables";
 import { withSnapshotSession, type SnapshotInfo } from "../snapshot/template";
@@ -27,6 +29,7 @@ export async function verifySnapshot(url: string, id: string, options: StoreOpti
     const details: Record<string, unknown> = { snapshotId: snapshot.snapshotId, engine: engine.kind, lastMigration: snapshot.lastMigration, createdAt: snapshot.createdAt };
     const seal = await checkSeal(snapshot, sealKeyFileOf(options));
     details.seal = seal.status;
+    if (engine.kind === "template" && snapshot.files) return verifyFiles(url, snapshot, seal, details);
     const read = async (session: Client) => ({ states: await tableStatesOn(session), schema: await schemaDigestOn(session) });
     const admin = withDatabase(url, "postgres");
     let now: { states: TableStates; schema: string };
@@ -68,6 +71,33 @@ export async function verifySnapshot(url: string, id: string, options: StoreOpti
   } catch (err) {
     return { name: "snapshot", status: "fail", sentence: isPgstackError(err) ? err.message : `Verifying snapshot '${id}' failed: ${messageOf(err).split("\n")[0]}.`, details: { snapshotId: id, ...(isPgstackError(err) ? { code: err.code, ...err.details } : {}) } };
   }
+}
+
+/**
+ * A clone snapshot (fingerprint.ts): its files against the sealed fingerprint.
+ * Nothing is read from it, and no session enters it (one would change its files).
+ */
+async function verifyFiles(url: string, snapshot: SnapshotInfo, seal: SealCheck, details: Record<string, unknown>): Promise<CheckResult> {
+  const id = snapshot.snapshotId;
+  const now = await withClient(withDatabase(url, "postgres"), (c) => filesFingerprint(c, id), { applicationName: "pgstack snapshot verify" });
+  details.files = snapshot.files!.files;
+  if (!now.fingerprint) {
+    return { name: "snapshot", status: "warn", sentence: `Snapshot '${id}' (clone) could not be checked against the fingerprint of its files: ${now.reason}.`, details: { ...details, reason: "files-unreadable" } };
+  }
+  if (!sameFiles(now.fingerprint, snapshot.files!)) {
+    return {
+      name: "snapshot",
+      status: "fail",
+      sentence: `Snapshot '${id}' (clone) no longer matches the fingerprint of its files recorded when it was taken (${describeFiles(now.fingerprint, snapshot.files!)}): it was opened or changed since, so it would not restore.`,
+      details: { ...details, reason: "changed-since-taken" },
+    };
+  }
+  const what = `its ${now.fingerprint.files} files (${(now.fingerprint.bytes / 2 ** 30).toFixed(2)} GiB) are unchanged since it was taken`;
+  if (seal.status !== "sealed") {
+    const why = seal.status === "unsealed" ? "it was taken by an older pgstack that sealed none" : `the key that seals it (${seal.keyFile}) is ${seal.other ? "another one" : "not on this machine"}`;
+    return { name: "snapshot", status: "warn", sentence: `Snapshot '${id}' (clone): ${what} as its record says, but the record could not be verified against the seal: ${why}.`, details };
+  }
+  return { name: "snapshot", status: "pass", sentence: `Snapshot '${id}' (clone) verified: ${what} (sealed fingerprint; a clone's rows are not read).`, details };
 }
 
 /** The newest snapshot of the database (by the time it was taken), or undefined. */
