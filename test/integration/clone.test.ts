@@ -307,6 +307,6 @@ describe("a clone snapshot is sealed by its files, and a change to it since is r
     const stat = statSync(file);
     await new Promise((r) => setTimeout(r, 20));
     utimesSync(file, stat.atime, stat.mtime);
-    await expectRefused(url, "touched", snap.snapshotId, live, /a file was written since/);
+    await expectRefused(url, "touched", snap.snapshotId, live, /a file of it was written since/);
   });
 });

@@ -19,8 +19,9 @@ import type { Client } from "pg";
  *
  * A CHECKPOINT comes first, so a page written in memory is on disk before
  * the files are looked at. Left out: the relation cache file a session
- * writes on connecting (pg_internal.init: a cache, not content) and the
- * forks of unlogged relations (a crash resets them, as it resets their rows).
+ * writes on connecting (pg_internal.init: a cache, not content), temporary
+ * relations' files and the forks of unlogged relations (a server start
+ * removes or resets them, as it does their rows).
  */
 export interface FilesFingerprint {
   /** sha256 of every file's path, size, mtime, ctime and inode, sorted by path. */
@@ -31,7 +32,8 @@ export interface FilesFingerprint {
   catalogXmin: string;
 }
 
-const CACHE_FILE = /^pg_internal\.init(\.\d+)?$/;
+/** The relation cache file, and temporary relations' files (removed at a server start). */
+const NOT_CONTENT = /^(pg_internal\.init(\.\d+)?|t\d+_.*)$/;
 
 /** The folders holding a database's files: base/<oid> and <tablespace>/PG_*\/<oid>. */
 async function databaseFolders(admin: Client, oid: number, dataDir: string): Promise<string[]> {
@@ -80,7 +82,7 @@ export async function filesFingerprint(admin: Client, database: string): Promise
     }
     const unlogged = unloggedNodes(names);
     for (const name of names) {
-      if (CACHE_FILE.test(name) || unlogged.has(name.split(/[._]/)[0])) continue;
+      if (NOT_CONTENT.test(name) || unlogged.has(name.split(/[._]/)[0])) continue;
       const stat = await fs.stat(path.join(folder, name), { bigint: true });
       if (!stat.isFile()) continue;
       bytes += Number(stat.size);

@@ -382,7 +382,7 @@ export function describeFiles(now: FilesFingerprint, then: FilesFingerprint): st
   if (now.catalogXmin !== then.catalogXmin) return "its pg_database row was rewritten: it was opened to connections";
   if (now.files !== then.files) return `${now.files} files, ${then.files} when taken`;
   if (now.bytes !== then.bytes) return `${now.bytes} bytes, ${then.bytes} when taken`;
-  return "a file was written since";
+  return "a file of it was written since: by a session, at file level, or by PostgreSQL's own anti-wraparound vacuum of an old snapshot";
 }
 
 /** What the check of a clone snapshot proved, in one sentence. */
