@@ -225,4 +225,32 @@ describe("diffTablesByBlocks on an XFS reflink clone (PostgreSQL 18)", () => {
     const pairs = (await blocksOf("live", ["public.pairs"])) + (await blocksOf("snap2", ["public.pairs"]));
     expect(result.blocksRead).toBe(pairs);
   });
+
+  it("falls back where equal blocks would not mean equal text: a renamed enum label, a column added with a default", async () => {
+    await cloneAs("live", "snap3");
+    await run("live", "ALTER TYPE mood RENAME VALUE 'calm' TO 'relaxed';\nALTER TABLE events ADD COLUMN extra int DEFAULT 7;\n");
+    const result = await sessions("live", "snap3", (now, then) => diffTablesByBlocks(now, then));
+    const expected = await sessions("live", "snap3", (now, then) => diffTablesOn(now, then));
+    expect(result.diffs).toEqual(expected);
+    // Every row renders differently, on pages both files still share: only a row-by-row read sees it.
+    expect(expected.find((d) => d.table === "public.pairs")?.updated).toBeGreaterThan(5000);
+    expect(expected.find((d) => d.table === "public.events")?.inserted).toBeGreaterThan(7000);
+    expect(result.reasons).toMatchObject({ "public.pairs": "its columns differ between the two databases", "public.events": "its columns differ between the two databases" });
+    expect(result.byBlocks).toEqual(["public.big", "public.docs", "public.later", "public.refill"]);
+  });
+
+  it("without filefrag: every table row by row, the same answer", async () => {
+    const path = process.env.PATH;
+    process.env.PATH = "/nonexistent";
+    try {
+      const result = await sessions("live", "snap", (now, then) => diffTablesByBlocks(now, then));
+      process.env.PATH = path;
+      const expected = await sessions("live", "snap", (now, then) => diffTablesOn(now, then));
+      expect(result.diffs).toEqual(expected);
+      expect(result.byBlocks).toEqual([]);
+      expect(result.reasons["public.big"]).toBe("filefrag (e2fsprogs) is not installed");
+    } finally {
+      process.env.PATH = path;
+    }
+  });
 });
