@@ -23,7 +23,9 @@ import { compareDigests, diffTableRows, fixOutputSettings, primaryKey, qualified
  * us fall back). TOAST values are immutable and referenced from the heap tuple
  * (a changed value is a new tuple on a written page; a value stays while a live
  * tuple references it), and identical catalog definitions (columns, types,
- * enum labels) render identical bytes as identical text. So the rows on shared
+ * enum labels) render identical bytes as identical text (types whose text
+ * reads other catalog rows — reg*, an extension's — and row-level security go
+ * row by row). So the rows on shared
  * pages are the same multiset on both sides, and the difference of the whole
  * tables is the difference of the rows on the other pages, read on both sides
  * by TID range. With a primary key no look-up of the other side is needed: a
@@ -212,13 +214,14 @@ interface ServerFacts {
   db: string;
   bs: string;
   seg: string;
+  money: string;
 }
 
 async function serverFacts(client: Client): Promise<ServerFacts> {
   const { rows } = await client.query<ServerFacts>(
     `SELECT current_setting('data_directory') AS dir, current_setting('port') AS port,
             extract(epoch FROM pg_postmaster_start_time())::bigint::text AS started, current_database() AS db,
-            current_setting('block_size') AS bs, (SELECT setting || ' ' || unit FROM pg_settings WHERE name = 'segment_size') AS seg`,
+            current_setting('block_size') AS bs, current_setting('lc_monetary') AS money, (SELECT setting || ' ' || unit FROM pg_settings WHERE name = 'segment_size') AS seg`,
   );
   return rows[0];
 }
@@ -233,6 +236,8 @@ async function serverObstacle(now: Client, then: Client): Promise<{ reason: stri
   } catch (err) {
     return { reason: `the server's data directory could not be read (${messageOf(err).split("\n")[0]}); it takes a superuser or pg_read_all_settings` };
   }
+  // Per-database settings are not cloned: money prints by lc_monetary, which could then differ between the two sides.
+  if (a.money !== b.money) return { reason: "lc_monetary differs between the two databases (money values print differently)" };
   if (Number(a.bs) !== PAGE || a.seg !== `${SEGMENT_PAGES} 8kB`) return { reason: `the server has pages of ${a.bs} bytes and segments of ${a.seg}, not PostgreSQL's default layout` };
   if (a.dir !== b.dir || a.port !== b.port || a.started !== b.started) return { reason: "the two databases are not on the same server" };
   if (!existsSync(a.dir) || !sameServer(a.dir, Number(a.port), Number(a.started))) return { reason: `the server's data directory ${a.dir} is not on this machine` };
@@ -253,6 +258,8 @@ interface TableFacts {
   children: boolean;
   /** Columns and their types, rendered: equal on both sides or no block comparison. */
   definition: string;
+  /** Row-level security: the two sides' policies could hide different rows of a shared page. */
+  rls: boolean;
   /** Column types whose text is not the built-in rendering of the stored bytes (neither built-in, enum nor a domain over a built-in). */
   oddTypes: string[];
   file: string | null;
@@ -274,8 +281,11 @@ async function tableFacts(client: Client): Promise<Map<string, TableFacts>> {
             coalesce((SELECT array_agg(DISTINCT format_type(t.oid, NULL))
                         FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
                         LEFT JOIN pg_type base ON base.oid = t.typbasetype
-                       WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND t.oid >= 16384
-                         AND t.typtype <> 'e' AND NOT (t.typtype = 'd' AND base.oid < 16384)), '{}') AS "oddTypes",
+                       WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+                         AND ((t.oid >= 16384 AND t.typtype <> 'e' AND NOT (t.typtype = 'd' AND base.oid < 16384))
+                              -- reg* types print catalog names (a rename, a search_path changes them)
+                              OR (t.typnamespace = 'pg_catalog'::regnamespace AND t.typname ~ '^_?reg') OR (base.typnamespace = 'pg_catalog'::regnamespace AND base.typname ~ '^reg'))), '{}') AS "oddTypes",
+            c.relrowsecurity AS rls,
             pg_relation_filepath(c.oid) AS file
        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
       WHERE c.relkind IN ('r', 'p')
@@ -292,6 +302,7 @@ function tableObstacle(a: TableFacts, b: TableFacts, keyA: string[], keyB: strin
   if (a.children || b.children) return "it has inheritance children (its rows include theirs)";
   if (keyA.join(",") !== keyB.join(",")) return "its primary key differs between the two databases";
   if (a.definition !== b.definition) return "its columns differ between the two databases";
+  if (a.rls || b.rls) return "row-level security is on (the two databases' policies may differ)";
   if (a.oddTypes.length > 0) return `a column of type ${a.oddTypes.join(", ")}, whose text may not follow its bytes`;
   if (!a.file || !b.file) return "it has no file";
   return undefined;
