@@ -25,10 +25,10 @@ import { compareDigests, diffTableRows, fixOutputSettings, primaryKey, qualified
  * tuple references it), and identical catalog definitions (columns, types,
  * enum labels) render identical bytes as identical text (types whose text
  * reads other catalog rows — reg*, an extension's — and row-level security go
- * row by row). So the rows on shared
- * pages are the same multiset on both sides, and the difference of the whole
- * tables is the difference of the rows on the other pages, read on both sides
- * by TID range. With a primary key no look-up of the other side is needed: a
+ * row by row). So the rows on shared pages are the same multiset on both
+ * sides, and the difference of the whole tables is the difference of the rows
+ * on the other pages, read on both sides by TID range (the same page numbers
+ * on both sides, as far as each file reaches). With a primary key no look-up of the other side is needed: a
  * key found on a changed page of B cannot also be on a shared page of B (keys
  * are unique), so it is on a shared page of S neither; it is either on a
  * changed page of S or absent from S.
