@@ -76,7 +76,7 @@ function fsTypeOf(dir: string): string | undefined {
  * its postmaster.pid names the same port and start time. A folder of the same
  * path on this machine can belong to another server (a container's).
  */
-function sameServer(dataDir: string, port: number, startEpoch: number): boolean {
+export function sameServer(dataDir: string, port: number, startEpoch: number): boolean {
   try {
     const lines = readFileSync(path.join(dataDir, "postmaster.pid"), "utf8").split("\n");
     return Number(lines[3]) === port && Math.abs(Number(lines[2]) - startEpoch) <= 2;

@@ -23,11 +23,11 @@ export type TableStates = Record<string, TableState>;
  * bytea in bytea_output): fixed here, so two databases with different
  * per-database settings digest equal rows equally.
  */
-async function fixOutputSettings(client: Client): Promise<void> {
+export async function fixOutputSettings(client: Client): Promise<void> {
   await client.query("SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'postgres'; SET extra_float_digits = 1; SET bytea_output = 'hex'");
 }
 
-async function userTables(client: Client): Promise<{ schema: string; table: string }[]> {
+export async function userTables(client: Client): Promise<{ schema: string; table: string }[]> {
   const { rows } = await client.query<{ schema: string; table: string }>(
     `SELECT n.nspname AS schema, c.relname AS table
        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -39,7 +39,7 @@ async function userTables(client: Client): Promise<{ schema: string; table: stri
   return rows;
 }
 
-const qualified = (t: { schema: string; table: string }) => `${quoteIdent(t.schema)}.${quoteIdent(t.table)}`;
+export const qualified = (t: { schema: string; table: string }) => `${quoteIdent(t.schema)}.${quoteIdent(t.table)}`;
 
 /** Every user table's TableState, keyed `schema.table`. */
 export async function tableStatesOn(client: Client): Promise<TableStates> {
@@ -93,7 +93,7 @@ export interface TableDiff {
   deleted: number;
 }
 
-async function primaryKey(client: Client, t: { schema: string; table: string }): Promise<string[]> {
+export async function primaryKey(client: Client, t: { schema: string; table: string }): Promise<string[]> {
   const { rows } = await client.query<{ col: string }>(
     `SELECT a.attname AS col
        FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
@@ -140,27 +140,38 @@ export async function diffTablesOn(now: Client, then: Client, thenStates?: Table
   const out: TableDiff[] = [];
   for (const [name, t] of [...names].sort(([a], [b]) => a.localeCompare(b))) {
     if (unchanged(name)) continue;
-    const nowKey = has(nowTables, name) ? await primaryKey(now, t) : [];
-    const thenKey = has(thenTables, name) ? await primaryKey(then, t) : [];
-    // The same key on both sides compares rows by key; otherwise by content only.
-    const key = nowKey.join(",") === thenKey.join(",") ? nowKey : [];
-    const a = has(nowTables, name) ? await rowDigests(now, t, key) : new Map<string, string>();
-    const b = has(thenTables, name) ? await rowDigests(then, t, key) : new Map<string, string>();
-    const diff: TableDiff = { table: name, inserted: 0, updated: 0, deleted: 0 };
-    if (key.length > 0) {
-      for (const [k, h] of a) {
-        const old = b.get(k);
-        if (old === undefined) diff.inserted++;
-        else if (old !== h) diff.updated++;
-      }
-      for (const k of b.keys()) if (!a.has(k)) diff.deleted++;
-    } else {
-      for (const [h, n] of a) diff.inserted += Math.max(0, Number(n) - Number(b.get(h) ?? 0));
-      for (const [h, n] of b) diff.deleted += Math.max(0, Number(n) - Number(a.get(h) ?? 0));
-    }
+    const diff = await diffTableRows(now, then, t, has(nowTables, name), has(thenTables, name));
     if (diff.inserted || diff.updated || diff.deleted) out.push(diff);
   }
   return out;
+}
+
+/** One table's diff by reading all its rows on each side that has it (output settings already fixed on both). */
+export async function diffTableRows(now: Client, then: Client, t: { schema: string; table: string }, onNow: boolean, onThen: boolean): Promise<TableDiff> {
+  const nowKey = onNow ? await primaryKey(now, t) : [];
+  const thenKey = onThen ? await primaryKey(then, t) : [];
+  // The same key on both sides compares rows by key; otherwise by content only.
+  const key = nowKey.join(",") === thenKey.join(",") ? nowKey : [];
+  const a = onNow ? await rowDigests(now, t, key) : new Map<string, string>();
+  const b = onThen ? await rowDigests(then, t, key) : new Map<string, string>();
+  return compareDigests(`${t.schema}.${t.table}`, key.length > 0, a, b);
+}
+
+/** inserted/updated/deleted from two rowDigests-shaped maps (by key when `keyed`, else digest -> multiplicity). */
+export function compareDigests(table: string, keyed: boolean, a: Map<string, string>, b: Map<string, string>): TableDiff {
+  const diff: TableDiff = { table, inserted: 0, updated: 0, deleted: 0 };
+  if (keyed) {
+    for (const [k, h] of a) {
+      const old = b.get(k);
+      if (old === undefined) diff.inserted++;
+      else if (old !== h) diff.updated++;
+    }
+    for (const k of b.keys()) if (!a.has(k)) diff.deleted++;
+  } else {
+    for (const [h, n] of a) diff.inserted += Math.max(0, Number(n) - Number(b.get(h) ?? 0));
+    for (const [h, n] of b) diff.deleted += Math.max(0, Number(n) - Number(a.get(h) ?? 0));
+  }
+  return diff;
 }
 
 export async function diffTables(nowUrl: string, thenUrl: string): Promise<TableDiff[]> {
