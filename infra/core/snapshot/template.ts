@@ -1,7 +1,9 @@
+import { randomBytes } from "node:crypto";
 import * as path from "node:path";
 import type { Client } from "pg";
 import { openSession, withClient } from "../db/client";
-import { copyDatabase, decideCopy, drainSessions, serverNow } from "../db/copy";
+import type { CloneDecision } from "../db/clone";
+import { copyDatabase, decideCopy, drainSessions, recordThrowaway, serverNow } from "../db/copy";
 import { parseDatabaseUrl, quoteIdent, quoteLiteral, withDatabase } from "../db/url";
 import { PgstackError, isPgstackError, messageOf } from "../errors";
 import { readLedger } from "../ledger/ledger";
@@ -276,7 +278,7 @@ async function copySnapshot(
     info = { ...info, method: how.clone ? "clone" : "template", methodReason: options.chosen?.reason ?? how.reason, pauseMs };
     // A clone's rows are not read (that grows with the database): its files are fingerprinted
     // once the schema digest's session has left (fingerprint.ts); a full copy's rows are digested.
-    const schema = await withSnapshotSession(client, options.url, snapshot, schemaDigestOn);
+    const schema = how.clone ? await schemaOfClone(client, options.url, snapshot, how) : await withSnapshotSession(client, options.url, snapshot, schemaDigestOn);
     const files = how.clone ? await filesFingerprint(client, snapshot) : undefined;
     if (files && !files.fingerprint) options.log.warn(`snapshot ${snapshot}: its files cannot be fingerprinted (${files.reason}), so its rows are digested instead`);
     const digests: Pick<SnapshotInfo, "states" | "files"> = files?.fingerprint
@@ -292,6 +294,25 @@ async function copySnapshot(
   } finally {
     if (!labelled) await client.query(`DROP DATABASE IF EXISTS ${quoteIdent(snapshot)} WITH (FORCE)`).catch(() => undefined);
     await endOperation(client, source).catch(() => undefined);
+  }
+}
+
+/**
+ * The schema digest of a clone snapshot, read from a throwaway clone of it: a
+ * session in the snapshot itself would give it an entry in the statistics,
+ * and autovacuum then visits it (it ignores ALLOW_CONNECTIONS), setting hint
+ * bits on its catalog pages: its files, which its seal fingerprints, change.
+ */
+async function schemaOfClone(client: Client, url: string, snapshot: string, how: CloneDecision): Promise<string> {
+  const probe = `${snapshot.slice(0, 45)}_schema_${randomBytes(4).toString("hex")}`;
+  try {
+    if ((await copyDatabase(client, snapshot, probe, { how, whenBusy: { mode: "refuse" } })) === "busy") {
+      throw new PgstackError("E_SNAPSHOT", `Snapshot '${snapshot}' could not be cloned to read its schema: a session is connected to it; nothing was kept.`);
+    }
+    await recordThrowaway(client, probe, "snapshot schema digest");
+    return await withClient(withDatabase(url, probe), schemaDigestOn, { applicationName: "pgstack snapshot" });
+  } finally {
+    await client.query(`DROP DATABASE IF EXISTS ${quoteIdent(probe)} WITH (FORCE)`).catch(() => undefined);
   }
 }
 
