@@ -25,15 +25,18 @@ import { withSnapshotSession, type SnapshotInfo } from "./template";
  * Restore in place, never losing the current database before its replacement
  * is proven good, and never losing a write it does not report:
  *
- *   1. copy the snapshot into `<db>_restoring` (template copy or pg_restore)
- *      and verify it: every table's content digest equals the snapshot's;
+ *   1. copy the snapshot into `<db>_restoring` (clone, template copy or
+ *      pg_restore) and verify it: every table's content digest equals the
+ *      snapshot's (a clone: the snapshot's files equal their sealed
+ *      fingerprint, fingerprint.ts, and its rows are not read);
  *   2. give it what a copy does not carry: ACL, connection limit, settings,
  *      comment, owner (properties.ts);
  *   3. close `<db>` to new sessions and end the application's (never a
  *      deployer holding the migration lock: then nothing happens and the
  *      sentence names it); from here on `<db>` takes no write;
- *   4. count, row by row, what the swap discards (inserted, updated, deleted
- *      per table since the snapshot), and log it;
+ *   4. count what the swap discards (inserted, updated, deleted per table
+ *      since the snapshot: row by row, or for a clone only on the pages the
+ *      two no longer share, block-diff.ts), and log it;
  *   5. swap names in one transaction (`<db>` -> `<db>_before_restore_<time>`,
  *      `<db>_restoring` -> `<db>`), opening the copy only then, and drop
  *      the old one (or keep it when asked, named in the output).
