@@ -185,7 +185,9 @@ async function planByFiles(url: string, database: string, engine: SnapshotEngine
     await withClient(
       admin,
       async (client) => {
-        await copyDatabase(client, snapshot.snapshotId, preview, { how: await decideCopy(client), whenBusy: { mode: "refuse" } });
+        const how = await decideCopy(client);
+        await copyDatabase(client, snapshot.snapshotId, preview, { how, whenBusy: { mode: "refuse" } });
+        failpoint("restore:plan-copied");
         await recordThrowaway(client, preview, "restore plan");
       },
       { applicationName: "pgstack restore" },
