@@ -167,4 +167,15 @@ describe("adversary: clone snapshots sealed by their files", () => {
     }
     expect(forgedSealed).toBe(0);
   });
+
+  it("killed with the schema digest's throwaway clone on disk (snapshot:probe-copied): repaired, no snapshot nor clone left, the data exactly as before", async () => {
+    const url = await createDb("probekill", "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 500) g");
+    const before = await tableDigests(url);
+    const run = await pgstack(["snapshot", "create", "--stack", "probekill", "--json", "--snapshots-dir", snapshotsDir], { DATABASE_URL: url, PGSTACK_FAILPOINT: "snapshot:probe-copied" });
+    expect(`${run.signal} ${run.code} ${run.stderr}`).toMatch(/^SIGKILL/);
+    const list = await pgstack(["snapshot", "list", "--snapshots-dir", snapshotsDir], { DATABASE_URL: url });
+    expect(list.code).toBe(0);
+    expect(await eventually(async () => (await databasesAt(url, "snap_probekill")).length === 0, 10_000)).toBe(true);
+    expect(await tableDigests(url)).toEqual(before);
+  });
 });

@@ -186,9 +186,18 @@ async function planByFiles(url: string, database: string, engine: SnapshotEngine
       admin,
       async (client) => {
         const how = await decideCopy(client);
-        await copyDatabase(client, snapshot.snapshotId, preview, { how, whenBusy: { mode: "refuse" } });
-        failpoint("restore:plan-copied");
-        await recordThrowaway(client, preview, "restore plan");
+        // Named on the database before it exists: a process killed between the clone and its
+        // throwaway label leaves a marker whose session is gone, and the next command drops it (fence.ts).
+        await beginOperation(client, database, { op: "plan", copy: preview }, { close: false });
+        try {
+          if ((await copyDatabase(client, snapshot.snapshotId, preview, { how, whenBusy: { mode: "refuse" } })) === "busy") {
+            throw new PgstackError("E_SNAPSHOT", `Snapshot '${snapshot.snapshotId}' has a session in it, so the restore could not be previewed; nothing was changed.`, { snapshotId: snapshot.snapshotId, reason: "snapshot-in-use" });
+          }
+          failpoint("restore:plan-copied");
+          await recordThrowaway(client, preview, "restore plan");
+        } finally {
+          await endOperation(client, database);
+        }
       },
       { applicationName: "pgstack restore" },
     );

@@ -1,5 +1,7 @@
+import { randomBytes } from "node:crypto";
 import * as path from "node:path";
 import type { Client } from "pg";
+import type { CloneDecision } from "../db/clone";
 import { openSession, withClient } from "../db/client";
 import { copyDatabase, decideCopy, drainSessions, serverNow } from "../db/copy";
 import { parseDatabaseUrl, quoteIdent, quoteLiteral, withDatabase } from "../db/url";
@@ -7,7 +9,7 @@ import { PgstackError, isPgstackError, messageOf } from "../errors";
 import { readLedger } from "../ledger/ledger";
 import { failpoint } from "../failpoint";
 import type { Logger } from "../logger";
-import { beginOperation, endOperation, reopenKeepingMarker } from "./fence";
+import { beginOperation, endOperation, reopenKeepingMarker, rewriteOperation } from "./fence";
 import { DEFAULT_MAX_PAUSE_MS, type CreateOptions, type SnapshotEngine, type SnapshotInfo } from "./engine";
 import { isPostgresSnapshotName, postgresSnapshotName } from "./naming";
 import { connectionEnded, withGuardian, type GuardedFailure } from "./guardian";
@@ -275,10 +277,14 @@ async function copySnapshot(
     // Not sealed (seal.ts): how the copy was made says nothing about what it holds, which the digests do.
     info = { ...info, method: how.clone ? "clone" : "template", methodReason: options.chosen?.reason ?? how.reason, pauseMs };
     // A clone's rows are not read (that grows with the database): its files are fingerprinted
-    // once the schema digest's session has left (fingerprint.ts); a full copy's rows are digested.
-    const schema = await withSnapshotSession(client, options.url, snapshot, schemaDigestOn);
+    // (fingerprint.ts) before anything could enter it, and it is never opened: its schema digest is
+    // read from a throwaway clone of it. Opening it for a session would let its owner in too, in that
+    // window, and a row written then would be sealed as the snapshot's. A full copy's rows are digested.
     const files = how.clone ? await filesFingerprint(client, snapshot) : undefined;
     if (files && !files.fingerprint) options.log.warn(`snapshot ${snapshot}: its files cannot be fingerprinted (${files.reason}), so its rows are digested instead`);
+    const schema = files?.fingerprint
+      ? await schemaOfClone(client, options.url, source, snapshot, how)
+      : await withSnapshotSession(client, options.url, snapshot, schemaDigestOn);
     const digests: Pick<SnapshotInfo, "states" | "files"> = files?.fingerprint
       ? { files: files.fingerprint }
       : { states: await withSnapshotSession(client, options.url, snapshot, tableStatesOn) };
@@ -292,6 +298,29 @@ async function copySnapshot(
   } finally {
     if (!labelled) await client.query(`DROP DATABASE IF EXISTS ${quoteIdent(snapshot)} WITH (FORCE)`).catch(() => undefined);
     await endOperation(client, source).catch(() => undefined);
+  }
+}
+
+/**
+ * The schema digest of clone snapshot `snapshot`, read from a throwaway clone
+ * of it (cloning changes none of its files), so the snapshot itself is never
+ * opened to connections. The clone is named in `source`'s operation marker
+ * before it is made: a process killed with it on disk leaves it to the repair
+ * (fence.ts).
+ */
+async function schemaOfClone(client: Client, url: string, source: string, snapshot: string, how: CloneDecision): Promise<string> {
+  const probe = `${snapshot.slice(0, 63 - "_schema_".length - 8)}_schema_${randomBytes(4).toString("hex")}`;
+  await rewriteOperation(client, source, { probe });
+  let made = false;
+  try {
+    if ((await copyDatabase(client, snapshot, probe, { how, whenBusy: { mode: "refuse" } })) === "busy") {
+      throw new PgstackError("E_SNAPSHOT", `Snapshot '${snapshot}' had a session in it before it was labelled, so it was not kept.`, { reason: "snapshot-in-use" });
+    }
+    made = true;
+    failpoint("snapshot:probe-copied");
+    return await withClient(withDatabase(url, probe), (session) => schemaDigestOn(session), { applicationName: "pgstack snapshot" });
+  } finally {
+    if (made) await client.query(`DROP DATABASE IF EXISTS ${quoteIdent(probe)} WITH (FORCE)`).catch(() => undefined);
   }
 }
 
