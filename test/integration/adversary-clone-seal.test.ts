@@ -178,4 +178,23 @@ describe("adversary: clone snapshots sealed by their files", () => {
     expect(await eventually(async () => (await databasesAt(url, "snap_probekill")).length === 0, 10_000)).toBe(true);
     expect(await tableDigests(url)).toEqual(before);
   });
+
+  it("its pg_database row rewritten without opening it (CONNECTION LIMIT): refused, and the sentences never claim it was opened or changed", async () => {
+    const { url, snap } = await fresh("rewritten");
+    const live = await tableDigests(url);
+    await withDb(admin, (c) => c.query(`ALTER DATABASE "${snap.snapshotId}" CONNECTION LIMIT 3`));
+    const verified = await verifySnapshot(url, snap.snapshotId, { snapshotsDir, log: memoryLogger() });
+    expect(verified).toMatchObject({ status: "fail", details: { reason: "changed-since-taken" } });
+    expect(verified.sentence).toMatch(/pg_database row was rewritten since it was taken \(ALTER DATABASE\)/);
+    expect(verified.sentence).not.toMatch(/it was opened to connections|it was opened or changed since/);
+    const plan = await planRestore(url, snap.snapshotId, { snapshotsDir });
+    const refused = await restoreSnapshot(url, plan, { log: memoryLogger() }).then(
+      () => undefined,
+      (err: { code?: string; message: string; details?: { reason?: string } }) => err,
+    );
+    expect(refused).toMatchObject({ code: "E_SNAPSHOT", details: { reason: "changed-since-taken" } });
+    expect(refused!.message).not.toMatch(/it was opened to connections|it was opened or changed since/);
+    expect(await tableDigests(url)).toEqual(live);
+    expect(await databasesAt(url, "rewritten_")).toEqual([]);
+  });
 });
