@@ -381,7 +381,7 @@ async function checkFiles(client: Client, snapshot: SnapshotInfo): Promise<{ ver
   if (!sameFiles(now.fingerprint, snapshot.files!)) {
     throw new PgstackError(
       "E_SNAPSHOT",
-      `Snapshot '${snapshot.snapshotId}' no longer matches the fingerprint of its files recorded when it was taken (${describeFiles(now.fingerprint, snapshot.files!)}): it was opened or changed since, so it is not restored; nothing was changed.`,
+      `Snapshot '${snapshot.snapshotId}' no longer matches the fingerprint of its files recorded when it was taken (${describeFiles(now.fingerprint, snapshot.files!)}): a change to its content since cannot be ruled out, so it is not restored; nothing was changed.`,
       { snapshotId: snapshot.snapshotId, reason: "changed-since-taken" },
     );
   }
@@ -390,7 +390,9 @@ async function checkFiles(client: Client, snapshot: SnapshotInfo): Promise<{ ver
 
 /** What differs between two fingerprints, in a phrase. */
 export function describeFiles(now: FilesFingerprint, then: FilesFingerprint): string {
-  if (now.catalogXmin !== then.catalogXmin) return "its pg_database row was rewritten: it was opened to connections";
+  // Any ALTER DATABASE rewrites the row (owner, name, connection limit, grants), not only opening it to
+  // connections: which one cannot be told from the row, so the sentence claims none of them.
+  if (now.catalogXmin !== then.catalogXmin) return "its pg_database row was rewritten since it was taken (ALTER DATABASE), and opening it to connections is such a rewrite";
   if (now.files !== then.files) return `${now.files} files, ${then.files} when taken`;
   if (now.bytes !== then.bytes) return `${now.bytes} bytes, ${then.bytes} when taken`;
   return "a file of it was written since: by a session, at file level, or by PostgreSQL's own anti-wraparound vacuum of an old snapshot";
