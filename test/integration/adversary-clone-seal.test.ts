@@ -197,4 +197,19 @@ describe("adversary: clone snapshots sealed by their files", () => {
     expect(await tableDigests(url)).toEqual(live);
     expect(await databasesAt(url, "rewritten_")).toEqual([]);
   });
+
+  it("pgstack run as the database's owner (not a superuser; pg_checkpoint, pg_read_all_settings): a clone sealed by its files, verified, restored exactly", async () => {
+    await withDb(admin, (c) => c.query("CREATE ROLE deployer26 LOGIN PASSWORD 'pw26d' CREATEDB; GRANT pg_checkpoint, pg_read_all_settings TO deployer26"));
+    await withDb(admin, (c) => c.query("CREATE DATABASE owned OWNER deployer26"));
+    const u = new URL(urlOf("owned"));
+    u.username = "deployer26";
+    u.password = "pw26d";
+    const url = u.toString();
+    await withDb(url, (c) => c.query("CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 2000) g"));
+    const at = await tableDigests(url);
+    const snap = await createSnapshot({ url, stack: "owned", log: memoryLogger(), snapshotsDir });
+    expect(snap).toMatchObject({ method: "clone", files: expect.any(Object) });
+    await withDb(url, (c) => c.query("UPDATE t SET v = 'after' WHERE id <= 10"));
+    await restoresExactly(url, "owned", snap.snapshotId, at);
+  });
 });
