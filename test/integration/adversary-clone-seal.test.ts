@@ -212,4 +212,48 @@ describe("adversary: clone snapshots sealed by their files", () => {
     await withDb(url, (c) => c.query("UPDATE t SET v = 'after' WHERE id <= 10"));
     await restoresExactly(url, "owned", snap.snapshotId, at);
   });
+
+  it("the application's role (not a superuser, CONNECT through PUBLIC) racing into <db>_restoring before it is closed: its row is never restored as the snapshot's", async () => {
+    await withDb(admin, (c) => c.query("CREATE ROLE heist26 LOGIN PASSWORD 'pw26h'"));
+    await withDb(admin, (c) => c.query("CREATE DATABASE heist OWNER heist26"));
+    const as = (db: string) => {
+      const u = new URL(urlOf(db));
+      u.username = "heist26";
+      u.password = "pw26h";
+      return u.toString();
+    };
+    await withDb(as("heist"), (c) => c.query("CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 2000) g"));
+    const url = urlOf("heist");
+    const at = await tableDigests(url);
+    const snap = await createSnapshot({ url, stack: "heist", log: memoryLogger(), snapshotsDir });
+    let forgedRestored = 0;
+    for (let round = 0; round < 6 && forgedRestored === 0; round++) {
+      await withDb(url, (c) => c.query("UPDATE t SET v = 'after' WHERE id <= 10"));
+      let stop = false;
+      let forged = 0;
+      const attackers = Array.from({ length: 6 }, async () => {
+        while (!stop && forged === 0) {
+          const c = new Client({ connectionString: as("heist_restoring") });
+          c.on("error", () => undefined);
+          try {
+            await c.connect();
+            await c.query("UPDATE t SET v = 'forged' WHERE id = 1");
+            forged++;
+          } catch {
+            /* not there or closed: again */
+          } finally {
+            await c.end().catch(() => undefined);
+          }
+        }
+      });
+      const plan = await planRestore(url, snap.snapshotId, { snapshotsDir });
+      const restored = await restoreSnapshot(url, plan, { log: memoryLogger() }).then(() => true, () => false);
+      stop = true;
+      await Promise.all(attackers);
+      if (restored && JSON.stringify(await tableDigests(url)) !== JSON.stringify(at)) forgedRestored++;
+    }
+    expect(forgedRestored).toBe(0);
+    // The application's role still gets into its restored database (PUBLIC's CONNECT is back).
+    expect((await withDb(as("heist"), (c) => c.query("SELECT count(*)::int AS n FROM t"))).rows[0].n).toBe(2000);
+  });
 });
