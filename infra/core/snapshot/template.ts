@@ -386,7 +386,8 @@ export const templateEngine: SnapshotEngine = {
         const how = await decideCopy(client, options?.copyMethod);
         const started = Date.now();
         // Nobody should be in a snapshot, but a psql left open would make the copy fail: ended, without retrying.
-        await copyDatabase(client, snapshot.snapshotId, target, { how, whenBusy: { mode: "end-sessions", log, until: 0, purpose: "restore" } });
+        await copyDatabase(client, snapshot.snapshotId, target, { how, whenBusy: { mode: "end-sessions", log, until: 0, purpose: "restore" }, closed: options?.closed });
+        if (options?.closed) await client.query(`REVOKE CONNECT, TEMPORARY ON DATABASE ${quoteIdent(target)} FROM PUBLIC`);
         return { ...how, ms: Date.now() - started };
       },
       { applicationName: "pgstack restore" },
