@@ -303,7 +303,7 @@ describe("a clone snapshot is sealed by its files, and a change to it since is r
     await withDb(admin, (c) => c.query(`ALTER DATABASE "${snap.snapshotId}" ALLOW_CONNECTIONS true`));
     await withDb(urlOf(snap.snapshotId), (c) => c.query("UPDATE t SET v = 'forged' WHERE id = 1"));
     await withDb(admin, (c) => c.query(`ALTER DATABASE "${snap.snapshotId}" ALLOW_CONNECTIONS false`));
-    await expectRefused(url, "opened", snap.snapshotId, live, /its pg_database row was rewritten: it was opened to connections/);
+    await expectRefused(url, "opened", snap.snapshotId, live, /its pg_database row was rewritten since it was taken \(ALTER DATABASE\), and opening it to connections is such a rewrite/);
   });
 
   it("a file of it written behind PostgreSQL's back (its ctime moves, even with the mtime put back): refused", async () => {

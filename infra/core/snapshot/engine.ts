@@ -109,7 +109,12 @@ export interface SnapshotEngine {
   /** Rows and content digest per table at the moment the snapshot was taken. */
   tableStates(url: string, snapshot: SnapshotInfo): Promise<TableStates>;
   /** Creates database `target` (which must not exist) on the server of `url` holding the snapshot's data. */
-  materialize(url: string, snapshot: SnapshotInfo, target: string, log: Logger, options?: { copyMethod?: CopyMethod }): Promise<void | { method: SnapshotMethod; reason: string }>;
+  /**
+   * `closed`: `target` is created closed to connections and without PUBLIC's CONNECT and TEMPORARY
+   * (the restore of a clone snapshot, whose copy's rows are not checked: nobody but the restorer may
+   * write it before the swap; the restore gives PUBLIC's back with the database's own ACL).
+   */
+  materialize(url: string, snapshot: SnapshotInfo, target: string, log: Logger, options?: { copyMethod?: CopyMethod; closed?: boolean }): Promise<void | { method: SnapshotMethod; reason: string }>;
   /** Records that database `oid` was restored from the snapshot (retention keeps such a snapshot). */
   markRestored(url: string, snapshot: SnapshotInfo, oid: number): Promise<void>;
   /** Removes the snapshot, and nothing else. */

@@ -30,7 +30,7 @@ import type { Logger } from "../logger";
  * pgstack.x`): PostgreSQL lets only superusers store unknown settings, and
  * the database's owner must be able to take snapshots.
  */
-export type OperationKind = "snapshot" | "restore" | "replaced";
+export type OperationKind = "snapshot" | "restore" | "replaced" | "plan";
 
 export interface OperationMarker {
   op: OperationKind;
@@ -41,6 +41,11 @@ export interface OperationMarker {
   database: string;
   /** The side copy being made: the snapshot's or `<db>_restoring`. */
   copy?: string;
+  /**
+   * A throwaway clone the operation reads instead of its copy (a clone snapshot's schema
+   * digest, fingerprint.ts), named before it is made: a repair drops it.
+   */
+  probe?: string;
   /** Whether the operation closed the database (one already closed stays closed). */
   closed: boolean;
   /** restore: the replaced database is to be kept. */
@@ -294,6 +299,10 @@ async function repair(client: Client, db: string, marker: OperationMarker, log: 
       actions.push(`dropped the unfinished copy ${marker.copy}`);
       droppedCopy = marker.copy;
     }
+  }
+  if (marker.probe && marker.probe !== db && marker.probe !== marker.copy && (await exists(client, marker.probe))) {
+    await client.query(`DROP DATABASE ${quoteIdent(marker.probe)} WITH (FORCE)`);
+    actions.push(`dropped the throwaway clone ${marker.probe}`);
   }
   const { rows } = await client.query<{ allowed: boolean }>("SELECT datallowconn AS allowed FROM pg_database WHERE datname = $1", [db]);
   await endOperation(client, db);

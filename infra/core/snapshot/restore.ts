@@ -188,8 +188,19 @@ async function planByFiles(url: string, database: string, engine: SnapshotEngine
     await withClient(
       admin,
       async (client) => {
-        await copyDatabase(client, snapshot.snapshotId, preview, { how: await decideCopy(client), whenBusy: { mode: "refuse" } });
-        await recordThrowaway(client, preview, "restore plan");
+        const how = await decideCopy(client);
+        // Named on the database before it exists: a process killed between the clone and its
+        // throwaway label leaves a marker whose session is gone, and the next command drops it (fence.ts).
+        await beginOperation(client, database, { op: "plan", copy: preview }, { close: false });
+        try {
+          if ((await copyDatabase(client, snapshot.snapshotId, preview, { how, whenBusy: { mode: "refuse" } })) === "busy") {
+            throw new PgstackError("E_SNAPSHOT", `Snapshot '${snapshot.snapshotId}' has a session in it, so the restore could not be previewed; nothing was changed.`, { snapshotId: snapshot.snapshotId, reason: "snapshot-in-use" });
+          }
+          failpoint("restore:plan-copied");
+          await recordThrowaway(client, preview, "restore plan");
+        } finally {
+          await endOperation(client, database);
+        }
       },
       { applicationName: "pgstack restore" },
     );
@@ -261,9 +272,12 @@ export async function restoreSnapshot(url: string, plan: RestorePlan, options: R
       let method = "";
       const pause: Pick<RestoreResult, "pauseMs" | "countMs" | "countedByBlocks"> = { pauseMs: 0, countMs: 0 };
       try {
-        const made = await failpointDuring("restore:materializing", () => engine.materialize(url, snapshot, restoring, log, { copyMethod: options.copyMethod }));
+        const made = await failpointDuring("restore:materializing", () => engine.materialize(url, snapshot, restoring, log, { copyMethod: options.copyMethod, closed: byFiles }));
         method = made ? made.method : "pg_restore";
         failpoint("restore:materialized");
+        // A clone snapshot's copy is not checked row by row: made closed and out of PUBLIC's reach, so the
+        // application's role cannot write it between the copy and the close below (the owner and superusers can).
+        if (byFiles) await client.query(`ALTER DATABASE ${quoteIdent(restoring)} ALLOW_CONNECTIONS true`);
         // Verified closed to every session but the verifying one, and opened only
         // by the swap: the database put in place is exactly the one verified
         // (a check after the swap would race the application's first writes).
@@ -297,7 +311,7 @@ export async function restoreSnapshot(url: string, plan: RestorePlan, options: R
             const files = byFiles ? await checkFiles(client, snapshot) : undefined;
             log.info(files ? filesVerdict(restoring, snapshot, files, seal) : verdict(restoring, snapshot, Object.keys(expected).length, recorded, seal));
             failpoint("restore:verified");
-            await carryOver(client, db, restoring, log);
+            await carryOver(client, db, restoring, log, byFiles);
             // Recorded before the swap (a rename keeps the oid): a restore killed right after
             // the swap is still known as one, so the next update re-applies only what it removed.
             const { rows: copyOid } = await client.query<{ oid: number }>("SELECT oid::int AS oid FROM pg_database WHERE datname = $1", [restoring]);
@@ -373,7 +387,7 @@ async function checkFiles(client: Client, snapshot: SnapshotInfo): Promise<{ ver
   if (!sameFiles(now.fingerprint, snapshot.files!)) {
     throw new PgstackError(
       "E_SNAPSHOT",
-      `Snapshot '${snapshot.snapshotId}' no longer matches the fingerprint of its files recorded when it was taken (${describeFiles(now.fingerprint, snapshot.files!)}): it was opened or changed since, so it is not restored; nothing was changed.`,
+      `Snapshot '${snapshot.snapshotId}' no longer matches the fingerprint of its files recorded when it was taken (${describeFiles(now.fingerprint, snapshot.files!)}): a change to its content since cannot be ruled out, so it is not restored; nothing was changed.`,
       { snapshotId: snapshot.snapshotId, reason: "changed-since-taken" },
     );
   }
@@ -382,7 +396,9 @@ async function checkFiles(client: Client, snapshot: SnapshotInfo): Promise<{ ver
 
 /** What differs between two fingerprints, in a phrase. */
 export function describeFiles(now: FilesFingerprint, then: FilesFingerprint): string {
-  if (now.catalogXmin !== then.catalogXmin) return "its pg_database row was rewritten: it was opened to connections";
+  // Any ALTER DATABASE rewrites the row (owner, name, connection limit, grants), not only opening it to
+  // connections: which one cannot be told from the row, so the sentence claims none of them.
+  if (now.catalogXmin !== then.catalogXmin) return "its pg_database row was rewritten since it was taken (ALTER DATABASE), and opening it to connections is such a rewrite";
   if (now.files !== then.files) return `${now.files} files, ${then.files} when taken`;
   if (now.bytes !== then.bytes) return `${now.bytes} bytes, ${then.bytes} when taken`;
   return "a file of it was written since: by a session, at file level, or by PostgreSQL's own anti-wraparound vacuum of an old snapshot";
@@ -418,7 +434,7 @@ function verdict(restoring: string, snapshot: SnapshotInfo, tables: number, reco
 }
 
 /** The replaced database's owner, ACL, connection limit, settings and comment, onto the copy. */
-async function carryOver(client: Client, db: string, restoring: string, log: Logger): Promise<void> {
+async function carryOver(client: Client, db: string, restoring: string, log: Logger, publicRevoked = false): Promise<void> {
   const { rows } = await client.query<{ owner: string; current: string }>(
     `SELECT pg_get_userbyid(o.datdba) AS owner, pg_get_userbyid(n.datdba) AS current FROM pg_database o, pg_database n WHERE o.datname = $1 AND n.datname = $2`,
     [db, restoring],
@@ -427,7 +443,10 @@ async function carryOver(client: Client, db: string, restoring: string, log: Log
   if (rows[0] && rows[0].owner !== rows[0].current) {
     await client.query(`ALTER DATABASE ${quoteIdent(restoring)} OWNER TO ${quoteIdent(rows[0].owner)}`).catch((err) => log.warn(`could not give ${db} back to its owner ${rows[0].owner}: ${messageOf(err)}`));
   }
-  await applyProperties(client, restoring, await readProperties(client, db), log);
+  const props = await readProperties(client, db);
+  await applyProperties(client, restoring, props, log);
+  // The copy was made without PUBLIC's CONNECT and TEMPORARY (materialize, closed): the default ACL's back.
+  if (publicRevoked && props.acl === null) await client.query(`GRANT CONNECT, TEMPORARY ON DATABASE ${quoteIdent(restoring)} TO PUBLIC`);
 }
 
 /** The changes one table lost, as a phrase. */

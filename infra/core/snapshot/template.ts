@@ -1,15 +1,15 @@
 import { randomBytes } from "node:crypto";
 import * as path from "node:path";
 import type { Client } from "pg";
-import { openSession, withClient } from "../db/client";
 import type { CloneDecision } from "../db/clone";
-import { copyDatabase, decideCopy, drainSessions, recordThrowaway, serverNow } from "../db/copy";
+import { openSession, withClient } from "../db/client";
+import { copyDatabase, decideCopy, drainSessions, serverNow } from "../db/copy";
 import { parseDatabaseUrl, quoteIdent, quoteLiteral, withDatabase } from "../db/url";
 import { PgstackError, isPgstackError, messageOf } from "../errors";
 import { readLedger } from "../ledger/ledger";
 import { failpoint } from "../failpoint";
 import type { Logger } from "../logger";
-import { beginOperation, endOperation, reopenKeepingMarker } from "./fence";
+import { beginOperation, endOperation, reopenKeepingMarker, rewriteOperation } from "./fence";
 import { DEFAULT_MAX_PAUSE_MS, type CreateOptions, type SnapshotEngine, type SnapshotInfo } from "./engine";
 import { isPostgresSnapshotName, postgresSnapshotName } from "./naming";
 import { connectionEnded, withGuardian, type GuardedFailure } from "./guardian";
@@ -277,10 +277,14 @@ async function copySnapshot(
     // Not sealed (seal.ts): how the copy was made says nothing about what it holds, which the digests do.
     info = { ...info, method: how.clone ? "clone" : "template", methodReason: options.chosen?.reason ?? how.reason, pauseMs };
     // A clone's rows are not read (that grows with the database): its files are fingerprinted
-    // once the schema digest's session has left (fingerprint.ts); a full copy's rows are digested.
-    const schema = how.clone ? await schemaOfClone(client, options.url, snapshot, how) : await withSnapshotSession(client, options.url, snapshot, schemaDigestOn);
+    // (fingerprint.ts) before anything could enter it, and it is never opened: its schema digest is
+    // read from a throwaway clone of it. Opening it for a session would let its owner in too, in that
+    // window, and a row written then would be sealed as the snapshot's. A full copy's rows are digested.
     const files = how.clone ? await filesFingerprint(client, snapshot) : undefined;
     if (files && !files.fingerprint) options.log.warn(`snapshot ${snapshot}: its files cannot be fingerprinted (${files.reason}), so its rows are digested instead`);
+    const schema = files?.fingerprint
+      ? await schemaOfClone(client, options.url, source, snapshot, how)
+      : await withSnapshotSession(client, options.url, snapshot, schemaDigestOn);
     const digests: Pick<SnapshotInfo, "states" | "files"> = files?.fingerprint
       ? { files: files.fingerprint }
       : { states: await withSnapshotSession(client, options.url, snapshot, tableStatesOn) };
@@ -298,21 +302,25 @@ async function copySnapshot(
 }
 
 /**
- * The schema digest of a clone snapshot, read from a throwaway clone of it: a
- * session in the snapshot itself would give it an entry in the statistics,
- * and autovacuum then visits it (it ignores ALLOW_CONNECTIONS), setting hint
- * bits on its catalog pages: its files, which its seal fingerprints, change.
+ * The schema digest of clone snapshot `snapshot`, read from a throwaway clone
+ * of it (cloning changes none of its files), so the snapshot itself is never
+ * opened to connections. The clone is named in `source`'s operation marker
+ * before it is made: a process killed with it on disk leaves it to the repair
+ * (fence.ts).
  */
-async function schemaOfClone(client: Client, url: string, snapshot: string, how: CloneDecision): Promise<string> {
-  const probe = `${snapshot.slice(0, 45)}_schema_${randomBytes(4).toString("hex")}`;
+async function schemaOfClone(client: Client, url: string, source: string, snapshot: string, how: CloneDecision): Promise<string> {
+  const probe = `${snapshot.slice(0, 63 - "_schema_".length - 8)}_schema_${randomBytes(4).toString("hex")}`;
+  await rewriteOperation(client, source, { probe });
+  let made = false;
   try {
     if ((await copyDatabase(client, snapshot, probe, { how, whenBusy: { mode: "refuse" } })) === "busy") {
-      throw new PgstackError("E_SNAPSHOT", `Snapshot '${snapshot}' could not be cloned to read its schema: a session is connected to it; nothing was kept.`);
+      throw new PgstackError("E_SNAPSHOT", `Snapshot '${snapshot}' had a session in it before it was labelled, so it was not kept.`, { reason: "snapshot-in-use" });
     }
-    await recordThrowaway(client, probe, "snapshot schema digest");
-    return await withClient(withDatabase(url, probe), schemaDigestOn, { applicationName: "pgstack snapshot" });
+    made = true;
+    failpoint("snapshot:probe-copied");
+    return await withClient(withDatabase(url, probe), (session) => schemaDigestOn(session), { applicationName: "pgstack snapshot" });
   } finally {
-    await client.query(`DROP DATABASE IF EXISTS ${quoteIdent(probe)} WITH (FORCE)`).catch(() => undefined);
+    if (made) await client.query(`DROP DATABASE IF EXISTS ${quoteIdent(probe)} WITH (FORCE)`).catch(() => undefined);
   }
 }
 
@@ -378,7 +386,8 @@ export const templateEngine: SnapshotEngine = {
         const how = await decideCopy(client, options?.copyMethod);
         const started = Date.now();
         // Nobody should be in a snapshot, but a psql left open would make the copy fail: ended, without retrying.
-        await copyDatabase(client, snapshot.snapshotId, target, { how, whenBusy: { mode: "end-sessions", log, until: 0, purpose: "restore" } });
+        await copyDatabase(client, snapshot.snapshotId, target, { how, whenBusy: { mode: "end-sessions", log, until: 0, purpose: "restore" }, closed: options?.closed });
+        if (options?.closed) await client.query(`REVOKE CONNECT, TEMPORARY ON DATABASE ${quoteIdent(target)} FROM PUBLIC`);
         return { ...how, ms: Date.now() - started };
       },
       { applicationName: "pgstack restore" },

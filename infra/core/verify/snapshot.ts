@@ -88,7 +88,7 @@ async function verifyFiles(url: string, snapshot: SnapshotInfo, seal: SealCheck,
     return {
       name: "snapshot",
       status: "fail",
-      sentence: `Snapshot '${id}' (clone) no longer matches the fingerprint of its files recorded when it was taken (${describeFiles(now.fingerprint, snapshot.files!)}): it was opened or changed since, so it would not restore.`,
+      sentence: `Snapshot '${id}' (clone) no longer matches the fingerprint of its files recorded when it was taken (${describeFiles(now.fingerprint, snapshot.files!)}): a change to its content since cannot be ruled out, so it would not restore.`,
       details: { ...details, reason: "changed-since-taken" },
     };
   }
