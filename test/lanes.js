@@ -1,17 +1,17 @@
 #!/usr/bin/env node
-// `npm run test:lanes`: the suite as two jest processes at once, each --runInBand with
+// `npm test`: the suite as two jest processes at once, each --runInBand with
 // its own throwaway cluster (globalSetup):
-//   e2e   test/e2e/* but package.test.ts (about 1200 s one after the other)
-//   rest  test/unit, test/integration and e2e/package.test.ts (about 1300 s)
+//   e2e   test/e2e/* and unit/package-files.test.ts (about 1550 s one after the other)
+//   rest  test/unit (but package-files), test/integration (about 1450 s)
 // Most of a test's time is spent waiting (on the pulumi CLI, a server, a
-// child process), so the two lanes overlap well even on two cores; one lane
-// after the other took 44 minutes.
+// child process), so the two lanes overlap on two cores.
 // Within a lane files still run one at a time: the timing-sensitive tests
 // (zero-downtime's request rate, kill tests) never share a process with
-// another test of their lane. e2e/package.test.ts runs in the rest lane
-// with unit/package-files.test.ts: both rebuild dist/ in the checkout (npm
-// pack runs `prepare`), so they must never run at the same time.
-// Test paths or -t on the command line: one plain `jest --runInBand` instead.
+// another test of their lane. e2e/package.test.ts and unit/package-files.test.ts
+// both rebuild dist/ in the checkout (npm pack runs `prepare`), so they are in
+// the same lane: they must never run at the same time.
+// PGSTACK_TEST_SERIAL=1, test paths or -t on the command line: one plain
+// `jest --runInBand` instead.
 // --outputFile=<f> (with --json): each lane writes its own, merged into <f>.
 "use strict";
 
@@ -24,7 +24,7 @@ const root = path.resolve(__dirname, "..");
 const jest = require.resolve("jest/bin/jest", { paths: [root] });
 const args = process.argv.slice(2);
 /** The e2e lane's files (the rest lane ignores them). */
-const E2E = "/test/e2e/(?!package\\.test\\.ts$)";
+const E2E = "/test/(e2e/|unit/package-files\\.test\\.ts$)";
 
 const FLAGS_WITH_VALUE = new Set(["-t", "--testNamePattern", "--outputFile", "--testPathPatterns", "--selectProjects", "--shard", "--config", "-c"]);
 const selects = args.some((a, i) => (!a.startsWith("-") && !FLAGS_WITH_VALUE.has(args[i - 1])) || /^(-t|--testNamePattern|--testPathPatterns|--shard|--onlyChanged|-o|--findRelatedTests|--listTests)(=|$)/.test(a));

@@ -23,6 +23,13 @@ function ensureNodeModules() {
   const installed = path.join(root, "node_modules", ".package-lock.json");
   const lock = path.join(root, "package-lock.json");
   if (fs.existsSync(installed) && fs.statSync(installed).mtimeMs >= fs.statSync(lock).mtimeMs) return;
+  // A node_modules that is a link to another checkout's (a git worktree sharing one install): npm ci
+  // would empty the folder it points to, under every checkout that uses it. Leave it to its owner.
+  const modules = path.join(root, "node_modules");
+  if (fs.existsSync(installed) && fs.lstatSync(modules).isSymbolicLink()) {
+    say(`node_modules links to ${fs.realpathSync(modules)}, whose install is older than this package-lock.json: not reinstalling through the link (run npm ci there if the lockfile changed)`);
+    return;
+  }
   say("installing npm dependencies (npm ci)...");
   // npm ci, never npm install: the lockfile is complete, and a clone must stay as checked out.
   const result = spawnSync("npm", ["ci", "--no-audit", "--no-fund"], { cwd: root, stdio: "inherit" });

@@ -1,3 +1,4 @@
+import type { Client as PgkitClient } from "@pgkit/client";
 import { Client } from "pg";
 import { PgstackError, messageOf } from "../errors";
 import { ConnectionTarget, parseDatabaseUrl, quoteIdent } from "./url";
@@ -23,6 +24,18 @@ export async function withClient<T>(
   } finally {
     await client.end().catch(() => undefined);
   }
+}
+
+/**
+ * Ends a @pgkit/client (its pg-promise pool) for good. Its end() resolves before
+ * the idle connections' sockets are closed, and pg-promise removes the pool's
+ * error handler at once: a server message still arriving on one of them (FATAL
+ * 57P01 when the database is dropped WITH (FORCE) right after, as the revert's
+ * throwaway database is) would be an unhandled 'error' event that ends the process.
+ */
+export async function endPgkitClient(client: PgkitClient): Promise<void> {
+  client.pgp.$pool.on("error", () => undefined);
+  await client.end().catch(() => undefined);
 }
 
 /**

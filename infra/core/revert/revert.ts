@@ -4,7 +4,7 @@ import * as path from "node:path";
 import type { Client } from "pg";
 import { createClient } from "@pgkit/client";
 import { Migration as MigraMigration, PostgreSQL as Inspected } from "@pgkit/migra";
-import { sleep, withClient } from "../db/client";
+import { endPgkitClient, sleep, withClient } from "../db/client";
 import { withAdvisoryLock } from "../db/deployers";
 import { parseDatabaseUrl, quoteIdent, withDatabase } from "../db/url";
 import { PgstackError, messageOf } from "../errors";
@@ -343,7 +343,7 @@ async function capture(url: string, schema: string, dump: boolean): Promise<Capt
       inspected.one_schema(schema);
       return inspected;
     } finally {
-      await client.end().catch(() => undefined);
+      await endPgkitClient(client);
     }
   };
   const [inspected, [catalog, dependents], text] = await Promise.all([

@@ -3,6 +3,7 @@ import { existsSync, promises as fs } from "node:fs";
 import * as path from "node:path";
 import { createClient } from "@pgkit/client";
 import { PostgreSQL as Inspected } from "@pgkit/migra";
+import { endPgkitClient } from "../db/client";
 
 /**
  * A schema as migra inspects it, and the raw rows of its inspection queries:
@@ -28,7 +29,7 @@ export async function inspectSchema(url: string, schema: string): Promise<Inspec
     inspected.one_schema(schema);
     return { inspected, serverVersion, rows };
   } finally {
-    await client.end().catch(() => undefined);
+    await endPgkitClient(client);
   }
 }
 
