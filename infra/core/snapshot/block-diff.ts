@@ -5,7 +5,7 @@ import type { Client } from "pg";
 import { sameServer } from "../db/clone";
 import { messageOf } from "../errors";
 import { quoteIdent } from "../db/url";
-import { compareDigests, diffTableRows, fixOutputSettings, primaryKey, qualified, userTables, type TableDiff } from "./tables";
+import { compareDigests, diffTableRows, primaryKey, qualified, tablesOfBoth, type TableDiff } from "./tables";
 
 /**
  * diffTablesOn's exact answer, reading only the heap pages that differ between
@@ -351,14 +351,7 @@ async function rowsOnPages(client: Client, t: { schema: string; table: string },
  * The caller guarantees that nobody writes either database meanwhile.
  */
 export async function diffTablesByBlocks(now: Client, then: Client): Promise<BlockDiffResult> {
-  await fixOutputSettings(now);
-  await fixOutputSettings(then);
-  const nowTables = await userTables(now);
-  const thenTables = await userTables(then);
-  const names = new Map<string, { schema: string; table: string }>();
-  for (const t of [...nowTables, ...thenTables]) names.set(`${t.schema}.${t.table}`, t);
-  const has = (list: typeof nowTables, name: string) => list.some((t) => `${t.schema}.${t.table}` === name);
-  const sorted = [...names].sort(([a], [b]) => a.localeCompare(b));
+  const { sorted, nowTables, thenTables, has } = await tablesOfBoth(now, then);
   const reasons: Record<string, string> = {};
 
   // Which tables may go by blocks, and their files.

@@ -106,3 +106,13 @@ export function parseFingerprint(value: unknown): FilesFingerprint | undefined {
     ? { digest: v.digest, files: v.files, bytes: v.bytes, catalogXmin: v.catalogXmin }
     : undefined;
 }
+
+/** What differs between two fingerprints, in a phrase. */
+export function describeFiles(now: FilesFingerprint, then: FilesFingerprint): string {
+  // Any ALTER DATABASE rewrites the row (owner, name, connection limit, grants), not only opening it to
+  // connections: which one cannot be told from the row, so the sentence claims none of them.
+  if (now.catalogXmin !== then.catalogXmin) return "its pg_database row was rewritten since it was taken (ALTER DATABASE), and opening it to connections is such a rewrite";
+  if (now.files !== then.files) return `${now.files} files, ${then.files} when taken`;
+  if (now.bytes !== then.bytes) return `${now.bytes} bytes, ${then.bytes} when taken`;
+  return "a file of it was written since: by a session, at file level, or by PostgreSQL's own anti-wraparound vacuum of an old snapshot";
+}

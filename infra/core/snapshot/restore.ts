@@ -16,7 +16,7 @@ import { findSnapshot, listAllSnapshots, sealKeyFileOf, type StoreOptions } from
 import { describeStateMismatch, diffTablesOn, differingTables, tableStatesOn, type TableDiff, type TableStates } from "./tables";
 import { copyDatabase, decideCopy, drainSessions, endSessions, OBJECT_IN_USE, recordThrowaway, serverNow, type CopyMethod } from "../db/copy";
 import { diffTablesByBlocks, type BlockDiffResult } from "./block-diff";
-import { filesFingerprint, sameFiles, type FilesFingerprint } from "./fingerprint";
+import { describeFiles, filesFingerprint, sameFiles, type FilesFingerprint } from "./fingerprint";
 import { deployerBusy, migrationLockHolder } from "../db/deployers";
 import { connectionEnded, withGuardian, type GuardedFailure } from "./guardian";
 import { withSnapshotSession, type SnapshotInfo } from "./template";
@@ -141,6 +141,17 @@ function compareStates(now: TableStates, atSnapshot: TableStates, exact: TableDi
   });
 }
 
+/** The migrations applied in the database now (finished, not rolled back), sorted. */
+async function appliedMigrations(client: Client): Promise<string[]> {
+  const ledger = await readLedger(client).catch(() => []);
+  return ledger.filter((r) => r.finishedAt !== null && r.rolledBackAt === null).map((r) => r.migrationName).sort();
+}
+
+/** Those of `applied` the snapshot does not contain (its last migration `last`). */
+function newerThan(applied: string[], last: string | null): string[] {
+  return applied.filter((m) => last === null || m > last);
+}
+
 /** What a restore of `id` would do, changing nothing: an unknown id is one sentence. */
 export async function planRestore(url: string, id: string, options: StoreOptions = {}): Promise<RestorePlan> {
   const database = parseDatabaseUrl(url).database;
@@ -151,10 +162,9 @@ export async function planRestore(url: string, id: string, options: StoreOptions
   const { now, applied, exact } = await withClient(
     url,
     async (client) => {
-      const ledger = await readLedger(client).catch(() => []);
       return {
         now: await tableStatesOn(client),
-        applied: ledger.filter((r) => r.finishedAt !== null && r.rolledBackAt === null).map((r) => r.migrationName).sort(),
+        applied: await appliedMigrations(client),
         // A template snapshot can be read in place: the exact changes now. (A dump's
         // are counted when its copy exists, during the restore.)
         exact:
@@ -165,13 +175,12 @@ export async function planRestore(url: string, id: string, options: StoreOptions
     },
     { applicationName: "pgstack restore" },
   );
-  const last = snapshot.lastMigration;
   return {
     database,
     snapshot,
     engine,
     tables: compareStates(now, atSnapshot, exact),
-    discardedMigrations: applied.filter((m) => last === null || m > last),
+    discardedMigrations: newerThan(applied, snapshot.lastMigration),
     sealKeyFile: sealKeyFileOf(options),
   };
 }
@@ -207,19 +216,17 @@ async function planByFiles(url: string, database: string, engine: SnapshotEngine
     const { applied, diffs } = await withClient(
       url,
       async (client) => {
-        const ledger = await readLedger(client).catch(() => []);
         const compared = await withClient(withDatabase(url, preview), (then) => diffTablesByBlocks(client, then), { applicationName: "pgstack restore" });
-        return { applied: ledger.filter((r) => r.finishedAt !== null && r.rolledBackAt === null).map((r) => r.migrationName).sort(), diffs: compared.diffs };
+        return { applied: await appliedMigrations(client), diffs: compared.diffs };
       },
       { applicationName: "pgstack restore" },
     );
-    const last = snapshot.lastMigration;
-    return {
+      return {
       database,
       snapshot,
       engine,
       tables: diffs.map((d) => ({ table: d.table, changed: true, inserted: d.inserted, updated: d.updated, deleted: d.deleted })),
-      discardedMigrations: applied.filter((m) => last === null || m > last),
+      discardedMigrations: newerThan(applied, snapshot.lastMigration),
       sealKeyFile: sealKeyFileOf(options),
       byFiles: true,
     };
@@ -392,16 +399,6 @@ async function checkFiles(client: Client, snapshot: SnapshotInfo): Promise<{ ver
     );
   }
   return { verified: true, fingerprint: now.fingerprint };
-}
-
-/** What differs between two fingerprints, in a phrase. */
-export function describeFiles(now: FilesFingerprint, then: FilesFingerprint): string {
-  // Any ALTER DATABASE rewrites the row (owner, name, connection limit, grants), not only opening it to
-  // connections: which one cannot be told from the row, so the sentence claims none of them.
-  if (now.catalogXmin !== then.catalogXmin) return "its pg_database row was rewritten since it was taken (ALTER DATABASE), and opening it to connections is such a rewrite";
-  if (now.files !== then.files) return `${now.files} files, ${then.files} when taken`;
-  if (now.bytes !== then.bytes) return `${now.bytes} bytes, ${then.bytes} when taken`;
-  return "a file of it was written since: by a session, at file level, or by PostgreSQL's own anti-wraparound vacuum of an old snapshot";
 }
 
 /** What the check of a clone snapshot proved, in one sentence. */

@@ -23,11 +23,11 @@ export type TableStates = Record<string, TableState>;
  * bytea in bytea_output): fixed here, so two databases with different
  * per-database settings digest equal rows equally.
  */
-export async function fixOutputSettings(client: Client): Promise<void> {
+async function fixOutputSettings(client: Client): Promise<void> {
   await client.query("SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'postgres'; SET extra_float_digits = 1; SET bytea_output = 'hex'");
 }
 
-export async function userTables(client: Client): Promise<{ schema: string; table: string }[]> {
+async function userTables(client: Client): Promise<{ schema: string; table: string }[]> {
   const { rows } = await client.query<{ schema: string; table: string }>(
     `SELECT n.nspname AS schema, c.relname AS table
        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -119,6 +119,22 @@ async function rowDigests(client: Client, t: { schema: string; table: string }, 
 }
 
 /**
+ * Both sessions' output settings fixed, and the user tables of either side:
+ * `sorted` by `schema.table`, each side's list, and whether a side has one.
+ */
+export async function tablesOfBoth(now: Client, then: Client) {
+  await fixOutputSettings(now);
+  await fixOutputSettings(then);
+  const nowTables = await userTables(now);
+  const thenTables = await userTables(then);
+  const names = new Map<string, { schema: string; table: string }>();
+  for (const t of [...nowTables, ...thenTables]) names.set(`${t.schema}.${t.table}`, t);
+  const has = (list: typeof nowTables, name: string) => list.some((t) => `${t.schema}.${t.table}` === name);
+  const sorted = [...names].sort(([a], [b]) => a.localeCompare(b));
+  return { sorted, nowTables, thenTables, has };
+}
+
+/**
  * Per table, the rows inserted, updated and deleted in `now` since `then`
  * (two sessions, one on each database), exactly: every row is compared by
  * content. Tables equal on both sides are left out. With `thenStates` (the
@@ -130,15 +146,9 @@ export async function diffTablesOn(now: Client, then: Client, thenStates?: Table
   const nowStates = thenStates ? await tableStatesOn(now) : undefined;
   const unchanged = (name: string) =>
     nowStates !== undefined && thenStates !== undefined && nowStates[name] !== undefined && thenStates[name] !== undefined && !differingTables({ [name]: nowStates[name] }, { [name]: thenStates[name] }).length && Boolean(thenStates[name].digest);
-  await fixOutputSettings(now);
-  await fixOutputSettings(then);
-  const nowTables = await userTables(now);
-  const thenTables = await userTables(then);
-  const names = new Map<string, { schema: string; table: string }>();
-  for (const t of [...nowTables, ...thenTables]) names.set(`${t.schema}.${t.table}`, t);
-  const has = (list: typeof nowTables, name: string) => list.some((t) => `${t.schema}.${t.table}` === name);
+  const { sorted, nowTables, thenTables, has } = await tablesOfBoth(now, then);
   const out: TableDiff[] = [];
-  for (const [name, t] of [...names].sort(([a], [b]) => a.localeCompare(b))) {
+  for (const [name, t] of sorted) {
     if (unchanged(name)) continue;
     const diff = await diffTableRows(now, then, t, has(nowTables, name), has(thenTables, name));
     if (diff.inserted || diff.updated || diff.deleted) out.push(diff);
