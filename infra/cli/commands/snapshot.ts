@@ -91,28 +91,28 @@ export function renderRestorePlan(plan: RestorePlan): string {
       );
     }
   } else {
-  lines.push(changed.length > 0 ? "Discarded by the restore (rows now -> at the snapshot; writes since the snapshot):" : "No table differs from the snapshot (content digests).");
-  if (changed.length > 0) {
-    const cell = (n: number | null | undefined) => (n === null ? "(no table)" : n === undefined ? "?" : String(n));
-    lines.push(
-      table(
-        ["TABLE", "NOW", "AT SNAPSHOT", "CHANGE", "INSERTED", "UPDATED", "DELETED"],
-        changed.map((t) => [
-          t.table,
-          cell(t.now),
-          cell(t.atSnapshot),
-          typeof t.now === "number" && typeof t.atSnapshot === "number" ? String(t.now - t.atSnapshot).replace(/^(\d)/, "+$1") : "-",
-          cell(t.inserted),
-          cell(t.updated),
-          cell(t.deleted),
-        ]),
-      )
-        .split("\n")
-        .map((l) => `  ${l}`)
-        .join("\n"),
-    );
-    if (changed.some((t) => t.inserted === undefined)) lines.push("  (? = counted exactly during the restore, once the dump is copied back)");
-  }
+    lines.push(changed.length > 0 ? "Discarded by the restore (rows now -> at the snapshot; writes since the snapshot):" : "No table differs from the snapshot (content digests).");
+    if (changed.length > 0) {
+      const cell = (n: number | null | undefined) => (n === null ? "(no table)" : n === undefined ? "?" : String(n));
+      lines.push(
+        table(
+          ["TABLE", "NOW", "AT SNAPSHOT", "CHANGE", "INSERTED", "UPDATED", "DELETED"],
+          changed.map((t) => [
+            t.table,
+            cell(t.now),
+            cell(t.atSnapshot),
+            typeof t.now === "number" && typeof t.atSnapshot === "number" ? String(t.now - t.atSnapshot).replace(/^(\d)/, "+$1") : "-",
+            cell(t.inserted),
+            cell(t.updated),
+            cell(t.deleted),
+          ]),
+        )
+          .split("\n")
+          .map((l) => `  ${l}`)
+          .join("\n"),
+      );
+      if (changed.some((t) => t.inserted === undefined)) lines.push("  (? = counted exactly during the restore, once the dump is copied back)");
+    }
   }
   lines.push("The final count is taken with the database closed to writes, right before the swap, and printed with the result.");
   return lines.join("\n");
